@@ -1,0 +1,102 @@
+"""MACs as a function of per-unit channel counts, and AMC's budget-keeping action bound.
+
+The :class:`MacModel` predicts what torch-pruning's op counter will measure on a
+pruned model from the channels kept in each unit, without pruning anything. It is
+a sum of constant, linear and bilinear terms: a conv's MACs are proportional to
+its input channels (one unit) times its output channels (another unit), a
+BatchNorm's to its channels. :func:`rlprune.analysis.analyse` fits it exactly
+from one probe prune per unit, so clipping costs microseconds per step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class MacModel:
+    """``macs(n) = const + sum(lin_coef * n[lin_unit]) + sum(bil_coef * n[bil_u] * n[bil_v])``."""
+
+    const: float
+    lin_unit: np.ndarray
+    lin_coef: np.ndarray
+    bil_u: np.ndarray
+    bil_v: np.ndarray
+    bil_coef: np.ndarray
+    exact: bool = True
+    """False when some layer did not fit the bilinear form; the env then verifies
+    the measured MACs of every pruned model and repairs the rare overshoot."""
+
+    def macs(self, channels: np.ndarray) -> float:
+        """Predicted MACs for the channel count of every unit."""
+        n = np.asarray(channels, dtype=np.float64)
+        return float(
+            self.const
+            + np.dot(self.lin_coef, n[self.lin_unit])
+            + np.dot(self.bil_coef, n[self.bil_u] * n[self.bil_v])
+        )
+
+
+def channel_candidates(channels: int, n_min: int, n_max: int, round_to: int | None) -> np.ndarray:
+    """The channel counts a unit may keep, ascending."""
+    step = round_to if round_to and round_to > 1 and channels >= round_to else 1
+    values = np.arange(step, channels + 1, step)
+    values = values[(values >= n_min) & (values <= n_max)]
+    if values.size == 0:
+        values = np.array([max(min(n_min, channels), 1)])
+    return values
+
+
+def channel_bounds(
+    model: MacModel,
+    chosen: np.ndarray,
+    step: int,
+    n_min: np.ndarray,
+    n_max: np.ndarray,
+    candidates: np.ndarray,
+    budget: float,
+    fill_budget: bool,
+) -> tuple[int, int]:
+    """AMC's action bound for unit ``step``: the range of channel counts that keeps the budget reachable.
+
+    ``hi`` is the largest count with which the model still fits ``budget`` when
+    every later unit goes to its minimum. With ``fill_budget``, ``lo`` is the
+    smallest count with which the model can still reach ``budget`` when every
+    later unit goes to its maximum, so the final model uses the budget instead of
+    over-pruning. Units before ``step`` keep the counts in ``chosen``.
+    """
+    trial = np.array(n_min, dtype=np.float64)
+    trial[:step] = chosen[:step]
+
+    def macs_with(count: float, rest: np.ndarray) -> float:
+        trial[step] = count
+        trial[step + 1 :] = rest[step + 1 :]
+        return model.macs(trial)
+
+    # largest candidate that fits with the rest at minimum (macs is non-decreasing in count)
+    lo_i, hi_i = 0, len(candidates) - 1
+    if macs_with(candidates[0], n_min) > budget:
+        hi = int(candidates[0])
+    else:
+        while lo_i < hi_i:
+            mid = (lo_i + hi_i + 1) // 2
+            if macs_with(candidates[mid], n_min) <= budget:
+                lo_i = mid
+            else:
+                hi_i = mid - 1
+        hi = int(candidates[lo_i])
+    if not fill_budget:
+        return int(candidates[0]), hi
+    # smallest candidate that can still reach the budget with the rest at maximum
+    lo_i, hi_i = 0, int(np.searchsorted(candidates, hi))
+    if macs_with(candidates[hi_i], n_max) < budget:
+        return hi, hi
+    while lo_i < hi_i:
+        mid = (lo_i + hi_i) // 2
+        if macs_with(candidates[mid], n_max) >= budget:
+            hi_i = mid
+        else:
+            lo_i = mid + 1
+    return int(candidates[lo_i]), hi

@@ -1,0 +1,160 @@
+"""The ``rlprune`` command line. Only this module reads argv and YAML for the user."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import warnings
+from collections.abc import Callable, Sequence
+
+from rich.console import Console
+from rich.table import Table
+
+from .config import EnvConfig, load_env_config
+from .errors import RLPruneError
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def add_env_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--env`` plus the overrides every env-taking command accepts."""
+    group = parser.add_argument_group("environment")
+    group.add_argument(
+        "--env", default="digits-cnn", help="bundled preset name or YAML path (default: digits-cnn)"
+    )
+    group.add_argument(
+        "--model", help="model spec: zoo name, pkg.module:factory or file.py:factory"
+    )
+    group.add_argument("--weights", help="weights file for the model (a state dict)")
+    group.add_argument("--dataset", help="dataset name (digits, fashion-mnist) or folder")
+    group.add_argument("--target", type=float, help="fraction of the original MACs to keep")
+    group.add_argument("--reward", help="reward name: acc, acc_log_flops, acc_budget_penalty")
+
+
+def env_config_from_args(args: argparse.Namespace) -> EnvConfig:
+    """Load the preset named by ``--env`` with the command-line overrides applied."""
+    return load_env_config(
+        args.env,
+        {
+            "model": args.model,
+            "weights": args.weights,
+            "dataset": args.dataset,
+            "target": args.target,
+            "reward": args.reward,
+        },
+    )
+
+
+def _fmt_count(value: float) -> str:
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(value) >= scale:
+            return f"{value / scale:.2f}{unit}"
+    return f"{value:.0f}"
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    """Print the prunable units of a preset's model."""
+    from .task import PruningTask
+
+    config = env_config_from_args(args)
+    task = PruningTask.from_config(config)
+    analysis = task.analysis
+    table = Table(title=f"{config.name}: {config.model} on {config.dataset}")
+    for column in ("#", "unit", "kind", "channels", "kernel", "stride", "input", "MACs share"):
+        table.add_column(column, justify="right" if column not in ("unit", "kind") else "left")
+    for u in analysis.units:
+        layers = u.name if len(u.modules) == 1 else f"{u.name} (+{len(u.modules) - 1} tied)"
+        table.add_row(
+            str(u.index),
+            layers,
+            u.kind,
+            f"{u.in_channels} → {u.out_channels}",
+            str(u.kernel),
+            str(u.stride),
+            f"{u.input_hw[0]}×{u.input_hw[1]}",
+            f"{u.macs / analysis.macs:.1%}",
+        )
+    console.print(table)
+    console.print(
+        f"MACs: {_fmt_count(analysis.macs)}   params: {_fmt_count(analysis.params)}   "
+        f"units: {len(analysis.units)}   smallest reachable target: {task.min_macs_ratio:.3f} "
+        f"(min_keep={config.min_keep})   MACs model: "
+        f"{'exact' if analysis.mac_model.exact else 'approximate (measured and repaired)'}"
+    )
+    console.print(f"validation accuracy (unpruned): {task.base_accuracy():.4f}")
+    return 0
+
+
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    """Train and save the base model of a preset."""
+    from rich.progress import Progress
+
+    from .pretrain import pretrain
+
+    config = env_config_from_args(args)
+    epochs = args.epochs if args.epochs is not None else int(config.pretrain.get("epochs", 10))
+    with Progress(console=console, transient=True) as progress:
+        bar = progress.add_task(f"pretrain {config.name}", total=epochs)
+
+        def on_epoch(epoch: int, loss: float) -> None:
+            progress.update(
+                bar, completed=epoch, description=f"pretrain {config.name} loss {loss:.3f}"
+            )
+
+        path, result = pretrain(
+            config,
+            epochs=args.epochs,
+            out=args.out,
+            command=shlex.join(["rlprune", *sys.argv[1:]]),
+            on_epoch=on_epoch,
+        )
+    console.print(
+        f"saved {path}  val acc {result.val_accuracy:.4f}  test acc {result.test_accuracy:.4f}  "
+        f"({result.epochs} epochs, {result.seconds:.0f}s)"
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``rlprune`` command."""
+    parser = argparse.ArgumentParser(
+        prog="rlprune", description="Learn channel-pruning policies with reinforcement learning."
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    info = sub.add_parser("info", help="print a model's prunable units and MACs")
+    add_env_arguments(info)
+    info.set_defaults(func=cmd_info)
+
+    pre = sub.add_parser("pretrain", help="train and save the base model of a preset")
+    add_env_arguments(pre)
+    pre.add_argument("--epochs", type=int, help="training epochs (default: the preset's)")
+    pre.add_argument("--out", help="where to save the weights (default: the preset's weights path)")
+    pre.set_defaults(func=cmd_pretrain)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``rlprune`` command; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    if not args.debug:
+        warnings.formatwarning = lambda message, *_args, **_kw: f"warning: {message}\n"
+    try:
+        return func(args)
+    except RLPruneError as error:
+        if args.debug:
+            raise
+        err_console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+        return 2
+    except KeyboardInterrupt:
+        err_console.print("interrupted", highlight=False)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

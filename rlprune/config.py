@@ -1,0 +1,185 @@
+"""Environment presets: one dataclass, loaded from YAML, overridable field by field."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+from .prune import IMPORTANCE
+from .rewards import REWARDS
+
+PRESET_DIR = Path(__file__).resolve().parent.parent / "envs"
+"""Bundled environment presets (the repository's ``envs/`` folder)."""
+
+
+@dataclass(frozen=True)
+class EnvConfig:
+    """Everything that defines a pruning environment. Each field's help is its metadata."""
+
+    name: str = field(default="custom", metadata={"help": "preset name, used in run names"})
+    model: str = field(
+        default="digits-cnn",
+        metadata={"help": "zoo name, 'package.module:factory' or 'path/file.py:factory'"},
+    )
+    model_kwargs: dict[str, Any] = field(
+        default_factory=dict, metadata={"help": "keyword arguments for the model factory"}
+    )
+    weights: str | None = field(
+        default=None, metadata={"help": "trained weights (state dict); relative to the preset file"}
+    )
+    dataset: str = field(default="digits", metadata={"help": "digits, fashion-mnist or a folder"})
+    data_dir: str | None = field(default=None, metadata={"help": "folder holding dataset files"})
+    target: float | tuple[float, float] = field(
+        default=0.5,
+        metadata={
+            "help": "fraction of the original MACs to keep, or a [low, high] range to sample"
+        },
+    )
+    reward: str = field(default="acc", metadata={"help": "reward name (see rlprune.rewards)"})
+    min_keep: float = field(default=0.2, metadata={"help": "smallest keep-ratio an action maps to"})
+    max_keep: float = field(default=1.0, metadata={"help": "largest keep-ratio an action maps to"})
+    budget_clipping: bool = field(
+        default=True, metadata={"help": "bound actions so the MACs target is always met (AMC)"}
+    )
+    fill_budget: bool = field(
+        default=True, metadata={"help": "also bound actions from below so the budget is used"}
+    )
+    importance: str = field(default="l1", metadata={"help": "channel importance: l1, l2, random"})
+    round_to: int | None = field(
+        default=None, metadata={"help": "keep channel counts multiples of"}
+    )
+    ignored_layers: tuple[str, ...] = field(
+        default=(), metadata={"help": "qualified names of layers never to prune"}
+    )
+    calibration_batches: int = field(
+        default=10, metadata={"help": "training batches for BatchNorm recalibration (0: none)"}
+    )
+    batch_size: int = field(default=128, metadata={"help": "batch size for calibration"})
+    val_size: int | float = field(
+        default=0.2, metadata={"help": "validation split: a count, or a fraction of training data"}
+    )
+    train_limit: int | None = field(
+        default=None, metadata={"help": "use at most this many training samples"}
+    )
+    seed: int = field(default=0, metadata={"help": "seed for data splits and calibration batches"})
+    pretrain: dict[str, Any] = field(
+        default_factory=dict,
+        metadata={"help": "base-model training settings: epochs, lr, batch_size, weight_decay"},
+    )
+
+    @property
+    def target_range(self) -> tuple[float, float]:
+        """``(low, high)`` of the target; equal for a fixed target."""
+        if isinstance(self.target, tuple):
+            return self.target
+        return (self.target, self.target)
+
+
+FIELDS = {f.name for f in dataclasses.fields(EnvConfig)}
+
+
+def available_presets() -> list[str]:
+    """Names of the bundled environment presets."""
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def resolve_preset_path(env: str | os.PathLike[str]) -> Path:
+    """A preset file from a path or a bundled preset name."""
+    path = Path(env)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise ConfigError(f"preset file {str(path)!r} not found")
+        return path
+    bundled = PRESET_DIR / f"{env}.yaml"
+    if not bundled.is_file():
+        raise ConfigError(
+            f"unknown env preset {str(env)!r}; choose one of: {', '.join(available_presets())} "
+            "or give a path to a YAML file"
+        )
+    return bundled
+
+
+def _check_target(target: Any) -> float | tuple[float, float]:
+    if isinstance(target, (list, tuple)):
+        if len(target) != 2:
+            raise ConfigError(f"target range must be [low, high], got {list(target)}")
+        low, high = (_check_target(t) for t in target)
+        assert isinstance(low, float) and isinstance(high, float)
+        if low > high:
+            raise ConfigError(f"target range [{low}, {high}] has low > high; swap them")
+        return (low, high)
+    try:
+        value = float(target)
+    except (TypeError, ValueError):
+        raise ConfigError(f"target must be a number in (0, 1], got {target!r}") from None
+    if not 0.0 < value <= 1.0:
+        raise ConfigError(
+            f"target {value} is outside (0, 1]; it is the fraction of MACs to keep, e.g. 0.5"
+        )
+    return value
+
+
+def make_config(values: Mapping[str, Any], base_dir: Path | None = None) -> EnvConfig:
+    """Validate ``values`` and build an :class:`EnvConfig`.
+
+    Relative ``weights`` and ``data_dir`` paths are resolved against ``base_dir``.
+    """
+    unknown = sorted(set(values) - FIELDS)
+    if unknown:
+        raise ConfigError(
+            f"unknown preset key {unknown[0]!r}; valid keys: {', '.join(sorted(FIELDS))}"
+        )
+    data = dict(values)
+    for key in ("weights", "data_dir"):
+        if data.get(key) is not None and base_dir is not None:
+            data[key] = str((base_dir / str(data[key])).resolve())
+    if "target" in data:
+        data["target"] = _check_target(data["target"])
+    if "ignored_layers" in data:
+        data["ignored_layers"] = tuple(data["ignored_layers"] or ())
+    config = EnvConfig(**data)
+    if not 0.0 < config.min_keep <= config.max_keep <= 1.0:
+        raise ConfigError(
+            f"need 0 < min_keep <= max_keep <= 1, got min_keep={config.min_keep}, "
+            f"max_keep={config.max_keep}"
+        )
+    if config.reward not in REWARDS:
+        raise ConfigError(f"unknown reward {config.reward!r}; choose one of: {', '.join(REWARDS)}")
+    if config.importance not in IMPORTANCE:
+        raise ConfigError(
+            f"unknown importance {config.importance!r}; choose one of: {', '.join(IMPORTANCE)}"
+        )
+    if config.calibration_batches < 0 or config.batch_size < 1:
+        raise ConfigError("calibration_batches must be >= 0 and batch_size >= 1")
+    return config
+
+
+def load_env_config(
+    env: str | os.PathLike[str] = "digits-cnn", overrides: Mapping[str, Any] | None = None
+) -> EnvConfig:
+    """Load a preset (bundled name or YAML path) and apply ``overrides`` (``None`` values ignored).
+
+    Override paths are taken as given (relative to the working directory).
+    """
+    path = resolve_preset_path(env)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(
+            f"preset {str(path)!r} is not valid YAML: {exc}".splitlines()[0]
+        ) from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"preset {str(path)!r} must be a mapping of keys to values")
+    raw.setdefault("name", path.stem)
+    config = make_config(raw, base_dir=path.parent)
+    extra = {k: v for k, v in (overrides or {}).items() if v is not None}
+    if extra:
+        config = make_config({**dataclasses.asdict(config), **extra}, base_dir=Path.cwd())
+    return config

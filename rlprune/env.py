@@ -1,0 +1,284 @@
+"""The Gymnasium environment: one step per prunable unit, one pruned network per episode."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from .budget import channel_bounds
+from .config import EnvConfig, load_env_config, make_config
+from .errors import ResetNeeded
+from .rewards import Outcome, get_reward
+from .task import Candidate, PruningTask
+
+FEATURE_VERSION = 1
+"""Version of the observation feature set; a policy artifact records the one it was trained on."""
+
+FEATURES: tuple[str, ...] = (
+    "position",
+    "log_in_channels",
+    "log_out_channels",
+    "kernel",
+    "stride",
+    "log_input_size",
+    "depthwise",
+    "macs_share",
+    "macs_removed",
+    "macs_remaining",
+    "previous_keep",
+    "target",
+)
+
+
+class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
+    """Choose the keep-ratio of each prunable unit of a trained network (AMC-style).
+
+    ## Description
+
+    The network is analysed once into *units*: torch-pruning dependency groups,
+    whose channels must be removed together (a conv and its BatchNorm, every conv
+    feeding one residual add, a depthwise conv and the conv before it). The
+    classifier's output and ignored layers are never pruned. An episode visits the
+    units in forward order; at each step the agent picks the fraction of the
+    unit's channels to keep. After the last unit the network is physically pruned
+    (lowest-importance channels removed, L1 by default), its BatchNorm statistics
+    are recalibrated on a few training batches, and it is scored on the
+    validation split.
+
+    ## Action Space
+
+    `Box(-1, 1, (1,), float32)`, mapped linearly to a keep-ratio in
+    `[min_keep, max_keep]` and rounded to a whole channel count (a multiple of
+    `round_to` if set). With `budget_clipping` (the default), the count is then
+    clipped to AMC's bound: no more than lets the remaining units, at `min_keep`,
+    still meet the MACs target; with `fill_budget`, no less than lets the
+    remaining units, at `max_keep`, still use it. The measured MACs of every
+    pruned model are then at most `target` times the original.
+
+    ## Observation Space
+
+    `Box(0, 1, (12,), float32)`, the same for every network (feature set version 1):
+
+    | index | feature          | meaning                                                 | min | max |
+    |-------|------------------|---------------------------------------------------------|-----|-----|
+    | 0     | position         | unit index / number of units                            | 0   | 1   |
+    | 1     | log_in_channels  | log2(input channels of the unit's first layer) / 16     | 0   | 1   |
+    | 2     | log_out_channels | log2(channels of the unit) / 16                         | 0   | 1   |
+    | 3     | kernel           | kernel size / 8                                         | 0   | 1   |
+    | 4     | stride           | stride / 4                                              | 0   | 1   |
+    | 5     | log_input_size   | log2(input height x width) / 24                         | 0   | 1   |
+    | 6     | depthwise        | 1 if the unit holds a depthwise conv                    | 0   | 1   |
+    | 7     | macs_share       | the unit's share of the original MACs                   | 0   | 1   |
+    | 8     | macs_removed     | fraction of the original MACs removed by earlier units  | 0   | 1   |
+    | 9     | macs_remaining   | share of the original MACs in later units               | 0   | 1   |
+    | 10    | previous_keep    | keep-ratio chosen at the previous step (1 at the first) | 0   | 1   |
+    | 11    | target           | fraction of the original MACs to keep                   | 0   | 1   |
+
+    ## Rewards
+
+    0 at every step but the last. At the last, `rewards.REWARDS[reward]` of the
+    pruned network: `acc` (default; validation accuracy, AMC's
+    resource-constrained reward), `acc_log_flops` (-error x log MACs, AMC's
+    R_FLOPs) or `acc_budget_penalty` (accuracy minus twice the relative overshoot
+    of the target, for `budget_clipping=False`).
+
+    ## Starting State
+
+    The first unit, nothing pruned. The target is the preset's, or drawn
+    uniformly from its `[low, high]` range with `self.np_random`, or given as
+    `reset(options={"target": t})`.
+
+    ## Episode End
+
+    `terminated=True` after the last unit; never truncated. The final `info`
+    holds `keep_ratios`, `channels`, `macs`, `params`, `macs_ratio`,
+    `params_ratio`, `accuracy` and `target`. Candidates are cached by channel
+    configuration, so a repeated one costs nothing.
+
+    ## Arguments
+
+    `preset` (bundled name or YAML path, default `digits-cnn`) and optional
+    overrides `model` (zoo name, `"pkg.module:factory"` or
+    `"path/file.py:factory"`), `weights`, `dataset`, `target`, `reward`; or a
+    ready `task` (:class:`rlprune.task.PruningTask`) or `config`
+    (:class:`rlprune.config.EnvConfig`).
+
+    ```python
+    import gymnasium, rlprune
+    env = gymnasium.make("rlprune/LayerPrune-v0", preset="digits-cnn", target=0.5)
+    ```
+
+    ## Version History
+
+    * v0: initial version (feature set 1).
+    """
+
+    metadata: dict[str, Any] = {"render_modes": []}
+
+    def __init__(
+        self,
+        preset: str | os.PathLike[str] = "digits-cnn",
+        *,
+        task: PruningTask | None = None,
+        config: EnvConfig | None = None,
+        model: str | None = None,
+        weights: str | None = None,
+        dataset: str | None = None,
+        target: float | tuple[float, float] | None = None,
+        reward: str | None = None,
+    ) -> None:
+        if task is not None:
+            if any(v is not None for v in (config, model, weights, dataset)):
+                raise TypeError("give either task or config/model/weights/dataset, not both")
+            config = task.config
+        elif config is None:
+            config = load_env_config(
+                preset, {"model": model, "weights": weights, "dataset": dataset}
+            )
+        overrides = {k: v for k, v in {"target": target, "reward": reward}.items() if v is not None}
+        if overrides:
+            config = make_config({**dataclasses.asdict(config), **overrides})
+        self.config = config
+        self._reward_fn = get_reward(config.reward)
+        if task is None:
+            task = PruningTask.from_config(config)
+        else:
+            task.check_target(config.target_range[0])
+        self.task = task
+        analysis = task.analysis
+        self.units = analysis.units
+        self._full = analysis.channels
+        self._total_macs = float(analysis.macs)
+        self._static = self._static_features()
+
+        self.action_space = spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32)
+        self.observation_space = spaces.Box(0.0, 1.0, shape=(len(FEATURES),), dtype=np.float32)
+
+        self._step = -1
+        self._target = config.target_range[0]
+        self._chosen = np.array(task.max_channels, dtype=np.int64)
+        self.last_candidate: Candidate | None = None
+
+    # --- features -----------------------------------------------------------------
+
+    def _static_features(self) -> np.ndarray:
+        n = len(self.units)
+        rows = np.zeros((n, len(FEATURES)), dtype=np.float64)
+        shares = np.array([u.macs for u in self.units], dtype=np.float64) / self._total_macs
+        for i, u in enumerate(self.units):
+            rows[i, 0] = i / n
+            rows[i, 1] = np.log2(max(u.in_channels, 1)) / 16
+            rows[i, 2] = np.log2(max(u.out_channels, 1)) / 16
+            rows[i, 3] = u.kernel / 8
+            rows[i, 4] = u.stride / 4
+            rows[i, 5] = np.log2(max(u.input_hw[0] * u.input_hw[1], 1)) / 24
+            rows[i, 6] = float(u.kind == "depthwise")
+            rows[i, 7] = shares[i]
+            rows[i, 9] = shares[i + 1 :].sum()
+        return rows
+
+    def _observation(self) -> np.ndarray:
+        t = self._step
+        if t >= len(self.units):
+            return np.zeros(len(FEATURES), dtype=np.float32)
+        obs = self._static[t].copy()
+        trial = self._full.astype(np.float64)
+        trial[:t] = self._chosen[:t]
+        obs[8] = 1.0 - self.task.analysis.mac_model.macs(trial) / self._total_macs
+        obs[10] = self._chosen[t - 1] / self._full[t - 1] if t > 0 else 1.0
+        obs[11] = self._target
+        return np.clip(obs, 0.0, 1.0).astype(np.float32)
+
+    # --- gymnasium API ------------------------------------------------------------
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Start an episode at the first unit; ``options={"target": t}`` fixes the target."""
+        super().reset(seed=seed)
+        low, high = self.config.target_range
+        if options and options.get("target") is not None:
+            target = float(options["target"])
+            self.task.check_target(target)
+        elif high > low:
+            target = float(self.np_random.uniform(low, high))
+        else:
+            target = low
+        self._target = target
+        self._step = 0
+        self._chosen = np.array(self.task.max_channels, dtype=np.int64)
+        self.last_candidate = None
+        return self._observation(), {"target": target}
+
+    def keep_to_channels(self, unit: int, keep_ratio: float) -> int:
+        """Channel count for ``keep_ratio`` at ``unit`` given the earlier choices (with clipping)."""
+        options = self.task.candidates[unit]
+        n = int(options[np.argmin(np.abs(options - keep_ratio * self._full[unit]))])
+        if self.config.budget_clipping:
+            lo, hi = channel_bounds(
+                self.task.analysis.mac_model,
+                self._chosen,
+                unit,
+                self.task.min_channels,
+                self.task.max_channels,
+                options,
+                self._target * self._total_macs,
+                self.config.fill_budget,
+            )
+            n = min(max(n, lo), hi)
+        return n
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        """Set the current unit's keep-ratio; the last step prunes and scores the network."""
+        if self._step < 0 or self._step >= len(self.units):
+            raise ResetNeeded("call reset() before step(); the episode has not started or ended")
+        a = float(np.asarray(action, dtype=np.float64).reshape(-1)[0])
+        if not np.isfinite(a):
+            raise ValueError(f"action must be a finite number in [-1, 1], got {a}")
+        a = min(max(a, -1.0), 1.0)
+        keep = self.config.min_keep + (a + 1.0) / 2.0 * (
+            self.config.max_keep - self.config.min_keep
+        )
+        t = self._step
+        self._chosen[t] = self.keep_to_channels(t, keep)
+        self._step += 1
+        if self._step < len(self.units):
+            return self._observation(), 0.0, False, False, {}
+        candidate = self._finish()
+        outcome = Outcome(candidate.accuracy, candidate.macs, candidate.macs_ratio, self._target)
+        info = {
+            "keep_ratios": candidate.keep_ratios,
+            "channels": candidate.channels,
+            "macs": candidate.macs,
+            "params": candidate.params,
+            "macs_ratio": candidate.macs_ratio,
+            "params_ratio": candidate.params_ratio,
+            "accuracy": candidate.accuracy,
+            "target": self._target,
+        }
+        return self._observation(), float(self._reward_fn(outcome)), True, False, info
+
+    def _finish(self) -> Candidate:
+        """Evaluate the chosen configuration; if the MACs model was approximate and the
+        measured MACs overshoot the budget, shrink the largest unit until they fit."""
+        candidate = self.task.evaluate(self._chosen)
+        budget = self._target * self._total_macs
+        steps = 0
+        while self.config.budget_clipping and candidate.macs > budget and steps < 100:
+            shrinkable = [
+                i for i in range(len(self.units)) if self._chosen[i] > self.task.min_channels[i]
+            ]
+            if not shrinkable:
+                break
+            i = max(shrinkable, key=lambda j: self.units[j].macs * self._chosen[j] / self._full[j])
+            options = self.task.candidates[i]
+            self._chosen[i] = options[max(int(np.searchsorted(options, self._chosen[i])) - 1, 0)]
+            candidate = self.task.evaluate(self._chosen)
+            steps += 1
+        self.last_candidate = candidate
+        return candidate

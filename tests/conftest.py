@@ -1,0 +1,67 @@
+"""Shared fixtures: the digits preset task and small synthetic tasks for zoo models."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+
+from rlprune.config import load_env_config, make_config
+from rlprune.data import DataSplits, from_tensors
+from rlprune.task import PruningTask
+from rlprune.zoo import build_model
+
+ROOT = Path(__file__).resolve().parent.parent
+CUSTOM_MODEL = str(ROOT / "examples" / "custom_model.py") + ":build"
+
+# Small versions of each zoo architecture family, for fast structural tests.
+SMALL_MODELS: dict[str, tuple[str, dict]] = {
+    "plain": ("vgg", {"cfg": (8, 8, "M", 16, 16, "M")}),
+    "residual": ("resnet", {"depth": 8, "width": 8}),
+    "depthwise": ("mobilenetv2", {"width_mult": 0.5}),
+    "custom": (CUSTOM_MODEL, {}),
+}
+
+
+def synthetic_data(shape: tuple[int, int, int] = (1, 28, 28), classes: int = 10) -> DataSplits:
+    """Random images and labels: enough to exercise pruning and scoring, not to learn."""
+    g = torch.Generator().manual_seed(0)
+
+    def split(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.randn(n, *shape, generator=g), torch.randint(classes, (n,), generator=g)
+
+    return from_tensors(*split(32), *split(16), *split(16))
+
+
+@pytest.fixture(scope="session")
+def digits_task() -> PruningTask:
+    """The bundled digits preset with its committed base model."""
+    return PruningTask.from_config(load_env_config("digits-cnn"))
+
+
+@pytest.fixture(scope="session")
+def make_small_task() -> Callable[..., PruningTask]:
+    """Build (and cache) a task for one of :data:`SMALL_MODELS` on synthetic data."""
+    cache: dict[str, PruningTask] = {}
+
+    def make(family: str) -> PruningTask:
+        if family not in cache:
+            spec, kwargs = SMALL_MODELS[family]
+            data = synthetic_data()
+            torch.manual_seed(0)
+            model = build_model(spec, in_channels=1, num_classes=10, input_size=28, kwargs=kwargs)
+            config = make_config(
+                {
+                    "model": spec,
+                    "model_kwargs": kwargs,
+                    "calibration_batches": 1,
+                    "batch_size": 8,
+                    "target": 0.5,
+                }
+            )
+            cache[family] = PruningTask.from_model(model, data, config)
+        return cache[family]
+
+    return make

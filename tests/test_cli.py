@@ -1,0 +1,60 @@
+"""The command line: info, pretrain, and one-line errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from rlprune.cli import main
+
+
+def test_info_prints_units_and_totals(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["info", "--env", "digits-cnn"]) == 0
+    out = capsys.readouterr().out
+    assert "features.0" in out and "features.7" in out
+    assert "MACs: 1.82M" in out and "units: 3" in out
+
+
+def test_pretrain_writes_loadable_weights(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "w.pt"
+    assert main(["pretrain", "--env", "digits-cnn", "--epochs", "1", "--out", str(out)]) == 0
+    payload = torch.load(out, weights_only=True)
+    assert payload["metadata"]["epochs"] == 1 and "features.0.weight" in payload["state_dict"]
+    assert "saved" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["info", "--env", "digits-cnn", "--target", "1.5"], "outside (0, 1]"),
+        (["info", "--env", "digits-cnn", "--target", "0.01"], "unreachable"),
+        (["info", "--env", "nope"], "unknown env preset"),
+        (["info", "--env", "digits-cnn", "--reward", "bogus"], "unknown reward"),
+        (["info", "--env", "digits-cnn", "--model", "nope.py:f"], "nope.py"),
+        (["info", "--env", "digits-cnn", "--weights", "missing.pt"], "not found"),
+    ],
+)
+def test_bad_input_is_one_line_error(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and message in err
+    assert "Traceback" not in err and len(err.splitlines()) == 1
+
+
+def test_console_script_exits_nonzero_without_traceback() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "rlprune.cli", "info", "--env", "digits-cnn", "--target", "2"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and "outside (0, 1]" in proc.stderr

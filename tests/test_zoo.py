@@ -1,0 +1,354 @@
+"""Model zoo: architectures, model-spec resolution, weight files, fit checks."""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from rlprune import zoo
+from rlprune.errors import ModelError
+from rlprune.zoo import (
+    MODELS,
+    build_model,
+    check_model_fits,
+    load_weights,
+    resolve_factory,
+    save_weights,
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CUSTOM_MODEL = REPO_ROOT / "examples" / "custom_model.py"
+SHAPES = [(1, 8, 8), (1, 28, 28)]
+
+
+def build(spec: str, shape: tuple[int, int, int] = (1, 8, 8), num_classes: int = 10) -> nn.Module:
+    return build_model(spec, in_channels=shape[0], num_classes=num_classes, input_size=shape[1])
+
+
+def execution_order(model: nn.Module, shape: tuple[int, int, int]) -> list[nn.Module]:
+    """Leaf modules in the order a forward pass runs them."""
+    order: list[nn.Module] = []
+    hooks = [
+        m.register_forward_hook(lambda mod, _in, _out: order.append(mod))
+        for m in model.modules()
+        if not list(m.children())
+    ]
+    model.eval()
+    with torch.no_grad():
+        model(torch.zeros(2, *shape))
+    for hook in hooks:
+        hook.remove()
+    return order
+
+
+def write_module(tmp_path: Path, source: str, name: str = "user_model.py") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(source))
+    return path
+
+
+# ------------------------------------------------------------------------- models
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=["8x8", "28x28"])
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_zoo_model_forward_shape(name: str, shape: tuple[int, int, int]) -> None:
+    model = build(name, shape)
+    model.eval()
+    with torch.no_grad():
+        assert model(torch.randn(3, *shape)).shape == (3, 10)
+    check_model_fits(model, shape, 10)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_zoo_model_structure(name: str) -> None:
+    """BN after every conv, activation modules, and a Linear classifier executed last."""
+    model = build(name, (3, 28, 28), num_classes=7)
+    order = execution_order(model, (3, 28, 28))
+    assert isinstance(order[-1], nn.Linear) and order[-1].out_features == 7
+    assert order[-1] is getattr(model, "classifier", None) or order[-1] is getattr(
+        model, "fc", None
+    )
+    for module, following in zip(order, order[1:], strict=False):
+        if isinstance(module, nn.Conv2d):
+            assert isinstance(following, nn.BatchNorm2d), f"{name}: conv not followed by BN"
+    assert any(isinstance(m, (nn.ReLU, nn.ReLU6)) for m in order)
+
+
+def test_digits_cnn_trains_quickly() -> None:
+    from rlprune.data import load_dataset, make_loader
+
+    torch.manual_seed(0)
+    splits = load_dataset("digits", seed=0)
+    model = build("digits-cnn")
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for epoch in range(5):
+        model.train()
+        for x, y in make_loader(splits.train, 64, shuffle=True, seed=epoch):
+            optimizer.zero_grad()
+            nn.functional.cross_entropy(model(x), y).backward()
+            optimizer.step()
+    model.eval()
+    x, y = splits.test.tensors
+    with torch.no_grad():
+        accuracy = (model(x).argmax(1) == y).float().mean().item()
+    assert accuracy > 0.95
+
+
+@pytest.mark.parametrize(("depth", "blocks"), [(8, 3), (20, 9), (32, 15)])
+def test_resnet_depth(depth: int, blocks: int) -> None:
+    model = zoo.resnet(1, 10, 8, depth=depth, width=4)
+    assert sum(isinstance(m, zoo.BasicBlock) for m in model.modules()) == blocks
+
+
+@pytest.mark.parametrize("depth", [7, 21, 2])
+def test_resnet_bad_depth(depth: int) -> None:
+    with pytest.raises(ModelError, match=rf"resnet depth={depth} is invalid; use 6n \+ 2"):
+        zoo.resnet(1, 10, 8, depth=depth)
+
+
+def test_resnet20_is_depth_20() -> None:
+    assert sum(isinstance(m, zoo.BasicBlock) for m in zoo.resnet20(1, 10, 8).modules()) == 9
+
+
+def test_mobilenetv2_has_depthwise_and_residual_blocks() -> None:
+    model = zoo.mobilenetv2(1, 10, 28)
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert any(c.groups == c.in_channels > 1 for c in convs)
+    assert any(b.use_residual for b in model.modules() if isinstance(b, zoo.InvertedResidual))
+
+
+@pytest.mark.parametrize(
+    ("cfg", "match"),
+    [((16, "X"), "vgg cfg entry 'X'"), (("M",), "has no conv layer"), ((0,), "entry 0")],
+)
+def test_vgg_bad_cfg(cfg: tuple[int | str, ...], match: str) -> None:
+    with pytest.raises(ModelError, match=match):
+        zoo.vgg(1, 10, 8, cfg=cfg)
+
+
+def test_bad_model_argument() -> None:
+    with pytest.raises(ModelError, match="num_classes=0 is invalid"):
+        build("digits-cnn", num_classes=0)
+
+
+# ------------------------------------------------------------------- model specs
+
+
+def test_resolve_registry_name() -> None:
+    assert resolve_factory("vgg") is zoo.vgg
+    assert resolve_factory(" digits-cnn ") is zoo.digits_cnn
+
+
+def test_resolve_module_attr() -> None:
+    assert resolve_factory("rlprune.zoo:vgg") is zoo.vgg
+
+
+@pytest.mark.parametrize("absolute", [False, True], ids=["relative", "absolute"])
+def test_resolve_file_path(absolute: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(REPO_ROOT)
+    path = str(CUSTOM_MODEL) if absolute else "examples/custom_model.py"
+    model = build_model(f"{path}:build", in_channels=1, num_classes=10, input_size=28)
+    check_model_fits(model, (1, 28, 28), 10)
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert any(c.groups == c.in_channels > 1 for c in convs)  # a depthwise conv
+
+
+def test_build_passes_only_accepted_arguments(tmp_path: Path) -> None:
+    path = write_module(
+        tmp_path,
+        """
+        from torch import nn
+
+        def no_args():
+            return nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+
+        def classes_only(num_classes, hidden=4):
+            layers = [nn.Flatten(), nn.Linear(64, hidden), nn.Linear(hidden, num_classes)]
+            return nn.Sequential(*layers)
+
+        def anything(**kwargs):
+            return nn.Sequential(nn.Flatten(), nn.Linear(64, kwargs["num_classes"]))
+        """,
+    )
+    assert isinstance(build(f"{path}:no_args"), nn.Module)
+    model = build_model(
+        f"{path}:classes_only", in_channels=1, num_classes=3, input_size=8, kwargs={"hidden": 5}
+    )
+    check_model_fits(model, (1, 8, 8), 3)
+    check_model_fits(build(f"{path}:anything", num_classes=4), (1, 8, 8), 4)
+
+
+def test_build_passes_kwargs_to_zoo_factory() -> None:
+    model = build_model(
+        "vgg", in_channels=1, num_classes=10, input_size=8, kwargs={"cfg": (8, "M"), "hidden": 6}
+    )
+    assert sum(isinstance(m, nn.Conv2d) for m in model.modules()) == 1
+    check_model_fits(model, (1, 8, 8), 10)
+
+
+@pytest.mark.parametrize(
+    ("spec", "match"),
+    [
+        ("resnet99", r"unknown model 'resnet99'; use one of \[.*'digits-cnn'.*\]"),
+        ("rlprune.zoo:", "model spec 'rlprune.zoo:' is incomplete"),
+        ("no_such_package_xyz.models:build", r"cannot import module .*ModuleNotFoundError"),
+        ("rlprune.zoo:no_such_factory", "has no attribute 'no_such_factory'"),
+        ("rlprune.zoo:MODELS", "rlprune.zoo:MODELS is a dict, not callable"),
+        ("missing/model.py:build", r"model file .*missing/model.py' not found"),
+    ],
+    ids=["unknown", "incomplete", "no-module", "no-attr", "not-callable", "no-file"],
+)
+def test_resolve_errors(spec: str, match: str) -> None:
+    with pytest.raises(ModelError, match=match):
+        resolve_factory(spec)
+
+
+@pytest.mark.parametrize(
+    ("source", "match"),
+    [
+        ("raise RuntimeError('boom at import')\n", "RuntimeError: boom at import"),
+        ("def build(:\n", "SyntaxError"),
+    ],
+    ids=["raises", "syntax"],
+)
+def test_resolve_file_import_failure(tmp_path: Path, source: str, match: str) -> None:
+    path = write_module(tmp_path, source)
+    with pytest.raises(ModelError, match=rf"cannot import model file .*{match}") as info:
+        resolve_factory(f"{path}:build")
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("factory", "kwargs", "match"),
+    [
+        ("not_a_module", None, "returned a str, not a torch.nn.Module"),
+        ("fails", None, "failed to build .*ValueError: bad width"),
+        ("no_args", {"width": 3}, r"takes no argument\(s\) \['width'\]"),
+    ],
+)
+def test_build_errors(
+    tmp_path: Path, factory: str, kwargs: dict[str, int] | None, match: str
+) -> None:
+    path = write_module(
+        tmp_path,
+        """
+        def not_a_module(num_classes):
+            return "model"
+
+        def fails():
+            raise ValueError("bad width")
+
+        def no_args():
+            return None
+        """,
+    )
+    with pytest.raises(ModelError, match=match):
+        build_model(f"{path}:{factory}", in_channels=1, num_classes=10, input_size=8, kwargs=kwargs)
+
+
+# ------------------------------------------------------------------------ weights
+
+
+def test_weights_roundtrip_with_metadata(tmp_path: Path) -> None:
+    source = build("digits-cnn")
+    with torch.no_grad():
+        for p in source.parameters():
+            p.add_(torch.randn_like(p))
+    path = tmp_path / "nested" / "dir" / "w.pt"
+    save_weights(source, path, metadata={"spec": "digits-cnn", "acc": 0.9, "shape": (1, 8, 8)})
+    assert [p.name for p in path.parent.iterdir()] == ["w.pt"]  # no temp file left behind
+
+    target = build("digits-cnn")
+    load_weights(target, path)
+    for (name, a), (_, b) in zip(
+        source.state_dict().items(), target.state_dict().items(), strict=True
+    ):
+        assert torch.equal(a, b), name
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    assert payload["metadata"] == {"spec": "digits-cnn", "acc": 0.9, "shape": [1, 8, 8]}
+
+
+def test_load_plain_state_dict(tmp_path: Path) -> None:
+    source = build("resnet20")
+    torch.save(source.state_dict(), tmp_path / "plain.pt")
+    load_weights(build("resnet20"), tmp_path / "plain.pt")
+
+
+@pytest.mark.parametrize(
+    ("saved", "match"),
+    [
+        (
+            lambda: zoo.digits_cnn(1, 10, 8, width=16),
+            r"16 shape mismatch\(es\) \[features.0.weight \(16, 1, 3, 3\) vs model \(32, 1, 3, 3\)",
+        ),
+        (lambda: zoo.digits_cnn(1, 5, 8), r"2 shape mismatch.*classifier.weight \(5, 64\)"),
+        (lambda: zoo.vgg(1, 10, 8), r"18 unexpected key\(s\) .*\(\+15 more\)\]; 7 shape"),
+        (lambda: nn.Linear(64, 10), r"20 missing key\(s\) \[features.0.weight"),
+    ],
+    ids=["width", "classes", "bigger-net", "other-net"],
+)
+def test_load_mismatched_weights(
+    tmp_path: Path, saved: Callable[[], nn.Module], match: str
+) -> None:
+    save_weights(saved(), tmp_path / "w.pt")
+    with pytest.raises(ModelError, match=rf"does not fit the ConvClassifier model: .*{match}"):
+        load_weights(build("digits-cnn"), tmp_path / "w.pt")
+
+
+class _Opaque:
+    """Not allowed by ``weights_only=True``: loading it would need arbitrary unpickling."""
+
+
+@pytest.mark.parametrize(
+    ("write", "match"),
+    [
+        (lambda p: p.write_bytes(b"not a torch file"), "cannot read weights file"),
+        (lambda p: torch.save({"state_dict": _Opaque()}, p), "cannot read weights file"),
+        (lambda p: torch.save([1, 2, 3], p), "holds a list, not a state dict"),
+        (lambda p: None, "weights file .* not found"),
+    ],
+    ids=["corrupt", "pickled-object", "not-a-dict", "missing"],
+)
+def test_load_bad_weight_file(tmp_path: Path, write: Callable[[Path], object], match: str) -> None:
+    path = tmp_path / "w.pt"
+    write(path)
+    with pytest.raises(ModelError, match=match) as info:
+        load_weights(build("digits-cnn"), path)
+    assert "\n" not in str(info.value)
+
+
+def test_save_rejects_non_json_metadata(tmp_path: Path) -> None:
+    with pytest.raises(TypeError, match="JSON-serialisable"):
+        save_weights(build("digits-cnn"), tmp_path / "w.pt", metadata={"t": torch.zeros(1)})
+    assert not any(tmp_path.iterdir())
+
+
+# -------------------------------------------------------------------- fit checks
+
+
+def test_check_model_fits_wrong_classes() -> None:
+    with pytest.raises(ModelError, match=r"output shape \(2, 5\).*expected \(2, 10\)"):
+        check_model_fits(build("digits-cnn", num_classes=5), (1, 8, 8), 10)
+
+
+def test_check_model_fits_wrong_channels() -> None:
+    model = build("resnet20", (3, 8, 8))
+    model.train()
+    with pytest.raises(ModelError, match=r"model fails on input shape \(1, 8, 8\): RuntimeError"):
+        check_model_fits(model, (1, 8, 8), 10)
+    assert model.training  # mode restored
+
+
+def test_check_model_fits_non_tensor_output() -> None:
+    class TupleOut(nn.Module):
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            return x, x
+
+    with pytest.raises(ModelError, match="returns a tuple"):
+        check_model_fits(TupleOut(), (1, 8, 8), 10)
