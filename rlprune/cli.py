@@ -7,12 +7,25 @@ import shlex
 import sys
 import warnings
 from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from .config import EnvConfig, load_env_config
 from .errors import RLPruneError
+
+if TYPE_CHECKING:
+    from .train import RunRecorder
 
 console = Console()
 err_console = Console(stderr=True)
@@ -89,8 +102,6 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
     """Train and save the base model of a preset."""
-    from rich.progress import Progress
-
     from .pretrain import pretrain
 
     config = env_config_from_args(args)
@@ -107,13 +118,92 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
             config,
             epochs=args.epochs,
             out=args.out,
-            command=shlex.join(["rlprune", *sys.argv[1:]]),
+            command=_command_line(),
             on_epoch=on_epoch,
         )
     console.print(
         f"saved {path}  val acc {result.val_accuracy:.4f}  test acc {result.test_accuracy:.4f}  "
         f"({result.epochs} epochs, {result.seconds:.0f}s)"
     )
+    return 0
+
+
+def _command_line() -> str:
+    return shlex.join(["rlprune", *sys.argv[1:]])
+
+
+def _episode_progress(total: int, label: str) -> tuple[Progress, Callable[[RunRecorder], None]]:
+    """A progress bar showing episodes, best accuracy and its MACs ratio."""
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[best]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+    )
+    bar = progress.add_task(label, total=total, best="")
+
+    def update(recorder: RunRecorder) -> None:
+        best = recorder.best
+        text = f"best acc {best.accuracy:.4f} @ MACs {best.macs_ratio:.3f}" if best else ""
+        progress.update(bar, completed=recorder.episodes, best=text)
+
+    return progress, update
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train a pruning agent and save its run folder."""
+    from .agents import load_agent_config
+    from .train import TrainSettings, load_run, resume, train
+
+    if args.resume:
+        _, _, settings = load_run(args.resume)
+        total = args.episodes or settings.episodes
+        progress, update = _episode_progress(total, f"resume {Path(args.resume).name}")
+        with progress:
+            result = resume(args.resume, episodes=args.episodes, on_episode=update)
+    else:
+        config = env_config_from_args(args)
+        agent = load_agent_config(args.agent, config.name)
+        settings = TrainSettings(
+            episodes=args.episodes or 300,
+            seed=args.seed,
+            n_envs=args.n_envs,
+            checkpoint_every=args.checkpoint_every,
+        )
+        progress, update = _episode_progress(settings.episodes, f"{agent.name} on {config.name}")
+        with progress:
+            result = train(
+                config,
+                agent,
+                settings,
+                runs_root=Path(args.out),
+                command=_command_line(),
+                on_episode=update,
+            )
+    best = result.best
+    if best is not None:
+        console.print(
+            f"best: val acc {best.accuracy:.4f} at MACs ratio {best.macs_ratio:.3f} "
+            f"(episode {best.episode}; keep-ratios "
+            + ", ".join(f"{k:.2f}" for k in best.keep_ratios)
+            + ")",
+            highlight=False,
+        )
+    console.print(
+        f"{result.episodes} episodes ({result.evaluations} new evaluations) in "
+        f"{result.seconds:.0f}s; run folder: {result.run_dir}",
+        highlight=False,
+    )
+    if result.interrupted:
+        err_console.print(
+            f"interrupted: checkpoint, best.json and policy saved; continue with "
+            f"`rlprune train --resume {result.run_dir}`",
+            highlight=False,
+        )
+        return 130
     return 0
 
 
@@ -134,6 +224,16 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--epochs", type=int, help="training epochs (default: the preset's)")
     pre.add_argument("--out", help="where to save the weights (default: the preset's weights path)")
     pre.set_defaults(func=cmd_pretrain)
+    tr = sub.add_parser("train", help="train a pruning agent (PPO by default)")
+    add_env_arguments(tr)
+    tr.add_argument("--agent", default="ppo", help="agent preset name or YAML (default: ppo)")
+    tr.add_argument("--episodes", type=int, help="pruned networks to evaluate (default: 300)")
+    tr.add_argument("--seed", type=int, default=0, help="seed for the agent and environments")
+    tr.add_argument("--n-envs", type=int, default=1, help="environments stepped together")
+    tr.add_argument("--checkpoint-every", type=int, default=50, help="episodes between checkpoints")
+    tr.add_argument("--out", default="runs", help="folder for run folders (default: runs)")
+    tr.add_argument("--resume", help="continue the run in this folder from its last checkpoint")
+    tr.set_defaults(func=cmd_train)
     return parser
 
 

@@ -30,3 +30,7 @@ class BudgetError(RLPruneError):
 
 class ResetNeeded(RLPruneError):
     """``step()`` was called before ``reset()`` or after the episode ended."""
+
+
+class RunError(RLPruneError):
+    """A run folder is missing, unreadable, or could not be written."""

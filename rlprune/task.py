@@ -216,7 +216,9 @@ class PruningTask:
         self.timings.evaluations += 1
         candidate = Candidate(
             channels=key,
-            keep_ratios=tuple(n / u.out_channels for n, u in zip(key, self.analysis.units, strict=True)),
+            keep_ratios=tuple(
+                n / u.out_channels for n, u in zip(key, self.analysis.units, strict=True)
+            ),
             accuracy=acc,
             macs=result.macs,
             params=result.params,

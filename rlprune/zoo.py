@@ -24,7 +24,6 @@ import inspect
 import json
 import os
 import sys
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
@@ -34,6 +33,7 @@ import torch
 from torch import nn
 
 from rlprune.errors import ModelError
+from rlprune.files import atomic_path
 
 __all__ = [
     "MOBILENETV2_SMALL_CFG",
@@ -536,18 +536,8 @@ def save_weights(
             f"metadata must be JSON-serialisable (str, int, float, bool, None, list, dict): {exc}"
         ) from exc
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save({"state_dict": state, "metadata": plain_metadata}, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        torch.save({"state_dict": state, "metadata": plain_metadata}, tmp)
 
 
 def check_model_fits(model: nn.Module, input_shape: tuple[int, int, int], num_classes: int) -> None:

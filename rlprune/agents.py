@@ -1,0 +1,192 @@
+"""Agent presets (rl-baselines3-zoo style YAML) and the Stable-Baselines3 algorithms they build.
+
+A preset file holds a ``default:`` entry and optional per-env entries that
+override it. Keys are Stable-Baselines3 constructor arguments plus a few that
+are counted in *episodes* rather than steps, because an episode here is one
+pruned network (one evaluation) and its length is the number of units, which
+differs between networks. Steps are derived from episodes in :func:`build_algorithm`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import yaml
+from stable_baselines3 import DDPG, PPO, TD3
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.noise import NormalActionNoise
+from stable_baselines3.common.vec_env import VecEnv
+from torch import nn
+
+from .errors import ConfigError
+
+AGENT_DIR = Path(__file__).resolve().parent.parent / "agents"
+"""Bundled agent presets (the repository's ``agents/`` folder)."""
+
+ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "ddpg": DDPG, "td3": TD3}
+ON_POLICY = {"ppo"}
+
+EPISODE_KEYS: dict[str, set[str]] = {
+    # PPO: a rollout of `episodes_per_update` episodes per env, split into `minibatches`
+    "ppo": {"episodes_per_update", "minibatches"},
+    # off-policy: random warm-up episodes, then Gaussian exploration noise on the action
+    "ddpg": {"warmup_episodes", "noise_sigma"},
+    "td3": {"warmup_episodes", "noise_sigma"},
+}
+DERIVED = {"n_steps", "batch_size", "learning_starts", "train_freq", "action_noise"}
+"""SB3 arguments computed from the episode keys; a preset may set ``batch_size`` for off-policy."""
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """A resolved agent preset for one env."""
+
+    name: str
+    algo: str
+    hyperparams: Mapping[str, Any] = field(default_factory=dict)
+    """Stable-Baselines3 constructor arguments (plus the episode keys of the algorithm)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form for run folders and policy metadata."""
+        return {"name": self.name, "algo": self.algo, "hyperparams": dict(self.hyperparams)}
+
+
+def available_agents() -> list[str]:
+    """Names of the bundled agent presets."""
+    return sorted(p.stem for p in AGENT_DIR.glob("*.yaml"))
+
+
+def _allowed_keys(algo: str) -> set[str]:
+    params = set(inspect.signature(ALGORITHMS[algo].__init__).parameters)
+    params -= {"self", "env", "seed", "verbose", "device", "tensorboard_log", "_init_setup_model"}
+    allowed = params | EPISODE_KEYS[algo]
+    if algo in ON_POLICY:
+        allowed -= DERIVED
+    else:
+        allowed -= DERIVED - {"batch_size"}
+    return allowed
+
+
+def make_agent_config(name: str, values: Mapping[str, Any]) -> AgentConfig:
+    """Validate one resolved preset entry."""
+    data = dict(values)
+    algo = str(data.pop("algo", "ppo")).lower()
+    if algo not in ALGORITHMS:
+        raise ConfigError(
+            f"unknown algorithm {algo!r} in agent preset {name!r}; choose one of: "
+            f"{', '.join(ALGORITHMS)}"
+        )
+    unknown = sorted(set(data) - _allowed_keys(algo))
+    if unknown:
+        raise ConfigError(
+            f"unknown key {unknown[0]!r} for {algo} in agent preset {name!r}; valid keys: "
+            f"{', '.join(sorted(_allowed_keys(algo)))}"
+        )
+    activation = data.get("policy_kwargs", {}).get("activation_fn")
+    if activation is not None and activation not in ACTIVATIONS:
+        raise ConfigError(
+            f"unknown activation_fn {activation!r}; choose one of: {', '.join(ACTIVATIONS)}"
+        )
+    return AgentConfig(name=name, algo=algo, hyperparams=data)
+
+
+def load_agent_config(agent: str | os.PathLike[str], env_name: str) -> AgentConfig:
+    """Load an agent preset (bundled name such as ``ppo`` or a YAML path) for ``env_name``.
+
+    The ``default:`` entry is updated with the ``env_name`` entry if there is one
+    (``policy_kwargs`` merged key by key).
+    """
+    path = Path(agent)
+    if not (path.suffix in (".yaml", ".yml") or path.exists()):
+        path = AGENT_DIR / f"{agent}.yaml"
+        if not path.is_file():
+            raise ConfigError(
+                f"unknown agent preset {str(agent)!r}; choose one of: "
+                f"{', '.join(available_agents())} or give a path to a YAML file"
+            )
+    if not path.is_file():
+        raise ConfigError(f"agent preset file {str(path)!r} not found")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(
+            f"agent preset {str(path)!r} is not valid YAML: {exc}".splitlines()[0]
+        ) from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("default", {}), dict):
+        raise ConfigError(
+            f"agent preset {str(path)!r} must map 'default' and env names to settings"
+        )
+    values = dict(raw.get("default") or {})
+    specific = raw.get(env_name) or {}
+    merged_kwargs = {**values.get("policy_kwargs", {}), **specific.get("policy_kwargs", {})}
+    values.update(specific)
+    if merged_kwargs:
+        values["policy_kwargs"] = merged_kwargs
+    return make_agent_config(path.stem, values)
+
+
+def _policy_kwargs(raw: Mapping[str, Any]) -> dict[str, Any]:
+    kwargs = dict(raw)
+    if "activation_fn" in kwargs:
+        kwargs["activation_fn"] = ACTIVATIONS[kwargs["activation_fn"]]
+    return kwargs
+
+
+def build_algorithm(
+    agent: AgentConfig,
+    env: VecEnv,
+    n_units: int,
+    *,
+    seed: int,
+    tensorboard_log: str | None = None,
+) -> BaseAlgorithm:
+    """Build the Stable-Baselines3 algorithm of ``agent`` for ``env``.
+
+    Derived step counts (all in one place): PPO's ``n_steps`` is
+    ``episodes_per_update * n_units`` and its ``batch_size`` the rollout split into
+    ``minibatches``; off-policy agents start learning after ``warmup_episodes``
+    random episodes, train once per episode, and explore with Gaussian action
+    noise of ``noise_sigma``.
+    """
+    params = dict(agent.hyperparams)
+    policy = params.pop("policy", "MlpPolicy")
+    if "policy_kwargs" in params:
+        params["policy_kwargs"] = _policy_kwargs(params["policy_kwargs"])
+    if agent.algo in ON_POLICY:
+        episodes = int(params.pop("episodes_per_update", 8))
+        minibatches = int(params.pop("minibatches", 1))
+        n_steps = max(episodes * n_units, 2)
+        params["n_steps"] = n_steps
+        params["batch_size"] = max(n_steps * env.num_envs // max(minibatches, 1), 2)
+    else:
+        warmup = int(params.pop("warmup_episodes", 10))
+        sigma = float(params.pop("noise_sigma", 0.5))
+        params["learning_starts"] = warmup * n_units * env.num_envs
+        params["train_freq"] = (1, "episode")
+        params.setdefault("gradient_steps", -1)
+        action_dim = int(np.prod(env.action_space.shape or (1,)))
+        params["action_noise"] = NormalActionNoise(
+            mean=np.zeros(action_dim), sigma=sigma * np.ones(action_dim)
+        )
+    return ALGORITHMS[agent.algo](
+        policy, env, seed=seed, verbose=0, device="cpu", tensorboard_log=tensorboard_log, **params
+    )
+
+
+def build_policy(
+    agent: AgentConfig, observation_space: gym.Space, action_space: gym.Space
+) -> nn.Module:
+    """A bare policy network of ``agent``'s algorithm, for loading saved weights and predicting."""
+    algo_cls = ALGORITHMS[agent.algo]
+    policy_cls = algo_cls.policy_aliases[agent.hyperparams.get("policy", "MlpPolicy")]
+    kwargs = _policy_kwargs(agent.hyperparams.get("policy_kwargs", {}))
+    return policy_cls(observation_space, action_space, lambda _: 0.0, **kwargs)

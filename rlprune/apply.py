@@ -1,0 +1,186 @@
+"""Apply a learned policy to a model (possibly one it never saw) and deliver the pruned model.
+
+Zero-shot: the policy runs deterministically over the new model's units. With
+``adapt_episodes`` it keeps training on the new model and the best candidate
+wins. The chosen network is pruned for real, its BatchNorm recalibrated,
+optionally fine-tuned, timed on the CPU against the original, exported so that
+plain PyTorch can load it, and described in ``report.json`` / ``report.md``.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .config import EnvConfig, make_config
+from .env import PruningEnv
+from .errors import ConfigError
+from .evaluate import accuracy, calibrate_batchnorm
+from .export import export_model
+from .latency import compare_latency
+from .policy import LoadedPolicy, load_policy
+from .pretrain import train_classifier
+from .report import ApplyReport, unit_rows, write_report
+from .task import Candidate, PruningTask
+from .train import RunRecorder, TrainSettings, train
+
+
+@dataclass(frozen=True)
+class ApplySettings:
+    """How to apply a policy."""
+
+    target: float | None = None
+    """MACs target; default: the env preset's (which must then be a single value)."""
+    adapt_episodes: int = 0
+    finetune_epochs: int = 0
+    finetune_lr: float = 0.01
+    seed: int = 0
+    latency_repeats: int = 20
+    latency_batches: tuple[int, ...] = (1, 64)
+
+
+def rollout(policy: LoadedPolicy | object, env: PruningEnv, seed: int = 0) -> Candidate:
+    """Run ``policy`` deterministically for one episode; return the evaluated candidate.
+
+    ``policy`` is anything with ``predict(obs, deterministic=True)`` (a
+    :class:`~rlprune.policy.LoadedPolicy`, an SB3 algorithm, a baseline).
+    """
+    obs, _ = env.reset(seed=seed)
+    done = False
+    while not done:
+        action, _ = policy.predict(obs, deterministic=True)  # type: ignore[attr-defined]
+        obs, _, done, _, _ = env.step(np.asarray(action, dtype=np.float32).reshape(1))
+    assert env.last_candidate is not None
+    return env.last_candidate
+
+
+def env_config_for_policy(
+    env_config: EnvConfig, policy: LoadedPolicy, target: float | None
+) -> EnvConfig:
+    """The env config with the policy's action bounds and reward, and one fixed target."""
+    if target is None:
+        low, high = env_config.target_range
+        if low != high:
+            raise ConfigError(
+                f"env {env_config.name!r} has a target range [{low}, {high}]; choose one with --target"
+            )
+        target = low
+    meta = policy.metadata
+    return make_config(
+        {
+            **dataclasses.asdict(env_config),
+            "target": target,
+            "min_keep": meta.get("min_keep", env_config.min_keep),
+            "max_keep": meta.get("max_keep", env_config.max_keep),
+            "reward": meta.get("reward", env_config.reward),
+        }
+    )
+
+
+def apply_policy(
+    policy_path: str | Path,
+    env_config: EnvConfig,
+    settings: ApplySettings,
+    out_dir: str | Path,
+    *,
+    on_episode: Callable[[RunRecorder], None] | None = None,
+    on_stage: Callable[[str], None] | None = None,
+) -> ApplyReport:
+    """Prune ``env_config``'s model with a saved policy; write the model and report to ``out_dir``."""
+    start = time.perf_counter()
+    stage = on_stage or (lambda _msg: None)
+    out = Path(out_dir)
+    policy = load_policy(policy_path)
+    config = env_config_for_policy(env_config, policy, settings.target)
+    stage("analysing the model")
+    task = PruningTask.from_config(config)
+    env = PruningEnv(task=task)
+    stage("zero-shot episode")
+    best = rollout(policy, env, seed=settings.seed)
+    mode = "zero-shot"
+    if settings.adapt_episodes > 0:
+        stage(f"adapting for {settings.adapt_episodes} episodes")
+        result = train(
+            config,
+            policy.agent,
+            TrainSettings(episodes=settings.adapt_episodes, seed=settings.seed, checkpoint_every=0),
+            run_dir=out / "adapt",
+            task=task,
+            initial_policy=policy,
+            on_episode=on_episode,
+        )
+        if result.best is not None and result.best.accuracy > best.accuracy:
+            best = task.evaluate(result.best.channels)
+        mode = "adapted"
+
+    stage("pruning and scoring the chosen network")
+    pruned = task.prune(best.channels).model
+    calibrate_batchnorm(pruned, task.evaluator.calibration_batches)
+    val_x, val_y = task.data.val.tensors
+    test_x, test_y = task.data.test.tensors
+    val_after = accuracy(pruned, val_x, val_y)
+    test_after = accuracy(pruned, test_x, test_y)
+    val_ft = test_ft = None
+    final = pruned
+    if settings.finetune_epochs > 0:
+        stage(f"fine-tuning for {settings.finetune_epochs} epochs")
+        final = copy.deepcopy(pruned)
+        tuned = train_classifier(
+            final,
+            task.data,
+            epochs=settings.finetune_epochs,
+            lr=settings.finetune_lr,
+            batch_size=config.batch_size,
+            seed=settings.seed,
+        )
+        val_ft, test_ft = tuned.val_accuracy, tuned.test_accuracy
+    stage("timing on the CPU")
+    speed = compare_latency(
+        task.model,
+        final,
+        task.data.input_shape,
+        batch_sizes=settings.latency_batches,
+        repeats=settings.latency_repeats,
+    )
+    stage("exporting")
+    files = export_model(final, task.example_inputs, out)
+    report = ApplyReport(
+        env=config.name,
+        model=config.model,
+        policy=str(policy.path),
+        target=float(config.target_range[0]),
+        mode=mode,
+        adapt_episodes=settings.adapt_episodes,
+        finetune_epochs=settings.finetune_epochs,
+        units=unit_rows(task.analysis.units, best.channels),
+        macs_before=task.analysis.macs,
+        macs_after=best.macs,
+        macs_ratio=best.macs_ratio,
+        params_before=task.analysis.params,
+        params_after=best.params,
+        params_ratio=best.params_ratio,
+        val_accuracy_before=accuracy(task.model, val_x, val_y),
+        val_accuracy_after=val_after,
+        test_accuracy_before=accuracy(task.model, test_x, test_y),
+        test_accuracy_after=test_after,
+        val_accuracy_finetuned=val_ft,
+        test_accuracy_finetuned=test_ft,
+        latency={
+            b: {
+                "before_ms": s.before.median_ms,
+                "after_ms": s.after.median_ms,
+                "speedup": s.speedup,
+            }
+            for b, s in speed.items()
+        },
+        wall_time_s=time.perf_counter() - start,
+        exported={k: Path(v).name for k, v in dataclasses.asdict(files).items() if v is not None},
+    )
+    write_report(report, out)
+    return report

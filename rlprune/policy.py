@@ -1,0 +1,129 @@
+"""The portable policy artifact: a policy network's weights plus JSON metadata.
+
+A policy folder holds ``policy.pt`` (a state dict, loaded with
+``torch.load(..., weights_only=True)``: nothing is unpickled) and
+``policy.json`` (feature-set version, action bounds, reward, target, the env it
+was trained on, training episodes, best result, and the agent preset needed to
+rebuild the network). The observation is architecture-independent, so a policy
+runs on any network whose env uses the same feature-set version.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+from . import __version__
+from .agents import AgentConfig, build_policy, make_agent_config
+from .env import FEATURE_VERSION, FEATURES
+from .errors import ConfigError
+from .files import atomic_write_bytes, atomic_write_json
+
+WEIGHTS_FILE = "policy.pt"
+METADATA_FILE = "policy.json"
+
+
+def _spaces() -> tuple[gym.spaces.Box, gym.spaces.Box]:
+    observation = gym.spaces.Box(0.0, 1.0, shape=(len(FEATURES),), dtype=np.float32)
+    action = gym.spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32)
+    return observation, action
+
+
+def save_policy(network: nn.Module, out_dir: str | Path, metadata: Mapping[str, Any]) -> Path:
+    """Write ``network``'s weights and ``metadata`` (plus the feature-set version) to ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    torch.save(network.state_dict(), buffer)
+    atomic_write_bytes(out / WEIGHTS_FILE, buffer.getvalue())
+    meta = {
+        "format": "rlprune-policy",
+        "feature_version": FEATURE_VERSION,
+        "features": list(FEATURES),
+        "rlprune_version": __version__,
+        **metadata,
+    }
+    atomic_write_json(out / METADATA_FILE, meta)
+    return out
+
+
+@dataclass
+class LoadedPolicy:
+    """A policy network with its metadata; speaks ``predict(obs, deterministic)`` like SB3."""
+
+    network: nn.Module
+    metadata: dict[str, Any]
+    agent: AgentConfig
+    path: Path
+
+    def predict(
+        self, observation: np.ndarray, deterministic: bool = True
+    ) -> tuple[np.ndarray, None]:
+        """The action for ``observation`` (the distribution's mode when ``deterministic``)."""
+        action, _ = self.network.predict(observation, deterministic=deterministic)
+        return action, None
+
+
+def resolve_policy_dir(path: str | Path) -> Path:
+    """The policy folder for a policy folder, its ``policy.json``, or a run folder."""
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(
+            f"policy path {str(p)!r} does not exist; give a run folder or its policy/"
+        )
+    if p.is_file():
+        p = p.parent
+    if (p / "policy" / METADATA_FILE).is_file():
+        p = p / "policy"
+    if not (p / METADATA_FILE).is_file() or not (p / WEIGHTS_FILE).is_file():
+        raise ConfigError(
+            f"{str(path)!r} is not a policy: expected {METADATA_FILE} and {WEIGHTS_FILE} "
+            "(made by `rlprune train`) in it or in its policy/ folder"
+        )
+    return p
+
+
+def load_policy(path: str | Path) -> LoadedPolicy:
+    """Load a policy artifact saved by :func:`save_policy` (weights_only; nothing unpickled).
+
+    Raises:
+        ConfigError: the path is missing or not a policy, or the policy was built
+            for another observation feature-set version.
+    """
+    folder = resolve_policy_dir(path)
+    try:
+        metadata = json.loads((folder / METADATA_FILE).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"cannot read {folder / METADATA_FILE}: {exc}") from None
+    if not isinstance(metadata, dict) or metadata.get("format") != "rlprune-policy":
+        raise ConfigError(f"{str(folder)!r} is not an rlprune policy (bad {METADATA_FILE})")
+    version = metadata.get("feature_version")
+    if version != FEATURE_VERSION:
+        raise ConfigError(
+            f"policy {str(folder)!r} was trained with observation feature set v{version}, "
+            f"this rlprune uses v{FEATURE_VERSION}; retrain it with this version"
+        )
+    agent_meta = metadata.get("agent", {})
+    agent = make_agent_config(
+        agent_meta.get("name", "agent"),
+        {"algo": agent_meta.get("algo", "ppo"), **agent_meta.get("hyperparams", {})},
+    )
+    network = build_policy(agent, *_spaces())
+    try:
+        state = torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True)
+        network.load_state_dict(state)
+    except Exception as exc:  # corrupt file or a network that does not match the metadata
+        raise ConfigError(
+            f"cannot load policy weights {str(folder / WEIGHTS_FILE)!r}: {str(exc).splitlines()[0]}"
+        ) from None
+    network.set_training_mode(False)
+    return LoadedPolicy(network=network, metadata=metadata, agent=agent, path=folder)

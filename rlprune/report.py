@@ -1,0 +1,348 @@
+"""The apply report: what a learned policy did to one model, as JSON and as Markdown.
+
+``report.json`` holds every number (it round-trips through :func:`read_report`);
+``report.md`` is the page a person reads: a headline in Torch-Pruning's
+"MACs: before → after" style, a before/after table and the per-unit keep ratios.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.metadata
+import json
+import os
+import platform
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .errors import ConfigError
+from .files import atomic_path
+
+if TYPE_CHECKING:
+    from .analysis import PrunableUnit
+
+__all__ = [
+    "MODES",
+    "REPORT_JSON",
+    "REPORT_MD",
+    "ApplyReport",
+    "format_count",
+    "read_report",
+    "render_markdown",
+    "software_versions",
+    "unit_rows",
+    "write_report",
+]
+
+REPORT_JSON = "report.json"
+REPORT_MD = "report.md"
+MODES = ("zero-shot", "adapted")
+"""``zero-shot``: the policy ran as trained; ``adapted``: it was fine-tuned on this model first."""
+
+VERSIONED_PACKAGES = ("torch", "stable-baselines3", "gymnasium", "torch-pruning", "rlprune")
+
+
+def software_versions() -> dict[str, str]:
+    """Installed versions of Python and the packages a result depends on.
+
+    Packages that are not installed are reported as ``"not installed"``.
+    """
+    versions = {"python": platform.python_version()}
+    for name in VERSIONED_PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApplyReport:
+    """Everything one ``rlprune apply`` run measured. Accuracies are fractions in [0, 1]."""
+
+    env: str
+    """Environment preset name (or a label for a Python-API task)."""
+    model: str
+    """Model spec, as :func:`rlprune.zoo.build_model` takes it."""
+    policy: str
+    """Path of the policy artifact that chose the keep ratios."""
+    target: float
+    """MACs budget as a fraction of the original model's MACs."""
+    mode: str
+    """One of :data:`MODES`."""
+    adapt_episodes: int
+    """Episodes of policy adaptation on this model (0 for zero-shot)."""
+    finetune_epochs: int
+    """Epochs of weight fine-tuning after pruning (0: none)."""
+    units: list[dict[str, Any]]
+    """Per unit: ``name``, ``kind``, ``channels_before``, ``channels_after``, ``keep_ratio``;
+    see :func:`unit_rows`."""
+    macs_before: int
+    macs_after: int
+    macs_ratio: float
+    params_before: int
+    params_after: int
+    params_ratio: float
+    val_accuracy_before: float
+    val_accuracy_after: float
+    """After pruning and BatchNorm recalibration, before any fine-tuning."""
+    test_accuracy_before: float
+    test_accuracy_after: float
+    val_accuracy_finetuned: float | None = None
+    test_accuracy_finetuned: float | None = None
+    latency: dict[int, dict[str, float]] = field(default_factory=dict)
+    """``{batch_size: {"before_ms", "after_ms", "speedup"}}`` (medians);
+    see :meth:`rlprune.latency.LatencySpeedup.as_dict`."""
+    wall_time_s: float
+    exported: dict[str, str] = field(default_factory=dict)
+    """``{kind: file name}`` in the output folder; see :meth:`rlprune.export.ExportedFiles.names`."""
+    versions: dict[str, str] = field(default_factory=software_versions)
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ConfigError(f"report mode must be one of {list(MODES)}, got {self.mode!r}")
+        for name in ("adapt_episodes", "finetune_epochs"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+
+    @property
+    def finetuned(self) -> bool:
+        """Whether fine-tuned accuracies were measured."""
+        return self.test_accuracy_finetuned is not None or self.val_accuracy_finetuned is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (JSON turns the integer ``latency`` keys into strings)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ApplyReport:
+        """Inverse of :meth:`to_dict`, also for dicts read back from JSON.
+
+        Raises:
+            ConfigError: keys are missing or unknown.
+        """
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ConfigError(
+                f"unknown apply-report field(s) {unknown}; the report was written by another "
+                "rlprune version"
+            )
+        values = dict(data)
+        values["latency"] = {int(k): dict(v) for k, v in dict(data.get("latency", {})).items()}
+        try:
+            return cls(**values)
+        except TypeError as exc:
+            raise ConfigError(f"incomplete apply report: {exc}") from exc
+
+
+def unit_rows(
+    units: Sequence[PrunableUnit], channels_after: Sequence[int] | Mapping[str, int]
+) -> list[dict[str, Any]]:
+    """The report's per-unit rows from an analysis and the kept channel counts.
+
+    ``channels_after`` is one count per unit in order, or ``{unit name: count}`` as in
+    :attr:`rlprune.prune.PruneResult.channels` (units it omits kept every channel).
+    """
+    if isinstance(channels_after, Mapping):
+        counts = [int(channels_after.get(u.name, u.out_channels)) for u in units]
+    else:
+        counts = [int(n) for n in channels_after]
+        if len(counts) != len(units):
+            raise ConfigError(f"need {len(units)} channel counts, one per unit, got {len(counts)}")
+    return [
+        {
+            "name": u.name,
+            "kind": u.kind,
+            "channels_before": u.out_channels,
+            "channels_after": n,
+            "keep_ratio": n / u.out_channels,
+        }
+        for u, n in zip(units, counts, strict=True)
+    ]
+
+
+def write_report(report: ApplyReport, out_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
+    """Write ``report.json`` and ``report.md`` into ``out_dir`` (each atomically).
+
+    Returns:
+        The paths of the JSON and the Markdown file.
+    """
+    out = Path(out_dir)
+    json_path = out / REPORT_JSON
+    md_path = out / REPORT_MD
+    with atomic_path(json_path) as tmp:
+        tmp.write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
+    with atomic_path(md_path) as tmp:
+        tmp.write_text(render_markdown(report), encoding="utf-8")
+    return json_path, md_path
+
+
+def read_report(path: str | os.PathLike[str]) -> ApplyReport:
+    """Load a ``report.json`` written by :func:`write_report`.
+
+    Raises:
+        ConfigError: the file is missing, is not JSON, or is not an apply report.
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"report {str(path)!r} not found; check the path") from exc
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"report {str(path)!r} is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"report {str(path)!r} holds a {type(data).__name__}, not an object")
+    return ApplyReport.from_dict(data)
+
+
+# ---------------------------------------------------------------------- markdown
+
+_UNITS = ((1e9, "G"), (1e6, "M"), (1e3, "K"))
+
+
+def format_count(n: float, unit: str | None = None) -> str:
+    """A count with a K/M/G suffix and three significant digits: ``1820000`` → ``"1.82M"``.
+
+    ``unit`` (``""``, ``"K"``, ``"M"`` or ``"G"``) forces the suffix, so that two numbers
+    in one line read alike: ``format_count(910_000, "M")`` → ``"0.91M"``.
+    """
+    scales = {suffix: scale for scale, suffix in _UNITS} | {"": 1.0}
+    if unit is None:
+        unit = _auto_unit(n)
+    elif unit not in scales:
+        raise ConfigError(f"unit must be one of '', 'K', 'M', 'G', got {unit!r}")
+    return _significant(n / scales[unit]) + unit
+
+
+def _auto_unit(n: float) -> str:
+    for scale, suffix in _UNITS:
+        # Choose by the rounded value, so 999_999 reads "1M" rather than "1000K".
+        if float(_significant(abs(n) / scale)) >= 1.0:
+            return suffix
+    return ""
+
+
+def render_markdown(report: ApplyReport) -> str:
+    """The text of ``report.md``."""
+    r = report
+    unit = _auto_unit(r.macs_before)
+    headline = (
+        f"MACs {format_count(r.macs_before, unit)} → {format_count(r.macs_after, unit)} "
+        f"({r.macs_ratio:.2f}×), test acc {_percent(r.test_accuracy_before)} → "
+        f"{_percent(r.test_accuracy_after)}"
+    )
+    if r.test_accuracy_finetuned is not None:
+        headline += f" ({_percent(r.test_accuracy_finetuned)} after fine-tuning)"
+
+    mode = r.mode if r.mode == "zero-shot" else f"adapted ({r.adapt_episodes} episodes)"
+    finetune = f"{r.finetune_epochs} epochs" if r.finetune_epochs else "none"
+    lines = [
+        f"# rlprune apply: `{r.model}` on `{r.env}`",
+        "",
+        f"**{headline}**",
+        "",
+        f"- policy: `{r.policy}`",
+        f"- MACs target: {r.target:.2f} of the original",
+        f"- policy mode: {mode}",
+        f"- fine-tuning: {finetune}",
+        f"- wall time: {r.wall_time_s:.1f} s",
+        "",
+        "## Before and after",
+        "",
+        *_summary_table(r),
+        "",
+        "Accuracy after pruning is measured after BatchNorm recalibration, without "
+        "fine-tuning. Latency is the median CPU forward time per batch.",
+        "",
+        "## Kept channels per unit",
+        "",
+        "| # | unit | kind | channels | keep ratio |",
+        "| ---: | --- | --- | ---: | ---: |",
+    ]
+    for i, u in enumerate(r.units):
+        lines.append(
+            f"| {i} | `{u['name']}` | {u['kind']} | {u['channels_before']} → "
+            f"{u['channels_after']} | {u['keep_ratio']:.2f} |"
+        )
+    if r.exported:
+        lines += ["", "## Exported files", ""]
+        lines += [f"- {kind}: `{name}`" for kind, name in r.exported.items()]
+    if r.versions:
+        lines += ["", "## Software", ""]
+        lines.append(", ".join(f"{name} {version}" for name, version in r.versions.items()))
+    return "\n".join(lines) + "\n"
+
+
+def _summary_table(r: ApplyReport) -> list[str]:
+    batches = sorted(r.latency)
+    header = ["model", "MACs", "params", "val acc", "test acc"]
+    header += [f"latency b{b}" for b in batches]
+    after_latency = [_ms(r.latency[b]["after_ms"]) for b in batches]
+    rows = [
+        [
+            "original",
+            format_count(r.macs_before),
+            format_count(r.params_before),
+            _percent(r.val_accuracy_before),
+            _percent(r.test_accuracy_before),
+            *(_ms(r.latency[b]["before_ms"]) for b in batches),
+        ],
+        [
+            "pruned",
+            format_count(r.macs_after),
+            format_count(r.params_after),
+            _percent(r.val_accuracy_after),
+            _percent(r.test_accuracy_after),
+            *after_latency,
+        ],
+    ]
+    if r.finetuned:
+        rows.append(
+            [
+                "pruned + fine-tuned",
+                format_count(r.macs_after),
+                format_count(r.params_after),
+                _percent(r.val_accuracy_finetuned),
+                _percent(r.test_accuracy_finetuned),
+                *after_latency,
+            ]
+        )
+    rows.append(
+        [
+            "final vs original",
+            f"{r.macs_ratio:.2f}×",
+            f"{r.params_ratio:.2f}×",
+            _points(r.val_accuracy_before, r.val_accuracy_finetuned, r.val_accuracy_after),
+            _points(r.test_accuracy_before, r.test_accuracy_finetuned, r.test_accuracy_after),
+            *(f"{r.latency[b]['speedup']:.2f}× faster" for b in batches),
+        ]
+    )
+    return [
+        "| " + " | ".join(header) + " |",
+        "| --- |" + " ---: |" * (len(header) - 1),
+        *("| " + " | ".join(row) + " |" for row in rows),
+    ]
+
+
+def _significant(value: float) -> str:
+    """Three significant digits, without exponent notation or trailing zeros."""
+    if abs(value) >= 100:
+        return f"{value:.0f}"
+    return f"{value:.3g}"
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}%"
+
+
+def _points(before: float, finetuned: float | None, after: float) -> str:
+    """Accuracy change in percentage points, of the final model (fine-tuned if measured)."""
+    final = after if finetuned is None else finetuned
+    return f"{100 * (final - before):+.1f} pp"
+
+
+def _ms(value: float) -> str:
+    return f"{value:.0f} ms" if value >= 100 else f"{value:.3g} ms"

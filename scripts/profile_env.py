@@ -1,0 +1,87 @@
+"""Where does an episode's time go? Prints the per-episode split for a preset.
+
+    python scripts/profile_env.py --env digits-cnn --episodes 30
+
+Analysis runs once per task; every episode then steps through the units (env),
+prunes a copy (torch-pruning), recalibrates BatchNorm and scores on the
+validation split. Actions are random and the candidate cache is cleared before
+each episode, so every episode pays for a full evaluation. Reports medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import statistics
+import time
+import warnings
+
+import numpy as np
+
+from rlprune.config import load_env_config
+from rlprune.env import PruningEnv
+from rlprune.task import PruningTask
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--env", default="digits-cnn", help="preset name or YAML path")
+    parser.add_argument("--episodes", type=int, default=30, help="episodes to time")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    warnings.simplefilter("ignore", UserWarning)
+
+    config = load_env_config(args.env)
+    t0 = time.perf_counter()
+    task = PruningTask.from_config(config)
+    setup = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    task = PruningTask.from_model(task.model, task.data, config)  # analysis alone, data in memory
+    analysis_s = time.perf_counter() - t0
+    env = PruningEnv(task=task)
+    rng = np.random.default_rng(args.seed)
+
+    rows: dict[str, list[float]] = {k: [] for k in ("total", "prune", "calibrate", "evaluate")}
+    for episode in range(args.episodes + 1):
+        task.cache.clear()
+        before = dataclasses.replace(task.timings)
+        start = time.perf_counter()
+        env.reset(seed=episode)
+        done = False
+        while not done:
+            _, _, done, _, _ = env.step(rng.uniform(-1, 1, size=1).astype(np.float32))
+        total = time.perf_counter() - start
+        if episode == 0:
+            continue  # warm-up
+        rows["total"].append(total)
+        for key in ("prune", "calibrate", "evaluate"):
+            rows[key].append(getattr(task.timings, key) - getattr(before, key))
+    rows["other"] = [
+        t - p - c - e
+        for t, p, c, e in zip(
+            rows["total"], rows["prune"], rows["calibrate"], rows["evaluate"], strict=True
+        )
+    ]
+    median = {k: statistics.median(v) for k, v in rows.items()}
+    overhead = [
+        (p + o) / t for p, o, t in zip(rows["prune"], rows["other"], rows["total"], strict=True)
+    ]
+
+    print(
+        f"env {config.name}: {len(task.analysis.units)} units, "
+        f"{len(task.evaluator.val_x)} validation images, "
+        f"{config.calibration_batches}x{config.batch_size} calibration images"
+    )
+    print(f"setup (data + model load + analysis): {setup * 1000:.0f} ms once")
+    print(f"analysis alone:                       {analysis_s * 1000:.0f} ms once")
+    print(f"per episode, median of {args.episodes}:")
+    for key in ("prune", "calibrate", "evaluate", "other", "total"):
+        share = median[key] / median["total"]
+        print(f"  {key:<10} {median[key] * 1000:8.1f} ms  {share:6.1%}")
+    print(
+        f"env + pruning overhead (prune + other): median {statistics.median(overhead):.1%} of an episode"
+    )
+
+
+if __name__ == "__main__":
+    main()
