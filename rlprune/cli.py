@@ -207,6 +207,56 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_apply(args: argparse.Namespace) -> int:
+    """Apply a saved policy to a model and export the pruned model with a report."""
+    from .apply import ApplySettings, apply_policy
+    from .report import format_count
+    from .train import run_folder_name
+
+    config = env_config_from_args(args)
+    settings = ApplySettings(
+        target=args.target,
+        adapt_episodes=args.adapt_episodes,
+        finetune_epochs=args.finetune_epochs,
+        seed=args.seed,
+    )
+    out = (
+        Path(args.out)
+        if args.out
+        else Path("runs") / run_folder_name(config.name, "apply", args.seed)
+    )
+    progress, update = _episode_progress(max(settings.adapt_episodes, 1), "adapt")
+    with progress:
+        report = apply_policy(
+            args.policy,
+            config,
+            settings,
+            out,
+            on_episode=update,
+            on_stage=lambda msg: progress.update(progress.task_ids[0], description=msg),
+        )
+    console.print(
+        f"MACs {format_count(report.macs_before)} → {format_count(report.macs_after)} "
+        f"({report.macs_ratio:.3f}×), params {report.params_ratio:.3f}×; "
+        f"val acc {report.val_accuracy_before:.4f} → {report.val_accuracy_after:.4f}, "
+        f"test acc {report.test_accuracy_before:.4f} → {report.test_accuracy_after:.4f}"
+        + (
+            f" (fine-tuned {report.test_accuracy_finetuned:.4f})"
+            if report.test_accuracy_finetuned is not None
+            else ""
+        ),
+        highlight=False,
+    )
+    for batch, row in sorted(report.latency.items()):
+        console.print(
+            f"CPU latency batch {batch}: {row['before_ms']:.2f} ms → {row['after_ms']:.2f} ms "
+            f"({row['speedup']:.2f}× faster)",
+            highlight=False,
+        )
+    console.print(f"report and pruned model: {out}", highlight=False)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``rlprune`` command."""
     parser = argparse.ArgumentParser(
@@ -234,6 +284,19 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--out", default="runs", help="folder for run folders (default: runs)")
     tr.add_argument("--resume", help="continue the run in this folder from its last checkpoint")
     tr.set_defaults(func=cmd_train)
+
+    ap = sub.add_parser("apply", help="prune a model with a saved policy and export it")
+    ap.add_argument("--policy", required=True, help="policy folder or the run folder holding it")
+    add_env_arguments(ap)
+    ap.add_argument(
+        "--adapt-episodes", type=int, default=0, help="keep training on this model first"
+    )
+    ap.add_argument(
+        "--finetune-epochs", type=int, default=0, help="fine-tune the pruned model on train"
+    )
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", help="output folder (default: runs/{env}__apply__{seed}__{time})")
+    ap.set_defaults(func=cmd_apply)
     return parser
 
 

@@ -109,7 +109,7 @@ def software_versions() -> dict[str, str]:
     return versions
 
 
-def run_name(env: str, agent: str, seed: int) -> str:
+def run_folder_name(env: str, agent: str, seed: int) -> str:
     """``{env}__{agent}__{seed}__{time}``, CleanRL style."""
     return f"{env}__{agent}__{seed}__{time.strftime('%Y%m%d-%H%M%S')}"
 
@@ -309,7 +309,7 @@ def train(
     start = time.perf_counter()
     task = task or PruningTask.from_config(env_config)
     if run_dir is None:
-        run_dir = runs_root / run_name(env_config.name, agent.name, settings.seed)
+        run_dir = runs_root / run_folder_name(env_config.name, agent.name, settings.seed)
     run_dir.mkdir(parents=True, exist_ok=True)
     if not _resume:
         resolved = {

@@ -65,3 +65,19 @@ def make_small_task() -> Callable[..., PruningTask]:
         return cache[family]
 
     return make
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory: pytest.TempPathFactory, digits_task: PruningTask) -> Path:
+    """A short PPO run on digits (16 episodes), shared by tests that need a policy."""
+    from rlprune.agents import load_agent_config
+    from rlprune.train import TrainSettings, train
+
+    result = train(
+        digits_task.config,
+        load_agent_config("ppo", "digits-cnn"),
+        TrainSettings(episodes=16, seed=0, checkpoint_every=8),
+        runs_root=tmp_path_factory.mktemp("runs"),
+        task=digits_task,
+    )
+    return result.run_dir

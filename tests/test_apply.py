@@ -1,0 +1,163 @@
+"""Applying a saved policy: zero-shot, adapted, fine-tuned; export and report."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+
+from rlprune.agents import load_agent_config
+from rlprune.cli import main
+from rlprune.task import PruningTask
+from rlprune.train import TrainSettings, train
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated")
+def test_zero_shot_apply_writes_report_and_loadable_model(
+    trained_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "apply"
+    assert (
+        main(
+            [
+                "apply",
+                "--policy",
+                str(trained_run),
+                "--env",
+                "digits-cnn",
+                "--target",
+                "0.4",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    report = json.loads((out / "report.json").read_text())
+    assert report["mode"] == "zero-shot" and report["target"] == 0.4
+    assert report["macs_ratio"] <= 0.4 * 1.01 and report["macs_after"] < report["macs_before"]
+    assert 0.0 < report["test_accuracy_after"] <= 1.0
+    assert report["val_accuracy_finetuned"] is None
+    assert set(report["latency"]) == {"1", "64"}
+    assert len(report["units"]) == 3
+    scripted = torch.jit.load(out / "pruned_model.pt")
+    assert scripted(torch.zeros(5, 1, 8, 8)).shape == (5, 10)
+    state = torch.load(out / "pruned_state_dict.pt", weights_only=True)
+    kept = [u["channels_after"] for u in report["units"]]
+    assert state["features.0.weight"].shape[0] == kept[0]
+    assert "MACs" in (out / "report.md").read_text()
+    assert "CPU latency batch 64" in capsys.readouterr().out
+
+
+def test_adapt_and_finetune(trained_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "apply"
+    assert (
+        main(
+            [
+                "apply",
+                "--policy",
+                str(trained_run),
+                "--env",
+                "digits-cnn",
+                "--adapt-episodes",
+                "4",
+                "--finetune-epochs",
+                "1",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    report = json.loads((out / "report.json").read_text())
+    assert report["mode"] == "adapted" and report["adapt_episodes"] == 4
+    assert report["val_accuracy_finetuned"] is not None
+    assert (out / "adapt" / "episodes.csv").is_file()
+
+
+def test_policy_from_another_input_shape_still_applies(
+    make_small_task: Callable[..., PruningTask], tmp_path: Path
+) -> None:
+    """Trained on 1x28x28 inputs, applied to the 1x8x8 digits preset: not an error."""
+    task = make_small_task("residual")
+    run = train(
+        task.config,
+        load_agent_config("ppo", "synthetic"),
+        TrainSettings(episodes=4, checkpoint_every=0),
+        runs_root=tmp_path,
+        task=task,
+    )
+    out = tmp_path / "apply"
+    assert (
+        main(["apply", "--policy", str(run.run_dir), "--env", "digits-cnn", "--out", str(out)]) == 0
+    )
+    assert json.loads((out / "report.json").read_text())["macs_ratio"] <= 0.5 * 1.01
+
+
+def test_user_model_by_spec_string(trained_run: Path, tmp_path: Path) -> None:
+    weights = tmp_path / "custom.pt"
+    spec = str(Path(__file__).resolve().parent.parent / "examples" / "custom_model.py") + ":build"
+    assert (
+        main(
+            [
+                "pretrain",
+                "--env",
+                "digits-cnn",
+                "--model",
+                spec,
+                "--epochs",
+                "1",
+                "--out",
+                str(weights),
+            ]
+        )
+        == 0
+    )
+    out = tmp_path / "apply"
+    assert (
+        main(
+            [
+                "apply",
+                "--policy",
+                str(trained_run),
+                "--env",
+                "digits-cnn",
+                "--model",
+                spec,
+                "--weights",
+                str(weights),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    report = json.loads((out / "report.json").read_text())
+    assert {u["kind"] for u in report["units"]} >= {"depthwise"}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--policy", "no/such/run"], "does not exist"),
+        (["--policy", "."], "is not a policy"),
+    ],
+)
+def test_apply_bad_input(args: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["apply", *args, "--env", "digits-cnn"]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_target_range_needs_a_target(
+    trained_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    preset = tmp_path / "range.yaml"
+    weights = Path(__file__).resolve().parent.parent / "weights" / "digits-cnn.pt"
+    preset.write_text(
+        f"model: digits-cnn\nweights: {weights}\ndataset: digits\ntarget: [0.3, 0.6]\n"
+    )
+    assert main(["apply", "--policy", str(trained_run), "--env", str(preset)]) == 2
+    assert "choose one with --target" in capsys.readouterr().err

@@ -1,0 +1,158 @@
+"""Training runs: run folder, determinism, checkpoints, resume, interrupts, failures."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from rlprune.agents import load_agent_config
+from rlprune.config import make_config
+from rlprune.errors import RunError
+from rlprune.task import PruningTask
+from rlprune.train import RunRecorder, TrainSettings, latest_checkpoint, load_run, resume, train
+
+
+def _train(task: PruningTask, root: Path, **kwargs: object) -> object:
+    settings = TrainSettings(**{"episodes": 10, "seed": 0, "checkpoint_every": 5, **kwargs})
+    return train(
+        task.config,
+        load_agent_config("ppo", "digits-cnn"),
+        settings,
+        runs_root=root,
+        task=task,
+        command="rlprune train --env digits-cnn",
+    )
+
+
+def test_run_folder_holds_everything(trained_run: Path) -> None:
+    names = {p.name for p in trained_run.iterdir()}
+    assert {
+        "config.yaml",
+        "command.txt",
+        "versions.json",
+        "episodes.csv",
+        "best.json",
+        "checkpoints",
+        "policy",
+        "sb3",
+    } <= names
+    assert trained_run.name.startswith("digits-cnn__ppo__0__")
+    config = yaml.safe_load((trained_run / "config.yaml").read_text())
+    assert config["env"]["name"] == "digits-cnn" and config["train"]["episodes"] == 16
+    assert config["agent"]["algo"] == "ppo"
+    versions = json.loads((trained_run / "versions.json").read_text())
+    assert {"torch", "stable-baselines3", "gymnasium", "torch-pruning"} <= set(versions)
+    rows = list(csv.DictReader((trained_run / "episodes.csv").open()))
+    assert len(rows) == 16 and "prune/macs_ratio" in rows[0] and "best/accuracy" in rows[0]
+    best = json.loads((trained_run / "best.json").read_text())
+    assert best["accuracy"] == pytest.approx(
+        max(float(r["prune/accuracy"]) for r in rows), abs=1e-6
+    )
+    assert len(best["keep_ratios"]) == len(best["units"]) == 3
+    assert best["macs_ratio"] <= 0.5 * 1.01
+    assert latest_checkpoint(trained_run).name == "ep000016"
+    assert (trained_run / "checkpoints" / "ep000008").is_dir()
+
+
+def test_same_seed_same_best(digits_task: PruningTask, tmp_path: Path) -> None:
+    a = _train(digits_task, tmp_path / "a", episodes=12, seed=3)
+    b = _train(digits_task, tmp_path / "b", episodes=12, seed=3)
+    assert (a.run_dir / "best.json").read_text() == (b.run_dir / "best.json").read_text()
+    log_a = [r["prune/accuracy"] for r in csv.DictReader((a.run_dir / "episodes.csv").open())]
+    log_b = [r["prune/accuracy"] for r in csv.DictReader((b.run_dir / "episodes.csv").open())]
+    assert log_a == log_b
+
+
+def test_resume_continues_from_last_checkpoint(digits_task: PruningTask, tmp_path: Path) -> None:
+    first = _train(digits_task, tmp_path, episodes=10)
+    assert latest_checkpoint(first.run_dir).name == "ep000010"
+    result = resume(first.run_dir, episodes=15)
+    assert result.episodes == 15
+    rows = list(csv.DictReader((first.run_dir / "episodes.csv").open()))
+    assert [int(r["episode"]) for r in rows] == list(range(1, 16))
+    assert latest_checkpoint(first.run_dir).name == "ep000015"
+
+
+def test_resume_on_a_folder_that_is_not_a_run(tmp_path: Path) -> None:
+    with pytest.raises(RunError, match="not a run folder"):
+        load_run(tmp_path)
+
+
+def test_ctrl_c_saves_everything(digits_task: PruningTask, tmp_path: Path) -> None:
+    def interrupt(recorder: RunRecorder) -> None:
+        if recorder.episodes == 3:
+            raise KeyboardInterrupt
+
+    result = train(
+        digits_task.config,
+        load_agent_config("ppo", "digits-cnn"),
+        TrainSettings(episodes=50, checkpoint_every=100),
+        runs_root=tmp_path,
+        task=digits_task,
+        on_episode=interrupt,
+    )
+    assert result.interrupted and result.episodes == 3
+    assert latest_checkpoint(result.run_dir).name == "ep000003"
+    assert (result.run_dir / "best.json").is_file()
+    assert (result.run_dir / "policy" / "policy.json").is_file()
+
+
+def test_write_failure_keeps_last_good_checkpoint(
+    digits_task: PruningTask, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_save = torch.save
+    calls = {"n": 0}
+
+    def flaky_save(obj: object, f: object, *args: object, **kwargs: object) -> None:
+        calls["n"] += 1
+        if calls["n"] >= 2:  # the second checkpoint hits a full disk
+            raise OSError(28, "No space left on device")
+        real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr("rlprune.train.torch.save", flaky_save)
+    with pytest.raises(RunError, match=r"No space left.*ep000005\) is intact"):
+        _train(digits_task, tmp_path, episodes=12, checkpoint_every=5)
+    run_dir = next(tmp_path.iterdir())
+    good = latest_checkpoint(run_dir)
+    assert good is not None and good.name == "ep000005"
+    params = torch.load(good / "params.pt", weights_only=True)
+    assert "policy" in params
+    assert not any(p.name.startswith(".tmp") for p in (run_dir / "checkpoints").iterdir())
+
+
+def test_budget_conditioned_training_samples_targets(
+    digits_task: PruningTask, tmp_path: Path
+) -> None:
+    config = make_config({**digits_task.config.__dict__, "target": [0.3, 0.7]})
+    task = PruningTask.from_model(digits_task.model, digits_task.data, config)
+    result = train(
+        config,
+        load_agent_config("ppo", "digits-cnn"),
+        TrainSettings(episodes=8, checkpoint_every=0),
+        runs_root=tmp_path,
+        task=task,
+    )
+    rows = list(csv.DictReader((result.run_dir / "episodes.csv").open()))
+    targets = {float(r["prune/target"]) for r in rows}
+    assert len(targets) == 8 and all(0.3 <= t <= 0.7 for t in targets)
+    assert all(float(r["prune/macs_ratio"]) <= float(r["prune/target"]) * 1.01 for r in rows)
+    meta = json.loads((result.run_dir / "policy" / "policy.json").read_text())
+    assert meta["target"] == [0.3, 0.7]
+
+
+@pytest.mark.parametrize("agent", ["ddpg", "td3"])
+def test_amc_family_agents_train(agent: str, digits_task: PruningTask, tmp_path: Path) -> None:
+    result = train(
+        digits_task.config,
+        load_agent_config(agent, "digits-cnn"),
+        TrainSettings(episodes=6, checkpoint_every=0),
+        runs_root=tmp_path,
+        task=digits_task,
+    )
+    assert result.episodes == 6 and result.best is not None
+    assert (result.run_dir / "policy" / "policy.pt").is_file()
