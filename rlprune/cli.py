@@ -257,6 +257,62 @@ def cmd_apply(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_benchmark(args: argparse.Namespace) -> int:
+    """Compare search methods at equal cost; write tables and plots."""
+    from .benchmark import BenchmarkSettings, load_task, run_benchmark
+    from .benchreport import MethodSeedResult
+
+    config = env_config_from_args(args)
+    settings = BenchmarkSettings(
+        methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()),
+        evals=args.evals,
+        seeds=args.seeds,
+        finetune_epochs=args.finetune_epochs,
+        policy=args.policy,
+        adapt_episodes=args.adapt_episodes,
+    )
+    out = Path(args.out) if args.out else Path("results") / f"benchmark-{config.name}"
+    task = load_task(config, args.policy)
+    total = len(settings.methods) * max(settings.seeds, 1)
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    )
+    bar = progress.add_task("benchmark", total=total)
+
+    def started(method: str, seed: int) -> None:
+        progress.update(bar, description=f"{method} seed {seed}")
+
+    def finished(result: MethodSeedResult, done: int, _total: int) -> None:
+        progress.update(bar, completed=done)
+        progress.console.print(
+            f"{result.method:>15} seed {result.seed}: val {result.val_accuracy:.4f} "
+            f"test {result.test_accuracy:.4f} MACs {result.macs_ratio:.3f} "
+            f"evals {result.evaluations} ({result.wall_time_s:.0f}s)",
+            highlight=False,
+        )
+
+    with progress:
+        _, files = run_benchmark(
+            task,
+            settings,
+            out,
+            overwrite=args.overwrite,
+            resume=args.resume,
+            on_result=finished,
+            on_start=started,
+        )
+    console.print(files["summary.md"].read_text(), highlight=False, markup=False)
+    plots = [p for k, p in files.items() if str(p).endswith(".png")]
+    console.print(
+        f"tables and plots in {out}: " + ", ".join(p.name for p in plots), highlight=False
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``rlprune`` command."""
     parser = argparse.ArgumentParser(
@@ -297,6 +353,24 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", help="output folder (default: runs/{env}__apply__{seed}__{time})")
     ap.set_defaults(func=cmd_apply)
+
+    bm = sub.add_parser("benchmark", help="compare agents and baselines at equal search cost")
+    add_env_arguments(bm)
+    bm.add_argument(
+        "--methods",
+        default="ppo,random,uniform,magnitude,sensitivity,ddpg",
+        help="comma-separated: ppo, ddpg, td3, random, uniform, magnitude, sensitivity, "
+        "transfer, transfer-adapt",
+    )
+    bm.add_argument("--evals", type=int, default=100, help="candidate evaluations per method")
+    bm.add_argument("--seeds", type=int, default=1, help="seeds per method")
+    bm.add_argument("--finetune-epochs", type=int, default=0, help="fine-tune every method's best")
+    bm.add_argument("--policy", help="a trained policy for the transfer methods")
+    bm.add_argument("--adapt-episodes", type=int, default=0, help="episodes for transfer-adapt")
+    bm.add_argument("--out", help="output folder (default: results/benchmark-{env})")
+    bm.add_argument("--overwrite", action="store_true", help="replace an existing benchmark")
+    bm.add_argument("--resume", action="store_true", help="finish an interrupted benchmark")
+    bm.set_defaults(func=cmd_benchmark)
     return parser
 
 

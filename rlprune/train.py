@@ -41,7 +41,7 @@ from .env import PruningEnv
 from .errors import RunError
 from .files import atomic_write_bytes, atomic_write_json, atomic_write_text
 from .policy import LoadedPolicy, save_policy
-from .task import PruningTask
+from .task import Candidate, PruningTask
 
 CSV_FIELDS = (
     "episode",
@@ -96,6 +96,8 @@ class TrainResult:
     interrupted: bool
     seconds: float
     algorithm: BaseAlgorithm | None = field(default=None, repr=False)
+    history: list[Candidate] = field(default_factory=list, repr=False)
+    """Every candidate this session evaluated, in episode order."""
 
 
 def software_versions() -> dict[str, str]:
@@ -128,6 +130,9 @@ class RunRecorder:
         self.units = tuple(u.name for u in task.analysis.units)
         self.episodes = start_episode
         self.best = best
+        self.task = task
+        self.history: list[Candidate] = []
+        """Candidates evaluated by this session's episodes, in order."""
         self.started = time.perf_counter()
         new_file = not (run_dir / "episodes.csv").exists()
         self._csv_handle = (run_dir / "episodes.csv").open("a", newline="")
@@ -138,6 +143,9 @@ class RunRecorder:
     def record(self, reward: float, info: dict[str, Any]) -> None:
         """Log one finished episode and update ``best.json``."""
         self.episodes += 1
+        candidate = self.task.cache.get(tuple(int(c) for c in info["channels"]))
+        if candidate is not None:
+            self.history.append(candidate)
         if self.best is None or reward > self.best.reward:
             self.best = BestCandidate(
                 episode=self.episodes,
@@ -378,6 +386,7 @@ def train(
         interrupted=interrupted,
         seconds=time.perf_counter() - start,
         algorithm=algorithm,
+        history=recorder.history,
     )
 
 

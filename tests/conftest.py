@@ -13,6 +13,10 @@ from rlprune.data import DataSplits, from_tensors
 from rlprune.task import PruningTask
 from rlprune.zoo import build_model
 
+# One intra-op thread: the networks here are tiny, and on a shared 2-core machine two
+# threads contending with another process make small convolutions ~100x slower.
+torch.set_num_threads(1)
+
 ROOT = Path(__file__).resolve().parent.parent
 CUSTOM_MODEL = str(ROOT / "examples" / "custom_model.py") + ":build"
 
