@@ -1,0 +1,121 @@
+"""The equal-cost benchmark: settings checks, outputs, resume, transfer."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from rlprune.benchmark import BenchmarkSettings, run_benchmark
+from rlprune.cli import main
+from rlprune.errors import ConfigError, RunError
+from rlprune.task import PruningTask
+
+
+@pytest.mark.slow
+def test_all_methods_at_equal_cost(digits_task: PruningTask, tmp_path: Path) -> None:
+    settings = BenchmarkSettings(
+        methods=("ppo", "random", "uniform", "magnitude", "sensitivity", "ddpg"), evals=12
+    )
+    results, files = run_benchmark(digits_task, settings, tmp_path)
+    used = {r.method: r.evaluations for r in results}
+    assert used == {
+        "ppo": 12,
+        "random": 12,
+        "uniform": 1,
+        "magnitude": 1,
+        "sensitivity": 10,
+        "ddpg": 12,
+    }
+    for r in results:
+        assert r.macs_ratio <= 0.5 * 1.01
+        assert 0 < r.test_accuracy <= 1 and r.latency_speedup > 0
+    for name in (
+        "summary.md",
+        "summary.csv",
+        "summary.json",
+        "results.csv",
+        "accuracy_vs_macs.png",
+        "sample_efficiency.png",
+        "keep_ratios.png",
+    ):
+        assert (tmp_path / name).is_file(), name
+    summary = (tmp_path / "summary.md").read_text()
+    assert "sensitivity" in summary and "ppo" in summary and "evaluations per method" in summary
+    assert (tmp_path / "comparison.md").read_text().count("ppo") == 10  # 5 rivals x val, test
+
+
+def test_refuses_to_mix_results_and_resumes_missing_ones(
+    digits_task: PruningTask, tmp_path: Path
+) -> None:
+    settings = BenchmarkSettings(methods=("uniform", "magnitude"), evals=3, seeds=2)
+    run_benchmark(digits_task, settings, tmp_path)
+    with pytest.raises(RunError, match="already holds a benchmark.*--resume.*--overwrite"):
+        run_benchmark(digits_task, settings, tmp_path)
+    (tmp_path / "results" / "magnitude__1.json").unlink()  # as if interrupted before it
+    started: list[tuple[str, int]] = []
+    results, _ = run_benchmark(
+        digits_task, settings, tmp_path, resume=True, on_start=lambda m, s: started.append((m, s))
+    )
+    assert started == [("magnitude", 1)] and len(results) == 4
+    other = BenchmarkSettings(methods=("uniform",), evals=3)
+    with pytest.raises(RunError, match="other settings"):
+        run_benchmark(digits_task, other, tmp_path, resume=True)
+    results, _ = run_benchmark(digits_task, other, tmp_path, overwrite=True)
+    assert len(results) == 1
+    assert json.loads((tmp_path / "benchmark.json").read_text())["settings"]["methods"] == [
+        "uniform"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        (BenchmarkSettings(methods=("ppo", "grid"), evals=5), "unknown method 'grid'.*random"),
+        (BenchmarkSettings(methods=("sensitivity",), evals=5), "at least 10 evaluations"),
+        (BenchmarkSettings(methods=("uniform",), evals=5, seeds=0), "--seeds must be a positive"),
+        (BenchmarkSettings(methods=("transfer",), evals=5), "need --policy"),
+        (BenchmarkSettings(methods=("uniform", "uniform"), evals=5), "listed twice"),
+    ],
+)
+def test_bad_settings(
+    settings: BenchmarkSettings, message: str, digits_task: PruningTask, tmp_path: Path
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        run_benchmark(digits_task, settings, tmp_path)
+    assert not (tmp_path / "benchmark.json").exists()  # nothing half-written
+
+
+def test_transfer_methods_count_their_cost(
+    trained_run: Path, digits_task: PruningTask, tmp_path: Path
+) -> None:
+    settings = BenchmarkSettings(
+        methods=("transfer", "transfer-adapt"), evals=6, policy=str(trained_run), adapt_episodes=4
+    )
+    results, _ = run_benchmark(digits_task, settings, tmp_path)
+    used = {r.method: r.evaluations for r in results}
+    assert used == {"transfer": 1, "transfer-adapt": 5}
+
+
+def test_cli_benchmark_errors_are_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    assert (
+        main(
+            [
+                "benchmark",
+                "--env",
+                "digits-cnn",
+                "--methods",
+                "ppo,nope",
+                "--evals",
+                "5",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 2
+    )
+    err = capsys.readouterr().err.strip()
+    assert "unknown method 'nope'" in err and len(err.splitlines()) == 1
