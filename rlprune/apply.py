@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from torch import nn
 
 from .config import EnvConfig, make_config
 from .env import PruningEnv
@@ -43,6 +44,41 @@ class ApplySettings:
     seed: int = 0
     latency_repeats: int = 20
     latency_batches: tuple[int, ...] = (1, 64)
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """A chosen candidate, pruned for real and scored (and optionally fine-tuned)."""
+
+    final: nn.Module
+    """The model to ship: fine-tuned if fine-tuning ran, else pruned and recalibrated."""
+    val_accuracy: float
+    test_accuracy: float
+    val_accuracy_finetuned: float | None
+    test_accuracy_finetuned: float | None
+
+
+def deliver(
+    task: PruningTask, candidate: Candidate, *, finetune_epochs: int, lr: float, seed: int
+) -> Delivered:
+    """Prune ``candidate`` for real, recalibrate BatchNorm, score on val and test, and
+    fine-tune on the training split for ``finetune_epochs`` (the same way for every method)."""
+    pruned = task.prune(candidate.channels).model
+    calibrate_batchnorm(pruned, task.evaluator.calibration_batches)
+    val_acc = accuracy(pruned, *task.data.val.tensors)
+    test_acc = accuracy(pruned, *task.data.test.tensors)
+    if finetune_epochs <= 0:
+        return Delivered(pruned, val_acc, test_acc, None, None)
+    tuned_model = copy.deepcopy(pruned)
+    tuned = train_classifier(
+        tuned_model,
+        task.data,
+        epochs=finetune_epochs,
+        lr=lr,
+        batch_size=task.config.batch_size,
+        seed=seed,
+    )
+    return Delivered(tuned_model, val_acc, test_acc, tuned.val_accuracy, tuned.test_accuracy)
 
 
 def rollout(policy: LoadedPolicy | object, env: PruningEnv, seed: int = 0) -> Candidate:
@@ -119,27 +155,17 @@ def apply_policy(
             best = task.evaluate(result.best.channels)
         mode = "adapted"
 
-    stage("pruning and scoring the chosen network")
-    pruned = task.prune(best.channels).model
-    calibrate_batchnorm(pruned, task.evaluator.calibration_batches)
+    stage("pruning, scoring" + (" and fine-tuning" if settings.finetune_epochs else ""))
+    delivered = deliver(
+        task,
+        best,
+        finetune_epochs=settings.finetune_epochs,
+        lr=settings.finetune_lr,
+        seed=settings.seed,
+    )
+    final = delivered.final
     val_x, val_y = task.data.val.tensors
     test_x, test_y = task.data.test.tensors
-    val_after = accuracy(pruned, val_x, val_y)
-    test_after = accuracy(pruned, test_x, test_y)
-    val_ft = test_ft = None
-    final = pruned
-    if settings.finetune_epochs > 0:
-        stage(f"fine-tuning for {settings.finetune_epochs} epochs")
-        final = copy.deepcopy(pruned)
-        tuned = train_classifier(
-            final,
-            task.data,
-            epochs=settings.finetune_epochs,
-            lr=settings.finetune_lr,
-            batch_size=config.batch_size,
-            seed=settings.seed,
-        )
-        val_ft, test_ft = tuned.val_accuracy, tuned.test_accuracy
     stage("timing on the CPU")
     speed = compare_latency(
         task.model,
@@ -166,11 +192,11 @@ def apply_policy(
         params_after=best.params,
         params_ratio=best.params_ratio,
         val_accuracy_before=accuracy(task.model, val_x, val_y),
-        val_accuracy_after=val_after,
+        val_accuracy_after=delivered.val_accuracy,
         test_accuracy_before=accuracy(task.model, test_x, test_y),
-        test_accuracy_after=test_after,
-        val_accuracy_finetuned=val_ft,
-        test_accuracy_finetuned=test_ft,
+        test_accuracy_after=delivered.test_accuracy,
+        val_accuracy_finetuned=delivered.val_accuracy_finetuned,
+        test_accuracy_finetuned=delivered.test_accuracy_finetuned,
         latency={
             b: {
                 "before_ms": s.before.median_ms,

@@ -10,7 +10,6 @@ they complete, so an interrupted benchmark resumes where it stopped.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import time
@@ -20,17 +19,15 @@ from pathlib import Path
 from typing import Any
 
 from .agents import ALGORITHMS, load_agent_config
-from .apply import env_config_for_policy, rollout
+from .apply import deliver, env_config_for_policy, rollout
 from .baselines import BASELINES, get_baseline
 from .benchreport import MethodSeedResult, comparison_lines, plot_all, summarise, write_tables
 from .config import EnvConfig
 from .env import PruningEnv
 from .errors import ConfigError, RunError
-from .evaluate import accuracy, calibrate_batchnorm
 from .files import atomic_write_json, atomic_write_text
 from .latency import compare_latency
 from .policy import load_policy
-from .pretrain import train_classifier
 from .search import SearchResult, best_of
 from .task import Candidate, PruningTask
 from .train import TrainSettings, train
@@ -145,25 +142,12 @@ def _finish(
 ) -> MethodSeedResult:
     """Score the best candidate on test, fine-tune it, time it."""
     best = search.best
-    pruned = task.prune(best.channels).model
-    calibrate_batchnorm(pruned, task.evaluator.calibration_batches)
-    test_x, test_y = task.data.test.tensors
-    test_acc = accuracy(pruned, test_x, test_y)
-    test_ft = None
-    final = pruned
-    if settings.finetune_epochs > 0:
-        final = copy.deepcopy(pruned)
-        test_ft = train_classifier(
-            final,
-            task.data,
-            epochs=settings.finetune_epochs,
-            lr=settings.finetune_lr,
-            batch_size=task.config.batch_size,
-            seed=seed,
-        ).test_accuracy
+    delivered = deliver(
+        task, best, finetune_epochs=settings.finetune_epochs, lr=settings.finetune_lr, seed=seed
+    )
     speed = compare_latency(
         task.model,
-        final,
+        delivered.final,
         task.data.input_shape,
         batch_sizes=(64,),
         repeats=settings.latency_repeats,
@@ -173,8 +157,8 @@ def _finish(
         seed=seed,
         evaluations=search.evaluations,
         val_accuracy=best.accuracy,
-        test_accuracy=test_acc,
-        test_accuracy_finetuned=test_ft,
+        test_accuracy=delivered.test_accuracy,
+        test_accuracy_finetuned=delivered.test_accuracy_finetuned,
         macs_ratio=best.macs_ratio,
         params_ratio=best.params_ratio,
         latency_speedup=speed.speedup,

@@ -11,10 +11,11 @@ import torch
 from torch import nn
 
 from .config import EnvConfig
-from .data import DataSplits, load_dataset, make_loader
+from .data import DataSplits, make_loader
 from .errors import ConfigError
 from .evaluate import accuracy
-from .zoo import build_model, save_weights
+from .task import build_config_model, load_data
+from .zoo import save_weights
 
 
 @dataclass(frozen=True)
@@ -103,21 +104,9 @@ def pretrain(
         raise ConfigError(
             f"env {config.name!r} names no weights file; pass --out PATH to choose where to save"
         )
-    data = load_dataset(
-        config.dataset,
-        seed=config.seed,
-        val_size=config.val_size,
-        data_dir=config.data_dir,
-        train_limit=config.train_limit,
-    )
+    data = load_data(config)
     torch.manual_seed(config.seed)
-    model = build_model(
-        config.model,
-        in_channels=data.input_shape[0],
-        num_classes=data.num_classes,
-        input_size=data.input_shape[1],
-        kwargs=config.model_kwargs,
-    )
+    model = build_config_model(config, data)
     result = train_classifier(
         model,
         data,

@@ -58,6 +58,28 @@ def pretrained_weights_hint(config: EnvConfig) -> str:
     return f"run `rlprune pretrain --env {config.name}` to train it"
 
 
+def load_data(config: EnvConfig) -> DataSplits:
+    """The data splits a preset names."""
+    return load_dataset(
+        config.dataset,
+        seed=config.seed,
+        val_size=config.val_size,
+        data_dir=config.data_dir,
+        train_limit=config.train_limit,
+    )
+
+
+def build_config_model(config: EnvConfig, data: DataSplits) -> nn.Module:
+    """The (untrained) model a preset names, shaped for ``data``."""
+    return build_model(
+        config.model,
+        in_channels=data.input_shape[0],
+        num_classes=data.num_classes,
+        input_size=data.input_shape[1],
+        kwargs=config.model_kwargs,
+    )
+
+
 @dataclass
 class PruningTask:
     """A trained model, its data and everything computed once about it.
@@ -82,20 +104,8 @@ class PruningTask:
     @classmethod
     def from_config(cls, config: EnvConfig) -> PruningTask:
         """Load the data and model a preset names, then analyse the model."""
-        data = load_dataset(
-            config.dataset,
-            seed=config.seed,
-            val_size=config.val_size,
-            data_dir=config.data_dir,
-            train_limit=config.train_limit,
-        )
-        model = build_model(
-            config.model,
-            in_channels=data.input_shape[0],
-            num_classes=data.num_classes,
-            input_size=data.input_shape[1],
-            kwargs=config.model_kwargs,
-        )
+        data = load_data(config)
+        model = build_config_model(config, data)
         if config.weights is None:
             warnings.warn(
                 f"env {config.name!r} gives no weights: pruning an untrained model; "

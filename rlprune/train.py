@@ -24,7 +24,6 @@ import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +40,7 @@ from .env import PruningEnv
 from .errors import RunError
 from .files import atomic_write_bytes, atomic_write_json, atomic_write_text
 from .policy import LoadedPolicy, save_policy
+from .report import software_versions
 from .task import Candidate, PruningTask
 
 CSV_FIELDS = (
@@ -98,17 +98,6 @@ class TrainResult:
     algorithm: BaseAlgorithm | None = field(default=None, repr=False)
     history: list[Candidate] = field(default_factory=list, repr=False)
     """Every candidate this session evaluated, in episode order."""
-
-
-def software_versions() -> dict[str, str]:
-    """Installed versions of the libraries a result depends on."""
-    versions = {}
-    for package in ("rlprune", "torch", "stable-baselines3", "gymnasium", "torch-pruning", "numpy"):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = "not installed"
-    return versions
 
 
 def run_folder_name(env: str, agent: str, seed: int) -> str:
