@@ -131,6 +131,8 @@ class BaselineMethod:
     min_evals: Callable[[PruningTask], int]
     """The fewest evaluations the method needs on a task."""
     description: str
+    seeded: bool = True
+    """False for deterministic methods: every seed gives the same result."""
 
 
 class _RecordingTask(PruningTask):
@@ -481,12 +483,14 @@ BASELINES: dict[str, BaselineMethod] = {
             search_magnitude,
             lambda task: 1,
             "global L1 magnitude ranking of all channels, torch-pruning style (1 evaluation)",
+            seeded=False,
         ),
         BaselineMethod(
             "sensitivity",
             search_sensitivity,
             sensitivity_min_evals,
             "per-unit sensitivity curves, then a greedy allocation (units x 3 + 1 evaluations)",
+            seeded=False,
         ),
     )
 }

@@ -49,16 +49,19 @@ def test_all_methods_at_equal_cost(digits_task: PruningTask, tmp_path: Path) -> 
 def test_refuses_to_mix_results_and_resumes_missing_ones(
     digits_task: PruningTask, tmp_path: Path
 ) -> None:
-    settings = BenchmarkSettings(methods=("uniform", "magnitude"), evals=3, seeds=2)
+    settings = BenchmarkSettings(methods=("uniform", "random"), evals=3, seeds=2)
     run_benchmark(digits_task, settings, tmp_path)
     with pytest.raises(RunError, match="already holds a benchmark.*--resume.*--overwrite"):
         run_benchmark(digits_task, settings, tmp_path)
-    (tmp_path / "results" / "magnitude__1.json").unlink()  # as if interrupted before it
+    (tmp_path / "results" / "random__1.json").unlink()  # as if interrupted before it
     started: list[tuple[str, int]] = []
     results, _ = run_benchmark(
         digits_task, settings, tmp_path, resume=True, on_start=lambda m, s: started.append((m, s))
     )
-    assert started == [("magnitude", 1)] and len(results) == 4
+    assert started == [("random", 1)] and len(results) == 4
+    # uniform is deterministic: seed 1 repeats seed 0 without a new search
+    uniform = [r for r in results if r.method == "uniform"]
+    assert uniform[0].val_accuracy == uniform[1].val_accuracy and uniform[1].seed == 1
     other = BenchmarkSettings(methods=("uniform",), evals=3)
     with pytest.raises(RunError, match="other settings"):
         run_benchmark(digits_task, other, tmp_path, resume=True)

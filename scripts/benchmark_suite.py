@@ -1,0 +1,219 @@
+"""Regenerate BENCHMARKS.md: the Fashion-MNIST suite and the transfer table.
+
+    python scripts/benchmark_suite.py            # ~1 h on a 2-core CPU with the defaults
+    python scripts/benchmark_suite.py --resume   # finish an interrupted suite
+
+1. Suite: fmnist-resnet20 at targets 0.5 and 0.3, fmnist-vgg and fmnist-mobilenetv2
+   at 0.5; methods ppo, random, uniform, magnitude, sensitivity, ddpg; the same
+   budget of --evals candidate evaluations for every search method; --seeds seeds.
+2. Transfer: PPO trained on fmnist-resnet20 (target 0.5, --transfer-episodes
+   episodes), applied zero-shot (1 evaluation) and with --adapt-episodes of
+   adaptation to fmnist-vgg and fmnist-mobilenetv2, next to those networks' rows
+   from the suite.
+
+Results go to --out (default results/suite, not committed); the tables are written
+into BENCHMARKS.md and the plots copied to docs/benchmarks/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+
+from rlprune.agents import load_agent_config
+from rlprune.benchmark import BenchmarkSettings, load_task, run_benchmark
+from rlprune.benchreport import MethodSeedResult, comparison_lines, render_markdown, summarise
+from rlprune.config import load_env_config
+from rlprune.report import software_versions
+from rlprune.train import TrainSettings, latest_checkpoint, resume, train
+
+SUITE = (
+    ("fmnist-resnet20", 0.5),
+    ("fmnist-resnet20", 0.3),
+    ("fmnist-vgg", 0.5),
+    ("fmnist-mobilenetv2", 0.5),
+)
+METHODS = ("ppo", "random", "uniform", "magnitude", "sensitivity", "ddpg")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _run_suite_entry(env: str, target: float, args: argparse.Namespace) -> tuple[Path, float]:
+    out = args.out / f"{env}-t{target}"
+    start = time.perf_counter()
+    task = load_task(load_env_config(env, {"target": target}), None)
+    settings = BenchmarkSettings(methods=METHODS, evals=args.evals, seeds=args.seeds)
+    resume_it = args.resume and (out / "benchmark.json").is_file()
+    run_benchmark(
+        task,
+        settings,
+        out,
+        resume=resume_it,
+        overwrite=not resume_it,
+        on_result=lambda r, done, total: print(
+            f"  [{env} t={target}] {done}/{total} {r.method} seed {r.seed}: "
+            f"val {r.val_accuracy:.4f} test {r.test_accuracy:.4f}",
+            flush=True,
+        ),
+    )
+    return out, time.perf_counter() - start
+
+
+def _transfer_policy(args: argparse.Namespace) -> tuple[Path, float]:
+    run_dir = args.out / "transfer-policy"
+    start = time.perf_counter()
+    if latest_checkpoint(run_dir) is not None and args.resume:
+        resume(run_dir, episodes=args.transfer_episodes)
+    else:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        config = load_env_config("fmnist-resnet20", {"target": 0.5})
+        train(
+            config,
+            load_agent_config("ppo", config.name),
+            TrainSettings(episodes=args.transfer_episodes, seed=0, checkpoint_every=50),
+            run_dir=run_dir,
+        )
+    return run_dir, time.perf_counter() - start
+
+
+def _run_transfer(env: str, policy: Path, args: argparse.Namespace) -> tuple[Path, float]:
+    out = args.out / f"transfer-{env}"
+    start = time.perf_counter()
+    task = load_task(load_env_config(env, {"target": 0.5}), str(policy))
+    settings = BenchmarkSettings(
+        methods=("transfer", "transfer-adapt"),
+        evals=args.adapt_episodes + 1,
+        seeds=args.seeds,
+        policy=str(policy),
+        adapt_episodes=args.adapt_episodes,
+    )
+    resume_it = args.resume and (out / "benchmark.json").is_file()
+    run_benchmark(task, settings, out, resume=resume_it, overwrite=not resume_it)
+    return out, time.perf_counter() - start
+
+
+def _results(folder: Path) -> list[MethodSeedResult]:
+    return [
+        MethodSeedResult.from_dict(json.loads(p.read_text())["result"])
+        for p in sorted((folder / "results").glob("*.json"))
+    ]
+
+
+def _ordered(results: list[MethodSeedResult], order: tuple[str, ...]) -> list[MethodSeedResult]:
+    return sorted(
+        results, key=lambda r: (order.index(r.method) if r.method in order else 99, r.seed)
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--evals", type=int, default=50, help="evaluations per method and seed")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--transfer-episodes", type=int, default=300)
+    parser.add_argument("--adapt-episodes", type=int, default=20)
+    parser.add_argument("--out", type=Path, default=ROOT / "results" / "suite")
+    parser.add_argument("--resume", action="store_true", help="keep finished results")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    began = time.perf_counter()
+    timings: dict[str, float] = {}
+    folders: dict[str, Path] = {}
+    for env, target in SUITE:
+        print(f"suite: {env} at target {target}", flush=True)
+        folders[f"{env}-t{target}"], timings[f"{env}-t{target}"] = _run_suite_entry(
+            env, target, args
+        )
+    print("transfer: training PPO on fmnist-resnet20", flush=True)
+    policy, timings["transfer-policy"] = _transfer_policy(args)
+    for env in ("fmnist-vgg", "fmnist-mobilenetv2"):
+        print(f"transfer: {env}", flush=True)
+        folders[f"transfer-{env}"], timings[f"transfer-{env}"] = _run_transfer(env, policy, args)
+    total = time.perf_counter() - began
+    write_markdown(args, folders, timings, total, policy)
+
+
+def write_markdown(
+    args: argparse.Namespace,
+    folders: dict[str, Path],
+    timings: dict[str, float],
+    total: float,
+    policy: Path,
+) -> None:
+    """Compose BENCHMARKS.md from the finished results and copy the plots next to it."""
+    plots = ROOT / "docs" / "benchmarks"
+    plots.mkdir(parents=True, exist_ok=True)
+    versions = software_versions()
+    lines = [
+        "# Benchmarks",
+        "",
+        "Regenerate everything on this page with `python scripts/benchmark_suite.py` "
+        f"(defaults: `--evals {args.evals} --seeds {args.seeds} --transfer-episodes "
+        f"{args.transfer_episodes} --adapt-episodes {args.adapt_episodes}`). "
+        f"The last run took {total / 60:.0f} min on a 2-core CPU "
+        f"({', '.join(f'{k} {v / 60:.1f} min' for k, v in timings.items())}); "
+        f"software: {', '.join(f'{k} {v}' for k, v in versions.items())}.",
+        "",
+        "How to read the tables: every search method gets the same budget of candidate "
+        "evaluations (a pruned network scored on the validation split after BatchNorm "
+        "recalibration); the tables say how many each used (uniform and magnitude need one, "
+        "sensitivity spends units x 3 + 1 on its curves). The best candidate by validation "
+        "accuracy is then measured once on the test split. No fine-tuning in this suite "
+        "(`--finetune-epochs` adds it, the same for every method). Base models: "
+        "`weights/*.pt`, 6 epochs of `rlprune pretrain`.",
+        "",
+    ]
+    for key, folder in folders.items():
+        if key.startswith("transfer-"):
+            continue
+        results = _ordered(_results(folder), METHODS)
+        env = key.rsplit("-t", 1)[0]
+        target = key.rsplit("-t", 1)[1]
+        lines += [
+            render_markdown(
+                summarise(results),
+                title=f"{env}, MACs target {target}",
+                notes=comparison_lines(summarise(results), reference="ppo"),
+            ).replace("# ", "## ", 1),
+            "",
+        ]
+        for png in ("accuracy_vs_macs.png", "sample_efficiency.png", "keep_ratios.png"):
+            shutil.copy(folder / png, plots / f"{key}-{png}")
+        lines += [
+            f"![accuracy vs MACs](docs/benchmarks/{key}-accuracy_vs_macs.png) "
+            f"![sample efficiency](docs/benchmarks/{key}-sample_efficiency.png) "
+            f"![keep-ratios](docs/benchmarks/{key}-keep_ratios.png)",
+            "",
+        ]
+    meta = json.loads((policy / "policy" / "policy.json").read_text())
+    lines += [
+        "## Transfer: PPO trained on fmnist-resnet20, applied to other networks",
+        "",
+        f"Policy: {meta['training_episodes']} episodes of PPO on fmnist-resnet20 at target 0.5 "
+        f"(best seen there: val {meta['best']['accuracy']:.4f}). `transfer` runs it zero-shot "
+        f"(1 evaluation); `transfer-adapt` adds {args.adapt_episodes} episodes of PPO "
+        "updates on the new network (their cost is counted). The other rows are the suite's "
+        f"results on the same network with {args.evals} evaluations each.",
+        "",
+    ]
+    for env in ("fmnist-vgg", "fmnist-mobilenetv2"):
+        results = _ordered(
+            _results(folders[f"transfer-{env}"]) + _results(folders[f"{env}-t0.5"]),
+            ("transfer", "transfer-adapt", *METHODS),
+        )
+        summaries = summarise(results)
+        lines += [
+            render_markdown(
+                summaries,
+                title=f"{env}, MACs target 0.5",
+                notes=comparison_lines(summaries, reference="transfer"),
+            ).replace("# ", "### ", 1),
+            "",
+        ]
+    (ROOT / "BENCHMARKS.md").write_text("\n".join(lines))
+    print(f"wrote {ROOT / 'BENCHMARKS.md'} ({total / 60:.0f} min)")
+
+
+if __name__ == "__main__":
+    main()
