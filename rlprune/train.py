@@ -124,8 +124,9 @@ class RunRecorder:
         """Candidates evaluated by this session's episodes, in order."""
         self.started = time.perf_counter()
         new_file = not (run_dir / "episodes.csv").exists()
+        self._keep_fields = tuple(f"best/keep_ratio/{unit}" for unit in self.units)
         self._csv_handle = (run_dir / "episodes.csv").open("a", newline="")
-        self._csv = csv.DictWriter(self._csv_handle, fieldnames=CSV_FIELDS)
+        self._csv = csv.DictWriter(self._csv_handle, fieldnames=CSV_FIELDS + self._keep_fields)
         if new_file:
             self._csv.writeheader()
 
@@ -161,6 +162,10 @@ class RunRecorder:
                 "best/accuracy": f"{self.best.accuracy:.6f}",
                 "best/macs_ratio": f"{self.best.macs_ratio:.6f}",
                 "time/elapsed_s": f"{time.perf_counter() - self.started:.3f}",
+                **{
+                    key: f"{ratio:.4f}"
+                    for key, ratio in zip(self._keep_fields, self.best.keep_ratios, strict=True)
+                },
             }
         )
         self._csv_handle.flush()
@@ -235,8 +240,12 @@ class _EpisodeCallback(BaseCallback):
             self.logger.record_mean("episode/reward", float(reward))
             self.logger.record_mean("prune/accuracy", float(info["accuracy"]))
             self.logger.record_mean("prune/macs_ratio", float(info["macs_ratio"]))
-            if self.recorder.best is not None:
-                self.logger.record("best/accuracy", self.recorder.best.accuracy)
+            best = self.recorder.best
+            if best is not None:
+                self.logger.record("best/accuracy", best.accuracy)
+                self.logger.record("best/macs_ratio", best.macs_ratio)
+                for unit, ratio in zip(best.units, best.keep_ratios, strict=True):
+                    self.logger.record(f"best/keep_ratio/{unit}", ratio)
             if self.checkpoint_every and self.recorder.episodes % self.checkpoint_every == 0:
                 self.recorder.checkpoint(self.model)
             if self.on_episode is not None:

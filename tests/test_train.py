@@ -49,11 +49,15 @@ def test_run_folder_holds_everything(trained_run: Path) -> None:
     assert {"torch", "stable-baselines3", "gymnasium", "torch-pruning"} <= set(versions)
     rows = list(csv.DictReader((trained_run / "episodes.csv").open()))
     assert len(rows) == 16 and "prune/macs_ratio" in rows[0] and "best/accuracy" in rows[0]
+    assert float(rows[-1]["best/keep_ratio/features.3"]) > 0
     best = json.loads((trained_run / "best.json").read_text())
     assert best["accuracy"] == pytest.approx(
         max(float(r["prune/accuracy"]) for r in rows), abs=1e-6
     )
     assert len(best["keep_ratios"]) == len(best["units"]) == 3
+    assert float(rows[-1]["best/keep_ratio/features.0"]) == pytest.approx(
+        best["keep_ratios"][0], abs=1e-4
+    )
     assert best["macs_ratio"] <= 0.5 * 1.01
     assert latest_checkpoint(trained_run).name == "ep000016"
     assert (trained_run / "checkpoints" / "ep000008").is_dir()
