@@ -30,6 +30,7 @@ import io
 import json
 import math
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -724,9 +725,14 @@ def _sample_efficiency(
         for i, curve in enumerate(curves):
             padded[i, : len(curve)] = 100 * np.asarray(curve)
         x = np.arange(1, length + 1)
+        with warnings.catch_warnings():
+            # a column is all-NaN before any seed has an in-budget candidate: left blank
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean = np.nanmean(padded, axis=0)
+            low, high = np.nanmin(padded, axis=0), np.nanmax(padded, axis=0)
         ax.plot(
             x,
-            np.nanmean(padded, axis=0),
+            mean,
             color=color,
             linewidth=1.8,
             label=f"{method} (mean of {len(curves)} seed{'s' if len(curves) != 1 else ''})",
@@ -734,8 +740,8 @@ def _sample_efficiency(
         if len(curves) > 1:
             ax.fill_between(
                 x,
-                np.nanmin(padded, axis=0),
-                np.nanmax(padded, axis=0),
+                low,
+                high,
                 color=color,
                 alpha=0.18,
                 linewidth=0,
