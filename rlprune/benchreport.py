@@ -710,7 +710,8 @@ def _sample_efficiency(
             ax.errorbar(
                 [cost],
                 [mean],
-                yerr=[[mean - finals.min()], [finals.max() - mean]],
+                # max(0, ...): float rounding makes mean - min slightly negative for equal values
+                yerr=[[max(0.0, mean - finals.min())], [max(0.0, finals.max() - mean)]],
                 color=color,
                 marker=markers[method],
                 markersize=8,

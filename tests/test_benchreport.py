@@ -293,3 +293,21 @@ def test_plot_keep_ratios_needs_one_model(tmp_path: Path) -> None:
     other = result("random", 0, 0.9, 0.9, units=("a", "b", "c"))
     with pytest.raises(ConfigError, match="compares methods on one model"):
         plot_all({}, [RESULTS[0], other], tmp_path, target=None)
+
+
+def test_plots_accept_identical_one_shot_results(tmp_path: Path) -> None:
+    """Three equal one-evaluation results (a deterministic heuristic over 3 seeds)."""
+    from rlprune.benchreport import plot_all
+    from rlprune.search import SearchResult
+    from rlprune.task import Candidate
+
+    candidate = Candidate((4, 4), (0.5, 0.5), 0.6315, 10, 10, 0.5, 0.5)  # mean > min in floats
+    runs = [SearchResult("uniform", candidate, (candidate,), 1, 0.1, 0.5) for _ in range(3)]
+    results = [
+        MethodSeedResult(
+            "uniform", s, 1, 0.3, 0.3, None, 0.5, 0.5, 1.5, 0.1, (0.5, 0.5), ("a", "b")
+        )
+        for s in range(3)
+    ]
+    files = plot_all({"uniform": runs}, results, tmp_path, target=0.5)
+    assert all(p.stat().st_size > 5000 for p in files.values())
