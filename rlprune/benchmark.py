@@ -212,7 +212,8 @@ def prepare_out_dir(out: Path, manifest: dict[str, Any], *, overwrite: bool, res
     elif resume:
         raise RunError(f"{out} holds no benchmark to resume; drop --resume")
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(existing, manifest)
+    if not resume:
+        atomic_write_json(existing, manifest)
 
 
 def run_benchmark(

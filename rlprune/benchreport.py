@@ -738,6 +738,18 @@ def _sample_efficiency(
             linewidth=1.8,
             label=f"{method} (mean of {len(curves)} seed{'s' if len(curves) != 1 else ''})",
         )
+        finite = np.flatnonzero(np.isfinite(mean))
+        if finite.size:
+            # mark where each curve ends: a heuristic whose probes are all over budget
+            # has a single in-budget point, which a line alone would not show
+            ax.plot(
+                x[finite[-1]],
+                mean[finite[-1]],
+                color=color,
+                marker=markers[method],
+                markersize=7,
+                linestyle="none",
+            )
         if len(curves) > 1:
             ax.fill_between(
                 x,

@@ -94,6 +94,23 @@ def _run_transfer(env: str, policy: Path, args: argparse.Namespace) -> tuple[Pat
     return out, time.perf_counter() - start
 
 
+def _elapsed(folder: Path) -> float:
+    """Seconds a benchmark folder took, from its result files (valid across --resume):
+    the first job's own wall time plus the span between the first and last result."""
+    files = sorted((folder / "results").glob("*.json"), key=lambda p: p.stat().st_mtime)
+    if not files:
+        return 0.0
+    first = json.loads(files[0].read_text())["result"]["wall_time_s"]
+    return first + files[-1].stat().st_mtime - files[0].stat().st_mtime
+
+
+def _training_seconds(run_dir: Path) -> float:
+    """Seconds a training run took, from the last row of its episodes.csv."""
+    rows = (run_dir / "episodes.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    return float(rows[-1].split(",")[header.index("time/elapsed_s")])
+
+
 def _results(folder: Path) -> list[MethodSeedResult]:
     return [
         MethodSeedResult.from_dict(json.loads(p.read_text())["result"])
@@ -107,6 +124,29 @@ def _ordered(results: list[MethodSeedResult], order: tuple[str, ...]) -> list[Me
     )
 
 
+def _summary_lines(folders: dict[str, Path]) -> list[str]:
+    """One plain line per suite entry: where PPO ranks, the winner, PPO against random."""
+    lines = []
+    for key, folder in folders.items():
+        if key.startswith("transfer-"):
+            continue
+        summaries = {s.method: s for s in summarise(_results(folder))}
+        ranked = sorted(summaries.values(), key=lambda s: -s.val_accuracy.mean)
+        ppo, rnd, top = summaries["ppo"], summaries["random"], ranked[0]
+        rank = [s.method for s in ranked].index("ppo") + 1
+        pooled = ((ppo.val_accuracy.std**2 + rnd.val_accuracy.std**2) / 2) ** 0.5
+        diff = 100 * (ppo.val_accuracy.mean - rnd.val_accuracy.mean)
+        env, target = key.rsplit("-t", 1)
+        lines.append(
+            f"- **{env} at {target}**: PPO ranks {rank} of {len(ranked)} on validation accuracy "
+            f"({100 * ppo.val_accuracy.mean:.2f} ± {100 * ppo.val_accuracy.std:.2f} %); best is "
+            f"{top.method} ({100 * top.val_accuracy.mean:.2f} %). PPO vs random search: "
+            f"{diff:+.2f} pp, {abs(diff) / (100 * pooled) if pooled else float('inf'):.1f} "
+            "pooled std."
+        )
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--evals", type=int, default=50, help="evaluations per method and seed")
@@ -118,20 +158,19 @@ def main() -> None:
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     began = time.perf_counter()
-    timings: dict[str, float] = {}
     folders: dict[str, Path] = {}
     for env, target in SUITE:
         print(f"suite: {env} at target {target}", flush=True)
-        folders[f"{env}-t{target}"], timings[f"{env}-t{target}"] = _run_suite_entry(
-            env, target, args
-        )
+        folders[f"{env}-t{target}"], _ = _run_suite_entry(env, target, args)
     print("transfer: training PPO on fmnist-resnet20", flush=True)
-    policy, timings["transfer-policy"] = _transfer_policy(args)
+    policy, _ = _transfer_policy(args)
     for env in ("fmnist-vgg", "fmnist-mobilenetv2"):
         print(f"transfer: {env}", flush=True)
-        folders[f"transfer-{env}"], timings[f"transfer-{env}"] = _run_transfer(env, policy, args)
-    total = time.perf_counter() - began
-    write_markdown(args, folders, timings, total, policy)
+        folders[f"transfer-{env}"], _ = _run_transfer(env, policy, args)
+    print(f"suite finished in {(time.perf_counter() - began) / 60:.0f} min (this invocation)")
+    timings = {key: _elapsed(folder) for key, folder in folders.items()}
+    timings["transfer-policy"] = _training_seconds(policy)
+    write_markdown(args, folders, timings, sum(timings.values()), policy)
 
 
 def write_markdown(
@@ -151,7 +190,7 @@ def write_markdown(
         "Regenerate everything on this page with `python scripts/benchmark_suite.py` "
         f"(defaults: `--evals {args.evals} --seeds {args.seeds} --transfer-episodes "
         f"{args.transfer_episodes} --adapt-episodes {args.adapt_episodes}`). "
-        f"The last run took {total / 60:.0f} min on a 2-core CPU "
+        f"It took {total / 60:.0f} min of compute on a 2-core CPU "
         f"({', '.join(f'{k} {v / 60:.1f} min' for k, v in timings.items())}); "
         f"software: {', '.join(f'{k} {v}' for k, v in versions.items())}.",
         "",
@@ -164,6 +203,7 @@ def write_markdown(
         "`weights/*.pt`, 6 epochs of `rlprune pretrain`.",
         "",
     ]
+    lines += ["## Summary", "", *_summary_lines(folders), ""]
     for key, folder in folders.items():
         if key.startswith("transfer-"):
             continue
