@@ -91,6 +91,20 @@ class RandomPolicy:
         return np.array([action], dtype=np.float32), None
 
 
+def play(task: PruningTask, channels: Sequence[int], target: float) -> Candidate:
+    """Evaluate a fixed configuration the way agents are evaluated: a
+    :class:`FixedRatioPolicy` plays it through the env with ``predict()``.
+
+    ``fill_budget`` is off so the env keeps the configuration as given (it already
+    meets the target, so the upper bound never binds)."""
+    policy = FixedRatioPolicy(
+        [int(n) / u.out_channels for n, u in zip(channels, task.analysis.units, strict=True)],
+        task.config.min_keep,
+        task.config.max_keep,
+    )
+    return rollout(policy, PruningEnv(task=task, target=target, fill_budget=False))
+
+
 def uniform_keep_ratio(task: PruningTask, target: float, iterations: int = 40) -> float:
     """The largest single keep-ratio for every unit whose pruned model meets ``target``.
 
@@ -264,7 +278,7 @@ def search_uniform(task: PruningTask, target: float, evals: int, seed: int) -> S
     start = time.perf_counter()
     _check_request("uniform", task, target, evals)
     log = _RecordingTask(task)
-    log.evaluate(_fit_measured(task, uniform_channels(task, target), target))
+    play(log, _fit_measured(task, uniform_channels(task, target), target), target)
     return _result("uniform", log, target, start)
 
 
@@ -353,7 +367,7 @@ def search_magnitude(task: PruningTask, target: float, evals: int, seed: int) ->
     start = time.perf_counter()
     _check_request("magnitude", task, target, evals)
     log = _RecordingTask(task)
-    log.evaluate(_fit_measured(task, magnitude_channels(task, target), target))
+    play(log, _fit_measured(task, magnitude_channels(task, target), target), target)
     return _result("magnitude", log, target, start)
 
 
@@ -459,7 +473,7 @@ def search_sensitivity(
             curve.append((int(channels[i]), log.evaluate(channels).accuracy))
         curves.append(curve)
     channels = allocate_by_sensitivity(task, target, curves)
-    log.evaluate(_fit_measured(task, channels, target))
+    play(log, _fit_measured(task, channels, target), target)
     return _result("sensitivity", log, target, start)
 
 

@@ -104,7 +104,8 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
 
     `preset` (bundled name or YAML path, default `digits-cnn`) and optional
     overrides `model` (zoo name, `"pkg.module:factory"` or
-    `"path/file.py:factory"`), `weights`, `dataset`, `target`, `reward`; or a
+    `"path/file.py:factory"`), `weights`, `dataset`, `target`, `reward`,
+    `fill_budget`; or a
     ready `task` (:class:`rlprune.task.PruningTask`) or `config`
     (:class:`rlprune.config.EnvConfig`).
 
@@ -131,6 +132,7 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
         dataset: str | None = None,
         target: float | tuple[float, float] | None = None,
         reward: str | None = None,
+        fill_budget: bool | None = None,
     ) -> None:
         if task is not None:
             if any(v is not None for v in (config, model, weights, dataset)):
@@ -140,7 +142,11 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
             config = load_env_config(
                 preset, {"model": model, "weights": weights, "dataset": dataset}
             )
-        overrides = {k: v for k, v in {"target": target, "reward": reward}.items() if v is not None}
+        overrides = {
+            k: v
+            for k, v in {"target": target, "reward": reward, "fill_budget": fill_budget}.items()
+            if v is not None
+        }
         if overrides:
             config = make_config({**dataclasses.asdict(config), **overrides})
         self.config = config

@@ -242,3 +242,17 @@ def test_magnitude_default_ranks_within_unit_spread(digits: PruningTask) -> None
     after = magnitude_channels(_with_scaled_unit(digits, unit, scale), TARGET)[unit]
     assert after < before
     assert n // 2 - 2 <= after <= n // 2  # the near-zero half goes first, little else
+
+
+@pytest.mark.parametrize("family", ["residual", "depthwise"])
+def test_fixed_configurations_replay_exactly_through_the_env(
+    family: str, make_small_task: Callable[[str], PruningTask]
+) -> None:
+    """Heuristics are scored through predict() and the env, like agents, and the env keeps
+    their configuration as given."""
+    from rlprune.baselines import magnitude_channels, play, uniform_channels
+
+    task = make_small_task(family)
+    for channels in (uniform_channels(task, 0.5), magnitude_channels(task, 0.5)):
+        candidate = play(task, channels, 0.5)
+        assert candidate.channels == tuple(int(c) for c in channels)
