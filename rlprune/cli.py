@@ -319,18 +319,25 @@ def build_parser() -> argparse.ArgumentParser:
         prog="rlprune", description="Learn channel-pruning policies with reinforcement learning."
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    # --debug is accepted after the command too (SUPPRESS: absent there leaves the top-level value)
+    debug = argparse.ArgumentParser(add_help=False)
+    debug.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks on errors"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    info = sub.add_parser("info", help="print a model's prunable units and MACs")
+    info = sub.add_parser("info", parents=[debug], help="print a model's prunable units and MACs")
     add_env_arguments(info)
     info.set_defaults(func=cmd_info)
 
-    pre = sub.add_parser("pretrain", help="train and save the base model of a preset")
+    pre = sub.add_parser(
+        "pretrain", parents=[debug], help="train and save the base model of a preset"
+    )
     add_env_arguments(pre)
     pre.add_argument("--epochs", type=int, help="training epochs (default: the preset's)")
     pre.add_argument("--out", help="where to save the weights (default: the preset's weights path)")
     pre.set_defaults(func=cmd_pretrain)
-    tr = sub.add_parser("train", help="train a pruning agent (PPO by default)")
+    tr = sub.add_parser("train", parents=[debug], help="train a pruning agent (PPO by default)")
     add_env_arguments(tr)
     tr.add_argument("--agent", default="ppo", help="agent preset name or YAML (default: ppo)")
     tr.add_argument("--episodes", type=int, help="pruned networks to evaluate (default: 300)")
@@ -341,7 +348,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--resume", help="continue the run in this folder from its last checkpoint")
     tr.set_defaults(func=cmd_train)
 
-    ap = sub.add_parser("apply", help="prune a model with a saved policy and export it")
+    ap = sub.add_parser(
+        "apply", parents=[debug], help="prune a model with a saved policy and export it"
+    )
     ap.add_argument("--policy", required=True, help="policy folder or the run folder holding it")
     add_env_arguments(ap)
     ap.add_argument(
@@ -354,7 +363,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--out", help="output folder (default: runs/{env}__apply__{seed}__{time})")
     ap.set_defaults(func=cmd_apply)
 
-    bm = sub.add_parser("benchmark", help="compare agents and baselines at equal search cost")
+    bm = sub.add_parser(
+        "benchmark", parents=[debug], help="compare agents and baselines at equal search cost"
+    )
     add_env_arguments(bm)
     bm.add_argument(
         "--methods",

@@ -58,3 +58,10 @@ def test_console_script_exits_nonzero_without_traceback() -> None:
     )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and "outside (0, 1]" in proc.stderr
+
+
+def test_debug_after_the_command_shows_the_traceback() -> None:
+    with pytest.raises(ValueError, match="outside"):
+        main(["info", "--env", "digits-cnn", "--target", "2", "--debug"])
+    with pytest.raises(ValueError, match="outside"):
+        main(["--debug", "info", "--env", "digits-cnn", "--target", "2"])
