@@ -295,16 +295,24 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
             highlight=False,
         )
 
-    with progress:
-        _, files = run_benchmark(
-            task,
-            settings,
-            out,
-            overwrite=args.overwrite,
-            resume=args.resume,
-            on_result=finished,
-            on_start=started,
+    try:
+        with progress:
+            _, files = run_benchmark(
+                task,
+                settings,
+                out,
+                overwrite=args.overwrite,
+                resume=args.resume,
+                on_result=finished,
+                on_start=started,
+            )
+    except KeyboardInterrupt:
+        err_console.print(
+            f"interrupted: finished (method, seed) results are kept in {out}/results; "
+            "run the same command with --resume to compute only the missing ones",
+            highlight=False,
         )
+        return 130
     console.print(files["summary.md"].read_text(), highlight=False, markup=False)
     plots = [p for k, p in files.items() if str(p).endswith(".png")]
     console.print(
