@@ -151,6 +151,8 @@ def apply_policy(
             initial_policy=policy,
             on_episode=on_episode,
         )
+        if result.interrupted:  # Ctrl-C inside training: stop here too
+            raise KeyboardInterrupt
         if result.best is not None and result.best.accuracy > best.accuracy:
             best = task.evaluate(result.best.channels)
         mode = "adapted"

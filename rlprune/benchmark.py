@@ -100,6 +100,8 @@ def _search_agent(
         run_dir=runs / f"{method}__{seed}",
         task=task,
     )
+    if result.interrupted:  # Ctrl-C inside training: stop here too
+        raise KeyboardInterrupt
     history = tuple(result.history)
     return SearchResult(
         method, best_of(history, target), history, len(history), time.perf_counter() - start, target
@@ -123,6 +125,8 @@ def _search_transfer(
             task=task,
             initial_policy=policy,
         )
+        if result.interrupted:  # Ctrl-C inside training: stop here too
+            raise KeyboardInterrupt
         history += result.history
     return SearchResult(
         method,

@@ -122,3 +122,22 @@ def test_cli_benchmark_errors_are_one_line(
     )
     err = capsys.readouterr().err.strip()
     assert "unknown method 'nope'" in err and len(err.splitlines()) == 1
+
+
+def test_ctrl_c_during_an_agent_search_records_nothing_partial(
+    digits_task: PruningTask, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rlprune.train import RunRecorder
+
+    real_record = RunRecorder.record
+
+    def record(self: RunRecorder, reward: float, info: dict) -> None:
+        real_record(self, reward, info)
+        if self.episodes == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(RunRecorder, "record", record)
+    settings = BenchmarkSettings(methods=("uniform", "ppo"), evals=10)
+    with pytest.raises(KeyboardInterrupt):
+        run_benchmark(digits_task, settings, tmp_path)
+    assert sorted(p.name for p in (tmp_path / "results").iterdir()) == ["uniform__0.json"]
