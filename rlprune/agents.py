@@ -27,8 +27,8 @@ from torch import nn
 
 from .errors import ConfigError
 
-AGENT_DIR = Path(__file__).resolve().parent.parent / "agents"
-"""Bundled agent presets (the repository's ``agents/`` folder)."""
+AGENT_DIR = Path(__file__).resolve().parent / "presets" / "agents"
+"""Bundled agent presets (``agents/``, linked into the package as ``presets/agents``)."""
 
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "ddpg": DDPG, "td3": TD3}
 ON_POLICY = {"ppo"}

@@ -15,8 +15,8 @@ from .errors import ConfigError
 from .prune import IMPORTANCE
 from .rewards import REWARDS
 
-PRESET_DIR = Path(__file__).resolve().parent.parent / "envs"
-"""Bundled environment presets (the repository's ``envs/`` folder)."""
+PRESET_DIR = Path(__file__).resolve().parent / "presets" / "envs"
+"""Bundled environment presets (``envs/``, linked into the package as ``presets/envs``)."""
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""Bundled presets: links to the top-level envs/, agents/ and weights/ folders."""
