@@ -176,6 +176,7 @@ def analyse(
         probes.append(leaf)
         probe_io.append(_io_channels(result.model))
 
+    layers = dict(model.named_modules())
     const = total - sum(base_leaf.values())
     lin_unit: list[int] = []
     lin_coef: list[float] = []
@@ -195,7 +196,7 @@ def analyse(
             both_scaled = (
                 io0 is not None and io1 is not None and io1[0] != io0[0] and io1[1] != io0[1]
             )
-            if both_scaled and not leaf_is_depthwise(model, leaf):
+            if both_scaled and not _is_depthwise(layers[leaf]):
                 # f = d n^2 + c n: a conv whose input and output are the same unit
                 d, c = np.linalg.solve([[big * big, big], [small * small, small]], [f0, f1])
                 bil.append((u, u, float(d)))
@@ -252,7 +253,6 @@ def analyse(
         )
         mac_model = dataclasses.replace(mac_model, exact=False)
 
-    layers = dict(model.named_modules())
     units = []
     for i, info in enumerate(infos):
         root = layers[info.out_modules[0]]
@@ -286,8 +286,3 @@ def analyse(
         mac_model=mac_model,
         input_shape=tuple(example_inputs.shape[1:]),
     )
-
-
-def leaf_is_depthwise(model: nn.Module, name: str) -> bool:
-    """Whether the layer called ``name`` is a depthwise convolution."""
-    return _is_depthwise(dict(model.named_modules())[name])
