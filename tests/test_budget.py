@@ -55,3 +55,25 @@ def test_clipping_off_can_miss_the_target(make_small_task: Callable[..., Pruning
     while not done:
         _, _, done, _, info = env.step(np.array([1.0], dtype=np.float32))
     assert info["macs_ratio"] == pytest.approx(1.0)
+
+
+def test_env_repairs_overshoot_when_the_macs_model_is_approximate(
+    make_small_task: Callable[..., PruningTask],
+) -> None:
+    """If the fitted model under-predicts, the env measures and shrinks until the target holds."""
+    from rlprune.task import PruningTask as Task
+
+    base = make_small_task("residual")
+    biased = dataclasses.replace(
+        base.analysis.mac_model, lin_coef=base.analysis.mac_model.lin_coef * 0.7, exact=False
+    )
+    task = Task.from_model(base.model, base.data, base.config)
+    task.analysis = dataclasses.replace(task.analysis, mac_model=biased)
+    env = PruningEnv(task=task, target=0.5)
+    env.reset(seed=0)
+    done = False
+    while not done:
+        _, _, done, _, info = env.step(np.array([1.0], dtype=np.float32))
+    assert info["macs"] == task.prune(info["channels"]).macs
+    assert info["macs_ratio"] <= 0.5
+    assert task.timings.evaluations > 1  # the first configuration overshot and was shrunk
