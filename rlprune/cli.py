@@ -263,8 +263,12 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     from .benchreport import MethodSeedResult
 
     config = env_config_from_args(args)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    if args.policy and not {"transfer", "transfer-adapt"} & set(methods):
+        # --policy adds the transfer methods (zero-shot, and adapted when asked)
+        methods += ["transfer"] + (["transfer-adapt"] if args.adapt_episodes else [])
     settings = BenchmarkSettings(
-        methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()),
+        methods=tuple(methods),
         evals=args.evals,
         seeds=args.seeds,
         finetune_epochs=args.finetune_epochs,
@@ -384,7 +388,11 @@ def build_parser() -> argparse.ArgumentParser:
     bm.add_argument("--evals", type=int, default=100, help="candidate evaluations per method")
     bm.add_argument("--seeds", type=int, default=1, help="seeds per method")
     bm.add_argument("--finetune-epochs", type=int, default=0, help="fine-tune every method's best")
-    bm.add_argument("--policy", help="a trained policy for the transfer methods")
+    bm.add_argument(
+        "--policy",
+        help="a policy trained elsewhere: adds the transfer (and, with --adapt-episodes, "
+        "transfer-adapt) methods",
+    )
     bm.add_argument("--adapt-episodes", type=int, default=0, help="episodes for transfer-adapt")
     bm.add_argument("--out", help="output folder (default: results/benchmark-{env})")
     bm.add_argument("--overwrite", action="store_true", help="replace an existing benchmark")

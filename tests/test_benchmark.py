@@ -141,3 +141,31 @@ def test_ctrl_c_during_an_agent_search_records_nothing_partial(
     with pytest.raises(KeyboardInterrupt):
         run_benchmark(digits_task, settings, tmp_path)
     assert sorted(p.name for p in (tmp_path / "results").iterdir()) == ["uniform__0.json"]
+
+
+def test_cli_policy_adds_the_transfer_methods(
+    trained_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert (
+        main(
+            [
+                "benchmark",
+                "--env",
+                "digits-cnn",
+                "--methods",
+                "uniform",
+                "--evals",
+                "4",
+                "--policy",
+                str(trained_run),
+                "--adapt-episodes",
+                "2",
+                "--out",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
+    names = sorted(p.name for p in (tmp_path / "results").iterdir())
+    assert names == ["transfer-adapt__0.json", "transfer__0.json", "uniform__0.json"]
+    assert "transfer-adapt" in capsys.readouterr().out
