@@ -202,28 +202,6 @@ def _snap(options: np.ndarray, count: float) -> int:
     return int(options[int(np.argmin(np.abs(options - count)))])
 
 
-def _fit_measured(task: PruningTask, channels: np.ndarray, target: float) -> np.ndarray:
-    """Shrink ``channels`` until the *measured* MACs meet the target.
-
-    Only needed when the MACs model is approximate; it prunes (no evaluation, so
-    nothing is charged) and lowers the unit with the most MACs, as the env does.
-    """
-    channels = np.array(channels, dtype=np.int64)
-    if task.analysis.mac_model.exact:
-        return channels
-    budget = target * task.analysis.macs
-    full = task.analysis.channels
-    units = task.analysis.units
-    while task.prune(channels).macs > budget:
-        shrinkable = [i for i in range(len(units)) if channels[i] > task.min_channels[i]]
-        if not shrinkable:
-            break
-        i = max(shrinkable, key=lambda j: units[j].macs * channels[j] / full[j])
-        options = task.candidates[i]
-        channels[i] = options[max(int(np.searchsorted(options, channels[i])) - 1, 0)]
-    return channels
-
-
 # --- random -----------------------------------------------------------------------
 
 
@@ -278,7 +256,7 @@ def search_uniform(task: PruningTask, target: float, evals: int, seed: int) -> S
     start = time.perf_counter()
     _check_request("uniform", task, target, evals)
     log = _RecordingTask(task)
-    play(log, _fit_measured(task, uniform_channels(task, target), target), target)
+    play(log, task.fit_measured(uniform_channels(task, target), target), target)
     return _result("uniform", log, target, start)
 
 
@@ -367,7 +345,7 @@ def search_magnitude(task: PruningTask, target: float, evals: int, seed: int) ->
     start = time.perf_counter()
     _check_request("magnitude", task, target, evals)
     log = _RecordingTask(task)
-    play(log, _fit_measured(task, magnitude_channels(task, target), target), target)
+    play(log, task.fit_measured(magnitude_channels(task, target), target), target)
     return _result("magnitude", log, target, start)
 
 
@@ -473,7 +451,7 @@ def search_sensitivity(
             curve.append((int(channels[i]), log.evaluate(channels).accuracy))
         curves.append(curve)
     channels = allocate_by_sensitivity(task, target, curves)
-    play(log, _fit_measured(task, channels, target), target)
+    play(log, task.fit_measured(channels, target), target)
     return _result("sensitivity", log, target, start)
 
 

@@ -60,15 +60,9 @@ def env_config_from_args(args: argparse.Namespace) -> EnvConfig:
     )
 
 
-def _fmt_count(value: float) -> str:
-    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if abs(value) >= scale:
-            return f"{value / scale:.2f}{unit}"
-    return f"{value:.0f}"
-
-
 def cmd_info(args: argparse.Namespace) -> int:
     """Print the prunable units of a preset's model."""
+    from .report import format_count
     from .task import PruningTask
 
     config = env_config_from_args(args)
@@ -91,7 +85,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         )
     console.print(table)
     console.print(
-        f"MACs: {_fmt_count(analysis.macs)}   params: {_fmt_count(analysis.params)}   "
+        f"MACs: {format_count(analysis.macs)}   params: {format_count(analysis.params)}   "
         f"units: {len(analysis.units)}   smallest reachable target: {task.min_macs_ratio:.3f} "
         f"(min_keep={config.min_keep})   MACs model: "
         f"{'exact' if analysis.mac_model.exact else 'approximate (measured and repaired)'}"

@@ -270,21 +270,11 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
         return self._observation(), float(self._reward_fn(outcome)), True, False, info
 
     def _finish(self) -> Candidate:
-        """Evaluate the chosen configuration; if the MACs model was approximate and the
-        measured MACs overshoot the budget, shrink the largest unit until they fit."""
-        candidate = self.task.evaluate(self._chosen)
-        budget = self._target * self._total_macs
-        steps = 0
-        while self.config.budget_clipping and candidate.macs > budget and steps < 100:
-            shrinkable = [
-                i for i in range(len(self.units)) if self._chosen[i] > self.task.min_channels[i]
-            ]
-            if not shrinkable:
-                break
-            i = max(shrinkable, key=lambda j: self.units[j].macs * self._chosen[j] / self._full[j])
-            options = self.task.candidates[i]
-            self._chosen[i] = options[max(int(np.searchsorted(options, self._chosen[i])) - 1, 0)]
-            candidate = self.task.evaluate(self._chosen)
-            steps += 1
+        """Evaluate the chosen configuration; with budget clipping on, a network whose
+        MACs model is approximate is first measured and shrunk until it fits."""
+        channels = self._chosen
+        if self.config.budget_clipping:
+            channels = self.task.fit_measured(channels, self._target)
+        candidate = self.task.evaluate(channels)
         self.last_candidate = candidate
         return candidate

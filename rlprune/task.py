@@ -184,6 +184,29 @@ class PruningTask:
                 f"raise the target above {floor:.3f} or lower min_keep"
             )
 
+    def fit_measured(self, channels: Sequence[int], target: float) -> np.ndarray:
+        """Shrink ``channels`` until the *measured* MACs meet ``target``.
+
+        A no-op when the MACs model is exact. Otherwise it prunes (no evaluation, so
+        nothing is charged) and lowers the unit holding the most MACs one step at a
+        time: the repair behind the budget guarantee for networks whose MACs the
+        fitted model only approximates.
+        """
+        fitted = np.array(channels, dtype=np.int64)
+        if self.analysis.mac_model.exact:
+            return fitted
+        budget = target * self.analysis.macs
+        full = self.analysis.channels
+        units = self.analysis.units
+        while self.prune(fitted).macs > budget:
+            shrinkable = [i for i in range(len(units)) if fitted[i] > self.min_channels[i]]
+            if not shrinkable:
+                break
+            i = max(shrinkable, key=lambda j: units[j].macs * fitted[j] / full[j])
+            options = self.candidates[i]
+            fitted[i] = options[max(int(np.searchsorted(options, fitted[i])) - 1, 0)]
+        return fitted
+
     def keep_ratios(self, channels: Sequence[int]) -> dict[str, float]:
         """``{unit name: kept fraction}`` for a channel configuration."""
         return {

@@ -76,4 +76,6 @@ def test_env_repairs_overshoot_when_the_macs_model_is_approximate(
         _, _, done, _, info = env.step(np.array([1.0], dtype=np.float32))
     assert info["macs"] == task.prune(info["channels"]).macs
     assert info["macs_ratio"] <= 0.5
-    assert task.timings.evaluations > 1  # the first configuration overshot and was shrunk
+    # what clipping chose with the biased model overshot, and was shrunk before scoring
+    assert task.prune(env._chosen).macs > 0.5 * task.analysis.macs
+    assert info["channels"] != tuple(env._chosen)
