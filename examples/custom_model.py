@@ -1,7 +1,7 @@
 """A user-defined model that rlprune loads from its spec string alone.
 
 Use it as ``--model examples/custom_model.py:build`` (or
-``rlprune.zoo.build_model("examples/custom_model.py:build", ...)``). The factory takes
+``rlprune.models.specs.build_model("examples/custom_model.py:build", ...)``). The factory takes
 any of ``in_channels``, ``num_classes`` and ``input_size``; rlprune passes the ones it
 accepts. The network mixes the two structures pruning must keep consistent:
 

@@ -1,34 +1,83 @@
-"""rlprune: learn neural-network channel-pruning policies with reinforcement learning."""
+"""rlprune: learn neural-network channel-pruning policies with reinforcement learning.
+
+The public API is imported lazily, so ``import rlprune`` (and importing one room, such as
+``rlprune.rl.policy``) does not load datasets, model zoos or plotting code it does not need.
+"""
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 import gymnasium
 
-from .analysis import ModelAnalysis, PrunableUnit, analyse
-from .config import EnvConfig, load_env_config
-from .env import FEATURE_VERSION, FEATURES, PruningEnv
-from .prune import PruneResult, prune
-from .task import Candidate, PruningTask
+from .version import __version__
 
-__version__ = "0.1.0"
+if TYPE_CHECKING:
+    from .core.analysis import ModelAnalysis, PrunableUnit, analyse
+    from .core.candidates import Candidate
+    from .core.config import EnvConfig
+    from .core.prune import PruneResult, prune
+    from .core.splits import DataSplits, from_tensors
+    from .core.task import PruningTask
+    from .env.features import FEATURE_VERSION, FEATURES
+    from .env.pruning_env import PruningEnv
+    from .presets.loader import load_env_config
+    from .presets.tasks import load_task
 
 ENV_ID = "rlprune/LayerPrune-v0"
 
 if ENV_ID not in gymnasium.registry:
-    gymnasium.register(id=ENV_ID, entry_point="rlprune.env:PruningEnv")
+    gymnasium.register(id=ENV_ID, entry_point="rlprune.env.pruning_env:PruningEnv")
+
+_LAZY: dict[str, str] = {
+    "FEATURES": "rlprune.env.features",
+    "FEATURE_VERSION": "rlprune.env.features",
+    "Candidate": "rlprune.core.candidates",
+    "DataSplits": "rlprune.core.splits",
+    "EnvConfig": "rlprune.core.config",
+    "ModelAnalysis": "rlprune.core.analysis",
+    "PrunableUnit": "rlprune.core.analysis",
+    "PruneResult": "rlprune.core.prune",
+    "PruningEnv": "rlprune.env.pruning_env",
+    "PruningTask": "rlprune.core.task",
+    "analyse": "rlprune.core.analysis",
+    "from_tensors": "rlprune.core.splits",
+    "load_env_config": "rlprune.presets.loader",
+    "load_task": "rlprune.presets.tasks",
+    "prune": "rlprune.core.prune",
+}
 
 __all__ = [
     "ENV_ID",
     "FEATURES",
     "FEATURE_VERSION",
     "Candidate",
+    "DataSplits",
     "EnvConfig",
     "ModelAnalysis",
     "PrunableUnit",
     "PruneResult",
     "PruningEnv",
     "PruningTask",
+    "__version__",
     "analyse",
+    "from_tensors",
     "load_env_config",
+    "load_task",
     "prune",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name from its room on first use (PEP 562)."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'rlprune' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -9,27 +9,25 @@ plain PyTorch can load it, and described in ``report.json`` / ``report.md``.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-from torch import nn
+from .core.config import EnvConfig
+from .core.evaluate import accuracy
+from .core.finetune import deliver
+from .env.pruning_env import PruningEnv
+from .env.rollout import rollout
+from .presets.tasks import load_task
+from .reports.apply_report import ApplyReport, unit_rows, write_report
+from .reports.export import export_model
+from .reports.latency import compare_latency
+from .rl.policy import env_config_for_policy, load_policy
+from .rl.training import RunRecorder, TrainSettings, train
 
-from .config import EnvConfig, make_config
-from .env import PruningEnv
-from .errors import ConfigError
-from .evaluate import accuracy, calibrate_batchnorm
-from .export import export_model
-from .latency import compare_latency
-from .policy import LoadedPolicy, load_policy
-from .pretrain import train_classifier
-from .report import ApplyReport, unit_rows, write_report
-from .task import Candidate, PruningTask
-from .train import RunRecorder, TrainSettings, train
+__all__ = ["ApplySettings", "apply_policy"]
 
 
 @dataclass(frozen=True)
@@ -44,79 +42,6 @@ class ApplySettings:
     seed: int = 0
     latency_repeats: int = 20
     latency_batches: tuple[int, ...] = (1, 64)
-
-
-@dataclass(frozen=True)
-class Delivered:
-    """A chosen candidate, pruned for real and scored (and optionally fine-tuned)."""
-
-    final: nn.Module
-    """The model to ship: fine-tuned if fine-tuning ran, else pruned and recalibrated."""
-    val_accuracy: float
-    test_accuracy: float
-    val_accuracy_finetuned: float | None
-    test_accuracy_finetuned: float | None
-
-
-def deliver(
-    task: PruningTask, candidate: Candidate, *, finetune_epochs: int, lr: float, seed: int
-) -> Delivered:
-    """Prune ``candidate`` for real, recalibrate BatchNorm, score on val and test, and
-    fine-tune on the training split for ``finetune_epochs`` (the same way for every method)."""
-    pruned = task.prune(candidate.channels).model
-    calibrate_batchnorm(pruned, task.evaluator.calibration_batches)
-    val_acc = accuracy(pruned, *task.data.val.tensors)
-    test_acc = accuracy(pruned, *task.data.test.tensors)
-    if finetune_epochs <= 0:
-        return Delivered(pruned, val_acc, test_acc, None, None)
-    tuned_model = copy.deepcopy(pruned)
-    tuned = train_classifier(
-        tuned_model,
-        task.data,
-        epochs=finetune_epochs,
-        lr=lr,
-        batch_size=task.config.batch_size,
-        seed=seed,
-    )
-    return Delivered(tuned_model, val_acc, test_acc, tuned.val_accuracy, tuned.test_accuracy)
-
-
-def rollout(policy: LoadedPolicy | object, env: PruningEnv, seed: int = 0) -> Candidate:
-    """Run ``policy`` deterministically for one episode; return the evaluated candidate.
-
-    ``policy`` is anything with ``predict(obs, deterministic=True)`` (a
-    :class:`~rlprune.policy.LoadedPolicy`, an SB3 algorithm, a baseline).
-    """
-    obs, _ = env.reset(seed=seed)
-    done = False
-    while not done:
-        action, _ = policy.predict(obs, deterministic=True)  # type: ignore[attr-defined]
-        obs, _, done, _, _ = env.step(np.asarray(action, dtype=np.float32).reshape(1))
-    assert env.last_candidate is not None
-    return env.last_candidate
-
-
-def env_config_for_policy(
-    env_config: EnvConfig, policy: LoadedPolicy, target: float | None
-) -> EnvConfig:
-    """The env config with the policy's action bounds and reward, and one fixed target."""
-    if target is None:
-        low, high = env_config.target_range
-        if low != high:
-            raise ConfigError(
-                f"env {env_config.name!r} has a target range [{low}, {high}]; choose one with --target"
-            )
-        target = low
-    meta = policy.metadata
-    return make_config(
-        {
-            **dataclasses.asdict(env_config),
-            "target": target,
-            "min_keep": meta.get("min_keep", env_config.min_keep),
-            "max_keep": meta.get("max_keep", env_config.max_keep),
-            "reward": meta.get("reward", env_config.reward),
-        }
-    )
 
 
 def apply_policy(
@@ -135,7 +60,7 @@ def apply_policy(
     policy = load_policy(policy_path)
     config = env_config_for_policy(env_config, policy, settings.target)
     stage("analysing the model")
-    task = PruningTask.from_config(config)
+    task = load_task(config)
     env = PruningEnv(task=task)
     stage("zero-shot episode")
     best = rollout(policy, env, seed=settings.seed)
@@ -153,8 +78,8 @@ def apply_policy(
         )
         if result.interrupted:  # Ctrl-C inside training: stop here too
             raise KeyboardInterrupt
-        if result.best is not None and result.best.accuracy > best.accuracy:
-            best = task.evaluate(result.best.channels)
+        if result.best is not None and result.best.candidate.accuracy > best.accuracy:
+            best = task.evaluate(result.best.candidate.channels)
         mode = "adapted"
 
     stage("pruning, scoring" + (" and fine-tuning" if settings.finetune_epochs else ""))
@@ -166,7 +91,6 @@ def apply_policy(
         seed=settings.seed,
     )
     final = delivered.final
-    val_x, val_y = task.data.val.tensors
     test_x, test_y = task.data.test.tensors
     stage("timing on the CPU")
     speed = compare_latency(
@@ -187,14 +111,10 @@ def apply_policy(
         adapt_episodes=settings.adapt_episodes,
         finetune_epochs=settings.finetune_epochs,
         units=unit_rows(task.analysis.units, best.channels),
+        candidate=dataclasses.replace(best, accuracy=delivered.val_accuracy),
         macs_before=task.analysis.macs,
-        macs_after=best.macs,
-        macs_ratio=best.macs_ratio,
         params_before=task.analysis.params,
-        params_after=best.params,
-        params_ratio=best.params_ratio,
-        val_accuracy_before=accuracy(task.model, val_x, val_y),
-        val_accuracy_after=delivered.val_accuracy,
+        val_accuracy_before=task.evaluator.score(task.model),
         test_accuracy_before=accuracy(task.model, test_x, test_y),
         test_accuracy_after=delivered.test_accuracy,
         val_accuracy_finetuned=delivered.val_accuracy_finetuned,

@@ -21,11 +21,16 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from .config import EnvConfig, load_env_config
+from .core.config import EnvConfig, help_for
+from .env.rewards import get_reward
 from .errors import RLPruneError
+from .presets.loader import load_env_config
+from .search.methods import DEFAULT_METHODS, methods_help
+
+__all__ = ["build_parser", "main"]
 
 if TYPE_CHECKING:
-    from .train import RunRecorder
+    from .rl.training import RunRecorder
 
 console = Console()
 err_console = Console(stderr=True)
@@ -37,18 +42,16 @@ def add_env_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--env", default="digits-cnn", help="bundled preset name or YAML path (default: digits-cnn)"
     )
-    group.add_argument(
-        "--model", help="model spec: zoo name, pkg.module:factory or file.py:factory"
-    )
-    group.add_argument("--weights", help="weights file for the model (a state dict)")
-    group.add_argument("--dataset", help="dataset name (digits, fashion-mnist) or folder")
-    group.add_argument("--target", type=float, help="fraction of the original MACs to keep")
-    group.add_argument("--reward", help="reward name: acc, acc_log_flops, acc_budget_penalty")
+    group.add_argument("--model", help=help_for("model"))
+    group.add_argument("--weights", help=help_for("weights"))
+    group.add_argument("--dataset", help=help_for("dataset"))
+    group.add_argument("--target", type=float, help=help_for("target"))
+    group.add_argument("--reward", help=help_for("reward"))
 
 
 def env_config_from_args(args: argparse.Namespace) -> EnvConfig:
     """Load the preset named by ``--env`` with the command-line overrides applied."""
-    return load_env_config(
+    config = load_env_config(
         args.env,
         {
             "model": args.model,
@@ -58,15 +61,17 @@ def env_config_from_args(args: argparse.Namespace) -> EnvConfig:
             "reward": args.reward,
         },
     )
+    get_reward(config.reward)  # an unknown reward fails here, before any loading
+    return config
 
 
 def cmd_info(args: argparse.Namespace) -> int:
     """Print the prunable units of a preset's model."""
-    from .report import format_count
-    from .task import PruningTask
+    from .presets.tasks import load_task
+    from .reports.apply_report import format_count
 
     config = env_config_from_args(args)
-    task = PruningTask.from_config(config)
+    task = load_task(config)
     analysis = task.analysis
     table = Table(title=f"{config.name}: {config.model} on {config.dataset}")
     for column in ("#", "unit", "kind", "channels", "kernel", "stride", "input", "MACs share"):
@@ -141,7 +146,11 @@ def _episode_progress(total: int, label: str) -> tuple[Progress, Callable[[RunRe
 
     def update(recorder: RunRecorder) -> None:
         best = recorder.best
-        text = f"best acc {best.accuracy:.4f} @ MACs {best.macs_ratio:.3f}" if best else ""
+        text = (
+            f"best acc {best.candidate.accuracy:.4f} @ MACs {best.candidate.macs_ratio:.3f}"
+            if best
+            else ""
+        )
         progress.update(bar, completed=recorder.episodes, best=text)
 
     return progress, update
@@ -149,8 +158,8 @@ def _episode_progress(total: int, label: str) -> tuple[Progress, Callable[[RunRe
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Train a pruning agent and save its run folder."""
-    from .agents import load_agent_config
-    from .train import TrainSettings, load_run, resume, train
+    from .rl.agents import load_agent_config
+    from .rl.training import TrainSettings, load_run, resume, train
 
     if args.resume:
         _, _, settings = load_run(args.resume)
@@ -180,9 +189,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     best = result.best
     if best is not None:
         console.print(
-            f"best: val acc {best.accuracy:.4f} at MACs ratio {best.macs_ratio:.3f} "
-            f"(episode {best.episode}; keep-ratios "
-            + ", ".join(f"{k:.2f}" for k in best.keep_ratios)
+            f"best: val acc {best.candidate.accuracy:.4f} at MACs ratio "
+            f"{best.candidate.macs_ratio:.3f} (episode {best.episode}; keep-ratios "
+            + ", ".join(f"{k:.2f}" for k in best.candidate.keep_ratios)
             + ")",
             highlight=False,
         )
@@ -204,8 +213,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_apply(args: argparse.Namespace) -> int:
     """Apply a saved policy to a model and export the pruned model with a report."""
     from .apply import ApplySettings, apply_policy
-    from .report import format_count
-    from .train import run_folder_name
+    from .reports.apply_report import format_count
+    from .rl.training import run_folder_name
 
     config = env_config_from_args(args)
     settings = ApplySettings(
@@ -253,8 +262,8 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
 def cmd_benchmark(args: argparse.Namespace) -> int:
     """Compare search methods at equal cost; write tables and plots."""
-    from .benchmark import BenchmarkSettings, load_task, run_benchmark
-    from .benchreport import MethodSeedResult
+    from .reports.tables import MethodSeedResult
+    from .search.benchmark import BenchmarkSettings, load_task, run_benchmark
 
     config = env_config_from_args(args)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
@@ -375,9 +384,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_env_arguments(bm)
     bm.add_argument(
         "--methods",
-        default="ppo,random,uniform,magnitude,sensitivity,ddpg",
-        help="comma-separated: ppo, ddpg, td3, random, uniform, magnitude, sensitivity, "
-        "transfer, transfer-adapt",
+        default=",".join(DEFAULT_METHODS),
+        help=methods_help(),
     )
     bm.add_argument("--evals", type=int, default=100, help="candidate evaluations per method")
     bm.add_argument("--seeds", type=int, default=1, help="seeds per method")

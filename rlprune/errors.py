@@ -7,6 +7,20 @@ line and exits non-zero; messages name the bad value and the fix.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+__all__ = [
+    "BudgetError",
+    "ConfigError",
+    "DatasetError",
+    "ModelError",
+    "RLPruneError",
+    "ResetNeeded",
+    "RunError",
+    "one_line",
+    "preview",
+]
+
 
 class RLPruneError(ValueError):
     """Base class for user-facing errors raised by rlprune."""
@@ -34,3 +48,18 @@ class ResetNeeded(RLPruneError):
 
 class RunError(RLPruneError):
     """A run folder is missing, unreadable, or could not be written."""
+
+
+def one_line(exc: BaseException) -> str:
+    """``"TypeName: message"`` on one line, at most ~300 characters, for error messages."""
+    text = " ".join(str(exc).split())
+    if len(text) > 300:
+        text = text[:297] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def preview(items: Sequence[str], limit: int = 3) -> str:
+    """``"[a, b, c, ... (+2 more)]"``: the first ``limit`` items of a list, for messages."""
+    shown = ", ".join(items[:limit])
+    more = f", ... (+{len(items) - limit} more)" if len(items) > limit else ""
+    return f"[{shown}{more}]"

@@ -23,12 +23,13 @@ import shutil
 import time
 from pathlib import Path
 
-from rlprune.agents import load_agent_config
-from rlprune.benchmark import BenchmarkSettings, load_task, run_benchmark
-from rlprune.benchreport import MethodSeedResult, comparison_lines, render_markdown, summarise
-from rlprune.config import load_env_config
-from rlprune.report import software_versions
-from rlprune.train import TrainSettings, latest_checkpoint, resume, train
+from rlprune.presets.loader import load_env_config
+from rlprune.reports.tables import MethodSeedResult, comparison_lines, render_markdown, summarise
+from rlprune.reports.versions import software_versions
+from rlprune.rl.agents import load_agent_config
+from rlprune.rl.training import TrainSettings, latest_checkpoint, resume, train
+from rlprune.search.benchmark import BenchmarkSettings, load_task, run_benchmark
+from rlprune.search.methods import DEFAULT_METHODS
 
 SUITE = (
     ("fmnist-resnet20", 0.5),
@@ -36,7 +37,7 @@ SUITE = (
     ("fmnist-vgg", 0.5),
     ("fmnist-mobilenetv2", 0.5),
 )
-METHODS = ("ppo", "random", "uniform", "magnitude", "sensitivity", "ddpg")
+METHODS = DEFAULT_METHODS
 ROOT = Path(__file__).resolve().parent.parent
 
 

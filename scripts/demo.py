@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 
 from rlprune.cli import main
+from rlprune.search.methods import DEFAULT_METHODS
 
 if __name__ == "__main__":
     sys.exit(
@@ -20,7 +21,7 @@ if __name__ == "__main__":
                 "--env",
                 "digits-cnn",
                 "--methods",
-                "ppo,random,uniform,magnitude,sensitivity,ddpg",
+                ",".join(DEFAULT_METHODS),
                 "--evals",
                 "60",
                 "--seeds",

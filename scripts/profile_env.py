@@ -18,9 +18,10 @@ import warnings
 
 import numpy as np
 
-from rlprune.config import load_env_config
-from rlprune.env import PruningEnv
-from rlprune.task import PruningTask
+from rlprune.core.task import PruningTask
+from rlprune.env.pruning_env import PruningEnv
+from rlprune.presets.loader import load_env_config
+from rlprune.presets.tasks import load_task
 
 
 def main() -> None:
@@ -33,7 +34,7 @@ def main() -> None:
 
     config = load_env_config(args.env)
     t0 = time.perf_counter()
-    task = PruningTask.from_config(config)
+    task = load_task(config)
     setup = time.perf_counter() - t0
     t0 = time.perf_counter()
     task = PruningTask.from_model(task.model, task.data, config)  # analysis alone, data in memory

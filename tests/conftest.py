@@ -8,10 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from rlprune.config import load_env_config, make_config
-from rlprune.data import DataSplits, from_tensors
-from rlprune.task import PruningTask
-from rlprune.zoo import build_model
+from rlprune.core.config import make_config
+from rlprune.core.splits import DataSplits, from_tensors
+from rlprune.core.task import PruningTask
+from rlprune.models.specs import build_model
+from rlprune.presets.loader import load_env_config
+from rlprune.presets.tasks import load_task
 
 # One intra-op thread: the networks here are tiny, and on a shared 2-core machine two
 # threads contending with another process make small convolutions ~100x slower.
@@ -42,7 +44,7 @@ def synthetic_data(shape: tuple[int, int, int] = (1, 28, 28), classes: int = 10)
 @pytest.fixture(scope="session")
 def digits_task() -> PruningTask:
     """The bundled digits preset with its committed base model."""
-    return PruningTask.from_config(load_env_config("digits-cnn"))
+    return load_task(load_env_config("digits-cnn"))
 
 
 @pytest.fixture(scope="session")
@@ -74,8 +76,8 @@ def make_small_task() -> Callable[..., PruningTask]:
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory: pytest.TempPathFactory, digits_task: PruningTask) -> Path:
     """A short PPO run on digits (16 episodes), shared by tests that need a policy."""
-    from rlprune.agents import load_agent_config
-    from rlprune.train import TrainSettings, train
+    from rlprune.rl.agents import load_agent_config
+    from rlprune.rl.training import TrainSettings, train
 
     result = train(
         digits_task.config,

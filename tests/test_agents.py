@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 from stable_baselines3 import DDPG, PPO, TD3
 
-from rlprune.agents import available_agents, build_algorithm, load_agent_config
+from rlprune.core.task import PruningTask
 from rlprune.errors import ConfigError
-from rlprune.task import PruningTask
-from rlprune.train import make_vec_env
+from rlprune.presets.loader import available_agents
+from rlprune.rl.agents import build_algorithm, load_agent_config
+from rlprune.rl.training import make_vec_env
 
 
 def test_bundled_presets_and_env_override(tmp_path: Path) -> None:

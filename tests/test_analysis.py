@@ -9,9 +9,9 @@ import pytest
 import torch
 from torch import nn
 
-from rlprune.analysis import analyse
+from rlprune.core.analysis import analyse
+from rlprune.core.task import PruningTask
 from rlprune.errors import ModelError
-from rlprune.task import PruningTask
 from tests.conftest import SMALL_MODELS
 
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from rlprune.agents import load_agent_config
 from rlprune.cli import main
-from rlprune.task import PruningTask
-from rlprune.train import TrainSettings, train
+from rlprune.core.task import PruningTask
+from rlprune.rl.agents import load_agent_config
+from rlprune.rl.training import TrainSettings, train
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated")
@@ -38,7 +38,9 @@ def test_zero_shot_apply_writes_report_and_loadable_model(
     )
     report = json.loads((out / "report.json").read_text())
     assert report["mode"] == "zero-shot" and report["target"] == 0.4
-    assert report["macs_ratio"] <= 0.4 * 1.01 and report["macs_after"] < report["macs_before"]
+    pruned = report["candidate"]
+    assert pruned["macs_ratio"] <= 0.4 * 1.01 and pruned["macs"] < report["macs_before"]
+    assert pruned["channels"] == [u["channels_after"] for u in report["units"]]
     assert 0.0 < report["test_accuracy_after"] <= 1.0
     assert report["val_accuracy_finetuned"] is None
     assert set(report["latency"]) == {"1", "64"}
@@ -94,7 +96,7 @@ def test_policy_from_another_input_shape_still_applies(
     assert (
         main(["apply", "--policy", str(run.run_dir), "--env", "digits-cnn", "--out", str(out)]) == 0
     )
-    assert json.loads((out / "report.json").read_text())["macs_ratio"] <= 0.5 * 1.01
+    assert json.loads((out / "report.json").read_text())["candidate"]["macs_ratio"] <= 0.5 * 1.01
 
 
 def test_user_model_by_spec_string(trained_run: Path, tmp_path: Path) -> None:

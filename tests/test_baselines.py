@@ -10,7 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from rlprune.baselines import (
+from rlprune.core.candidates import SearchResult
+from rlprune.core.evaluate import Evaluator
+from rlprune.core.task import PruningTask, Timings
+from rlprune.errors import BudgetError, ConfigError
+from rlprune.search.baselines import (
     BASELINES,
     BaselineMethod,
     RandomPolicy,
@@ -20,10 +24,6 @@ from rlprune.baselines import (
     search_sensitivity,
     uniform_keep_ratio,
 )
-from rlprune.errors import BudgetError, ConfigError
-from rlprune.evaluate import Evaluator
-from rlprune.search import SearchResult
-from rlprune.task import PruningTask, Timings
 
 TARGET = 0.5
 
@@ -250,7 +250,7 @@ def test_fixed_configurations_replay_exactly_through_the_env(
 ) -> None:
     """Heuristics are scored through predict() and the env, like agents, and the env keeps
     their configuration as given."""
-    from rlprune.baselines import magnitude_channels, play, uniform_channels
+    from rlprune.search.baselines import magnitude_channels, play, uniform_channels
 
     task = make_small_task(family)
     for channels in (uniform_channels(task, 0.5), magnitude_channels(task, 0.5)):

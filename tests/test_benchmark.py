@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from rlprune.benchmark import BenchmarkSettings, run_benchmark
 from rlprune.cli import main
+from rlprune.core.task import PruningTask
 from rlprune.errors import ConfigError, RunError
-from rlprune.task import PruningTask
+from rlprune.search.benchmark import BenchmarkSettings, run_benchmark
 
 
 @pytest.mark.slow
@@ -127,7 +127,7 @@ def test_cli_benchmark_errors_are_one_line(
 def test_ctrl_c_during_an_agent_search_records_nothing_partial(
     digits_task: PruningTask, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from rlprune.train import RunRecorder
+    from rlprune.rl.training import RunRecorder
 
     real_record = RunRecorder.record
 

@@ -3,45 +3,52 @@
 from __future__ import annotations
 
 import csv
-import dataclasses
 import json
 from pathlib import Path
 
 import pytest
 
-from rlprune.benchreport import (
-    PLOT_FILES,
+from rlprune.core.candidates import Candidate, SearchResult, best_of
+from rlprune.errors import ConfigError
+from rlprune.reports.plots import PLOT_FILES, method_colors, plot_all
+from rlprune.reports.tables import (
     TABLE_FILES,
     MethodSeedResult,
     Stat,
     comparison_lines,
-    method_colors,
-    plot_all,
     read_summary,
     summarise,
     write_tables,
 )
-from rlprune.errors import ConfigError
-from rlprune.search import SearchResult, best_of
-from rlprune.task import Candidate
 
 UNITS = ("features.0", "features.3", "features.6")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def result(method: str, seed: int, val: float, test: float, **changes: object) -> MethodSeedResult:
+    """A synthetic per-seed result; ``macs_ratio``, ``params_ratio`` and ``keep_ratios``
+    go into its best candidate, every other change into the result."""
+    keep = tuple(changes.pop("keep_ratios", (0.5, 0.75, 0.6)))  # type: ignore[call-overload]
+    macs_ratio = float(changes.pop("macs_ratio", 0.48))  # type: ignore[arg-type]
+    params_ratio = float(changes.pop("params_ratio", 0.4))  # type: ignore[arg-type]
+    best = Candidate(
+        channels=tuple(int(64 * k) for k in keep),
+        keep_ratios=keep,
+        accuracy=val,
+        macs=int(1_000_000 * macs_ratio),
+        params=int(50_000 * params_ratio),
+        macs_ratio=macs_ratio,
+        params_ratio=params_ratio,
+    )
     values: dict[str, object] = {
         "method": method,
         "seed": seed,
         "evaluations": 50,
-        "val_accuracy": val,
+        "best": best,
         "test_accuracy": test,
         "test_accuracy_finetuned": None,
-        "macs_ratio": 0.48,
-        "params_ratio": 0.4,
         "latency_speedup": 1.8,
         "wall_time_s": 12.0,
-        "keep_ratios": (0.5, 0.75, 0.6),
         "units": UNITS,
     }
     values.update(changes)
@@ -267,8 +274,11 @@ def test_method_colors_distinct_and_stable() -> None:
 
 def test_plot_all_writes_valid_pngs(tmp_path: Path) -> None:
     results = [
-        dataclasses.replace(
-            result(m, s, run.best.accuracy, run.best.accuracy - 0.01),
+        result(
+            m,
+            s,
+            run.best.accuracy,
+            run.best.accuracy - 0.01,
             evaluations=run.evaluations,
             keep_ratios=run.best.keep_ratios,
         )
@@ -297,16 +307,10 @@ def test_plot_keep_ratios_needs_one_model(tmp_path: Path) -> None:
 
 def test_plots_accept_identical_one_shot_results(tmp_path: Path) -> None:
     """Three equal one-evaluation results (a deterministic heuristic over 3 seeds)."""
-    from rlprune.benchreport import plot_all
-    from rlprune.search import SearchResult
-    from rlprune.task import Candidate
-
     candidate = Candidate((4, 4), (0.5, 0.5), 0.6315, 10, 10, 0.5, 0.5)  # mean > min in floats
     runs = [SearchResult("uniform", candidate, (candidate,), 1, 0.1, 0.5) for _ in range(3)]
     results = [
-        MethodSeedResult(
-            "uniform", s, 1, 0.3, 0.3, None, 0.5, 0.5, 1.5, 0.1, (0.5, 0.5), ("a", "b")
-        )
+        MethodSeedResult("uniform", s, 1, candidate, 0.3, None, 1.5, 0.1, ("a", "b"))
         for s in range(3)
     ]
     files = plot_all({"uniform": runs}, results, tmp_path, target=0.5)

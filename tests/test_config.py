@@ -7,11 +7,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from rlprune.config import available_presets, load_env_config
-from rlprune.env import PruningEnv
+from rlprune.core.task import PruningTask
+from rlprune.env.pruning_env import PruningEnv
 from rlprune.errors import BudgetError, ConfigError, DatasetError, ModelError
-from rlprune.task import PruningTask
-from rlprune.zoo import build_model, save_weights
+from rlprune.models.specs import build_model
+from rlprune.models.weights import save_weights
+from rlprune.presets.loader import available_presets, load_env_config
+from rlprune.presets.tasks import load_task
 from tests.conftest import CUSTOM_MODEL
 
 
@@ -60,13 +62,13 @@ def test_unreachable_target(digits_task: PruningTask) -> None:
 
 def test_unknown_model_spec() -> None:
     with pytest.raises(ModelError, match="unknown model 'resnet99'"):
-        PruningTask.from_config(load_env_config("digits-cnn", {"model": "resnet99"}))
+        load_task(load_env_config("digits-cnn", {"model": "resnet99"}))
 
 
 def test_missing_weights_names_the_pretrain_command(tmp_path: Path) -> None:
     config = load_env_config("digits-cnn", {"weights": str(tmp_path / "none.pt")})
     with pytest.raises(ModelError, match="rlprune pretrain --env digits-cnn"):
-        PruningTask.from_config(config)
+        load_task(config)
 
 
 def test_weights_that_do_not_fit_the_model(tmp_path: Path) -> None:
@@ -74,7 +76,7 @@ def test_weights_that_do_not_fit_the_model(tmp_path: Path) -> None:
     save_weights(other, tmp_path / "vgg.pt")
     config = load_env_config("digits-cnn", {"weights": str(tmp_path / "vgg.pt")})
     with pytest.raises(ModelError, match="does not fit"):
-        PruningTask.from_config(config)
+        load_task(config)
 
 
 def test_model_failing_on_input_shape_or_class_count(tmp_path: Path) -> None:
@@ -87,19 +89,15 @@ def test_model_failing_on_input_shape_or_class_count(tmp_path: Path) -> None:
         "    return nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.Linear(144, 7))\n"
     )
     with pytest.raises(ModelError, match="fails on input shape"):
-        PruningTask.from_config(
-            load_env_config("digits-cnn", {"model": f"{spec_file}:wrong_channels"})
-        )
+        load_task(load_env_config("digits-cnn", {"model": f"{spec_file}:wrong_channels"}))
     with pytest.raises(ModelError, match="10"):
-        PruningTask.from_config(
-            load_env_config("digits-cnn", {"model": f"{spec_file}:wrong_classes"})
-        )
+        load_task(load_env_config("digits-cnn", {"model": f"{spec_file}:wrong_classes"}))
 
 
 def test_missing_dataset_folder(tmp_path: Path) -> None:
     config = load_env_config("digits-cnn", {"dataset": str(tmp_path / "no-such-dir")})
     with pytest.raises(DatasetError, match="does not exist"):
-        PruningTask.from_config(config)
+        load_task(config)
 
 
 def test_user_model_with_residual_and_depthwise_blocks_by_spec_string(tmp_path: Path) -> None:

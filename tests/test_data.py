@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from rlprune import data
-from rlprune.data import DataSplits, from_tensors, load_dataset, make_loader
+from rlprune.core.splits import DataSplits, from_tensors, make_loader
+from rlprune.data import datasets as data
+from rlprune.data.datasets import load_dataset
 from rlprune.errors import ConfigError, DatasetError
 
 N_TRAIN, N_TEST, SIDE = 60, 20, 28

@@ -12,9 +12,10 @@ from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import rlprune
-from rlprune.env import FEATURE_VERSION, FEATURES, PruningEnv
+from rlprune.core.task import PruningTask
+from rlprune.env.features import FEATURE_VERSION
+from rlprune.env.pruning_env import FEATURES, PruningEnv
 from rlprune.errors import ConfigError, ResetNeeded
-from rlprune.task import PruningTask
 
 
 def _run_episode(env: gymnasium.Env, actions: list[float], seed: int = 0) -> list:
@@ -123,7 +124,7 @@ def test_unknown_reward_lists_valid_ones(digits_task: PruningTask) -> None:
 
 def test_budget_penalty_reward_punishes_overshoot(digits_task: PruningTask) -> None:
     task = digits_task
-    from rlprune.rewards import Outcome, get_reward
+    from rlprune.env.rewards import Outcome, get_reward
 
     fn = get_reward("acc_budget_penalty")
     assert fn(Outcome(0.9, 100, 0.5, 0.5)) == pytest.approx(0.9)

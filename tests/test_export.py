@@ -14,18 +14,14 @@ import pytest
 import torch
 from torch import nn
 
-from rlprune import export
-from rlprune.analysis import analyse
+from rlprune.core.analysis import analyse
+from rlprune.core.prune import prune
 from rlprune.errors import ConfigError, ModelError
-from rlprune.export import (
-    ExportedFiles,
-    architecture,
-    export_model,
-    load_exported,
-)
 from rlprune.files import atomic_path
-from rlprune.prune import prune
-from rlprune.zoo import build_model, digits_cnn
+from rlprune.models.specs import build_model
+from rlprune.models.zoo import digits_cnn
+from rlprune.reports import export
+from rlprune.reports.export import ExportedFiles, architecture, export_model, load_exported
 
 EXAMPLE = torch.zeros(1, 1, 8, 8)
 

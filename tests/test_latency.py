@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from rlprune.errors import ConfigError
-from rlprune.latency import LatencyStats, compare_latency, measure_latency
+from rlprune.reports.latency import LatencyStats, compare_latency, measure_latency
 
 SHAPE = (1, 8, 8)
 # One thread: on a loaded 2-core machine multi-threaded kernels stall waiting for a

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from rlprune.env import FEATURE_VERSION, FEATURES
+from rlprune.env.features import FEATURE_VERSION
+from rlprune.env.pruning_env import FEATURES
 from rlprune.errors import ConfigError
-from rlprune.policy import load_policy
+from rlprune.rl.policy import load_policy
 
 
 def test_policy_loads_from_run_or_policy_folder(trained_run: Path) -> None:

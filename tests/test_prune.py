@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
+from rlprune.core.prune import keep_count, prune
 from rlprune.errors import ConfigError
-from rlprune.prune import keep_count, prune
-from rlprune.zoo import build_model
+from rlprune.models.specs import build_model
 
 
 def _model(spec: str, **kwargs: object) -> nn.Module:

@@ -10,18 +10,19 @@ from pathlib import Path
 import pytest
 import torch
 
-from rlprune.analysis import analyse
+from rlprune.core.analysis import analyse
+from rlprune.core.candidates import Candidate
 from rlprune.errors import ConfigError
-from rlprune.report import (
+from rlprune.models.zoo import digits_cnn
+from rlprune.reports.apply_report import (
     ApplyReport,
     format_count,
     read_report,
     render_markdown,
-    software_versions,
     unit_rows,
     write_report,
 )
-from rlprune.zoo import digits_cnn
+from rlprune.reports.versions import software_versions
 
 UNITS = [
     {
@@ -51,14 +52,18 @@ def make_report(**changes: object) -> ApplyReport:
         "adapt_episodes": 0,
         "finetune_epochs": 0,
         "units": UNITS,
+        "candidate": Candidate(
+            channels=(16, 48),
+            keep_ratios=(0.5, 0.75),
+            accuracy=0.985,
+            macs=910_000,
+            params=20_500,
+            macs_ratio=0.5,
+            params_ratio=20_500 / 57_000,
+        ),
         "macs_before": 1_820_000,
-        "macs_after": 910_000,
-        "macs_ratio": 0.5,
         "params_before": 57_000,
-        "params_after": 20_500,
-        "params_ratio": 20_500 / 57_000,
         "val_accuracy_before": 0.991,
-        "val_accuracy_after": 0.985,
         "test_accuracy_before": 0.994,
         "test_accuracy_after": 0.989,
         "latency": {

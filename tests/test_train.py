@@ -10,11 +10,18 @@ import pytest
 import torch
 import yaml
 
-from rlprune.agents import load_agent_config
-from rlprune.config import make_config
+from rlprune.core.config import make_config
+from rlprune.core.task import PruningTask
 from rlprune.errors import RunError
-from rlprune.task import PruningTask
-from rlprune.train import RunRecorder, TrainSettings, latest_checkpoint, load_run, resume, train
+from rlprune.rl.agents import load_agent_config
+from rlprune.rl.training import (
+    RunRecorder,
+    TrainSettings,
+    latest_checkpoint,
+    load_run,
+    resume,
+    train,
+)
 
 
 def _train(task: PruningTask, root: Path, **kwargs: object) -> object:
@@ -118,7 +125,7 @@ def test_write_failure_keeps_last_good_checkpoint(
             raise OSError(28, "No space left on device")
         real_save(obj, f, *args, **kwargs)
 
-    monkeypatch.setattr("rlprune.train.torch.save", flaky_save)
+    monkeypatch.setattr("rlprune.rl.training.torch.save", flaky_save)
     with pytest.raises(RunError, match=r"No space left.*ep000005\) is intact"):
         _train(digits_task, tmp_path, episodes=12, checkpoint_every=5)
     run_dir = next(tmp_path.iterdir())

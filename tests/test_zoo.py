@@ -10,16 +10,12 @@ import pytest
 import torch
 from torch import nn
 
-from rlprune import zoo
+from rlprune.core.splits import check_model_fits
 from rlprune.errors import ModelError
-from rlprune.zoo import (
-    MODELS,
-    build_model,
-    check_model_fits,
-    load_weights,
-    resolve_factory,
-    save_weights,
-)
+from rlprune.models import zoo
+from rlprune.models.specs import build_model, resolve_factory
+from rlprune.models.weights import load_weights, save_weights
+from rlprune.models.zoo import MODELS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CUSTOM_MODEL = REPO_ROOT / "examples" / "custom_model.py"
@@ -81,7 +77,8 @@ def test_zoo_model_structure(name: str) -> None:
 
 
 def test_digits_cnn_trains_quickly() -> None:
-    from rlprune.data import load_dataset, make_loader
+    from rlprune.core.splits import make_loader
+    from rlprune.data.datasets import load_dataset
 
     torch.manual_seed(0)
     splits = load_dataset("digits", seed=0)
@@ -146,7 +143,7 @@ def test_resolve_registry_name() -> None:
 
 
 def test_resolve_module_attr() -> None:
-    assert resolve_factory("rlprune.zoo:vgg") is zoo.vgg
+    assert resolve_factory("rlprune.models.zoo:vgg") is zoo.vgg
 
 
 @pytest.mark.parametrize("absolute", [False, True], ids=["relative", "absolute"])
@@ -196,10 +193,10 @@ def test_build_passes_kwargs_to_zoo_factory() -> None:
     ("spec", "match"),
     [
         ("resnet99", r"unknown model 'resnet99'; use one of \[.*'digits-cnn'.*\]"),
-        ("rlprune.zoo:", "model spec 'rlprune.zoo:' is incomplete"),
+        ("rlprune.models.zoo:", "model spec 'rlprune.models.zoo:' is incomplete"),
         ("no_such_package_xyz.models:build", r"cannot import module .*ModuleNotFoundError"),
-        ("rlprune.zoo:no_such_factory", "has no attribute 'no_such_factory'"),
-        ("rlprune.zoo:MODELS", "rlprune.zoo:MODELS is a dict, not callable"),
+        ("rlprune.models.zoo:no_such_factory", "has no attribute 'no_such_factory'"),
+        ("rlprune.models.zoo:MODELS", "rlprune.models.zoo:MODELS is a dict, not callable"),
         ("missing/model.py:build", r"model file .*missing/model.py' not found"),
     ],
     ids=["unknown", "incomplete", "no-module", "no-attr", "not-callable", "no-file"],

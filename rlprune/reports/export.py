@@ -37,9 +37,8 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.conv import _ConvNd
 
-from .errors import ConfigError, ModelError
-from .files import atomic_path
-from .zoo import _one_line
+from ..errors import ConfigError, ModelError, one_line
+from ..files import atomic_path
 
 __all__ = [
     "ARCHITECTURE_FILE",
@@ -105,7 +104,7 @@ def export_model(
 
     Args:
         model: the (pruned) network; it must return one tensor.
-        example_inputs: e.g. :attr:`rlprune.task.PruningTask.example_inputs`.
+        example_inputs: e.g. :attr:`rlprune.core.task.PruningTask.example_inputs`.
         out_dir: created if missing.
         onnx: ``True`` writes ``pruned_model.onnx`` (needs the ``onnx`` extra),
             ``False`` skips it, ``None`` writes it when the ``onnx`` package is importable
@@ -173,7 +172,7 @@ def load_exported(path: str | os.PathLike[str]) -> torch.jit.ScriptModule:
         module = _jit_load(path)
     except Exception as exc:
         raise ModelError(
-            f"cannot load {str(path)!r} as TorchScript: {_one_line(exc)}; "
+            f"cannot load {str(path)!r} as TorchScript: {one_line(exc)}; "
             f"pass the {TORCHSCRIPT_FILE} written by export_model"
         ) from exc
     return module.eval()
@@ -288,7 +287,7 @@ def _export_torchscript(
             traced = torch.jit.trace(model, example, check_trace=False)
     except Exception as exc:
         raise ModelError(
-            f"cannot trace {type(model).__name__} to TorchScript: {_one_line(exc)}; "
+            f"cannot trace {type(model).__name__} to TorchScript: {one_line(exc)}; "
             "the forward pass must be traceable with torch.jit.trace"
         ) from exc
     with atomic_path(path) as tmp:
@@ -362,7 +361,7 @@ def _export_onnx(
             onnx.checker.check_model(str(tmp))
         except Exception as exc:
             raise ModelError(
-                f"ONNX export of {type(model).__name__} failed: {_one_line(exc)}; "
+                f"ONNX export of {type(model).__name__} failed: {one_line(exc)}; "
                 "pass onnx=False to export TorchScript only"
             ) from exc
         _check_onnx_outputs(tmp, checks, expected)
@@ -401,7 +400,8 @@ def _quiet_jit() -> Iterator[None]:
 
 def _jit_load(path: Path) -> torch.jit.ScriptModule:
     with _quiet_jit():
-        return torch.jit.load(str(path), map_location="cpu")
+        module: torch.jit.ScriptModule = torch.jit.load(str(path), map_location="cpu")
+    return module
 
 
 def _difference(got: object, want: torch.Tensor) -> str:

@@ -18,7 +18,23 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from .errors import ConfigError
+from ..errors import ConfigError
+
+__all__ = [
+    "IMPORTANCE",
+    "PRUNABLE_TYPES",
+    "GroupInfo",
+    "Importance",
+    "MagnitudeImportance",
+    "PruneResult",
+    "RandomImportance",
+    "build_graph",
+    "count_macs_params",
+    "iter_groups",
+    "keep_count",
+    "make_importance",
+    "prune",
+]
 
 PRUNABLE_TYPES: tuple[type[nn.Module], ...] = (nn.Conv2d, nn.Conv1d, nn.Linear)
 
@@ -54,7 +70,8 @@ class MagnitudeImportance(Importance):
         )
 
     def __call__(self, group: tp.Group) -> torch.Tensor:
-        return self._scorer(group)
+        scores: torch.Tensor = self._scorer(group)
+        return scores
 
 
 class RandomImportance(Importance):

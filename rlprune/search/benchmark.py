@@ -18,28 +18,33 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .agents import ALGORITHMS, load_agent_config
-from .apply import deliver, env_config_for_policy, rollout
-from .baselines import BASELINES, get_baseline
-from .benchreport import MethodSeedResult, comparison_lines, plot_all, summarise, write_tables
-from .config import EnvConfig
-from .env import PruningEnv
-from .errors import ConfigError, RunError
-from .files import atomic_write_json, atomic_write_text
-from .latency import compare_latency
-from .policy import load_policy
-from .search import SearchResult, best_of
-from .task import Candidate, PruningTask
-from .train import TrainSettings, train
+from ..core.candidates import Candidate, SearchResult, best_of
+from ..core.config import EnvConfig
+from ..core.finetune import deliver
+from ..core.task import PruningTask
+from ..env.pruning_env import PruningEnv
+from ..env.rollout import rollout
+from ..errors import ConfigError, RunError
+from ..files import atomic_write_json, atomic_write_text
+from ..presets.tasks import load_task as load_preset_task
+from ..reports.latency import compare_latency
+from ..reports.plots import plot_all
+from ..reports.tables import MethodSeedResult, comparison_lines, summarise, write_tables
+from ..rl.agents import load_agent_config
+from ..rl.policy import env_config_for_policy, load_policy
+from ..rl.training import TrainSettings, train
+from .baselines import get_baseline
+from .methods import METHODS, TRANSFER_METHODS, valid_methods
 
-AGENT_METHODS = tuple(ALGORITHMS)  # ppo, ddpg, td3: trained from scratch with N episodes
-TRANSFER_METHODS = ("transfer", "transfer-adapt")
+__all__ = [
+    "MANIFEST",
+    "BenchmarkSettings",
+    "load_task",
+    "prepare_out_dir",
+    "run_benchmark",
+]
+
 MANIFEST = "benchmark.json"
-
-
-def valid_methods() -> list[str]:
-    """Every method name the benchmark knows."""
-    return [*AGENT_METHODS, *BASELINES, *TRANSFER_METHODS]
 
 
 @dataclass(frozen=True)
@@ -71,7 +76,7 @@ class BenchmarkSettings:
         if self.evals <= 0:
             raise ConfigError(f"--evals must be positive, got {self.evals}")
         for method in self.methods:
-            if method in BASELINES:
+            if METHODS[method].kind == "baseline":
                 needed = get_baseline(method).min_evals(task)
                 if self.evals < needed:
                     raise ConfigError(
@@ -160,28 +165,22 @@ def _finish(
         method=search.method,
         seed=seed,
         evaluations=search.evaluations,
-        val_accuracy=best.accuracy,
+        best=best,
         test_accuracy=delivered.test_accuracy,
         test_accuracy_finetuned=delivered.test_accuracy_finetuned,
-        macs_ratio=best.macs_ratio,
-        params_ratio=best.params_ratio,
         latency_speedup=speed.speedup,
         wall_time_s=search.seconds,
-        keep_ratios=best.keep_ratios,
         units=tuple(u.name for u in task.analysis.units),
     )
 
 
 def _candidate_dicts(history: Sequence[Candidate]) -> list[dict[str, Any]]:
-    return [dataclasses.asdict(c) for c in history]
+    return [c.to_dict() for c in history]
 
 
 def _load_finished(path: Path, target: float) -> tuple[MethodSeedResult, SearchResult]:
     raw = json.loads(path.read_text())
-    history = tuple(
-        Candidate(**{**c, "channels": tuple(c["channels"]), "keep_ratios": tuple(c["keep_ratios"])})
-        for c in raw["history"]
-    )
+    history = tuple(Candidate.from_dict(c) for c in raw["history"])
     result = MethodSeedResult.from_dict(raw["result"])
     search = SearchResult(
         method=result.method,
@@ -247,7 +246,8 @@ def run_benchmark(
     for done, (method, seed) in enumerate(jobs, start=1):
         path = out / "results" / f"{method}__{seed}.json"
         first = out / "results" / f"{method}__0.json"
-        deterministic = method in BASELINES and not get_baseline(method).seeded
+        kind = METHODS[method].kind
+        deterministic = kind == "baseline" and not get_baseline(method).seeded
         if path.is_file():
             result, search = _load_finished(path, target)
         elif deterministic and seed > 0 and first.is_file():
@@ -261,9 +261,9 @@ def run_benchmark(
             if on_start is not None:
                 on_start(method, seed)
             task.cache.clear()  # every (method, seed) pays for its own evaluations
-            if method in AGENT_METHODS:
+            if kind == "agent":
                 search = _search_agent(method, task, target, settings.evals, seed, out / "runs")
-            elif method in TRANSFER_METHODS:
+            elif kind == "transfer":
                 search = _search_transfer(method, task, settings, seed, out / "runs")
             else:
                 search = get_baseline(method).search(task, target, settings.evals, seed)
@@ -283,7 +283,9 @@ def run_benchmark(
         "test accuracy is measured once per method and seed on the best candidate; "
         "the test split never drives a search decision",
     ]
-    fixed = [m for m in settings.methods if m in BASELINES and not get_baseline(m).seeded]
+    fixed = [
+        m for m in settings.methods if METHODS[m].kind == "baseline" and not get_baseline(m).seeded
+    ]
     if fixed and settings.seeds > 1:
         notes.append(
             f"{', '.join(fixed)}: deterministic, computed once and repeated for every seed "
@@ -309,4 +311,4 @@ def load_task(env_config: EnvConfig, policy: str | None) -> PruningTask:
     """The task a benchmark runs on (with a transfer policy's action bounds, if one is given)."""
     if policy is not None:
         env_config = env_config_for_policy(env_config, load_policy(policy), None)
-    return PruningTask.from_config(env_config)
+    return load_preset_task(env_config)

@@ -11,7 +11,17 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .errors import ConfigError
+from ..errors import ConfigError
+
+__all__ = [
+    "REWARDS",
+    "Outcome",
+    "RewardFn",
+    "get_reward",
+    "reward_acc",
+    "reward_acc_budget_penalty",
+    "reward_acc_log_flops",
+]
 
 
 @dataclass(frozen=True)

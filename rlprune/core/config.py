@@ -1,27 +1,29 @@
-"""Environment presets: one dataclass, loaded from YAML, overridable field by field."""
+"""The env configuration: one frozen dataclass, validated field by field.
+
+Loading it from YAML presets is :mod:`rlprune.presets.loader`'s job; this module only
+says what a configuration holds and which values are valid.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from .errors import ConfigError
+from ..errors import ConfigError
 from .prune import IMPORTANCE
-from .rewards import REWARDS
 
-PRESET_DIR = Path(__file__).resolve().parent / "presets" / "envs"
-"""Bundled environment presets (``envs/``, linked into the package as ``presets/envs``)."""
+__all__ = ["FIELDS", "EnvConfig", "help_for", "make_config"]
 
 
 @dataclass(frozen=True)
 class EnvConfig:
-    """Everything that defines a pruning environment. Each field's help is its metadata."""
+    """Everything that defines a pruning environment.
+
+    Each field's help is its metadata; the CLI's override flags read it (:func:`help_for`).
+    """
 
     name: str = field(default="custom", metadata={"help": "preset name, used in run names"})
     model: str = field(
@@ -34,7 +36,9 @@ class EnvConfig:
     weights: str | None = field(
         default=None, metadata={"help": "trained weights (state dict); relative to the preset file"}
     )
-    dataset: str = field(default="digits", metadata={"help": "digits, fashion-mnist or a folder"})
+    dataset: str = field(
+        default="digits", metadata={"help": "dataset name (digits, fashion-mnist) or folder"}
+    )
     data_dir: str | None = field(default=None, metadata={"help": "folder holding dataset files"})
     target: float | tuple[float, float] = field(
         default=0.5,
@@ -42,7 +46,12 @@ class EnvConfig:
             "help": "fraction of the original MACs to keep, or a [low, high] range to sample"
         },
     )
-    reward: str = field(default="acc", metadata={"help": "reward name (see rlprune.rewards)"})
+    reward: str = field(
+        default="acc",
+        metadata={
+            "help": "reward name: acc, acc_log_flops, acc_budget_penalty (rlprune.env.rewards)"
+        },
+    )
     min_keep: float = field(default=0.2, metadata={"help": "smallest keep-ratio an action maps to"})
     max_keep: float = field(default=1.0, metadata={"help": "largest keep-ratio an action maps to"})
     budget_clipping: bool = field(
@@ -83,27 +92,6 @@ class EnvConfig:
 
 
 FIELDS = {f.name for f in dataclasses.fields(EnvConfig)}
-
-
-def available_presets() -> list[str]:
-    """Names of the bundled environment presets."""
-    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
-
-
-def resolve_preset_path(env: str | os.PathLike[str]) -> Path:
-    """A preset file from a path or a bundled preset name."""
-    path = Path(env)
-    if path.suffix in (".yaml", ".yml") or path.exists():
-        if not path.is_file():
-            raise ConfigError(f"preset file {str(path)!r} not found")
-        return path
-    bundled = PRESET_DIR / f"{env}.yaml"
-    if not bundled.is_file():
-        raise ConfigError(
-            f"unknown env preset {str(env)!r}; choose one of: {', '.join(available_presets())} "
-            "or give a path to a YAML file"
-        )
-    return bundled
 
 
 def _check_target(target: Any) -> float | tuple[float, float]:
@@ -150,8 +138,6 @@ def make_config(values: Mapping[str, Any], base_dir: Path | None = None) -> EnvC
             f"need 0 < min_keep <= max_keep <= 1, got min_keep={config.min_keep}, "
             f"max_keep={config.max_keep}"
         )
-    if config.reward not in REWARDS:
-        raise ConfigError(f"unknown reward {config.reward!r}; choose one of: {', '.join(REWARDS)}")
     if config.importance not in IMPORTANCE:
         raise ConfigError(
             f"unknown importance {config.importance!r}; choose one of: {', '.join(IMPORTANCE)}"
@@ -161,25 +147,9 @@ def make_config(values: Mapping[str, Any], base_dir: Path | None = None) -> EnvC
     return config
 
 
-def load_env_config(
-    env: str | os.PathLike[str] = "digits-cnn", overrides: Mapping[str, Any] | None = None
-) -> EnvConfig:
-    """Load a preset (bundled name or YAML path) and apply ``overrides`` (``None`` values ignored).
-
-    Override paths are taken as given (relative to the working directory).
-    """
-    path = resolve_preset_path(env)
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(
-            f"preset {str(path)!r} is not valid YAML: {exc}".splitlines()[0]
-        ) from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"preset {str(path)!r} must be a mapping of keys to values")
-    raw.setdefault("name", path.stem)
-    config = make_config(raw, base_dir=path.parent)
-    extra = {k: v for k, v in (overrides or {}).items() if v is not None}
-    if extra:
-        config = make_config({**dataclasses.asdict(config), **extra}, base_dir=Path.cwd())
-    return config
+def help_for(name: str) -> str:
+    """The help text of the :class:`EnvConfig` field ``name``."""
+    for f in dataclasses.fields(EnvConfig):
+        if f.name == name:
+            return str(f.metadata["help"])
+    raise KeyError(name)

@@ -13,9 +13,11 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
+from ..errors import ModelError
 from .budget import MacModel
-from .errors import ModelError
 from .prune import PRUNABLE_TYPES, build_graph, iter_groups, prune
+
+__all__ = ["ModelAnalysis", "PrunableUnit", "analyse"]
 
 
 @dataclass(frozen=True)
@@ -172,8 +174,8 @@ def analyse(
     probe_io: list[dict[str, tuple[int, int]]] = []
     for name, n, n_full in zip(names, probe_n, full, strict=True):
         result = prune(model, {name: n / n_full}, example_inputs, ignored_layers=ignored_layers)
-        leaf, _ = _leaf_counts(result.model, example_inputs)
-        probes.append(leaf)
+        probe_leaf, _ = _leaf_counts(result.model, example_inputs)
+        probes.append(probe_leaf)
         probe_io.append(_io_channels(result.model))
 
     layers = dict(model.named_modules())
@@ -198,7 +200,9 @@ def analyse(
             )
             if both_scaled and not _is_depthwise(layers[leaf]):
                 # f = d n^2 + c n: a conv whose input and output are the same unit
-                d, c = np.linalg.solve([[big * big, big], [small * small, small]], [f0, f1])
+                d, c = np.linalg.solve(
+                    np.array([[big * big, big], [small * small, small]]), np.array([f0, f1])
+                )
                 bil.append((u, u, float(d)))
                 lin_unit.append(u)
                 lin_coef.append(float(c))
@@ -215,7 +219,9 @@ def analyse(
                 [probe_n[u], full[v], probe_n[u] * full[v]],
                 [full[u], probe_n[v], full[u] * probe_n[v]],
             ]
-            b, c, d = np.linalg.solve(rows, [f0, probes[u][leaf], probes[v][leaf]])
+            b, c, d = np.linalg.solve(
+                np.array(rows), np.array([f0, probes[u][leaf], probes[v][leaf]])
+            )
             lin_unit += [u, v]
             lin_coef += [float(b), float(c)]
             bil.append((u, v, float(d)))

@@ -1,4 +1,4 @@
-"""Train a pruning agent: Stable-Baselines3 on :class:`~rlprune.env.PruningEnv`, with a run folder.
+"""Train a pruning agent: Stable-Baselines3 on :class:`~rlprune.env.pruning_env.PruningEnv`, with a run folder.
 
 A run folder ``runs/{env}__{agent}__{seed}__{time}/`` keeps everything needed to
 reproduce or continue a run::
@@ -9,7 +9,7 @@ reproduce or continue a run::
     episodes.csv       one row per episode (namespaced keys)
     best.json          best candidate so far, rewritten atomically after every episode
     checkpoints/       ep000050/ ... every ``checkpoint_every`` episodes, latest.json
-    policy/            the policy artifact (rlprune.policy), written at the end or on Ctrl-C
+    policy/            the policy artifact (rlprune.rl.policy), written at the end or on Ctrl-C
     sb3/               Stable-Baselines3 logs (CSV, TensorBoard when installed)
 """
 
@@ -22,7 +22,7 @@ import io
 import json
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,14 +34,29 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import configure
 from stable_baselines3.common.vec_env import DummyVecEnv
 
+from ..core.candidates import Candidate
+from ..core.config import EnvConfig, make_config
+from ..core.task import PruningTask
+from ..env.pruning_env import PruningEnv
+from ..errors import ConfigError, RunError
+from ..files import atomic_write_bytes, atomic_write_json, atomic_write_text
+from ..presets.tasks import load_task
+from ..reports.versions import software_versions
 from .agents import AgentConfig, build_algorithm, make_agent_config
-from .config import EnvConfig, make_config
-from .env import PruningEnv
-from .errors import RunError
-from .files import atomic_write_bytes, atomic_write_json, atomic_write_text
 from .policy import LoadedPolicy, save_policy
-from .report import software_versions
-from .task import Candidate, PruningTask
+
+__all__ = [
+    "BestCandidate",
+    "RunRecorder",
+    "TrainResult",
+    "TrainSettings",
+    "latest_checkpoint",
+    "load_run",
+    "make_vec_env",
+    "resume",
+    "run_folder_name",
+    "train",
+]
 
 CSV_FIELDS = (
     "episode",
@@ -63,15 +78,37 @@ class BestCandidate:
 
     episode: int
     reward: float
-    accuracy: float
-    macs: int
-    params: int
-    macs_ratio: float
-    params_ratio: float
     target: float
-    keep_ratios: tuple[float, ...]
-    channels: tuple[int, ...]
+    candidate: Candidate
     units: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """``best.json``'s content: the candidate record plus episode, reward, target, units."""
+        return {
+            "episode": self.episode,
+            "reward": self.reward,
+            "target": self.target,
+            "units": list(self.units),
+            **self.candidate.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> BestCandidate:
+        """Inverse of :meth:`to_dict`.
+
+        Raises:
+            ConfigError: a field is missing or has the wrong type.
+        """
+        try:
+            return cls(
+                episode=int(data["episode"]),
+                reward=float(data["reward"]),
+                target=float(data["target"]),
+                candidate=Candidate.from_dict(data),
+                units=tuple(str(u) for u in data["units"]),
+            )
+        except KeyError as exc:
+            raise ConfigError(f"not a best-candidate record: missing field {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -133,21 +170,14 @@ class RunRecorder:
     def record(self, reward: float, info: dict[str, Any]) -> None:
         """Log one finished episode and update ``best.json``."""
         self.episodes += 1
-        candidate = self.task.cache.get(tuple(int(c) for c in info["channels"]))
-        if candidate is not None:
-            self.history.append(candidate)
+        candidate = Candidate.from_dict(info)
+        self.history.append(candidate)
         if self.best is None or reward > self.best.reward:
             self.best = BestCandidate(
                 episode=self.episodes,
                 reward=float(reward),
-                accuracy=float(info["accuracy"]),
-                macs=int(info["macs"]),
-                params=int(info["params"]),
-                macs_ratio=float(info["macs_ratio"]),
-                params_ratio=float(info["params_ratio"]),
                 target=float(info["target"]),
-                keep_ratios=tuple(float(k) for k in info["keep_ratios"]),
-                channels=tuple(int(c) for c in info["channels"]),
+                candidate=candidate,
                 units=self.units,
             )
         self._csv.writerow(
@@ -159,12 +189,14 @@ class RunRecorder:
                 "prune/params_ratio": f"{info['params_ratio']:.6f}",
                 "prune/target": f"{info['target']:.6f}",
                 "best/reward": f"{self.best.reward:.6f}",
-                "best/accuracy": f"{self.best.accuracy:.6f}",
-                "best/macs_ratio": f"{self.best.macs_ratio:.6f}",
+                "best/accuracy": f"{self.best.candidate.accuracy:.6f}",
+                "best/macs_ratio": f"{self.best.candidate.macs_ratio:.6f}",
                 "time/elapsed_s": f"{time.perf_counter() - self.started:.3f}",
                 **{
                     key: f"{ratio:.4f}"
-                    for key, ratio in zip(self._keep_fields, self.best.keep_ratios, strict=True)
+                    for key, ratio in zip(
+                        self._keep_fields, self.best.candidate.keep_ratios, strict=True
+                    )
                 },
             }
         )
@@ -174,7 +206,7 @@ class RunRecorder:
     def write_best(self) -> None:
         """Rewrite ``best.json`` atomically."""
         if self.best is not None:
-            atomic_write_json(self.run_dir / "best.json", dataclasses.asdict(self.best))
+            atomic_write_json(self.run_dir / "best.json", self.best.to_dict())
 
     def checkpoint(self, algorithm: BaseAlgorithm) -> Path:
         """Save a checkpoint atomically; ``latest.json`` moves only once it is complete.
@@ -242,9 +274,9 @@ class _EpisodeCallback(BaseCallback):
             self.logger.record_mean("prune/macs_ratio", float(info["macs_ratio"]))
             best = self.recorder.best
             if best is not None:
-                self.logger.record("best/accuracy", best.accuracy)
-                self.logger.record("best/macs_ratio", best.macs_ratio)
-                for unit, ratio in zip(best.units, best.keep_ratios, strict=True):
+                self.logger.record("best/accuracy", best.candidate.accuracy)
+                self.logger.record("best/macs_ratio", best.candidate.macs_ratio)
+                for unit, ratio in zip(best.units, best.candidate.keep_ratios, strict=True):
                     self.logger.record(f"best/keep_ratio/{unit}", ratio)
             if self.checkpoint_every and self.recorder.episodes % self.checkpoint_every == 0:
                 self.recorder.checkpoint(self.model)
@@ -280,7 +312,7 @@ def _policy_metadata(
         "model": env_config.model,
         "dataset": env_config.dataset,
         "training_episodes": recorder.episodes,
-        "best": dataclasses.asdict(recorder.best) if recorder.best else None,
+        "best": recorder.best.to_dict() if recorder.best else None,
     }
 
 
@@ -313,7 +345,7 @@ def train(
     if settings.episodes < 1 or settings.n_envs < 1:
         raise RunError("--episodes and --n-envs must be at least 1")
     start = time.perf_counter()
-    task = task or PruningTask.from_config(env_config)
+    task = task or load_task(env_config)
     if run_dir is None:
         run_dir = runs_root / run_folder_name(env_config.name, agent.name, settings.seed)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -410,10 +442,7 @@ def _read_best(run_dir: Path) -> BestCandidate | None:
     path = run_dir / "best.json"
     if not path.is_file():
         return None
-    raw = json.loads(path.read_text())
-    for key in ("keep_ratios", "channels", "units"):
-        raw[key] = tuple(raw[key])
-    return BestCandidate(**raw)
+    return BestCandidate.from_dict(json.loads(path.read_text()))
 
 
 def load_run(run_dir: str | Path) -> tuple[EnvConfig, AgentConfig, TrainSettings]:

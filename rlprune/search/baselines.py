@@ -3,7 +3,7 @@
 A baseline decides keep-ratios per unit. Policies (:class:`RandomPolicy`,
 :class:`FixedRatioPolicy`) run through the environment, which applies the same
 rounding and budget clipping as for a learned policy, so one evaluation loop
-(:func:`rlprune.apply.rollout`) serves every method.
+(:func:`rlprune.env.rollout.rollout`) serves every method.
 
 The search methods compared with agents at equal cost share one signature,
 ``search_xxx(task, target, evals, seed) -> SearchResult``, and are listed in
@@ -15,8 +15,8 @@ The search methods compared with agents at equal cost share one signature,
 - ``sensitivity``: per-unit sensitivity curves, then a greedy allocation
   (units x ratios + 1 evaluations).
 
-Every method meets the MACs budget: its best candidate is chosen among those whose
-measured MACs are at most ``target`` times the original.
+Every method meets the MACs budget: its best candidate is chosen among those within
+it (:func:`rlprune.core.candidates.within_budget`).
 """
 
 from __future__ import annotations
@@ -30,24 +30,39 @@ import numpy as np
 import torch
 import torch_pruning as tp
 
-from .apply import rollout
-from .env import FEATURES, PruningEnv
-from .errors import BudgetError, ConfigError
-from .prune import build_graph, iter_groups, keep_count
-from .search import SearchResult, best_of
-from .task import Candidate, PruningTask
+from ..core.budget import ChannelCounts
+from ..core.candidates import Candidate, SearchResult, best_of, within_budget
+from ..core.prune import build_graph, iter_groups, keep_count
+from ..core.task import PruningTask
+from ..env.features import FEATURES, keep_to_action
+from ..env.pruning_env import PruningEnv
+from ..env.rollout import rollout
+from ..errors import BudgetError, ConfigError
+
+__all__ = [
+    "BASELINES",
+    "SENSITIVITY_RATIOS",
+    "BaselineMethod",
+    "FixedRatioPolicy",
+    "RandomPolicy",
+    "allocate_by_sensitivity",
+    "get_baseline",
+    "magnitude_channels",
+    "magnitude_scores",
+    "play",
+    "search_magnitude",
+    "search_random",
+    "search_sensitivity",
+    "search_uniform",
+    "sensitivity_min_evals",
+    "uniform_channels",
+    "uniform_keep_ratio",
+]
 
 _POSITION = FEATURES.index("position")
 
 SENSITIVITY_RATIOS: tuple[float, ...] = (0.25, 0.5, 0.75)
 """Keep-ratios at which :func:`search_sensitivity` probes each unit alone."""
-
-
-def keep_to_action(keep_ratio: float, min_keep: float, max_keep: float) -> float:
-    """The action in [-1, 1] that the env maps to ``keep_ratio``."""
-    if max_keep <= min_keep:
-        return 0.0
-    return float(np.clip(2.0 * (keep_ratio - min_keep) / (max_keep - min_keep) - 1.0, -1.0, 1.0))
 
 
 class FixedRatioPolicy:
@@ -91,7 +106,7 @@ class RandomPolicy:
         return np.array([action], dtype=np.float32), None
 
 
-def play(task: PruningTask, channels: Sequence[int], target: float) -> Candidate:
+def play(task: PruningTask, channels: ChannelCounts, target: float) -> Candidate:
     """Evaluate a fixed configuration the way agents are evaluated: a
     :class:`FixedRatioPolicy` plays it through the env with ``predict()``.
 
@@ -153,14 +168,14 @@ class _RecordingTask(PruningTask):
     """A view of a task that logs every evaluation request.
 
     It shares the task's model, cache and timings, so cached candidates are
-    reused, but every request is charged, as :mod:`rlprune.search` counts cost.
+    reused, but every request is charged, as :mod:`rlprune.core.candidates` counts cost.
     """
 
     def __init__(self, task: PruningTask) -> None:
         super().__init__(**{f.name: getattr(task, f.name) for f in dataclasses.fields(task)})
         self.history: list[Candidate] = []
 
-    def evaluate(self, channels: Sequence[int]) -> Candidate:
+    def evaluate(self, channels: ChannelCounts) -> Candidate:
         candidate = super().evaluate(channels)
         self.history.append(candidate)
         return candidate
@@ -180,8 +195,7 @@ def _check_request(
 
 def _result(name: str, log: _RecordingTask, target: float, start: float) -> SearchResult:
     """Package a search: the best candidate among those within the budget."""
-    budget = target * log.analysis.macs
-    feasible = [c for c in log.history if c.macs <= budget]
+    feasible = [c for c in log.history if within_budget(c, target)]
     if not feasible:
         raise BudgetError(
             f"method {name!r} evaluated no candidate within target {target}; "

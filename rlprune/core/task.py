@@ -9,37 +9,22 @@ BatchNorm, scores on the validation split and caches by channel configuration.
 from __future__ import annotations
 
 import time
-import warnings
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from ..errors import BudgetError
 from .analysis import ModelAnalysis, analyse
-from .budget import channel_candidates
+from .budget import ChannelCounts, channel_candidates
+from .candidates import Candidate
 from .config import EnvConfig
-from .data import DataSplits, load_dataset
-from .errors import BudgetError, ModelError
-from .evaluate import Evaluator, accuracy, calibrate_batchnorm
+from .evaluate import Evaluator
 from .prune import PruneResult, keep_count, prune
-from .zoo import build_model, check_model_fits, load_weights
+from .splits import DataSplits, check_model_fits
 
-
-@dataclass(frozen=True)
-class Candidate:
-    """One evaluated pruned network."""
-
-    channels: tuple[int, ...]
-    keep_ratios: tuple[float, ...]
-    accuracy: float
-    """Validation top-1 after BatchNorm recalibration, no fine-tuning."""
-    macs: int
-    params: int
-    macs_ratio: float
-    params_ratio: float
+__all__ = ["PruningTask", "Timings"]
 
 
 @dataclass
@@ -53,39 +38,12 @@ class Timings:
     cache_hits: int = 0
 
 
-def pretrained_weights_hint(config: EnvConfig) -> str:
-    """The command that makes a preset's base model."""
-    return f"run `rlprune pretrain --env {config.name}` to train it"
-
-
-def load_data(config: EnvConfig) -> DataSplits:
-    """The data splits a preset names."""
-    return load_dataset(
-        config.dataset,
-        seed=config.seed,
-        val_size=config.val_size,
-        data_dir=config.data_dir,
-        train_limit=config.train_limit,
-    )
-
-
-def build_config_model(config: EnvConfig, data: DataSplits) -> nn.Module:
-    """The (untrained) model a preset names, shaped for ``data``."""
-    return build_model(
-        config.model,
-        in_channels=data.input_shape[0],
-        num_classes=data.num_classes,
-        input_size=data.input_shape[1],
-        kwargs=config.model_kwargs,
-    )
-
-
 @dataclass
 class PruningTask:
     """A trained model, its data and everything computed once about it.
 
-    Build it with :meth:`from_config` (presets) or :meth:`from_model` (your own
-    model and :class:`~rlprune.data.DataSplits`).
+    Build it with :func:`rlprune.load_task` (presets) or :meth:`from_model` (your own
+    model and :class:`~rlprune.core.splits.DataSplits`).
     """
 
     config: EnvConfig
@@ -100,27 +58,6 @@ class PruningTask:
     """Channel counts each unit may keep (respecting min/max keep and ``round_to``)."""
     cache: dict[tuple[int, ...], Candidate] = field(default_factory=dict)
     timings: Timings = field(default_factory=Timings)
-
-    @classmethod
-    def from_config(cls, config: EnvConfig) -> PruningTask:
-        """Load the data and model a preset names, then analyse the model."""
-        data = load_data(config)
-        model = build_config_model(config, data)
-        if config.weights is None:
-            warnings.warn(
-                f"env {config.name!r} gives no weights: pruning an untrained model; "
-                + pretrained_weights_hint(config),
-                stacklevel=2,
-            )
-        elif not Path(config.weights).is_file():
-            raise ModelError(
-                f"base model weights {config.weights!r} not found; "
-                + pretrained_weights_hint(config)
-            )
-        else:
-            check_model_fits(model, data.input_shape, data.num_classes)
-            load_weights(model, config.weights)
-        return cls.from_model(model, data, config)
 
     @classmethod
     def from_model(cls, model: nn.Module, data: DataSplits, config: EnvConfig) -> PruningTask:
@@ -184,7 +121,7 @@ class PruningTask:
                 f"raise the target above {floor:.3f} or lower min_keep"
             )
 
-    def fit_measured(self, channels: Sequence[int], target: float) -> np.ndarray:
+    def fit_measured(self, channels: ChannelCounts, target: float) -> np.ndarray:
         """Shrink ``channels`` until the *measured* MACs meet ``target``.
 
         A no-op when the MACs model is exact. Otherwise it prunes (no evaluation, so
@@ -207,7 +144,7 @@ class PruningTask:
             fitted[i] = options[max(int(np.searchsorted(options, fitted[i])) - 1, 0)]
         return fitted
 
-    def keep_ratios(self, channels: Sequence[int]) -> dict[str, float]:
+    def keep_ratios(self, channels: ChannelCounts) -> dict[str, float]:
         """``{unit name: kept fraction}`` for a channel configuration."""
         return {
             u.name: int(n) / u.out_channels
@@ -216,7 +153,7 @@ class PruningTask:
 
     # --- candidates ---------------------------------------------------------------
 
-    def prune(self, channels: Sequence[int]) -> PruneResult:
+    def prune(self, channels: ChannelCounts) -> PruneResult:
         """Physically prune a copy of the model to ``channels`` (no calibration)."""
         return prune(
             self.model,
@@ -227,7 +164,7 @@ class PruningTask:
             ignored_layers=self.config.ignored_layers,
         )
 
-    def evaluate(self, channels: Sequence[int]) -> Candidate:
+    def evaluate(self, channels: ChannelCounts) -> Candidate:
         """Prune, recalibrate BatchNorm and score on the validation split; cached."""
         key = tuple(int(n) for n in channels)
         if len(key) != len(self.analysis.units):
@@ -239,9 +176,9 @@ class PruningTask:
         t0 = time.perf_counter()
         result = self.prune(key)
         t1 = time.perf_counter()
-        calibrate_batchnorm(result.model, self.evaluator.calibration_batches)
+        self.evaluator.calibrate(result.model)
         t2 = time.perf_counter()
-        acc = accuracy(result.model, self.evaluator.val_x, self.evaluator.val_y)
+        acc = self.evaluator.score(result.model)
         t3 = time.perf_counter()
         self.timings.prune += t1 - t0
         self.timings.calibrate += t2 - t1
@@ -263,4 +200,4 @@ class PruningTask:
 
     def base_accuracy(self) -> float:
         """Validation accuracy of the unpruned model."""
-        return accuracy(self.model, self.evaluator.val_x, self.evaluator.val_y)
+        return self.evaluator.score(self.model)

@@ -6,7 +6,7 @@ Built-in datasets:
 - ``fashion-mnist`` (alias ``fmnist``): the standard IDX files, read from a local folder
   (see :func:`load_dataset` for the search order). Nothing is ever downloaded.
 
-Anything else comes in through :func:`from_tensors`.
+Anything else comes in through :func:`rlprune.core.splits.from_tensors`.
 """
 
 from __future__ import annotations
@@ -15,23 +15,20 @@ import gzip
 import os
 import warnings
 import zlib
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import TensorDataset
 
-from rlprune.errors import ConfigError, DatasetError
+from ..core.splits import DataSplits
+from ..errors import ConfigError, DatasetError
 
 __all__ = [
     "DATASET_NAMES",
     "FASHION_MNIST_FILES",
     "SYSTEM_FASHION_MNIST_DIR",
-    "DataSplits",
-    "from_tensors",
     "load_dataset",
-    "make_loader",
 ]
 
 #: Canonical dataset names accepted by :func:`load_dataset`, and their aliases.
@@ -62,29 +59,6 @@ _DIGITS_TEST_SEED = 0
 # Parsed fashion-mnist arrays, keyed by the resolved file paths with their size and
 # modification time, so repeated loads in one process skip the gzip + parse work.
 _IDX_CACHE: dict[tuple[tuple[str, int, int], ...], dict[str, np.ndarray]] = {}
-
-
-@dataclass(frozen=True)
-class DataSplits:
-    """Three disjoint splits of one dataset, ready for training and evaluation.
-
-    ``train`` is for fine-tuning and BatchNorm calibration, ``val`` drives search decisions
-    (the reward) and ``test`` is for reported numbers only. Each split is a
-    :class:`~torch.utils.data.TensorDataset` of ``(images float32 (N, C, H, W),
-    labels int64 (N,))``.
-
-    ``source_indices`` maps each split name to the positions of its samples in the source
-    data (for ``fashion-mnist``, ``train`` and ``val`` index the official training file and
-    ``test`` the official test file). It is empty for :func:`from_tensors`.
-    """
-
-    train: TensorDataset
-    val: TensorDataset
-    test: TensorDataset
-    input_shape: tuple[int, int, int]
-    num_classes: int
-    name: str
-    source_indices: dict[str, np.ndarray] = field(default_factory=dict, compare=False, repr=False)
 
 
 def load_dataset(
@@ -152,74 +126,6 @@ def load_dataset(
         return _load_digits(seed=seed, val_size=val_size, train_limit=train_limit)
     return _load_fashion_mnist(
         seed=seed, val_size=val_size, data_dir=data_dir, train_limit=train_limit
-    )
-
-
-def from_tensors(
-    x_train: torch.Tensor,
-    y_train: torch.Tensor,
-    x_val: torch.Tensor,
-    y_val: torch.Tensor,
-    x_test: torch.Tensor,
-    y_test: torch.Tensor,
-    name: str = "custom",
-) -> DataSplits:
-    """Wrap user data (already split and normalised) as :class:`DataSplits`.
-
-    Images must be ``(N, C, H, W)`` with the same ``(C, H, W)`` in every split; labels are
-    integer class ids ``(N,)`` starting at 0. ``num_classes`` is the largest label + 1.
-    NumPy arrays are accepted too. Images are converted to float32, labels to int64; no
-    normalisation is applied. The caller guarantees that the splits are disjoint.
-
-    Raises:
-        DatasetError: a shape, dtype or label that does not fit, naming the split.
-    """
-    splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-    for split, x, y in (
-        ("train", x_train, y_train),
-        ("val", x_val, y_val),
-        ("test", x_test, y_test),
-    ):
-        splits[split] = _check_split(split, x, y)
-
-    input_shapes = {split: tuple(x.shape[1:]) for split, (x, _) in splits.items()}
-    if len(set(input_shapes.values())) != 1:
-        raise DatasetError(
-            f"image shapes (C, H, W) differ between splits: {input_shapes}; "
-            "give every split images of the same shape"
-        )
-    num_classes = max(int(y.max()) for _, y in splits.values()) + 1
-    c, h, w = input_shapes["train"]
-    return DataSplits(
-        train=TensorDataset(*splits["train"]),
-        val=TensorDataset(*splits["val"]),
-        test=TensorDataset(*splits["test"]),
-        input_shape=(int(c), int(h), int(w)),
-        num_classes=num_classes,
-        name=name,
-    )
-
-
-def make_loader(
-    dataset: Dataset[tuple[torch.Tensor, ...]],
-    batch_size: int,
-    *,
-    shuffle: bool,
-    seed: int,
-) -> DataLoader[tuple[torch.Tensor, ...]]:
-    """Return a single-process :class:`~torch.utils.data.DataLoader` whose order is seeded.
-
-    Two loaders built with the same ``seed`` yield the same batches in the same order.
-
-    Raises:
-        ConfigError: ``batch_size`` is not a positive int.
-    """
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ConfigError(f"batch_size={batch_size!r} is invalid; use a positive int")
-    generator = torch.Generator()
-    generator.manual_seed(int(seed))
-    return DataLoader(
-        dataset, batch_size=batch_size, shuffle=shuffle, generator=generator, num_workers=0
     )
 
 
@@ -493,35 +399,3 @@ def _to_float(images: np.ndarray, scale: float) -> np.ndarray:
     if scale != 1.0:
         x /= np.float32(scale)
     return x
-
-
-def _check_split(split: str, x: object, y: object) -> tuple[torch.Tensor, torch.Tensor]:
-    try:
-        x_t = torch.as_tensor(x)
-        y_t = torch.as_tensor(y)
-    except (TypeError, ValueError, RuntimeError) as exc:
-        raise DatasetError(
-            f"{split} data cannot be converted to tensors ({type(exc).__name__}: {exc}); "
-            "pass torch tensors or NumPy arrays"
-        ) from exc
-    if x_t.ndim != 4:
-        raise DatasetError(
-            f"x_{split} has shape {tuple(x_t.shape)}; images must be (N, C, H, W) "
-            "(add a channel axis with x.unsqueeze(1) for grayscale)"
-        )
-    if y_t.ndim != 1 or len(y_t) != len(x_t):
-        raise DatasetError(
-            f"y_{split} has shape {tuple(y_t.shape)} for {len(x_t)} images; "
-            f"labels must be ({len(x_t)},)"
-        )
-    if len(x_t) == 0:
-        raise DatasetError(f"the {split} split is empty; give it at least one sample")
-    if y_t.is_floating_point() or y_t.is_complex() or y_t.dtype == torch.bool:
-        raise DatasetError(
-            f"y_{split} has dtype {y_t.dtype}; labels must be integer class ids (0..K-1)"
-        )
-    if int(y_t.min()) < 0:
-        raise DatasetError(
-            f"y_{split} holds label {int(y_t.min())}; labels must be class ids 0..K-1"
-        )
-    return x_t.to(torch.float32), y_t.to(torch.int64)

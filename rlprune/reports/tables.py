@@ -1,4 +1,4 @@
-"""The benchmark report: tables and plots comparing search methods over seeds.
+"""The benchmark tables: per-seed results, summaries over seeds, verdicts, CSV/JSON/Markdown.
 
 A benchmark runs every search method (PPO, random search, heuristics) with several
 seeds at one MACs target and the same evaluation budget. Each (method, seed) pair
@@ -10,8 +10,7 @@ Files, all written atomically into one folder:
 - :func:`write_tables`: ``results.csv`` (one row per method × seed), ``summary.csv``
   and ``summary.json`` (mean/std per method) and ``summary.md`` (the table a person
   reads, best accuracy per column in bold).
-- :func:`plot_all`: ``accuracy_vs_macs.png``, ``sample_efficiency.png`` and
-  ``keep_ratios.png``.
+- :func:`rlprune.reports.plots.plot_all` draws the plots from the same results.
 
 :func:`comparison_lines` says in plain words whether the reference method (PPO by
 default) beats or loses to each other method, in percentage points and in units of
@@ -30,33 +29,24 @@ import io
 import json
 import math
 import os
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from .errors import ConfigError
-from .files import atomic_path, atomic_write_json, atomic_write_text
-
-if TYPE_CHECKING:
-    from matplotlib.axes import Axes
-    from matplotlib.figure import Figure
-
-    from .search import SearchResult
+from ..core.candidates import Candidate
+from ..errors import ConfigError
+from ..files import atomic_write_json, atomic_write_text
 
 __all__ = [
     "METRICS",
-    "PLOT_FILES",
     "TABLE_FILES",
     "MethodSeedResult",
     "MethodSummary",
     "Stat",
     "comparison_lines",
-    "method_colors",
-    "plot_all",
     "read_summary",
     "render_markdown",
     "summarise",
@@ -75,7 +65,9 @@ METRICS = (
 """The numeric fields of :class:`MethodSeedResult` that :func:`summarise` averages."""
 
 TABLE_FILES = ("results.csv", "summary.csv", "summary.json", "summary.md")
-PLOT_FILES = ("accuracy_vs_macs.png", "sample_efficiency.png", "keep_ratios.png")
+
+RESULT_COLUMNS = ("method", "seed", "evaluations", *METRICS, "keep_ratios", "units", "channels")
+"""Columns of ``results.csv``, one row per method × seed (lists ``;``-separated in one cell)."""
 
 _ACCURACY_METRICS = (
     ("val_accuracy", "val accuracy"),
@@ -92,26 +84,22 @@ class MethodSeedResult:
     seed: int
     evaluations: int
     """Candidate evaluations the method used (its search cost)."""
-    val_accuracy: float
-    """Best candidate's validation top-1 after BatchNorm recalibration, no fine-tuning."""
+    best: Candidate
+    """The best candidate by validation accuracy (after BatchNorm recalibration, no fine-tuning)."""
     test_accuracy: float
     """The same network on the test split (reported only, never used to choose)."""
     test_accuracy_finetuned: float | None
     """Test top-1 after fine-tuning the best candidate; ``None`` when not fine-tuned."""
-    macs_ratio: float
-    params_ratio: float
     latency_speedup: float
     """Original ÷ pruned median CPU latency at batch size 64."""
     wall_time_s: float
-    keep_ratios: tuple[float, ...]
-    """Per-unit keep ratio of the best candidate, in network order."""
     units: tuple[str, ...]
-    """Unit names, one per keep ratio."""
+    """Unit names, one per keep ratio of :attr:`best`."""
 
     def __post_init__(self) -> None:
-        if len(self.keep_ratios) != len(self.units):
+        if len(self.best.keep_ratios) != len(self.units):
             raise ConfigError(
-                f"{self.method} seed {self.seed}: {len(self.keep_ratios)} keep ratios for "
+                f"{self.method} seed {self.seed}: {len(self.best.keep_ratios)} keep ratios for "
                 f"{len(self.units)} units; give one keep ratio per unit"
             )
         if self.evaluations < 0:
@@ -119,12 +107,39 @@ class MethodSeedResult:
                 f"{self.method} seed {self.seed}: evaluations must be >= 0, got {self.evaluations}"
             )
 
+    @property
+    def val_accuracy(self) -> float:
+        """The best candidate's validation accuracy."""
+        return self.best.accuracy
+
+    @property
+    def macs_ratio(self) -> float:
+        """The best candidate's MACs ratio."""
+        return self.best.macs_ratio
+
+    @property
+    def params_ratio(self) -> float:
+        """The best candidate's parameter ratio."""
+        return self.best.params_ratio
+
+    @property
+    def keep_ratios(self) -> tuple[float, ...]:
+        """The best candidate's per-unit keep ratios, in network order."""
+        return self.best.keep_ratios
+
     def to_dict(self) -> dict[str, Any]:
-        """Plain data (tuples become lists), as JSON stores it."""
-        data = dataclasses.asdict(self)
-        data["keep_ratios"] = list(self.keep_ratios)
-        data["units"] = list(self.units)
-        return data
+        """Plain data (tuples become lists), as JSON stores it; the best candidate nested."""
+        return {
+            "method": self.method,
+            "seed": self.seed,
+            "evaluations": self.evaluations,
+            "best": self.best.to_dict(),
+            "test_accuracy": self.test_accuracy,
+            "test_accuracy_finetuned": self.test_accuracy_finetuned,
+            "latency_speedup": self.latency_speedup,
+            "wall_time_s": self.wall_time_s,
+            "units": list(self.units),
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> MethodSeedResult:
@@ -141,7 +156,7 @@ class MethodSeedResult:
                 f"not a benchmark result: unknown field(s) {unknown}, missing field(s) {missing}"
             )
         values = dict(data)
-        values["keep_ratios"] = tuple(float(k) for k in data["keep_ratios"])
+        values["best"] = Candidate.from_dict(data["best"])
         values["units"] = tuple(str(u) for u in data["units"])
         values.setdefault("test_accuracy_finetuned", None)
         return cls(**values)
@@ -194,7 +209,8 @@ class MethodSummary:
         """The statistics of one of :data:`METRICS`."""
         if metric not in METRICS:
             raise ConfigError(f"unknown metric {metric!r}; choose one of {list(METRICS)}")
-        return getattr(self, metric)
+        stat: Stat | None = getattr(self, metric)
+        return stat
 
     @property
     def evaluations_label(self) -> str:
@@ -234,14 +250,18 @@ class MethodSummary:
                 else Stat(**{k: data[m][k] for k in ("mean", "std", "n")})
                 for m in METRICS
             }
-            return cls(
+            summary = cls(
                 method=str(data["method"]),
                 seeds=int(data["seeds"]),
                 evaluations_mean=float(evaluations["mean"]),
                 evaluations_min=int(evaluations["min"]),
                 evaluations_max=int(evaluations["max"]),
-                **metrics,
+                **metrics,  # type: ignore[arg-type]  # only the fine-tuned stat may be None
             )
+            missing = [m for m in METRICS if m != "test_accuracy_finetuned" and metrics[m] is None]
+            if missing:
+                raise ConfigError(f"not a benchmark method summary: {missing[0]} is null")
+            return summary
         except (KeyError, TypeError) as exc:
             raise ConfigError(f"not a benchmark method summary: missing {exc}") from exc
 
@@ -411,12 +431,12 @@ def _csv_text(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 def _results_csv(results: Sequence[MethodSeedResult]) -> str:
     # Lists go into one cell each, ";"-separated, so one row stays one method × seed.
-    names = [f.name for f in dataclasses.fields(MethodSeedResult)]
+    names = list(RESULT_COLUMNS)
     rows = []
     for result in results:
         row = []
         for name in names:
-            value = getattr(result, name)
+            value = result.best.channels if name == "channels" else getattr(result, name)
             if isinstance(value, tuple):
                 value = ";".join(str(v) for v in value)
             row.append("" if value is None else value)
@@ -526,294 +546,3 @@ def _format_stat(stat: Stat | None, seeds: int, scale: float, decimals: int, uni
     if stat.n < seeds:
         text += f" (n={stat.n})"
     return text
-
-
-# ---------------------------------------------------------------------- plots
-
-# matplotlib's tab10, then the light halves of tab20: distinct and colour-blind friendly
-# enough for the handful of methods a benchmark compares.
-_PALETTE = (
-    "#1f77b4",
-    "#ff7f0e",
-    "#2ca02c",
-    "#d62728",
-    "#9467bd",
-    "#8c564b",
-    "#e377c2",
-    "#7f7f7f",
-    "#bcbd22",
-    "#17becf",
-    "#aec7e8",
-    "#ffbb78",
-    "#98df8a",
-    "#ff9896",
-    "#c5b0d5",
-    "#c49c94",
-    "#f7b6d2",
-    "#c7c7c7",
-    "#dbdb8d",
-    "#9edae5",
-)
-_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
-_DPI = 120
-
-
-def method_colors(methods: Sequence[str]) -> dict[str, str]:
-    """A colour per method, in the given order, so every plot draws a method alike.
-
-    Colours repeat after 20 methods (markers still tell them apart).
-    """
-    unique = list(dict.fromkeys(methods))
-    return {m: _PALETTE[i % len(_PALETTE)] for i, m in enumerate(unique)}
-
-
-def _method_markers(methods: Sequence[str]) -> dict[str, str]:
-    unique = list(dict.fromkeys(methods))
-    return {m: _MARKERS[i % len(_MARKERS)] for i, m in enumerate(unique)}
-
-
-def plot_all(
-    histories: Mapping[str, Sequence[SearchResult]],
-    results: Sequence[MethodSeedResult],
-    out_dir: str | os.PathLike[str],
-    *,
-    target: float | None,
-) -> dict[str, Path]:
-    """Write ``accuracy_vs_macs.png``, ``sample_efficiency.png`` and ``keep_ratios.png``.
-
-    Args:
-        histories: per method, one :class:`~rlprune.search.SearchResult` per seed.
-        results: the per-seed results (the keep-ratio plot shows, per method, the seed
-            with the best validation accuracy).
-        out_dir: folder for the PNGs (created if missing).
-        target: the MACs target as a fraction of the original, drawn as a dashed line;
-            ``None`` draws none.
-
-    Returns:
-        ``{file name: path}`` for the three plots.
-
-    Raises:
-        ConfigError: nothing to plot, or methods' best models have different units.
-        ModuleNotFoundError: matplotlib is not installed (``pip install 'rlprune[plots]'``).
-    """
-    if not results and not any(histories.values()):
-        raise ConfigError("no benchmark results to plot; run at least one method and seed")
-    methods = list(dict.fromkeys([*histories, *(r.method for r in results)]))
-    colors = method_colors(methods)
-    markers = _method_markers(methods)
-    out = Path(out_dir)
-    figures = {
-        "accuracy_vs_macs.png": _accuracy_vs_macs(histories, colors, markers, target),
-        "sample_efficiency.png": _sample_efficiency(histories, colors, markers),
-        "keep_ratios.png": _keep_ratios(results, colors),
-    }
-    paths = {}
-    for name, figure in figures.items():
-        paths[name] = out / name
-        with atomic_path(paths[name]) as tmp:
-            figure.savefig(tmp, format="png", dpi=_DPI)
-    return paths
-
-
-def _new_figure(width: float, height: float) -> tuple[Figure, Axes]:
-    """A figure on its own Agg canvas: no pyplot, no global backend, no display."""
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ModuleNotFoundError as exc:
-        raise ModuleNotFoundError(
-            "the benchmark plots need matplotlib; install it with pip install 'rlprune[plots]'"
-        ) from exc
-    figure = Figure(figsize=(width, height), dpi=_DPI, layout="tight")
-    FigureCanvasAgg(figure)
-    axes = figure.add_subplot()
-    axes.grid(True, alpha=0.3)
-    return figure, axes
-
-
-def _accuracy_vs_macs(
-    histories: Mapping[str, Sequence[SearchResult]],
-    colors: Mapping[str, str],
-    markers: Mapping[str, str],
-    target: float | None,
-) -> Figure:
-    figure, ax = _new_figure(7.5, 5.0)
-    from matplotlib.lines import Line2D  # importable now: _new_figure checked matplotlib
-
-    if not any(run.history for runs in histories.values() for run in runs):
-        _no_data(ax, "no search histories")
-        return figure
-    for method, runs in histories.items():
-        candidates = [c for run in runs for c in run.history]
-        if not candidates:
-            continue
-        ax.scatter(
-            [c.macs_ratio for c in candidates],
-            [100 * c.accuracy for c in candidates],
-            s=14,
-            alpha=0.35,
-            color=colors[method],
-            marker=markers[method],
-            linewidths=0,
-            label=f"{method} ({len(candidates)} candidates)",
-        )
-    # Best candidates on top of every cloud, so no method's cloud hides another's best.
-    for method, runs in histories.items():
-        if not runs:
-            continue
-        ax.scatter(
-            [run.best.macs_ratio for run in runs],
-            [100 * run.best.accuracy for run in runs],
-            s=90,
-            color=colors[method],
-            marker=markers[method],
-            edgecolors="black",
-            linewidths=1.2,
-            zorder=3,
-        )
-    if target is not None:
-        ax.axvline(target, color="0.25", linestyle="--", linewidth=1.2, label=f"target {target:g}")
-    ax.set_title("Validation accuracy vs MACs of every evaluated candidate")
-    ax.set_xlabel("MACs ratio (pruned / original)")
-    ax.set_ylabel("validation top-1 after BN recalibration (%)")
-    # One legend entry per method, plus one that explains the outlined markers.
-    handles, labels = ax.get_legend_handles_labels()
-    handles.append(Line2D([], [], marker="o", markersize=6, color="white", markeredgecolor="black"))
-    labels.append("outlined: best of each seed")
-    legend = ax.legend(
-        handles, labels, fontsize="small", loc="best", framealpha=0.9, markerscale=1.5
-    )
-    for handle in legend.legend_handles:
-        if handle is not None:
-            handle.set_alpha(1.0)
-    return figure
-
-
-def _sample_efficiency(
-    histories: Mapping[str, Sequence[SearchResult]],
-    colors: Mapping[str, str],
-    markers: Mapping[str, str],
-) -> Figure:
-    figure, ax = _new_figure(7.5, 5.0)
-    for method, runs in histories.items():
-        curves = [run.best_so_far() for run in runs if run.history]
-        if not curves:
-            continue
-        color = colors[method]
-        if max(len(c) for c in curves) == 1:
-            # One-shot heuristics: a point at the cost they were charged, with a faint
-            # level line so the curves can be read against it.
-            finals = np.array([100 * c[-1] for c in curves])
-            cost = float(np.mean([run.evaluations for run in runs if run.history]))
-            mean = float(finals.mean())
-            ax.axhline(mean, color=color, linestyle=":", linewidth=1.2, alpha=0.8)
-            ax.errorbar(
-                [cost],
-                [mean],
-                # max(0, ...): float rounding makes mean - min slightly negative for equal values
-                yerr=[[max(0.0, mean - finals.min())], [max(0.0, finals.max() - mean)]],
-                color=color,
-                marker=markers[method],
-                markersize=8,
-                capsize=4,
-                linestyle="none",
-                zorder=3,
-                label=f"{method} ({cost:g} evaluation{'s' if cost != 1 else ''})",
-            )
-            continue
-        length = max(len(c) for c in curves)
-        padded = np.full((len(curves), length), np.nan)
-        for i, curve in enumerate(curves):
-            padded[i, : len(curve)] = 100 * np.asarray(curve)
-        x = np.arange(1, length + 1)
-        with warnings.catch_warnings():
-            # a column is all-NaN before any seed has an in-budget candidate: left blank
-            warnings.simplefilter("ignore", RuntimeWarning)
-            mean = np.nanmean(padded, axis=0)
-            low, high = np.nanmin(padded, axis=0), np.nanmax(padded, axis=0)
-        ax.plot(
-            x,
-            mean,
-            color=color,
-            linewidth=1.8,
-            label=f"{method} (mean of {len(curves)} seed{'s' if len(curves) != 1 else ''})",
-        )
-        finite = np.flatnonzero(np.isfinite(mean))
-        if finite.size:
-            # mark where each curve ends: a heuristic whose probes are all over budget
-            # has a single in-budget point, which a line alone would not show
-            ax.plot(
-                x[finite[-1]],
-                mean[finite[-1]],
-                color=color,
-                marker=markers[method],
-                markersize=7,
-                linestyle="none",
-            )
-        if len(curves) > 1:
-            ax.fill_between(
-                x,
-                low,
-                high,
-                color=color,
-                alpha=0.18,
-                linewidth=0,
-            )
-    ax.set_title("Sample efficiency: best validation accuracy so far (band: min–max over seeds)")
-    ax.set_xlabel("candidate evaluations")
-    ax.set_ylabel("best validation top-1 so far (%)")
-    ax.set_xlim(left=0)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize="small", loc="lower right", framealpha=0.9)
-    else:
-        _no_data(ax, "no search histories")
-    return figure
-
-
-def _keep_ratios(results: Sequence[MethodSeedResult], colors: Mapping[str, str]) -> Figure:
-    best: dict[str, MethodSeedResult] = {}
-    for result in results:
-        current = best.get(result.method)
-        if current is None or result.val_accuracy > current.val_accuracy:
-            best[result.method] = result
-    units = next(iter(best.values())).units if best else ()
-    for method, result in best.items():
-        if result.units != units:
-            raise ConfigError(
-                f"{method}'s best model has units {list(result.units)}, another method's has "
-                f"{list(units)}; a benchmark compares methods on one model"
-            )
-
-    n_methods = max(len(best), 1)
-    width = max(7.0, 1.0 + len(units) * (0.25 + 0.12 * n_methods))
-    figure, ax = _new_figure(min(width, 24.0), 5.0)
-    bar = 0.8 / n_methods
-    x = np.arange(len(units))
-    for i, (method, result) in enumerate(best.items()):
-        ax.bar(
-            x + (i - (n_methods - 1) / 2) * bar,
-            result.keep_ratios,
-            width=bar,
-            color=colors[method],
-            label=f"{method} (seed {result.seed}, val {100 * result.val_accuracy:.2f}%)",
-        )
-    ax.set_xticks(x, [f"{i}: {name}" for i, name in enumerate(units)])
-    ax.tick_params(axis="x", labelrotation=45, labelsize="small")
-    for label in ax.get_xticklabels():
-        label.set_horizontalalignment("right")
-        label.set_rotation_mode("anchor")
-    ax.set_ylim(0, 1.05)
-    ax.set_title("Keep ratio per unit of each method's best model (best-val seed)")
-    ax.set_xlabel("prunable unit (network order)")
-    ax.set_ylabel("keep ratio (kept / original channels)")
-    if not best:
-        _no_data(ax, "no per-seed results")
-        return figure
-    # Outside the axes: bars reach 1.0, where a legend inside would cover them.
-    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), framealpha=0.9)
-    return figure
-
-
-def _no_data(ax: Axes, what: str) -> None:
-    """Say so in an empty plot, rather than leave a blank frame."""
-    ax.text(0.5, 0.5, what, transform=ax.transAxes, ha="center", va="center", color="0.4")

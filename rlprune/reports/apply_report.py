@@ -8,20 +8,18 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.metadata
 import json
 import os
-import platform
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .errors import ConfigError
-from .files import atomic_path
-
-if TYPE_CHECKING:
-    from .analysis import PrunableUnit
+from ..core.analysis import PrunableUnit
+from ..core.candidates import Candidate
+from ..errors import ConfigError
+from ..files import atomic_path
+from .versions import software_versions
 
 __all__ = [
     "MODES",
@@ -31,7 +29,6 @@ __all__ = [
     "format_count",
     "read_report",
     "render_markdown",
-    "software_versions",
     "unit_rows",
     "write_report",
 ]
@@ -41,22 +38,6 @@ REPORT_MD = "report.md"
 MODES = ("zero-shot", "adapted")
 """``zero-shot``: the policy ran as trained; ``adapted``: it was fine-tuned on this model first."""
 
-VERSIONED_PACKAGES = ("torch", "stable-baselines3", "gymnasium", "torch-pruning", "rlprune")
-
-
-def software_versions() -> dict[str, str]:
-    """Installed versions of Python and the packages a result depends on.
-
-    Packages that are not installed are reported as ``"not installed"``.
-    """
-    versions = {"python": platform.python_version()}
-    for name in VERSIONED_PACKAGES:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
-
 
 @dataclass(frozen=True, kw_only=True)
 class ApplyReport:
@@ -65,7 +46,7 @@ class ApplyReport:
     env: str
     """Environment preset name (or a label for a Python-API task)."""
     model: str
-    """Model spec, as :func:`rlprune.zoo.build_model` takes it."""
+    """Model spec, as :func:`rlprune.models.specs.build_model` takes it."""
     policy: str
     """Path of the policy artifact that chose the keep ratios."""
     target: float
@@ -79,25 +60,22 @@ class ApplyReport:
     units: list[dict[str, Any]]
     """Per unit: ``name``, ``kind``, ``channels_before``, ``channels_after``, ``keep_ratio``;
     see :func:`unit_rows`."""
+    candidate: Candidate
+    """The delivered pruned network (its accuracy: validation, after BatchNorm
+    recalibration, before any fine-tuning)."""
     macs_before: int
-    macs_after: int
-    macs_ratio: float
     params_before: int
-    params_after: int
-    params_ratio: float
     val_accuracy_before: float
-    val_accuracy_after: float
-    """After pruning and BatchNorm recalibration, before any fine-tuning."""
     test_accuracy_before: float
     test_accuracy_after: float
     val_accuracy_finetuned: float | None = None
     test_accuracy_finetuned: float | None = None
     latency: dict[int, dict[str, float]] = field(default_factory=dict)
     """``{batch_size: {"before_ms", "after_ms", "speedup"}}`` (medians);
-    see :meth:`rlprune.latency.LatencySpeedup.as_dict`."""
+    see :meth:`rlprune.reports.latency.LatencySpeedup.as_dict`."""
     wall_time_s: float
     exported: dict[str, str] = field(default_factory=dict)
-    """``{kind: file name}`` in the output folder; see :meth:`rlprune.export.ExportedFiles.names`."""
+    """``{kind: file name}`` in the output folder; see :meth:`rlprune.reports.export.ExportedFiles.names`."""
     versions: dict[str, str] = field(default_factory=software_versions)
 
     def __post_init__(self) -> None:
@@ -108,13 +86,40 @@ class ApplyReport:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
 
     @property
+    def macs_after(self) -> int:
+        """MACs of the pruned network."""
+        return self.candidate.macs
+
+    @property
+    def macs_ratio(self) -> float:
+        """Pruned ÷ original MACs."""
+        return self.candidate.macs_ratio
+
+    @property
+    def params_after(self) -> int:
+        """Parameters of the pruned network."""
+        return self.candidate.params
+
+    @property
+    def params_ratio(self) -> float:
+        """Pruned ÷ original parameters."""
+        return self.candidate.params_ratio
+
+    @property
+    def val_accuracy_after(self) -> float:
+        """Validation accuracy after pruning and BatchNorm recalibration, before fine-tuning."""
+        return self.candidate.accuracy
+
+    @property
     def finetuned(self) -> bool:
         """Whether fine-tuned accuracies were measured."""
         return self.test_accuracy_finetuned is not None or self.val_accuracy_finetuned is not None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (JSON turns the integer ``latency`` keys into strings)."""
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        data["candidate"] = self.candidate.to_dict()
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ApplyReport:
@@ -132,6 +137,8 @@ class ApplyReport:
             )
         values = dict(data)
         values["latency"] = {int(k): dict(v) for k, v in dict(data.get("latency", {})).items()}
+        if "candidate" in values:
+            values["candidate"] = Candidate.from_dict(values["candidate"])
         try:
             return cls(**values)
         except TypeError as exc:
@@ -144,7 +151,7 @@ def unit_rows(
     """The report's per-unit rows from an analysis and the kept channel counts.
 
     ``channels_after`` is one count per unit in order, or ``{unit name: count}`` as in
-    :attr:`rlprune.prune.PruneResult.channels` (units it omits kept every channel).
+    :attr:`rlprune.core.prune.PruneResult.channels` (units it omits kept every channel).
     """
     if isinstance(channels_after, Mapping):
         counts = [int(channels_after.get(u.name, u.out_channels)) for u in units]

@@ -10,6 +10,7 @@ runs on any network whose env uses the same feature-set version.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 from collections.abc import Mapping
@@ -17,25 +18,30 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import torch
+from stable_baselines3.common.policies import BasePolicy
 from torch import nn
 
-from . import __version__
+from ..core.config import EnvConfig, make_config
+from ..env.features import FEATURE_VERSION, FEATURES, action_space, observation_space
+from ..errors import ConfigError
+from ..files import atomic_write_bytes, atomic_write_json
+from ..version import __version__
 from .agents import AgentConfig, build_policy, make_agent_config
-from .env import FEATURE_VERSION, FEATURES
-from .errors import ConfigError
-from .files import atomic_write_bytes, atomic_write_json
+
+__all__ = [
+    "METADATA_FILE",
+    "WEIGHTS_FILE",
+    "LoadedPolicy",
+    "env_config_for_policy",
+    "load_policy",
+    "resolve_policy_dir",
+    "save_policy",
+]
 
 WEIGHTS_FILE = "policy.pt"
 METADATA_FILE = "policy.json"
-
-
-def _spaces() -> tuple[gym.spaces.Box, gym.spaces.Box]:
-    observation = gym.spaces.Box(0.0, 1.0, shape=(len(FEATURES),), dtype=np.float32)
-    action = gym.spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32)
-    return observation, action
 
 
 def save_policy(network: nn.Module, out_dir: str | Path, metadata: Mapping[str, Any]) -> Path:
@@ -60,7 +66,7 @@ def save_policy(network: nn.Module, out_dir: str | Path, metadata: Mapping[str, 
 class LoadedPolicy:
     """A policy network with its metadata; speaks ``predict(obs, deterministic)`` like SB3."""
 
-    network: nn.Module
+    network: BasePolicy
     metadata: dict[str, Any]
     agent: AgentConfig
     path: Path
@@ -117,7 +123,7 @@ def load_policy(path: str | Path) -> LoadedPolicy:
         agent_meta.get("name", "agent"),
         {"algo": agent_meta.get("algo", "ppo"), **agent_meta.get("hyperparams", {})},
     )
-    network = build_policy(agent, *_spaces())
+    network = build_policy(agent, observation_space(), action_space())
     try:
         state = torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True)
         network.load_state_dict(state)
@@ -127,3 +133,26 @@ def load_policy(path: str | Path) -> LoadedPolicy:
         ) from None
     network.set_training_mode(False)
     return LoadedPolicy(network=network, metadata=metadata, agent=agent, path=folder)
+
+
+def env_config_for_policy(
+    env_config: EnvConfig, policy: LoadedPolicy, target: float | None
+) -> EnvConfig:
+    """The env config with the policy's action bounds and reward, and one fixed target."""
+    if target is None:
+        low, high = env_config.target_range
+        if low != high:
+            raise ConfigError(
+                f"env {env_config.name!r} has a target range [{low}, {high}]; choose one with --target"
+            )
+        target = low
+    meta = policy.metadata
+    return make_config(
+        {
+            **dataclasses.asdict(env_config),
+            "target": target,
+            "min_keep": meta.get("min_keep", env_config.min_keep),
+            "max_keep": meta.get("max_keep", env_config.max_keep),
+            "reward": meta.get("reward", env_config.reward),
+        }
+    )

@@ -8,31 +8,18 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from gymnasium import spaces
 
-from .budget import channel_bounds
-from .config import EnvConfig, load_env_config, make_config
-from .errors import ResetNeeded
+from ..core.budget import channel_bounds
+from ..core.candidates import Candidate
+from ..core.config import EnvConfig, make_config
+from ..core.task import PruningTask
+from ..errors import ResetNeeded
+from ..presets.loader import load_env_config
+from ..presets.tasks import load_task
+from .features import FEATURES, action_space, action_to_keep, observation_space
 from .rewards import Outcome, get_reward
-from .task import Candidate, PruningTask
 
-FEATURE_VERSION = 1
-"""Version of the observation feature set; a policy artifact records the one it was trained on."""
-
-FEATURES: tuple[str, ...] = (
-    "position",
-    "log_in_channels",
-    "log_out_channels",
-    "kernel",
-    "stride",
-    "log_input_size",
-    "depthwise",
-    "macs_share",
-    "macs_removed",
-    "macs_remaining",
-    "previous_keep",
-    "target",
-)
+__all__ = ["PruningEnv"]
 
 
 class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
@@ -81,7 +68,7 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
 
     ## Rewards
 
-    0 at every step but the last. At the last, `rewards.REWARDS[reward]` of the
+    0 at every step but the last. At the last, `rlprune.env.rewards.REWARDS[reward]` of the
     pruned network: `acc` (default; validation accuracy, AMC's
     resource-constrained reward), `acc_log_flops` (-error x log MACs, AMC's
     R_FLOPs) or `acc_budget_penalty` (accuracy minus twice the relative overshoot
@@ -96,8 +83,9 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
     ## Episode End
 
     `terminated=True` after the last unit; never truncated. The final `info`
-    holds `keep_ratios`, `channels`, `macs`, `params`, `macs_ratio`,
-    `params_ratio`, `accuracy` and `target`. Candidates are cached by channel
+    holds the candidate record (:meth:`rlprune.core.candidates.Candidate.to_dict`:
+    `channels`, `keep_ratios`, `accuracy`, `macs`, `params`, `macs_ratio`,
+    `params_ratio`) and `target`. Candidates are cached by channel
     configuration, so a repeated one costs nothing.
 
     ## Arguments
@@ -106,8 +94,8 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
     overrides `model` (zoo name, `"pkg.module:factory"` or
     `"path/file.py:factory"`), `weights`, `dataset`, `target`, `reward`,
     `fill_budget`; or a
-    ready `task` (:class:`rlprune.task.PruningTask`) or `config`
-    (:class:`rlprune.config.EnvConfig`).
+    ready `task` (:class:`rlprune.core.task.PruningTask`) or `config`
+    (:class:`rlprune.core.config.EnvConfig`).
 
     ```python
     import gymnasium, rlprune
@@ -152,7 +140,7 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
         self.config = config
         self._reward_fn = get_reward(config.reward)
         if task is None:
-            task = PruningTask.from_config(config)
+            task = load_task(config)
         else:
             task.check_target(config.target_range[0])
         self.task = task
@@ -162,8 +150,8 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
         self._total_macs = float(analysis.macs)
         self._static = self._static_features()
 
-        self.action_space = spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32)
-        self.observation_space = spaces.Box(0.0, 1.0, shape=(len(FEATURES),), dtype=np.float32)
+        self.action_space = action_space()
+        self.observation_space = observation_space()
 
         self._step = -1
         self._target = config.target_range[0]
@@ -198,7 +186,8 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
         obs[8] = 1.0 - self.task.analysis.mac_model.macs(trial) / self._total_macs
         obs[10] = self._chosen[t - 1] / self._full[t - 1] if t > 0 else 1.0
         obs[11] = self._target
-        return np.clip(obs, 0.0, 1.0).astype(np.float32)
+        observation: np.ndarray = np.clip(obs, 0.0, 1.0).astype(np.float32)
+        return observation
 
     # --- gymnasium API ------------------------------------------------------------
 
@@ -246,10 +235,7 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
         a = float(np.asarray(action, dtype=np.float64).reshape(-1)[0])
         if not np.isfinite(a):
             raise ValueError(f"action must be a finite number in [-1, 1], got {a}")
-        a = min(max(a, -1.0), 1.0)
-        keep = self.config.min_keep + (a + 1.0) / 2.0 * (
-            self.config.max_keep - self.config.min_keep
-        )
+        keep = action_to_keep(a, self.config.min_keep, self.config.max_keep)
         t = self._step
         self._chosen[t] = self.keep_to_channels(t, keep)
         self._step += 1
@@ -257,16 +243,7 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
             return self._observation(), 0.0, False, False, {}
         candidate = self._finish()
         outcome = Outcome(candidate.accuracy, candidate.macs, candidate.macs_ratio, self._target)
-        info = {
-            "keep_ratios": candidate.keep_ratios,
-            "channels": candidate.channels,
-            "macs": candidate.macs,
-            "params": candidate.params,
-            "macs_ratio": candidate.macs_ratio,
-            "params_ratio": candidate.params_ratio,
-            "accuracy": candidate.accuracy,
-            "target": self._target,
-        }
+        info = {**candidate.to_dict(), "target": self._target}
         return self._observation(), float(self._reward_fn(outcome)), True, False, info
 
     def _finish(self) -> Candidate:

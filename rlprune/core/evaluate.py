@@ -13,6 +13,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
+from torch.utils.data import TensorDataset
+
+__all__ = ["Evaluator", "accuracy", "calibrate_batchnorm", "split_accuracy"]
 
 
 @torch.no_grad()
@@ -51,6 +54,12 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
     return correct / max(len(x), 1)
 
 
+def split_accuracy(model: nn.Module, split: TensorDataset) -> float:
+    """Top-1 accuracy of ``model`` on a ``(images, labels)`` split."""
+    x, y = split.tensors
+    return accuracy(model, x, y)
+
+
 class Evaluator:
     """Calibrate BatchNorm on fixed training batches, then measure validation accuracy.
 
@@ -70,7 +79,15 @@ class Evaluator:
         self.val_y = val_y
         self.batch_size = batch_size
 
+    def calibrate(self, model: nn.Module) -> None:
+        """Recalibrate ``model``'s BatchNorm statistics on the fixed training batches."""
+        calibrate_batchnorm(model, self.calibration_batches)
+
+    def score(self, model: nn.Module) -> float:
+        """Validation accuracy of ``model`` as it is (no recalibration)."""
+        return accuracy(model, self.val_x, self.val_y, self.batch_size)
+
     def __call__(self, model: nn.Module) -> float:
         """Validation accuracy of ``model`` after BatchNorm recalibration (modifies its BN stats)."""
-        calibrate_batchnorm(model, self.calibration_batches)
-        return accuracy(model, self.val_x, self.val_y, self.batch_size)
+        self.calibrate(model)
+        return self.score(model)

@@ -4,15 +4,21 @@ The :class:`MacModel` predicts what torch-pruning's op counter will measure on a
 pruned model from the channels kept in each unit, without pruning anything. It is
 a sum of constant, linear and bilinear terms: a conv's MACs are proportional to
 its input channels (one unit) times its output channels (another unit), a
-BatchNorm's to its channels. :func:`rlprune.analysis.analyse` fits it exactly
+BatchNorm's to its channels. :func:`rlprune.core.analysis.analyse` fits it exactly
 from one probe prune per unit, so clipping costs microseconds per step.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+__all__ = ["ChannelCounts", "MacModel", "channel_bounds", "channel_candidates"]
+
+ChannelCounts = Sequence[int] | np.ndarray
+"""Kept channels of every unit, in unit order: a sequence of ints or an integer array."""
 
 
 @dataclass(frozen=True)

@@ -13,22 +13,29 @@ import inspect
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
-import yaml
 from stable_baselines3 import DDPG, PPO, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.noise import NormalActionNoise
+from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.vec_env import VecEnv
 from torch import nn
 
-from .errors import ConfigError
+from ..errors import ConfigError
+from ..presets.loader import load_agent_values
 
-AGENT_DIR = Path(__file__).resolve().parent / "presets" / "agents"
-"""Bundled agent presets (``agents/``, linked into the package as ``presets/agents``)."""
+__all__ = [
+    "ACTIVATIONS",
+    "ALGORITHMS",
+    "AgentConfig",
+    "build_algorithm",
+    "build_policy",
+    "load_agent_config",
+    "make_agent_config",
+]
 
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "ddpg": DDPG, "td3": TD3}
 ON_POLICY = {"ppo"}
@@ -58,11 +65,6 @@ class AgentConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form for run folders and policy metadata."""
         return {"name": self.name, "algo": self.algo, "hyperparams": dict(self.hyperparams)}
-
-
-def available_agents() -> list[str]:
-    """Names of the bundled agent presets."""
-    return sorted(p.stem for p in AGENT_DIR.glob("*.yaml"))
 
 
 def _allowed_keys(algo: str) -> set[str]:
@@ -103,35 +105,10 @@ def load_agent_config(agent: str | os.PathLike[str], env_name: str) -> AgentConf
     """Load an agent preset (bundled name such as ``ppo`` or a YAML path) for ``env_name``.
 
     The ``default:`` entry is updated with the ``env_name`` entry if there is one
-    (``policy_kwargs`` merged key by key).
+    (``policy_kwargs`` merged key by key); see :func:`rlprune.presets.loader.load_agent_values`.
     """
-    path = Path(agent)
-    if not (path.suffix in (".yaml", ".yml") or path.exists()):
-        path = AGENT_DIR / f"{agent}.yaml"
-        if not path.is_file():
-            raise ConfigError(
-                f"unknown agent preset {str(agent)!r}; choose one of: "
-                f"{', '.join(available_agents())} or give a path to a YAML file"
-            )
-    if not path.is_file():
-        raise ConfigError(f"agent preset file {str(path)!r} not found")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(
-            f"agent preset {str(path)!r} is not valid YAML: {exc}".splitlines()[0]
-        ) from None
-    if not isinstance(raw, dict) or not isinstance(raw.get("default", {}), dict):
-        raise ConfigError(
-            f"agent preset {str(path)!r} must map 'default' and env names to settings"
-        )
-    values = dict(raw.get("default") or {})
-    specific = raw.get(env_name) or {}
-    merged_kwargs = {**values.get("policy_kwargs", {}), **specific.get("policy_kwargs", {})}
-    values.update(specific)
-    if merged_kwargs:
-        values["policy_kwargs"] = merged_kwargs
-    return make_agent_config(path.stem, values)
+    name, values = load_agent_values(agent, env_name)
+    return make_agent_config(name, values)
 
 
 def _policy_kwargs(raw: Mapping[str, Any]) -> dict[str, Any]:
@@ -147,7 +124,6 @@ def build_algorithm(
     n_units: int,
     *,
     seed: int,
-    tensorboard_log: str | None = None,
 ) -> BaseAlgorithm:
     """Build the Stable-Baselines3 algorithm of ``agent`` for ``env``.
 
@@ -177,16 +153,15 @@ def build_algorithm(
         params["action_noise"] = NormalActionNoise(
             mean=np.zeros(action_dim), sigma=sigma * np.ones(action_dim)
         )
-    return ALGORITHMS[agent.algo](
-        policy, env, seed=seed, verbose=0, device="cpu", tensorboard_log=tensorboard_log, **params
-    )
+    return ALGORITHMS[agent.algo](policy, env, seed=seed, verbose=0, device="cpu", **params)
 
 
 def build_policy(
     agent: AgentConfig, observation_space: gym.Space, action_space: gym.Space
-) -> nn.Module:
+) -> BasePolicy:
     """A bare policy network of ``agent``'s algorithm, for loading saved weights and predicting."""
     algo_cls = ALGORITHMS[agent.algo]
     policy_cls = algo_cls.policy_aliases[agent.hyperparams.get("policy", "MlpPolicy")]
     kwargs = _policy_kwargs(agent.hyperparams.get("policy_kwargs", {}))
-    return policy_cls(observation_space, action_space, lambda _: 0.0, **kwargs)
+    policy: BasePolicy = policy_cls(observation_space, action_space, lambda _: 0.0, **kwargs)
+    return policy

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import ConfigError, ModelError
+from ..errors import ConfigError, ModelError
 
 __all__ = ["LatencySpeedup", "LatencyStats", "compare_latency", "measure_latency"]
 

@@ -1,0 +1,1 @@
+"""The Gymnasium environment: observation features and actions, rewards, rollout."""

@@ -1,0 +1,38 @@
+"""Run a policy through the env: anything with ``predict(obs, deterministic)`` plays alike."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import numpy as np
+
+from ..core.candidates import Candidate
+from .pruning_env import PruningEnv
+
+__all__ = ["Predictor", "rollout"]
+
+
+class Predictor(Protocol):
+    """What an SB3 algorithm, a loaded policy and a baseline policy have in common."""
+
+    def predict(
+        self, observation: np.ndarray, *, deterministic: bool = True
+    ) -> tuple[np.ndarray, Any]:
+        """The action for ``observation``, and a recurrent state (``None`` here)."""
+        ...
+
+
+def rollout(policy: Predictor, env: PruningEnv, seed: int = 0) -> Candidate:
+    """Run ``policy`` deterministically for one episode; return the evaluated candidate.
+
+    ``policy`` is anything with ``predict(obs, deterministic=True)`` (a
+    :class:`~rlprune.rl.policy.LoadedPolicy`, an SB3 algorithm, a baseline policy).
+    """
+    obs, _ = env.reset(seed=seed)
+    done = False
+    while not done:
+        action, _ = policy.predict(obs, deterministic=True)
+        obs, _, done, _, _ = env.step(np.asarray(action, dtype=np.float32).reshape(1))
+    if env.last_candidate is None:  # an episode always ends with an evaluation
+        raise RuntimeError("episode ended without a candidate")
+    return env.last_candidate

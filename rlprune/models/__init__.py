@@ -1,0 +1,1 @@
+"""Models: the bundled architectures, model specs, and weight files."""

@@ -1,0 +1,300 @@
+"""The bundled architectures, registered by name in :data:`MODELS`.
+
+Every factory takes ``in_channels``, ``num_classes`` and ``input_size`` (height =
+width) among its keyword arguments (see :func:`rlprune.models.specs.build_model`).
+
+The zoo's models put a BatchNorm after every convolution, use activation *modules*
+(``nn.ReLU`` / ``nn.ReLU6``, never the functional form, so pruning and tracing see them)
+and end with an ``nn.Linear`` named ``classifier``, the last module executed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from functools import partial
+
+import torch
+from torch import nn
+
+from ..errors import ModelError
+
+__all__ = [
+    "MOBILENETV2_SMALL_CFG",
+    "MODELS",
+    "BasicBlock",
+    "ConvClassifier",
+    "InvertedResidual",
+    "ResNet",
+    "digits_cnn",
+    "mobilenetv2",
+    "resnet",
+    "resnet20",
+    "vgg",
+]
+
+# (expansion t, output channels c, repeats n, first stride s), as in the MobileNetV2 paper,
+# shortened for 28x28 inputs: three stride-2 stages take 28 -> 14 -> 7 -> 4. The first
+# block already downsamples because a 6x expansion at full 28x28 resolution costs ~8x the
+# CPU time of the whole rest of the net (the tests and the RL loop run on 2 CPU cores).
+MOBILENETV2_SMALL_CFG: tuple[tuple[int, int, int, int], ...] = (
+    (1, 16, 1, 2),
+    (6, 24, 2, 2),
+    (6, 32, 2, 2),
+    (6, 64, 2, 1),
+    (6, 96, 1, 1),
+)
+
+
+# ------------------------------------------------------------------------- models
+
+
+def _conv_bn_relu(
+    in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1
+) -> list[nn.Module]:
+    return [
+        nn.Conv2d(
+            in_channels, out_channels, kernel_size, stride, padding=kernel_size // 2, bias=False
+        ),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+    ]
+
+
+class ConvClassifier(nn.Module):
+    """A convolutional body, global average pooling, then the ``classifier`` Linear."""
+
+    def __init__(
+        self, features: nn.Module, feature_channels: int, num_classes: int, hidden: int = 0
+    ) -> None:
+        super().__init__()
+        self.features = features
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.flatten = nn.Flatten(1)
+        self.head: nn.Module = (
+            nn.Sequential(nn.Linear(feature_channels, hidden), nn.ReLU(inplace=True))
+            if hidden > 0
+            else nn.Identity()
+        )
+        self.classifier = nn.Linear(hidden if hidden > 0 else feature_channels, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits: torch.Tensor = self.classifier(self.head(self.flatten(self.pool(self.features(x)))))
+        return logits
+
+
+def digits_cnn(
+    in_channels: int = 1, num_classes: int = 10, input_size: int = 8, width: int = 32
+) -> nn.Module:
+    """A small plain CNN for 8x8 digits: three conv-BN-ReLU layers, one 2x2 max-pool.
+
+    ``conv(c->w) conv(w->2w) maxpool conv(2w->2w) avgpool linear``. Works for any
+    ``input_size`` >= 2 (``input_size`` is accepted for a uniform factory signature).
+    """
+    _check_positive(in_channels=in_channels, num_classes=num_classes, width=width)
+    features = nn.Sequential(
+        *_conv_bn_relu(in_channels, width),
+        *_conv_bn_relu(width, 2 * width),
+        nn.MaxPool2d(2),
+        *_conv_bn_relu(2 * width, 2 * width),
+    )
+    return ConvClassifier(features, 2 * width, num_classes)
+
+
+class BasicBlock(nn.Module):
+    """ResNet basic block: two 3x3 conv-BN, a 1x1 conv-BN shortcut when the shape changes."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(out_channels)
+        self.relu1 = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_channels)
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or in_channels != out_channels:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
+                nn.BatchNorm2d(out_channels),
+            )
+        self.relu2 = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.bn2(self.conv2(self.relu1(self.bn1(self.conv1(x)))))
+        result: torch.Tensor = self.relu2(out + self.shortcut(x))
+        return result
+
+
+class ResNet(nn.Module):
+    """CIFAR-style ResNet (He et al. 2016): stem, three stages of BasicBlocks, linear."""
+
+    def __init__(self, in_channels: int, num_classes: int, depth: int, width: int) -> None:
+        super().__init__()
+        blocks_per_stage = (depth - 2) // 6
+        self.stem = nn.Sequential(*_conv_bn_relu(in_channels, width))
+        stages: list[nn.Module] = []
+        channels = width
+        for stage, stage_width in enumerate((width, 2 * width, 4 * width)):
+            blocks: list[nn.Module] = []
+            for block in range(blocks_per_stage):
+                stride = 2 if stage > 0 and block == 0 else 1
+                blocks.append(BasicBlock(channels, stage_width, stride))
+                channels = stage_width
+            stages.append(nn.Sequential(*blocks))
+        self.layer1, self.layer2, self.layer3 = stages
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.flatten = nn.Flatten(1)
+        self.classifier = nn.Linear(channels, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.layer3(self.layer2(self.layer1(self.stem(x))))
+        logits: torch.Tensor = self.classifier(self.flatten(self.pool(x)))
+        return logits
+
+
+def resnet(
+    in_channels: int = 3,
+    num_classes: int = 10,
+    input_size: int = 32,
+    depth: int = 20,
+    width: int = 16,
+) -> nn.Module:
+    """CIFAR-style ResNet of ``depth = 6n + 2`` layers and stage widths ``w, 2w, 4w``.
+
+    Downsampling blocks (stride 2) use a 1x1 conv + BN shortcut (option B).
+
+    Raises:
+        ModelError: ``depth`` is not of the form 6n + 2.
+    """
+    _check_positive(in_channels=in_channels, num_classes=num_classes, width=width)
+    if depth < 8 or (depth - 2) % 6 != 0:
+        raise ModelError(
+            f"resnet depth={depth} is invalid; use 6n + 2 with n >= 1 (8, 14, 20, 32, 44, 56)"
+        )
+    return ResNet(in_channels, num_classes, depth, width)
+
+
+resnet20 = partial(resnet, depth=20)
+
+
+def vgg(
+    in_channels: int = 3,
+    num_classes: int = 10,
+    input_size: int = 32,
+    cfg: Sequence[int | str] = (32, 32, "M", 64, 64, "M", 128, 128, "M"),
+    hidden: int = 0,
+) -> nn.Module:
+    """VGG-style plain net: conv-BN-ReLU layers (ints in ``cfg``) and 2x2 max-pools (``"M"``).
+
+    Max-pools that would shrink the feature map below 1x1 are skipped, so one ``cfg``
+    serves 8x8 and 28x28 inputs. ``hidden > 0`` adds a Linear-ReLU before the classifier.
+
+    Raises:
+        ModelError: ``cfg`` holds something other than positive ints and ``"M"``.
+    """
+    _check_positive(in_channels=in_channels, num_classes=num_classes)
+    layers: list[nn.Module] = []
+    channels, size = in_channels, int(input_size)
+    for item in cfg:
+        if item == "M":
+            if size >= 2:
+                layers.append(nn.MaxPool2d(2))
+                size //= 2
+        elif isinstance(item, int) and not isinstance(item, bool) and item > 0:
+            layers += _conv_bn_relu(channels, item)
+            channels = item
+        else:
+            raise ModelError(
+                f"vgg cfg entry {item!r} is invalid; use positive ints (conv widths) and 'M'"
+            )
+    if not any(isinstance(m, nn.Conv2d) for m in layers):
+        raise ModelError(f"vgg cfg {tuple(cfg)!r} has no conv layer; add at least one width")
+    return ConvClassifier(nn.Sequential(*layers), channels, num_classes, hidden=hidden)
+
+
+def _make_divisible(value: float, divisor: int = 8) -> int:
+    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    return rounded + divisor if rounded < 0.9 * value else rounded
+
+
+class InvertedResidual(nn.Module):
+    """MobileNetV2 block: 1x1 expand, 3x3 depthwise, 1x1 linear projection (+ residual)."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int, expansion: int) -> None:
+        super().__init__()
+        hidden = in_channels * expansion
+        layers: list[nn.Module] = []
+        if expansion != 1:
+            layers += [
+                nn.Conv2d(in_channels, hidden, 1, bias=False),
+                nn.BatchNorm2d(hidden),
+                nn.ReLU6(inplace=True),
+            ]
+        layers += [
+            nn.Conv2d(hidden, hidden, 3, stride, padding=1, groups=hidden, bias=False),
+            nn.BatchNorm2d(hidden),
+            nn.ReLU6(inplace=True),
+            nn.Conv2d(hidden, out_channels, 1, bias=False),
+            nn.BatchNorm2d(out_channels),
+        ]
+        self.block = nn.Sequential(*layers)
+        self.use_residual = stride == 1 and in_channels == out_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.block(x)
+        return x + out if self.use_residual else out
+
+
+def mobilenetv2(
+    in_channels: int = 3,
+    num_classes: int = 10,
+    input_size: int = 28,
+    width_mult: float = 1.0,
+    cfg: Sequence[tuple[int, int, int, int]] = MOBILENETV2_SMALL_CFG,
+    stem_channels: int = 16,
+    last_channels: int = 256,
+) -> nn.Module:
+    """A small MobileNetV2 (Sandler et al. 2018) for 28x28-class inputs.
+
+    ``cfg`` rows are ``(expansion, out_channels, repeats, first_stride)``; channel counts
+    are scaled by ``width_mult`` and rounded to multiples of 8. Stem conv (stride 1),
+    inverted-residual blocks, a final 1x1 conv-BN-ReLU6, average pool, linear.
+    """
+    _check_positive(in_channels=in_channels, num_classes=num_classes)
+    if width_mult <= 0:
+        raise ModelError(f"mobilenetv2 width_mult={width_mult} is invalid; use a value > 0")
+    channels = _make_divisible(stem_channels * width_mult)
+    layers: list[nn.Module] = [
+        nn.Conv2d(in_channels, channels, 3, 1, padding=1, bias=False),
+        nn.BatchNorm2d(channels),
+        nn.ReLU6(inplace=True),
+    ]
+    for expansion, out, repeats, stride in cfg:
+        out_channels = _make_divisible(out * width_mult)
+        for i in range(repeats):
+            layers.append(
+                InvertedResidual(channels, out_channels, stride if i == 0 else 1, expansion)
+            )
+            channels = out_channels
+    last = _make_divisible(last_channels * max(1.0, width_mult))
+    layers += [
+        nn.Conv2d(channels, last, 1, bias=False),
+        nn.BatchNorm2d(last),
+        nn.ReLU6(inplace=True),
+    ]
+    return ConvClassifier(nn.Sequential(*layers), last, num_classes)
+
+
+def _check_positive(**values: int) -> None:
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ModelError(f"{name}={value!r} is invalid; use a positive int")
+
+
+#: Built-in model factories by spec name.
+MODELS: dict[str, Callable[..., nn.Module]] = {
+    "digits-cnn": digits_cnn,
+    "resnet20": resnet20,
+    "resnet": resnet,
+    "vgg": vgg,
+    "mobilenetv2": mobilenetv2,
+}

@@ -1,0 +1,131 @@
+"""One loader for every preset: bundled name or YAML path, read safely, checked, merged.
+
+Env presets (``envs/*.yaml``) become an :class:`~rlprune.core.config.EnvConfig`; agent
+presets (``agents/*.yaml``, rl-baselines3-zoo style: a ``default:`` entry and optional
+per-env entries) become a plain mapping that :mod:`rlprune.rl.agents` validates against
+the algorithm it names. Both kinds are found, read and checked by the same code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..core.config import EnvConfig, make_config
+from ..errors import ConfigError
+
+__all__ = [
+    "AGENT_DIR",
+    "ENV_DIR",
+    "available_agents",
+    "available_presets",
+    "load_agent_values",
+    "load_env_config",
+    "read_preset",
+    "resolve_preset",
+]
+
+PRESET_ROOT = Path(__file__).resolve().parent
+ENV_DIR = PRESET_ROOT / "envs"
+"""Bundled environment presets (``envs/``, linked into the package)."""
+AGENT_DIR = PRESET_ROOT / "agents"
+"""Bundled agent presets (``agents/``, linked into the package)."""
+_DIRS = {"env": ENV_DIR, "agent": AGENT_DIR}
+_SHAPES = {
+    "env": "must be a mapping of keys to values",
+    "agent": "must map 'default' and env names to settings",
+}
+
+
+def _bundled(kind: str) -> list[str]:
+    return sorted(p.stem for p in _DIRS[kind].glob("*.yaml"))
+
+
+def available_presets() -> list[str]:
+    """Names of the bundled environment presets."""
+    return _bundled("env")
+
+
+def available_agents() -> list[str]:
+    """Names of the bundled agent presets."""
+    return _bundled("agent")
+
+
+def resolve_preset(kind: str, name_or_path: str | os.PathLike[str]) -> Path:
+    """The preset file of ``kind`` (``"env"`` or ``"agent"``) for a bundled name or a path.
+
+    Raises:
+        ConfigError: the file does not exist, or the name is not bundled.
+    """
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise ConfigError(f"{kind} preset file {str(path)!r} not found")
+        return path
+    bundled = _DIRS[kind] / f"{name_or_path}.yaml"
+    if not bundled.is_file():
+        raise ConfigError(
+            f"unknown {kind} preset {str(name_or_path)!r}; choose one of: "
+            f"{', '.join(_bundled(kind))} or give a path to a YAML file"
+        )
+    return bundled
+
+
+def read_preset(kind: str, path: Path) -> dict[str, Any]:
+    """The mapping a preset file holds (``yaml.safe_load``; empty file: ``{}``).
+
+    Raises:
+        ConfigError: the file is not valid YAML or not a mapping.
+    """
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(
+            f"{kind} preset {str(path)!r} is not valid YAML: {exc}".splitlines()[0]
+        ) from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{kind} preset {str(path)!r} {_SHAPES[kind]}")
+    return raw
+
+
+def load_env_config(
+    env: str | os.PathLike[str] = "digits-cnn", overrides: Mapping[str, Any] | None = None
+) -> EnvConfig:
+    """Load an env preset (bundled name or YAML path) and apply ``overrides`` (``None`` ignored).
+
+    Paths in the file are relative to the file; override paths are taken as given
+    (relative to the working directory).
+    """
+    path = resolve_preset("env", env)
+    raw = read_preset("env", path)
+    raw.setdefault("name", path.stem)
+    config = make_config(raw, base_dir=path.parent)
+    extra = {k: v for k, v in (overrides or {}).items() if v is not None}
+    if extra:
+        config = make_config({**dataclasses.asdict(config), **extra}, base_dir=Path.cwd())
+    return config
+
+
+def load_agent_values(agent: str | os.PathLike[str], env_name: str) -> tuple[str, dict[str, Any]]:
+    """The preset name and the settings of an agent preset for ``env_name``.
+
+    The ``default:`` entry is updated with the ``env_name`` entry if there is one
+    (``policy_kwargs`` merged key by key).
+    """
+    path = resolve_preset("agent", agent)
+    raw = read_preset("agent", path)
+    default = raw.get("default") or {}
+    specific = raw.get(env_name) or {}
+    if not isinstance(default, dict) or not isinstance(specific, dict):
+        raise ConfigError(f"agent preset {str(path)!r} {_SHAPES['agent']}")
+    values = dict(default)
+    merged_kwargs = {**values.get("policy_kwargs", {}), **specific.get("policy_kwargs", {})}
+    values.update(specific)
+    if merged_kwargs:
+        values["policy_kwargs"] = merged_kwargs
+    return path.stem, values

@@ -1,0 +1,74 @@
+"""Build a :class:`~rlprune.core.task.PruningTask` from an env preset: data, model, weights.
+
+This is where a preset's names meet the bundled datasets (:mod:`rlprune.data`) and
+models (:mod:`rlprune.models`); the core never imports either.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+from torch import nn
+
+from ..core.config import EnvConfig
+from ..core.splits import DataSplits, check_model_fits
+from ..core.task import PruningTask
+from ..data.datasets import load_dataset
+from ..errors import ModelError
+from ..models.specs import build_model
+from ..models.weights import load_weights
+from .loader import load_env_config
+
+__all__ = ["build_config_model", "load_data", "load_task", "pretrained_weights_hint"]
+
+
+def pretrained_weights_hint(config: EnvConfig) -> str:
+    """The command that makes a preset's base model."""
+    return f"run `rlprune pretrain --env {config.name}` to train it"
+
+
+def load_data(config: EnvConfig) -> DataSplits:
+    """The data splits a preset names."""
+    return load_dataset(
+        config.dataset,
+        seed=config.seed,
+        val_size=config.val_size,
+        data_dir=config.data_dir,
+        train_limit=config.train_limit,
+    )
+
+
+def build_config_model(config: EnvConfig, data: DataSplits) -> nn.Module:
+    """The (untrained) model a preset names, shaped for ``data``."""
+    return build_model(
+        config.model,
+        in_channels=data.input_shape[0],
+        num_classes=data.num_classes,
+        input_size=data.input_shape[1],
+        kwargs=config.model_kwargs,
+    )
+
+
+def load_task(config: EnvConfig | str | os.PathLike[str]) -> PruningTask:
+    """Load the data and trained model a preset names (an :class:`EnvConfig`, a bundled
+    preset name or a YAML path), then analyse the model."""
+    if not isinstance(config, EnvConfig):
+        config = load_env_config(config)
+    data = load_data(config)
+    model = build_config_model(config, data)
+    if config.weights is None:
+        warnings.warn(
+            f"env {config.name!r} gives no weights: pruning an untrained model; "
+            + pretrained_weights_hint(config),
+            stacklevel=2,
+        )
+    elif not Path(config.weights).is_file():
+        raise ModelError(
+            f"base model weights {config.weights!r} not found; " + pretrained_weights_hint(config)
+        )
+    else:
+        check_model_fits(model, data.input_shape, data.num_classes)
+        load_weights(model, config.weights)
+    return PruningTask.from_model(model, data, config)

@@ -1,0 +1,1 @@
+"""What results look like: the apply report, benchmark tables and plots, latency, export."""

@@ -1,0 +1,1 @@
+"""Search methods compared at equal cost: baselines, the method registry, the benchmark."""

@@ -1,0 +1,67 @@
+"""Every search method the benchmark knows, in one registry: agents, baselines, transfer.
+
+The CLI's ``--methods`` help, the benchmark's validation, the demo and the suite all
+read it, so a method added here is known everywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..rl.agents import ALGORITHMS
+from .baselines import BASELINES
+
+__all__ = [
+    "DEFAULT_METHODS",
+    "METHODS",
+    "TRANSFER_METHODS",
+    "MethodInfo",
+    "methods_help",
+    "valid_methods",
+]
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    """A search method's name, kind and one-line description."""
+
+    name: str
+    kind: str
+    """``agent`` (trained from scratch), ``baseline`` or ``transfer`` (a policy from elsewhere)."""
+    description: str
+
+
+TRANSFER_METHODS = ("transfer", "transfer-adapt")
+
+METHODS: dict[str, MethodInfo] = {
+    **{
+        name: MethodInfo(
+            name, "agent", f"{algo.__name__} (Stable-Baselines3) trained from scratch, N episodes"
+        )
+        for name, algo in ALGORITHMS.items()
+    },
+    **{name: MethodInfo(name, "baseline", b.description) for name, b in BASELINES.items()},
+    "transfer": MethodInfo(
+        "transfer", "transfer", "a policy trained elsewhere (--policy), zero-shot (1 evaluation)"
+    ),
+    "transfer-adapt": MethodInfo(
+        "transfer-adapt",
+        "transfer",
+        "the --policy adapted for --adapt-episodes on this model (1 + episodes evaluations)",
+    ),
+}
+"""Every method by name."""
+
+DEFAULT_METHODS: tuple[str, ...] = ("ppo", "random", "uniform", "magnitude", "sensitivity", "ddpg")
+"""What ``rlprune benchmark``, the demo and the suite compare unless told otherwise."""
+
+
+def valid_methods() -> list[str]:
+    """Every method name the benchmark knows."""
+    return list(METHODS)
+
+
+def methods_help() -> str:
+    """The ``--methods`` help text: every method with its description."""
+    listed = "; ".join(f"{m.name}: {m.description}" for m in METHODS.values())
+    return f"comma-separated methods (default: {','.join(DEFAULT_METHODS)}). {listed}"

@@ -1,0 +1,88 @@
+"""The layout's promises: imports flow one way, light rooms stay light, scripts are shims."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rlprune.cli import build_parser
+from rlprune.core.candidates import Candidate
+from rlprune.search.methods import DEFAULT_METHODS, METHODS, methods_help
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _modules_after_import(statement: str) -> set[str]:
+    code = f"import json, sys\n{statement}\nprint(json.dumps(sorted(sys.modules)))"
+    out = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True, cwd=ROOT
+    ).stdout
+    return set(json.loads(out.splitlines()[-1]))
+
+
+@pytest.mark.parametrize(
+    "statement",
+    ["import rlprune", "import rlprune.rl.policy", "from rlprune.rl.policy import load_policy"],
+)
+def test_policy_loading_does_not_import_data_models_or_plotting(statement: str) -> None:
+    loaded = _modules_after_import(statement)
+    heavy = ("sklearn", "matplotlib", "rlprune.data", "rlprune.models", "rlprune.presets.tasks")
+    assert not [m for m in loaded if m.startswith(heavy)]
+    if "policy" in statement:
+        assert "rlprune.rl.policy" in loaded  # the check above saw a real import
+
+
+def test_public_api_is_importable_lazily() -> None:
+    import rlprune
+
+    assert rlprune.PruningEnv.__module__ == "rlprune.env.pruning_env"
+    assert rlprune.PruningTask.__module__ == "rlprune.core.task"
+    assert set(rlprune.__all__) <= set(dir(rlprune))
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        rlprune.nope  # noqa: B018
+
+
+def test_import_contracts_hold() -> None:
+    """An upward import (say core importing env) breaks a contract in pyproject.toml."""
+    linter = Path(sys.executable).parent / "lint-imports"  # the dev extra installs it
+    result = subprocess.run([str(linter)], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stdout[-2000:]
+    assert "0 broken" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("script", "command"),
+    [("train_agent.py", "train"), ("apply_policy.py", "apply"), ("benchmark.py", "benchmark")],
+)
+def test_scripts_are_shims_over_the_cli(script: str, command: str) -> None:
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / script), "--help"],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    ).stdout
+    sub = build_parser()._subparsers._group_actions[0].choices[command]  # type: ignore[union-attr]
+    assert out.split("\n", 1)[1] == sub.format_help().split("\n", 1)[1]
+
+
+def test_method_help_and_defaults_come_from_the_registry() -> None:
+    text = methods_help()
+    assert all(f"{name}: " in text for name in METHODS)
+    assert set(DEFAULT_METHODS) <= set(METHODS)
+    benchmark = build_parser()._subparsers._group_actions[0].choices["benchmark"]  # type: ignore[union-attr]
+    assert benchmark.get_default("methods") == ",".join(DEFAULT_METHODS)
+
+
+def test_candidate_record_round_trips_and_rejects_damage() -> None:
+    candidate = Candidate((4, 8), (0.5, 1.0), 0.9, 100, 10, 0.5, 0.25)
+    assert Candidate.from_dict(json.loads(json.dumps(candidate.to_dict()))) == candidate
+    assert Candidate.from_dict({**candidate.to_dict(), "target": 0.5}) == candidate
+    from rlprune.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="missing field 'macs'"):
+        Candidate.from_dict({k: v for k, v in candidate.to_dict().items() if k != "macs"})
