@@ -1,0 +1,1 @@
+"""Bundled datasets (digits, Fashion-MNIST) as three disjoint splits, read without network."""
