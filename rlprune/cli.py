@@ -275,6 +275,8 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         evals=args.evals,
         seeds=args.seeds,
         finetune_epochs=args.finetune_epochs,
+        finetune_images=args.finetune_images,
+        proxy_candidates=args.proxy_candidates,
         policy=args.policy,
         adapt_episodes=args.adapt_episodes,
     )
@@ -390,6 +392,18 @@ def build_parser() -> argparse.ArgumentParser:
     bm.add_argument("--evals", type=int, default=100, help="candidate evaluations per method")
     bm.add_argument("--seeds", type=int, default=1, help="seeds per method")
     bm.add_argument("--finetune-epochs", type=int, default=0, help="fine-tune every method's best")
+    bm.add_argument(
+        "--finetune-images",
+        type=int,
+        help="fine-tune on at most this many training images (e.g. 10000: one short pass)",
+    )
+    bm.add_argument(
+        "--proxy-candidates",
+        type=int,
+        default=0,
+        help="fine-tune this many evaluated candidates and report the Spearman correlation "
+        "of validation accuracy with fine-tuned test accuracy (e.g. 20)",
+    )
     bm.add_argument(
         "--policy",
         help="a policy trained elsewhere: adds the transfer (and, with --adapt-episodes, "

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from rlprune.core.allocation import magnitude_channels, uniform_keep_ratio
 from rlprune.core.candidates import SearchResult
 from rlprune.core.evaluate import Evaluator
 from rlprune.core.task import PruningTask, Timings
@@ -19,10 +20,8 @@ from rlprune.search.baselines import (
     BaselineMethod,
     RandomPolicy,
     get_baseline,
-    magnitude_channels,
     search_random,
     search_sensitivity,
-    uniform_keep_ratio,
 )
 
 TARGET = 0.5
@@ -36,7 +35,9 @@ def digits(digits_task: PruningTask) -> PruningTask:
         digits_task.evaluator.val_x,
         digits_task.evaluator.val_y,
     )
-    return dataclasses.replace(digits_task, evaluator=evaluator, cache={}, timings=Timings())
+    return dataclasses.replace(
+        digits_task, evaluator=evaluator, cache={}, ledger=[], memo={}, timings=Timings()
+    )
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +102,9 @@ def test_heuristics_repair_an_approximate_macs_model(method: str, custom: Prunin
     model = custom.analysis.mac_model
     biased = dataclasses.replace(model, const=model.const - 0.2 * custom.analysis.macs, exact=False)
     analysis = dataclasses.replace(custom.analysis, mac_model=biased)
-    task = dataclasses.replace(custom, analysis=analysis, cache={}, timings=Timings())
+    task = dataclasses.replace(
+        custom, analysis=analysis, cache={}, ledger=[], memo={}, timings=Timings()
+    )
     evals = BASELINES[method].min_evals(task)
     result = get_baseline(method).search(task, TARGET, evals, 0)
     assert result.evaluations == evals
@@ -111,7 +114,15 @@ def test_heuristics_repair_an_approximate_macs_model(method: str, custom: Prunin
 
 
 def test_registry_describes_each_method(digits: PruningTask) -> None:
-    assert set(BASELINES) == {"random", "uniform", "magnitude", "sensitivity"}
+    assert set(BASELINES) == {
+        "random",
+        "eagleeye",
+        "tpe",
+        "cmaes",
+        "uniform",
+        "magnitude",
+        "sensitivity",
+    }
     for name, method in BASELINES.items():
         assert isinstance(method, BaselineMethod) and method.name == name
         assert method.description and "\n" not in method.description
@@ -215,7 +226,7 @@ def _with_scaled_unit(task: PruningTask, unit: int, scale: torch.Tensor | float)
             after = names[names.index(name) + 1]
             if isinstance(layers[after], torch.nn.BatchNorm2d):
                 layers[after].weight.mul_(torch.as_tensor(scale))
-    return dataclasses.replace(task, model=model, cache={}, timings=Timings())
+    return dataclasses.replace(task, model=model, cache={}, ledger=[], memo={}, timings=Timings())
 
 
 def test_magnitude_keeps_more_of_a_heavier_unit(digits: PruningTask) -> None:
@@ -250,7 +261,8 @@ def test_fixed_configurations_replay_exactly_through_the_env(
 ) -> None:
     """Heuristics are scored through predict() and the env, like agents, and the env keeps
     their configuration as given."""
-    from rlprune.search.baselines import magnitude_channels, play, uniform_channels
+    from rlprune.core.allocation import magnitude_channels, uniform_channels
+    from rlprune.search.baselines import play
 
     task = make_small_task(family)
     for channels in (uniform_channels(task, 0.5), magnitude_channels(task, 0.5)):

@@ -226,7 +226,7 @@ def test_summary_markdown_table(tmp_path: Path) -> None:
     md = paths["summary.md"].read_text()
     assert md.startswith("# digits @ 0.5 MACs\n")
     assert (
-        "| method | evals used | val acc | test acc | test acc (fine-tuned) | MACs ratio "
+        "| method | cost (full evals) | val acc | test acc | test acc (fine-tuned) | MACs ratio "
         "| params ratio | speedup b64 | wall time |"
     ) in md
     lines = md.splitlines()
@@ -241,7 +241,10 @@ def test_summary_markdown_table(tmp_path: Path) -> None:
     assert "0.480 ± 0.000" in ppo_row and "1.80 ± 0.00×" in ppo_row
     assert "12.0 ± 2.0 s" in ppo_row
     assert "| random | 49 (48–50) | 91.50 ± 1.00% | 90.00 ± 0.00% | n/a |" in random_row
-    assert "3 seeds; evaluations per method: ppo 50, random 49 (48–50), magnitude 1." in md
+    assert (
+        "3 seeds; cost per method, in full-evaluation equivalents: ppo 50, random 49 (48–50), "
+        "magnitude 1." in md
+    )
     assert "- ppo loses to magnitude on test accuracy by -5.00 pp (7.1 std)" in lines
 
 
@@ -254,7 +257,7 @@ def test_summary_markdown_single_seed_and_partial_finetuning(tmp_path: Path) -> 
     md = write_tables(results, tmp_path, title="t")["summary.md"].read_text()
     assert "| uniform | 50 | 80.00% | 80.00% | n/a |" in md
     assert "**92.00% (n=1)**" in md
-    assert "seeds per method: ppo 2, uniform 1; evaluations per method" in md
+    assert "seeds per method: ppo 2, uniform 1; cost per method" in md
 
 
 def test_write_tables_rejects_no_results(tmp_path: Path) -> None:

@@ -13,8 +13,8 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import rlprune
 from rlprune.core.task import PruningTask
-from rlprune.env.features import FEATURE_VERSION
-from rlprune.env.pruning_env import FEATURES, PruningEnv
+from rlprune.env.features import FEATURE_VERSION, FEATURES
+from rlprune.env.pruning_env import PruningEnv
 from rlprune.errors import ConfigError, ResetNeeded
 
 

@@ -17,6 +17,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from ..errors import ConfigError
 
 __all__ = [
@@ -43,6 +45,9 @@ class Candidate:
     params: int
     macs_ratio: float
     params_ratio: float
+    fidelity: float = 1.0
+    """Share of the validation split its accuracy was measured on, and so its cost in full
+    evaluations; below 1 it is a low-fidelity probe, never a search's best."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (tuples become lists), as JSON stores it."""
@@ -67,6 +72,7 @@ class Candidate:
                 params=int(data["params"]),
                 macs_ratio=float(data["macs_ratio"]),
                 params_ratio=float(data["params_ratio"]),
+                fidelity=float(data.get("fidelity", 1.0)),
             )
         except KeyError as exc:
             raise ConfigError(f"not a candidate record: missing field {exc}") from None
@@ -83,8 +89,9 @@ def within_budget(candidate: Candidate, target: float | None) -> bool:
 
 
 def best_of(candidates: Sequence[Candidate], target: float | None = None) -> Candidate:
-    """The most accurate candidate within ``target`` (ties: the cheapest in MACs, then the earliest)."""
-    feasible = [c for c in candidates if within_budget(c, target)]
+    """The most accurate full-fidelity candidate within ``target`` (ties: the cheapest in
+    MACs, then the earliest)."""
+    feasible = [c for c in candidates if c.fidelity >= 1.0 and within_budget(c, target)]
     if not feasible:
         raise ValueError("no candidate within the budget was evaluated")
     return max(enumerate(feasible), key=lambda ic: (ic[1].accuracy, -ic[1].macs, -ic[0]))[1]
@@ -98,11 +105,16 @@ class SearchResult:
     best: Candidate
     history: tuple[Candidate, ...]
     """Every candidate evaluated, in order (the sample-efficiency curve reads it)."""
-    evaluations: int
-    """Evaluations charged, including those a heuristic spends on its own analysis."""
+    evaluations: float
+    """Full-evaluation equivalents charged (a probe on k of n validation images costs k/n),
+    including what a method spends on its own analysis."""
     seconds: float
     target: float | None = None
     """The MACs target; candidates above it (a heuristic's probes) never count as best."""
+
+    def cumulative_cost(self) -> list[float]:
+        """Full evaluations charged after each request (the sample-efficiency x axis)."""
+        return [float(c) for c in np.cumsum([c.fidelity for c in self.history])]
 
     def best_so_far(self) -> list[float]:
         """Best validation accuracy among in-budget candidates after each evaluation (NaN
@@ -110,7 +122,11 @@ class SearchResult:
         curve: list[float] = []
         best = float("nan")
         for candidate in self.history:
-            if within_budget(candidate, self.target) and not candidate.accuracy <= best:
+            if (
+                candidate.fidelity >= 1.0
+                and within_budget(candidate, self.target)
+                and not candidate.accuracy <= best
+            ):
                 best = candidate.accuracy
             curve.append(best)
         return curve

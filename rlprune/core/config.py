@@ -15,7 +15,20 @@ from typing import Any
 from ..errors import ConfigError
 from .prune import IMPORTANCE
 
-__all__ = ["FIELDS", "EnvConfig", "help_for", "make_config"]
+__all__ = [
+    "ACTION_MODES",
+    "FEATURE_SETS",
+    "FIELDS",
+    "PRIORS",
+    "EnvConfig",
+    "help_for",
+    "make_config",
+]
+
+PRIORS = ("uniform", "magnitude", "sensitivity")
+"""Prior allocations (:mod:`rlprune.core.allocation`) the residual action mode starts from."""
+ACTION_MODES = ("absolute", "residual")
+FEATURE_SETS = (1, 2)
 
 
 @dataclass(frozen=True)
@@ -78,6 +91,35 @@ class EnvConfig:
         default=None, metadata={"help": "use at most this many training samples"}
     )
     seed: int = field(default=0, metadata={"help": "seed for data splits and calibration batches"})
+    features: int = field(
+        default=1,
+        metadata={
+            "help": "observation feature set: 1 (geometry and MACs) or 2 (+ sensitivity "
+            "probes, channel-importance statistics, budget left, the prior's keep-ratio)"
+        },
+    )
+    action_mode: str = field(
+        default="absolute",
+        metadata={
+            "help": "absolute: the action is the keep-ratio; residual: a bounded correction "
+            "to the prior allocation (action 0 plays the prior)"
+        },
+    )
+    prior: str = field(
+        default="sensitivity",
+        metadata={"help": "prior allocation: uniform, magnitude or sensitivity"},
+    )
+    residual_scale: float = field(
+        default=0.5, metadata={"help": "largest keep-ratio correction in residual mode"}
+    )
+    probe_images: int | None = field(
+        default=512,
+        metadata={
+            "help": "validation images per sensitivity probe (feature set 2, sensitivity "
+            "prior; null: all of them); a probe costs probe_images / val_size of a full "
+            "evaluation"
+        },
+    )
     pretrain: dict[str, Any] = field(
         default_factory=dict,
         metadata={"help": "base-model training settings: epochs, lr, batch_size, weight_decay"},
@@ -142,6 +184,21 @@ def make_config(values: Mapping[str, Any], base_dir: Path | None = None) -> EnvC
         raise ConfigError(
             f"unknown importance {config.importance!r}; choose one of: {', '.join(IMPORTANCE)}"
         )
+    choices: dict[str, tuple[Any, ...]] = {
+        "features": FEATURE_SETS,
+        "action_mode": ACTION_MODES,
+        "prior": PRIORS,
+    }
+    for name, allowed in choices.items():
+        if getattr(config, name) not in allowed:
+            raise ConfigError(
+                f"unknown {name} {getattr(config, name)!r}; choose one of: "
+                f"{', '.join(str(a) for a in allowed)}"
+            )
+    if not 0.0 < config.residual_scale <= 1.0:
+        raise ConfigError(f"residual_scale must be in (0, 1], got {config.residual_scale}")
+    if config.probe_images is not None and config.probe_images < 1:
+        raise ConfigError(f"probe_images must be at least 1, got {config.probe_images}")
     if config.calibration_batches < 0 or config.batch_size < 1:
         raise ConfigError("calibration_batches must be >= 0 and batch_size >= 1")
     return config

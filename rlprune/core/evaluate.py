@@ -83,9 +83,12 @@ class Evaluator:
         """Recalibrate ``model``'s BatchNorm statistics on the fixed training batches."""
         calibrate_batchnorm(model, self.calibration_batches)
 
-    def score(self, model: nn.Module) -> float:
-        """Validation accuracy of ``model`` as it is (no recalibration)."""
-        return accuracy(model, self.val_x, self.val_y, self.batch_size)
+    def score(self, model: nn.Module, images: int | None = None) -> float:
+        """Validation accuracy of ``model`` as it is (no recalibration), on the first
+        ``images`` validation images (all by default)."""
+        if images is None:
+            return accuracy(model, self.val_x, self.val_y, self.batch_size)
+        return accuracy(model, self.val_x[:images], self.val_y[:images], self.batch_size)
 
     def __call__(self, model: nn.Module) -> float:
         """Validation accuracy of ``model`` after BatchNorm recalibration (modifies its BN stats)."""

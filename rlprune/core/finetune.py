@@ -42,28 +42,40 @@ def train_classifier(
     batch_size: int = 128,
     weight_decay: float = 5e-4,
     seed: int = 0,
+    max_images: int | None = None,
     on_epoch: Callable[[int, float], None] | None = None,
 ) -> FitResult:
     """Train (or fine-tune) ``model`` in place on ``data.train`` with SGD and a cosine schedule.
 
-    ``on_epoch(epoch, mean_loss)`` is called after every epoch (for progress display).
+    ``max_images`` stops after that many training images (the schedule spans them): one
+    short pass for ranking candidates. ``on_epoch(epoch, mean_loss)`` is called after
+    every epoch (for progress display).
     """
     if epochs < 0:
         raise ConfigError(f"epochs must be >= 0, got {epochs}")
+    if max_images is not None and max_images < 1:
+        raise ConfigError(f"max_images must be at least 1, got {max_images}")
     torch.manual_seed(seed)
     start = time.perf_counter()
     loader = make_loader(data.train, batch_size, shuffle=True, seed=seed)
     optimizer = torch.optim.SGD(
         model.parameters(), lr=lr, momentum=0.9, weight_decay=weight_decay, nesterov=True
     )
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-        optimizer, T_max=max(epochs * len(loader), 1)
-    )
+    steps = epochs * len(loader)
+    if max_images is not None:
+        steps = min(steps, -(-max_images // batch_size))
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(steps, 1))
     loss_fn = nn.CrossEntropyLoss()
+    done = 0
     for epoch in range(epochs):
+        if done >= steps:
+            break
         model.train()
         total, count = 0.0, 0
         for x, y in loader:
+            if done >= steps:
+                break
+            done += 1
             optimizer.zero_grad(set_to_none=True)
             loss = loss_fn(model(x), y)
             loss.backward()
@@ -95,10 +107,17 @@ class Delivered:
 
 
 def deliver(
-    task: PruningTask, candidate: Candidate, *, finetune_epochs: int, lr: float, seed: int
+    task: PruningTask,
+    candidate: Candidate,
+    *,
+    finetune_epochs: int,
+    lr: float,
+    seed: int,
+    finetune_images: int | None = None,
 ) -> Delivered:
     """Prune ``candidate`` for real, recalibrate BatchNorm, score on val and test, and
-    fine-tune on the training split for ``finetune_epochs`` (the same way for every method)."""
+    fine-tune on the training split for ``finetune_epochs`` (at most ``finetune_images``
+    images), the same way for every method."""
     pruned = task.prune(candidate.channels).model
     val_acc = task.evaluator(pruned)
     test_acc = split_accuracy(pruned, task.data.test)
@@ -112,5 +131,6 @@ def deliver(
         lr=lr,
         batch_size=task.config.batch_size,
         seed=seed,
+        max_images=finetune_images,
     )
     return Delivered(tuned_model, val_acc, test_acc, tuned.val_accuracy, tuned.test_accuracy)

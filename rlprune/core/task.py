@@ -18,7 +18,7 @@ from torch import nn
 from ..errors import BudgetError
 from .analysis import ModelAnalysis, analyse
 from .budget import ChannelCounts, channel_candidates
-from .candidates import Candidate
+from .candidates import Candidate, SearchResult, best_of
 from .config import EnvConfig
 from .evaluate import Evaluator
 from .prune import PruneResult, keep_count, prune
@@ -56,7 +56,13 @@ class PruningTask:
     max_channels: np.ndarray
     candidates: tuple[np.ndarray, ...]
     """Channel counts each unit may keep (respecting min/max keep and ``round_to``)."""
-    cache: dict[tuple[int, ...], Candidate] = field(default_factory=dict)
+    cache: dict[tuple[tuple[int, ...], int], Candidate] = field(default_factory=dict)
+    """Evaluated candidates by (channels, validation images used)."""
+    ledger: list[Candidate] = field(default_factory=list)
+    """Every evaluation request in order, cached or not: what searches are charged for."""
+    memo: dict[object, object] = field(default_factory=dict)
+    """Per-search results computed from evaluations (e.g. sensitivity probes); cleared with
+    the cache so that a new search pays for them again."""
     timings: Timings = field(default_factory=Timings)
 
     @classmethod
@@ -164,21 +170,36 @@ class PruningTask:
             ignored_layers=self.config.ignored_layers,
         )
 
-    def evaluate(self, channels: ChannelCounts) -> Candidate:
-        """Prune, recalibrate BatchNorm and score on the validation split; cached."""
+    @property
+    def val_size(self) -> int:
+        """Validation images in one full evaluation (the unit of search cost)."""
+        return len(self.evaluator.val_x)
+
+    def evaluate(self, channels: ChannelCounts, val_images: int | None = None) -> Candidate:
+        """Prune, recalibrate BatchNorm and score on the validation split; cached.
+
+        ``val_images`` scores on the first that many validation images only (a
+        low-fidelity probe; the split is shuffled, so they are a fixed random subset).
+        Every request, cached or not, is appended to :attr:`ledger` and charged
+        ``val_images / val_size`` full evaluations (:attr:`Candidate.fidelity`).
+        """
         key = tuple(int(n) for n in channels)
         if len(key) != len(self.analysis.units):
             raise ValueError(f"need {len(self.analysis.units)} channel counts, got {len(key)}")
-        hit = self.cache.get(key)
+        images = self.val_size if val_images is None else min(int(val_images), self.val_size)
+        if images < 1:
+            raise ValueError(f"val_images must be at least 1, got {val_images}")
+        hit = self.cache.get((key, images))
         if hit is not None:
             self.timings.cache_hits += 1
+            self.ledger.append(hit)
             return hit
         t0 = time.perf_counter()
         result = self.prune(key)
         t1 = time.perf_counter()
         self.evaluator.calibrate(result.model)
         t2 = time.perf_counter()
-        acc = self.evaluator.score(result.model)
+        acc = self.evaluator.score(result.model, images)
         t3 = time.perf_counter()
         self.timings.prune += t1 - t0
         self.timings.calibrate += t2 - t1
@@ -194,10 +215,42 @@ class PruningTask:
             params=result.params,
             macs_ratio=result.macs / self.analysis.macs,
             params_ratio=result.params / self.analysis.params,
+            fidelity=images / self.val_size,
         )
-        self.cache[key] = candidate
+        self.cache[(key, images)] = candidate
+        self.ledger.append(candidate)
         return candidate
 
-    def base_accuracy(self) -> float:
-        """Validation accuracy of the unpruned model."""
-        return self.evaluator.score(self.model)
+    def reset_search(self) -> None:
+        """Forget cached candidates, the ledger and memoised probes: the next search pays
+        for all of its evaluations."""
+        self.cache.clear()
+        self.ledger.clear()
+        self.memo.clear()
+
+    def search_result(self, method: str, since: int, target: float, started: float) -> SearchResult:
+        """A search's result from the ledger: what it requested since index ``since``, its
+        best full-fidelity candidate within ``target``, its charge, and the seconds since
+        ``started`` (a :func:`time.perf_counter` value).
+
+        Raises:
+            BudgetError: no full-fidelity candidate within the target was evaluated.
+        """
+        history = tuple(self.ledger[since:])
+        try:
+            best = best_of(history, target)
+        except ValueError:
+            raise BudgetError(
+                f"method {method!r} evaluated no candidate within target {target}; "
+                "report this network's MACs model as a bug"
+            ) from None
+        seconds = time.perf_counter() - started
+        return SearchResult(method, best, history, self.charged(since), seconds, target)
+
+    def charged(self, since: int = 0) -> float:
+        """Full-evaluation equivalents charged by :attr:`ledger` requests from index ``since``."""
+        return float(sum(c.fidelity for c in self.ledger[since:]))
+
+    def base_accuracy(self, val_images: int | None = None) -> float:
+        """Validation accuracy of the unpruned model (on the first ``val_images`` images)."""
+        return self.evaluator.score(self.model, val_images)

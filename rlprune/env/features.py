@@ -1,7 +1,7 @@
-"""The observation feature set and the action↔keep-ratio mapping, in one place.
+"""The observation feature sets and the action↔keep-ratio mapping, in one place.
 
-Policies are trained and applied on these definitions: the policy artifact records
-:data:`FEATURE_VERSION`, and the env, the baselines and policy loading all build their
+Policies are trained and applied on these definitions: the policy artifact records the
+feature-set version, and the env, the baselines and policy loading all build their
 spaces and map actions here. Importing this module imports neither the env nor data.
 """
 
@@ -10,19 +10,22 @@ from __future__ import annotations
 import numpy as np
 from gymnasium import spaces
 
+from ..errors import ConfigError
+
 __all__ = [
     "FEATURES",
+    "FEATURES_V1",
+    "FEATURES_V2",
+    "FEATURE_SETS",
     "FEATURE_VERSION",
     "action_space",
     "action_to_keep",
+    "features_for",
     "keep_to_action",
     "observation_space",
 ]
 
-FEATURE_VERSION = 1
-"""Version of the observation feature set; a policy artifact records the one it was trained on."""
-
-FEATURES: tuple[str, ...] = (
+FEATURES_V1: tuple[str, ...] = (
     "position",
     "log_in_channels",
     "log_out_channels",
@@ -36,16 +39,52 @@ FEATURES: tuple[str, ...] = (
     "previous_keep",
     "target",
 )
-"""Observation features, in order (the env's docstring table says what each means)."""
+"""Feature set 1: where the MACs are (AMC's structural state)."""
+
+FEATURES_V2: tuple[str, ...] = (
+    *FEATURES_V1,
+    "probe_drop_25",
+    "probe_drop_50",
+    "probe_drop_75",
+    "l1_gini",
+    "l1_weak_half",
+    "bn_gini",
+    "bn_weak_half",
+    "params_share",
+    "log_coupling",
+    "budget_left",
+    "prior_keep",
+)
+"""Feature set 2: set 1 plus what the heuristics know (how much accuracy each unit loses
+alone, how its channel importance is spread) and the budget bookkeeping a residual
+policy needs. The env docstring's table is the spec."""
+
+FEATURE_SETS: dict[int, tuple[str, ...]] = {1: FEATURES_V1, 2: FEATURES_V2}
+
+FEATURE_VERSION = 1
+"""The default feature-set version (what a policy without a recorded version used)."""
+
+FEATURES = FEATURES_V1
+"""The default feature set's names, in order."""
 
 
-def observation_space() -> spaces.Box:
-    """``Box(0, 1, (len(FEATURES),), float32)``: the same for every network."""
-    return spaces.Box(0.0, 1.0, shape=(len(FEATURES),), dtype=np.float32)
+def features_for(version: int) -> tuple[str, ...]:
+    """The feature names of set ``version``; :class:`ConfigError` for an unknown one."""
+    if version not in FEATURE_SETS:
+        raise ConfigError(
+            f"unknown observation feature set v{version}; this rlprune knows "
+            + ", ".join(f"v{v}" for v in FEATURE_SETS)
+        )
+    return FEATURE_SETS[version]
+
+
+def observation_space(version: int = FEATURE_VERSION) -> spaces.Box:
+    """``Box(0, 1, (len(features),), float32)``: the same for every network."""
+    return spaces.Box(0.0, 1.0, shape=(len(features_for(version)),), dtype=np.float32)
 
 
 def action_space() -> spaces.Box:
-    """``Box(-1, 1, (1,), float32)``: one keep-ratio per step."""
+    """``Box(-1, 1, (1,), float32)``: one keep-ratio (or correction) per step."""
     return spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32)
 
 

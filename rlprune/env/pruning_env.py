@@ -8,7 +8,15 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import torch_pruning as tp
 
+from ..core.allocation import (
+    SENSITIVITY_RATIOS,
+    group_scores,
+    importance_statistics,
+    prior_channels,
+    sensitivity_curves,
+)
 from ..core.budget import channel_bounds
 from ..core.candidates import Candidate
 from ..core.config import EnvConfig, make_config
@@ -16,7 +24,7 @@ from ..core.task import PruningTask
 from ..errors import ResetNeeded
 from ..presets.loader import load_env_config
 from ..presets.tasks import load_task
-from .features import FEATURES, action_space, action_to_keep, observation_space
+from .features import action_space, action_to_keep, features_for, observation_space
 from .rewards import Outcome, get_reward
 
 __all__ = ["PruningEnv"]
@@ -39,9 +47,12 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
 
     ## Action Space
 
-    `Box(-1, 1, (1,), float32)`, mapped linearly to a keep-ratio in
-    `[min_keep, max_keep]` and rounded to a whole channel count (a multiple of
-    `round_to` if set). With `budget_clipping` (the default), the count is then
+    `Box(-1, 1, (1,), float32)`. With `action_mode: absolute` (the default) it maps
+    linearly to a keep-ratio in `[min_keep, max_keep]`; with `action_mode: residual`
+    it is a correction to a prior allocation (`prior`: `uniform`, `magnitude` or
+    `sensitivity`, computed once per target): keep = prior keep + `residual_scale` x
+    action, clipped to `[min_keep, max_keep]`, so action 0 plays the prior. The
+    keep-ratio is rounded to a whole channel count (a multiple of `round_to` if set). With `budget_clipping` (the default), the count is then
     clipped to AMC's bound: no more than lets the remaining units, at `min_keep`,
     still meet the MACs target; with `fill_budget`, no less than lets the
     remaining units, at `max_keep`, still use it. The measured MACs of every
@@ -49,7 +60,8 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
 
     ## Observation Space
 
-    `Box(0, 1, (12,), float32)`, the same for every network (feature set version 1):
+    `Box(0, 1, (12,), float32)` with `features: 1` (the default), `Box(0, 1, (23,),
+    float32)` with `features: 2`; the same for every network. Set 1:
 
     | index | feature          | meaning                                                 | min | max |
     |-------|------------------|---------------------------------------------------------|-----|-----|
@@ -65,6 +77,26 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
     | 9     | macs_remaining   | share of the original MACs in later units               | 0   | 1   |
     | 10    | previous_keep    | keep-ratio chosen at the previous step (1 at the first) | 0   | 1   |
     | 11    | target           | fraction of the original MACs to keep                   | 0   | 1   |
+
+    Set 2 adds what the heuristics know and what a residual policy needs. The probes
+    prune the unit alone to 25/50/75 % of its channels and score it on `probe_images`
+    validation images after BN recalibration: units x 3 low-fidelity evaluations, each
+    charged `probe_images / val_size` of a full evaluation, once per search (cached on
+    the task). The importance statistics need no evaluation.
+
+    | index | feature        | meaning                                                       | min | max |
+    |-------|----------------|---------------------------------------------------------------|-----|-----|
+    | 12    | probe_drop_25  | accuracy lost (relative) with the unit alone at 25 % keep     | 0   | 1   |
+    | 13    | probe_drop_50  | the same at 50 %                                              | 0   | 1   |
+    | 14    | probe_drop_75  | the same at 75 %                                              | 0   | 1   |
+    | 15    | l1_gini        | Gini coefficient of the channels' group L1 norms              | 0   | 1   |
+    | 16    | l1_weak_half   | share of the L1 mass in the weakest half of the channels      | 0   | 1   |
+    | 17    | bn_gini        | Gini coefficient of the BatchNorm scales (0 without BN)       | 0   | 1   |
+    | 18    | bn_weak_half   | share of the BN-scale mass in the weakest half (0.5 w/o BN)   | 0   | 1   |
+    | 19    | params_share   | the unit's share of the original parameters                   | 0   | 1   |
+    | 20    | log_coupling   | log2(1 + layers coupled in the unit) / 8                      | 0   | 1   |
+    | 21    | budget_left    | MACs still to remove / prunable MACs in this and later units  | 0   | 1   |
+    | 22    | prior_keep     | the prior allocation's keep-ratio for this unit               | 0   | 1   |
 
     ## Rewards
 
@@ -93,9 +125,9 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
     `preset` (bundled name or YAML path, default `digits-cnn`) and optional
     overrides `model` (zoo name, `"pkg.module:factory"` or
     `"path/file.py:factory"`), `weights`, `dataset`, `target`, `reward`,
-    `fill_budget`; or a
-    ready `task` (:class:`rlprune.core.task.PruningTask`) or `config`
-    (:class:`rlprune.core.config.EnvConfig`).
+    `fill_budget`; or a ready `task` (:class:`rlprune.core.task.PruningTask`),
+    optionally with a `config` (:class:`rlprune.core.config.EnvConfig`) for the env's
+    own settings (features, action mode, reward, target) over the task's.
 
     ```python
     import gymnasium, rlprune
@@ -104,7 +136,8 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
 
     ## Version History
 
-    * v0: initial version (feature set 1).
+    * v0: initial version (feature set 1); feature set 2 and the residual action mode
+      are opt-in (`features: 2`, `action_mode: residual`), set 1 policies still run.
     """
 
     metadata: dict[str, Any] = {"render_modes": []}
@@ -123,9 +156,9 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
         fill_budget: bool | None = None,
     ) -> None:
         if task is not None:
-            if any(v is not None for v in (config, model, weights, dataset)):
-                raise TypeError("give either task or config/model/weights/dataset, not both")
-            config = task.config
+            if any(v is not None for v in (model, weights, dataset)):
+                raise TypeError("give either task or model/weights/dataset, not both")
+            config = config or task.config
         elif config is None:
             config = load_env_config(
                 preset, {"model": model, "weights": weights, "dataset": dataset}
@@ -148,21 +181,41 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
         self.units = analysis.units
         self._full = analysis.channels
         self._total_macs = float(analysis.macs)
+        self.features = features_for(config.features)
         self._static = self._static_features()
 
         self.action_space = action_space()
-        self.observation_space = observation_space()
+        self.observation_space = observation_space(config.features)
 
         self._step = -1
         self._target = config.target_range[0]
         self._chosen = np.array(task.max_channels, dtype=np.int64)
+        self._prior_keep = self._prior(self._target)
         self.last_candidate: Candidate | None = None
+
+    @property
+    def current_unit(self) -> int:
+        """Index of the unit the next action decides (-1 before reset)."""
+        return self._step
+
+    @property
+    def prior_keep(self) -> np.ndarray:
+        """The prior allocation's keep-ratio per unit for this episode's target (ones when
+        neither the residual action mode nor feature set 2 uses a prior)."""
+        return self._prior_keep
+
+    def _prior(self, target: float) -> np.ndarray:
+        if self.config.action_mode != "residual" and self.config.features < 2:
+            return np.ones(len(self.units))
+        channels = prior_channels(self.task, target, self.config.prior, self.config.probe_images)
+        keep: np.ndarray = np.asarray(channels, dtype=np.float64) / self._full
+        return keep
 
     # --- features -----------------------------------------------------------------
 
     def _static_features(self) -> np.ndarray:
         n = len(self.units)
-        rows = np.zeros((n, len(FEATURES)), dtype=np.float64)
+        rows = np.zeros((n, len(self.features)), dtype=np.float64)
         shares = np.array([u.macs for u in self.units], dtype=np.float64) / self._total_macs
         for i, u in enumerate(self.units):
             rows[i, 0] = i / n
@@ -174,18 +227,42 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
             rows[i, 6] = float(u.kind == "depthwise")
             rows[i, 7] = shares[i]
             rows[i, 9] = shares[i + 1 :].sum()
+        if self.config.features >= 2:
+            self._v2_static_features(rows)
         return rows
+
+    def _v2_static_features(self, rows: np.ndarray) -> None:
+        """Columns 12-20 of feature set 2 (the probes are charged evaluations)."""
+        task = self.task
+        curves = sensitivity_curves(task, SENSITIVITY_RATIOS, self.config.probe_images)
+        l1 = group_scores(task, tp.importance.GroupMagnitudeImportance(p=1, normalizer=None))
+        bn = group_scores(task, tp.importance.BNScaleImportance(normalizer=None))
+        params = float(task.analysis.params)
+        for i, u in enumerate(self.units):
+            base = curves[i][0][1]
+            for j, (_, acc) in enumerate(curves[i][1:4]):
+                rows[i, 12 + j] = (base - acc) / base if base > 0 else 0.0
+            rows[i, 15:17] = importance_statistics(l1[i])
+            rows[i, 17:19] = importance_statistics(bn[i])
+            rows[i, 19] = u.params / params
+            rows[i, 20] = np.log2(1 + len(u.modules)) / 8
 
     def _observation(self) -> np.ndarray:
         t = self._step
         if t >= len(self.units):
-            return np.zeros(len(FEATURES), dtype=np.float32)
+            return np.zeros(len(self.features), dtype=np.float32)
         obs = self._static[t].copy()
         trial = self._full.astype(np.float64)
         trial[:t] = self._chosen[:t]
         obs[8] = 1.0 - self.task.analysis.mac_model.macs(trial) / self._total_macs
         obs[10] = self._chosen[t - 1] / self._full[t - 1] if t > 0 else 1.0
         obs[11] = self._target
+        if self.config.features >= 2:
+            removed = self._total_macs - self.task.analysis.mac_model.macs(trial)
+            to_remove = (1.0 - self._target) * self._total_macs - removed
+            prunable = self._static[t:, 7].sum() * self._total_macs
+            obs[21] = max(to_remove, 0.0) / prunable if prunable > 0 else 0.0
+            obs[22] = self._prior_keep[t]
         observation: np.ndarray = np.clip(obs, 0.0, 1.0).astype(np.float32)
         return observation
 
@@ -204,6 +281,8 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
             target = float(self.np_random.uniform(low, high))
         else:
             target = low
+        if target != self._target:
+            self._prior_keep = self._prior(target)
         self._target = target
         self._step = 0
         self._chosen = np.array(self.task.max_channels, dtype=np.int64)
@@ -235,8 +314,14 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
         a = float(np.asarray(action, dtype=np.float64).reshape(-1)[0])
         if not np.isfinite(a):
             raise ValueError(f"action must be a finite number in [-1, 1], got {a}")
-        keep = action_to_keep(a, self.config.min_keep, self.config.max_keep)
         t = self._step
+        if self.config.action_mode == "residual":
+            correction = self.config.residual_scale * min(max(a, -1.0), 1.0)
+            keep = min(
+                max(self._prior_keep[t] + correction, self.config.min_keep), self.config.max_keep
+            )
+        else:
+            keep = action_to_keep(a, self.config.min_keep, self.config.max_keep)
         self._chosen[t] = self.keep_to_channels(t, keep)
         self._step += 1
         if self._step < len(self.units):

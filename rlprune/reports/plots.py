@@ -224,7 +224,9 @@ def _sample_efficiency(
         padded = np.full((len(curves), length), np.nan)
         for i, curve in enumerate(curves):
             padded[i, : len(curve)] = 100 * np.asarray(curve)
-        x = np.arange(1, length + 1)
+        # x: cumulative cost of the longest run (seeds of one method charge alike)
+        longest = max((run for run in runs if run.history), key=lambda run: len(run.history))
+        x = np.asarray(longest.cumulative_cost())
         with warnings.catch_warnings():
             # a column is all-NaN before any seed has an in-budget candidate: left blank
             warnings.simplefilter("ignore", RuntimeWarning)
@@ -259,7 +261,7 @@ def _sample_efficiency(
                 linewidth=0,
             )
     ax.set_title("Sample efficiency: best validation accuracy so far (band: min–max over seeds)")
-    ax.set_xlabel("candidate evaluations")
+    ax.set_xlabel("cost (full evaluations; a low-fidelity probe counts its share)")
     ax.set_ylabel("best validation top-1 so far (%)")
     ax.set_xlim(left=0)
     if ax.get_legend_handles_labels()[0]:

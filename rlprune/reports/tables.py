@@ -82,8 +82,8 @@ class MethodSeedResult:
 
     method: str
     seed: int
-    evaluations: int
-    """Candidate evaluations the method used (its search cost)."""
+    evaluations: float
+    """Full-evaluation equivalents the method was charged (its search cost)."""
     best: Candidate
     """The best candidate by validation accuracy (after BatchNorm recalibration, no fine-tuning)."""
     test_accuracy: float
@@ -194,8 +194,8 @@ class MethodSummary:
     method: str
     seeds: int
     evaluations_mean: float
-    evaluations_min: int
-    evaluations_max: int
+    evaluations_min: float
+    evaluations_max: float
     val_accuracy: Stat
     test_accuracy: Stat
     test_accuracy_finetuned: Stat | None
@@ -216,8 +216,11 @@ class MethodSummary:
     def evaluations_label(self) -> str:
         """``"300"``, or ``"295 (290–300)"`` when seeds used different numbers."""
         if self.evaluations_min == self.evaluations_max:
-            return str(self.evaluations_min)
-        return f"{self.evaluations_mean:.0f} ({self.evaluations_min}–{self.evaluations_max})"
+            return _cost(self.evaluations_min)
+        return (
+            f"{_cost(self.evaluations_mean)} ({_cost(self.evaluations_min)}–"
+            f"{_cost(self.evaluations_max)})"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data: metrics become ``{"mean", "std", "n"}`` dicts (or ``None``)."""
@@ -254,8 +257,8 @@ class MethodSummary:
                 method=str(data["method"]),
                 seeds=int(data["seeds"]),
                 evaluations_mean=float(evaluations["mean"]),
-                evaluations_min=int(evaluations["min"]),
-                evaluations_max=int(evaluations["max"]),
+                evaluations_min=float(evaluations["min"]),
+                evaluations_max=float(evaluations["max"]),
                 **metrics,  # type: ignore[arg-type]  # only the fine-tuned stat may be None
             )
             missing = [m for m in METRICS if m != "test_accuracy_finetuned" and metrics[m] is None]
@@ -492,7 +495,7 @@ def render_markdown(
             ]
             best[metric] = max(shown) if shown else None
 
-    header = ["method", "evals used", *(c[0] for c in _MD_COLUMNS)]
+    header = ["method", "cost (full evals)", *(c[0] for c in _MD_COLUMNS)]
     lines = [
         f"# {title}",
         "",
@@ -522,7 +525,7 @@ def render_markdown(
     evaluations = ", ".join(f"{s.method} {s.evaluations_label}" for s in summaries)
     lines += [
         "",
-        f"{seeds}; evaluations per method: {evaluations}.",
+        f"{seeds}; cost per method, in full-evaluation equivalents: {evaluations}.",
         "",
         "Values are mean ± sample std over seeds (a single seed shows the mean only); the "
         "best mean of each accuracy column is in bold. Accuracies are top-1 in percent; "
@@ -546,3 +549,8 @@ def _format_stat(stat: Stat | None, seeds: int, scale: float, decimals: int, uni
     if stat.n < seeds:
         text += f" (n={stat.n})"
     return text
+
+
+def _cost(value: float) -> str:
+    """A cost in full evaluations: ``"50"``, or ``"10.2"`` when probes made it fractional."""
+    return f"{value:.0f}" if abs(value - round(value)) < 0.05 else f"{value:.1f}"

@@ -9,6 +9,7 @@ differs between networks. Steps are derived from episodes in :func:`build_algori
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import os
 from collections.abc import Mapping
@@ -17,6 +18,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import torch
 from stable_baselines3 import DDPG, PPO, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.noise import NormalActionNoise
@@ -24,6 +26,7 @@ from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.vec_env import VecEnv
 from torch import nn
 
+from ..core.config import EnvConfig, make_config
 from ..errors import ConfigError
 from ..presets.loader import load_agent_values
 
@@ -33,6 +36,7 @@ __all__ = [
     "AgentConfig",
     "build_algorithm",
     "build_policy",
+    "zero_action_layer",
     "load_agent_config",
     "make_agent_config",
 ]
@@ -52,6 +56,24 @@ DERIVED = {"n_steps", "batch_size", "learning_starts", "train_freq", "action_noi
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}
 
+COMMON_KEYS = {"zero_init_action"}
+"""rlprune keys every algorithm takes: ``zero_init_action`` zeroes the policy's action
+layer, so the deterministic action starts at 0 (in the residual action mode: the prior)."""
+
+ENV_KEYS = {
+    "features",
+    "action_mode",
+    "prior",
+    "residual_scale",
+    "probe_images",
+    "min_keep",
+    "max_keep",
+    "reward",
+    "fill_budget",
+}
+"""Env settings an agent preset may choose under ``env:`` (what the agent observes and
+how its actions map), applied over the env preset's."""
+
 
 @dataclass(frozen=True)
 class AgentConfig:
@@ -61,16 +83,29 @@ class AgentConfig:
     algo: str
     hyperparams: Mapping[str, Any] = field(default_factory=dict)
     """Stable-Baselines3 constructor arguments (plus the episode keys of the algorithm)."""
+    env: Mapping[str, Any] = field(default_factory=dict)
+    """Env settings of this agent (keys of :data:`ENV_KEYS`), over the env preset's."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form for run folders and policy metadata."""
-        return {"name": self.name, "algo": self.algo, "hyperparams": dict(self.hyperparams)}
+        return {
+            "name": self.name,
+            "algo": self.algo,
+            "hyperparams": dict(self.hyperparams),
+            "env": dict(self.env),
+        }
+
+    def env_config(self, base: EnvConfig) -> EnvConfig:
+        """``base`` with this agent's env settings applied."""
+        if not self.env:
+            return base
+        return make_config({**dataclasses.asdict(base), **self.env})
 
 
 def _allowed_keys(algo: str) -> set[str]:
     params = set(inspect.signature(ALGORITHMS[algo].__init__).parameters)
     params -= {"self", "env", "seed", "verbose", "device", "tensorboard_log", "_init_setup_model"}
-    allowed = params | EPISODE_KEYS[algo]
+    allowed = params | EPISODE_KEYS[algo] | COMMON_KEYS
     if algo in ON_POLICY:
         allowed -= DERIVED
     else:
@@ -82,6 +117,16 @@ def make_agent_config(name: str, values: Mapping[str, Any]) -> AgentConfig:
     """Validate one resolved preset entry."""
     data = dict(values)
     algo = str(data.pop("algo", "ppo")).lower()
+    data.pop("description", None)  # for people and the method list; not an SB3 argument
+    env = data.pop("env", None) or {}
+    if not isinstance(env, Mapping):
+        raise ConfigError(f"'env' in agent preset {name!r} must map env settings to values")
+    unknown_env = sorted(set(env) - ENV_KEYS)
+    if unknown_env:
+        raise ConfigError(
+            f"unknown env setting {unknown_env[0]!r} in agent preset {name!r}; an agent may "
+            f"set: {', '.join(sorted(ENV_KEYS))}"
+        )
     if algo not in ALGORITHMS:
         raise ConfigError(
             f"unknown algorithm {algo!r} in agent preset {name!r}; choose one of: "
@@ -98,7 +143,7 @@ def make_agent_config(name: str, values: Mapping[str, Any]) -> AgentConfig:
         raise ConfigError(
             f"unknown activation_fn {activation!r}; choose one of: {', '.join(ACTIVATIONS)}"
         )
-    return AgentConfig(name=name, algo=algo, hyperparams=data)
+    return AgentConfig(name=name, algo=algo, hyperparams=data, env=dict(env))
 
 
 def load_agent_config(agent: str | os.PathLike[str], env_name: str) -> AgentConfig:
@@ -135,6 +180,7 @@ def build_algorithm(
     """
     params = dict(agent.hyperparams)
     policy = params.pop("policy", "MlpPolicy")
+    zero_init = bool(params.pop("zero_init_action", False))
     if "policy_kwargs" in params:
         params["policy_kwargs"] = _policy_kwargs(params["policy_kwargs"])
     if agent.algo in ON_POLICY:
@@ -153,7 +199,30 @@ def build_algorithm(
         params["action_noise"] = NormalActionNoise(
             mean=np.zeros(action_dim), sigma=sigma * np.ones(action_dim)
         )
-    return ALGORITHMS[agent.algo](policy, env, seed=seed, verbose=0, device="cpu", **params)
+    algorithm = ALGORITHMS[agent.algo](policy, env, seed=seed, verbose=0, device="cpu", **params)
+    if zero_init:
+        zero_action_layer(algorithm.policy)
+    return algorithm
+
+
+def zero_action_layer(policy: BasePolicy) -> None:
+    """Zero the weights and bias of the layer that outputs the action (the mean for PPO,
+    the actor's last linear layer, and its target, for DDPG/TD3), so the deterministic
+    action is 0 for every observation until learning moves it."""
+    heads: list[nn.Module] = []
+    action_net = getattr(policy, "action_net", None)
+    if isinstance(action_net, nn.Module):
+        heads.append(action_net)
+    for name in ("actor", "actor_target"):
+        actor = getattr(policy, name, None)
+        if actor is not None:
+            heads += [m for m in actor.modules() if isinstance(m, nn.Linear)][-1:]
+    if not heads:
+        raise ConfigError(f"zero_init_action: no action layer found in {type(policy).__name__}")
+    with torch.no_grad():
+        for head in heads:
+            for parameter in head.parameters():
+                parameter.zero_()
 
 
 def build_policy(

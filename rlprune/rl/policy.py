@@ -24,7 +24,13 @@ from stable_baselines3.common.policies import BasePolicy
 from torch import nn
 
 from ..core.config import EnvConfig, make_config
-from ..env.features import FEATURE_VERSION, FEATURES, action_space, observation_space
+from ..env.features import (
+    FEATURE_SETS,
+    FEATURE_VERSION,
+    action_space,
+    features_for,
+    observation_space,
+)
 from ..errors import ConfigError
 from ..files import atomic_write_bytes, atomic_write_json
 from ..version import __version__
@@ -32,6 +38,7 @@ from .agents import AgentConfig, build_policy, make_agent_config
 
 __all__ = [
     "METADATA_FILE",
+    "POLICY_ENV_KEYS",
     "WEIGHTS_FILE",
     "LoadedPolicy",
     "env_config_for_policy",
@@ -44,7 +51,17 @@ WEIGHTS_FILE = "policy.pt"
 METADATA_FILE = "policy.json"
 
 
-def save_policy(network: nn.Module, out_dir: str | Path, metadata: Mapping[str, Any]) -> Path:
+POLICY_ENV_KEYS = ("action_mode", "prior", "residual_scale", "probe_images")
+"""Env settings a policy was trained under and must be applied under, with its feature set
+(``feature_version``), action bounds and reward."""
+
+
+def save_policy(
+    network: nn.Module,
+    out_dir: str | Path,
+    metadata: Mapping[str, Any],
+    feature_version: int = FEATURE_VERSION,
+) -> Path:
     """Write ``network``'s weights and ``metadata`` (plus the feature-set version) to ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -53,8 +70,8 @@ def save_policy(network: nn.Module, out_dir: str | Path, metadata: Mapping[str, 
     atomic_write_bytes(out / WEIGHTS_FILE, buffer.getvalue())
     meta = {
         "format": "rlprune-policy",
-        "feature_version": FEATURE_VERSION,
-        "features": list(FEATURES),
+        "feature_version": feature_version,
+        "features": list(features_for(feature_version)),
         "rlprune_version": __version__,
         **metadata,
     }
@@ -113,17 +130,22 @@ def load_policy(path: str | Path) -> LoadedPolicy:
     if not isinstance(metadata, dict) or metadata.get("format") != "rlprune-policy":
         raise ConfigError(f"{str(folder)!r} is not an rlprune policy (bad {METADATA_FILE})")
     version = metadata.get("feature_version")
-    if version != FEATURE_VERSION:
+    if version not in FEATURE_SETS:
         raise ConfigError(
             f"policy {str(folder)!r} was trained with observation feature set v{version}, "
-            f"this rlprune uses v{FEATURE_VERSION}; retrain it with this version"
+            f"this rlprune knows {', '.join(f'v{v}' for v in FEATURE_SETS)}; retrain it "
+            "with this version"
         )
     agent_meta = metadata.get("agent", {})
     agent = make_agent_config(
         agent_meta.get("name", "agent"),
-        {"algo": agent_meta.get("algo", "ppo"), **agent_meta.get("hyperparams", {})},
+        {
+            "algo": agent_meta.get("algo", "ppo"),
+            **agent_meta.get("hyperparams", {}),
+            "env": agent_meta.get("env", {}),
+        },
     )
-    network = build_policy(agent, observation_space(), action_space())
+    network = build_policy(agent, observation_space(version), action_space())
     try:
         state = torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True)
         network.load_state_dict(state)
@@ -138,7 +160,8 @@ def load_policy(path: str | Path) -> LoadedPolicy:
 def env_config_for_policy(
     env_config: EnvConfig, policy: LoadedPolicy, target: float | None
 ) -> EnvConfig:
-    """The env config with the policy's action bounds and reward, and one fixed target."""
+    """The env config with the policy's action bounds, reward, feature set and action mode,
+    and one fixed target."""
     if target is None:
         low, high = env_config.target_range
         if low != high:
@@ -154,5 +177,7 @@ def env_config_for_policy(
             "min_keep": meta.get("min_keep", env_config.min_keep),
             "max_keep": meta.get("max_keep", env_config.max_keep),
             "reward": meta.get("reward", env_config.reward),
+            "features": meta.get("feature_version", 1),
+            **{k: meta[k] for k in POLICY_ENV_KEYS if k in meta},
         }
     )

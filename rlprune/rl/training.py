@@ -43,7 +43,7 @@ from ..files import atomic_write_bytes, atomic_write_json, atomic_write_text
 from ..presets.tasks import load_task
 from ..reports.versions import software_versions
 from .agents import AgentConfig, build_algorithm, make_agent_config
-from .policy import LoadedPolicy, save_policy
+from .policy import POLICY_ENV_KEYS, LoadedPolicy, save_policy
 
 __all__ = [
     "BestCandidate",
@@ -307,6 +307,7 @@ def _policy_metadata(
         "min_keep": env_config.min_keep,
         "max_keep": env_config.max_keep,
         "reward": env_config.reward,
+        **{key: getattr(env_config, key) for key in POLICY_ENV_KEYS},
         "target": env_config.target,
         "env": env_config.name,
         "model": env_config.model,
@@ -316,11 +317,22 @@ def _policy_metadata(
     }
 
 
+def _deterministic_episode(
+    algorithm: BaseAlgorithm, task: PruningTask, env_config: EnvConfig, seed: int
+) -> tuple[float, dict[str, Any]]:
+    """One episode of the policy's deterministic actions: its reward and final info."""
+    env = PruningEnv(task=task, config=env_config)
+    obs, _ = env.reset(seed=seed)
+    while True:
+        action, _ = algorithm.predict(obs, deterministic=True)
+        obs, reward, done, _, info = env.step(action)
+        if done:
+            return float(reward), info
+
+
 def make_vec_env(task: PruningTask, env_config: EnvConfig, n_envs: int) -> DummyVecEnv:
     """``n_envs`` environments over one task (one model copy, one shared candidate cache)."""
-    return DummyVecEnv(
-        [lambda: PruningEnv(task=task, target=env_config.target, reward=env_config.reward)] * n_envs
-    )
+    return DummyVecEnv([lambda: PruningEnv(task=task, config=env_config)] * n_envs)
 
 
 def train(
@@ -345,6 +357,7 @@ def train(
     if settings.episodes < 1 or settings.n_envs < 1:
         raise RunError("--episodes and --n-envs must be at least 1")
     start = time.perf_counter()
+    env_config = agent.env_config(env_config)
     task = task or load_task(env_config)
     if run_dir is None:
         run_dir = runs_root / run_folder_name(env_config.name, agent.name, settings.seed)
@@ -390,6 +403,12 @@ def train(
     interrupted = False
     evaluations_before = task.timings.evaluations
     try:
+        if env_config.action_mode == "residual" and recorder.episodes == 0:
+            # the policy's deterministic episode first: with zero_init_action, the prior
+            reward, info = _deterministic_episode(algorithm, task, env_config, settings.seed)
+            recorder.record(reward, info)
+            if on_episode is not None:
+                on_episode(recorder)
         if recorder.episodes < settings.episodes:
             remaining_steps = (settings.episodes - recorder.episodes + settings.n_envs) * len(
                 task.analysis.units
@@ -407,7 +426,12 @@ def train(
     latest = latest_checkpoint(run_dir)
     if recorder.episodes and (latest is None or latest.name != f"ep{recorder.episodes:06d}"):
         recorder.checkpoint(algorithm)
-    save_policy(algorithm.policy, run_dir / "policy", _policy_metadata(env_config, agent, recorder))
+    save_policy(
+        algorithm.policy,
+        run_dir / "policy",
+        _policy_metadata(env_config, agent, recorder),
+        feature_version=env_config.features,
+    )
     return TrainResult(
         run_dir=run_dir,
         episodes=recorder.episodes,

@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..core.candidates import Candidate, SearchResult, best_of
-from ..core.config import EnvConfig
+import numpy as np
+
+from ..core.candidates import Candidate, SearchResult, best_of, within_budget
+from ..core.config import EnvConfig, make_config
 from ..core.finetune import deliver
 from ..core.task import PruningTask
 from ..env.pruning_env import PruningEnv
@@ -34,7 +37,7 @@ from ..rl.agents import load_agent_config
 from ..rl.policy import env_config_for_policy, load_policy
 from ..rl.training import TrainSettings, train
 from .baselines import get_baseline
-from .methods import METHODS, TRANSFER_METHODS, valid_methods
+from .methods import METHODS, RECOMMENDED, TRANSFER_METHODS, valid_methods
 
 __all__ = [
     "MANIFEST",
@@ -56,6 +59,12 @@ class BenchmarkSettings:
     seeds: int = 1
     finetune_epochs: int = 0
     finetune_lr: float = 0.01
+    finetune_images: int | None = None
+    """Fine-tune on at most this many training images (one short pass ranks candidates)."""
+    proxy_candidates: int = 0
+    """Fine-tune this many evaluated candidates, spread over the validation-accuracy range,
+    and report the Spearman correlation of search-time validation accuracy with test
+    accuracy after fine-tuning (how far the search's proxy can be trusted)."""
     policy: str | None = None
     """A policy trained elsewhere, for the ``transfer`` methods."""
     adapt_episodes: int = 0
@@ -75,6 +84,12 @@ class BenchmarkSettings:
             raise ConfigError(f"--seeds must be a positive count, got {self.seeds}")
         if self.evals <= 0:
             raise ConfigError(f"--evals must be positive, got {self.evals}")
+        if self.finetune_images is not None and self.finetune_images < 1:
+            raise ConfigError(f"--finetune-images must be positive, got {self.finetune_images}")
+        if self.proxy_candidates and self.proxy_candidates < 3:
+            raise ConfigError(
+                f"--proxy-candidates needs at least 3 candidates, got {self.proxy_candidates}"
+            )
         for method in self.methods:
             if METHODS[method].kind == "baseline":
                 needed = get_baseline(method).min_evals(task)
@@ -97,33 +112,41 @@ def _search_agent(
     method: str, task: PruningTask, target: float, evals: int, seed: int, runs: Path
 ) -> SearchResult:
     start = time.perf_counter()
+    since = len(task.ledger)
     config = dataclasses.replace(task.config, target=target)
+    agent = load_agent_config(method, config.name)
+    # probes and the prior (feature set 2, residual actions) are charged once, up front
+    PruningEnv(task=task, config=agent.env_config(config))
+    episodes = int(evals - task.charged(since) + 1e-9)
+    if episodes < 1:
+        raise ConfigError(
+            f"method {method!r} spends {task.charged(since):.1f} evaluations on its probes, "
+            f"leaving no episode of --evals {evals}; raise --evals"
+        )
     result = train(
         config,
-        load_agent_config(method, config.name),
-        TrainSettings(episodes=evals, seed=seed, checkpoint_every=0),
+        agent,
+        TrainSettings(episodes=episodes, seed=seed, checkpoint_every=0),
         run_dir=runs / f"{method}__{seed}",
         task=task,
     )
     if result.interrupted:  # Ctrl-C inside training: stop here too
         raise KeyboardInterrupt
-    history = tuple(result.history)
-    return SearchResult(
-        method, best_of(history, target), history, len(history), time.perf_counter() - start, target
-    )
+    return task.search_result(method, since, target, start)
 
 
 def _search_transfer(
     method: str, task: PruningTask, settings: BenchmarkSettings, seed: int, runs: Path
 ) -> SearchResult:
     start = time.perf_counter()
+    since = len(task.ledger)
     assert settings.policy is not None
     policy = load_policy(settings.policy)
-    env = PruningEnv(task=task)
-    history = [rollout(policy, env, seed=seed)]
+    config = env_config_for_policy(task.config, policy, None)
+    rollout(policy, PruningEnv(task=task, config=config), seed=seed)
     if method == "transfer-adapt":
         result = train(
-            task.config,
+            config,
             policy.agent,
             TrainSettings(episodes=settings.adapt_episodes, seed=seed, checkpoint_every=0),
             run_dir=runs / f"{method}__{seed}",
@@ -132,15 +155,7 @@ def _search_transfer(
         )
         if result.interrupted:  # Ctrl-C inside training: stop here too
             raise KeyboardInterrupt
-        history += result.history
-    return SearchResult(
-        method,
-        best_of(history, task.config.target_range[0]),
-        tuple(history),
-        len(history),
-        time.perf_counter() - start,
-        task.config.target_range[0],
-    )
+    return task.search_result(method, since, config.target_range[0], start)
 
 
 def _finish(
@@ -152,7 +167,12 @@ def _finish(
     """Score the best candidate on test, fine-tune it, time it."""
     best = search.best
     delivered = deliver(
-        task, best, finetune_epochs=settings.finetune_epochs, lr=settings.finetune_lr, seed=seed
+        task,
+        best,
+        finetune_epochs=settings.finetune_epochs,
+        lr=settings.finetune_lr,
+        seed=seed,
+        finetune_images=settings.finetune_images,
     )
     speed = compare_latency(
         task.model,
@@ -200,6 +220,8 @@ def prepare_out_dir(out: Path, manifest: dict[str, Any], *, overwrite: bool, res
         if overwrite:
             for path in (out / "results").glob("*.json"):
                 path.unlink()
+            # agents' run folders too: a new run must not append to an old episodes.csv
+            shutil.rmtree(out / "runs", ignore_errors=True)
         elif resume:
             previous = json.loads(existing.read_text())
             if previous != manifest:
@@ -260,7 +282,7 @@ def run_benchmark(
         else:
             if on_start is not None:
                 on_start(method, seed)
-            task.cache.clear()  # every (method, seed) pays for its own evaluations
+            task.reset_search()  # every (method, seed) pays for its own evaluations
             if kind == "agent":
                 search = _search_agent(method, task, target, settings.evals, seed, out / "runs")
             elif kind == "transfer":
@@ -278,8 +300,10 @@ def run_benchmark(
     notes = [
         f"env {task.config.name}: {task.config.model} on {task.config.dataset}, "
         f"MACs target {target}, {len(task.analysis.units)} prunable units",
-        f"budget: {settings.evals} candidate evaluations per method and seed "
-        "(validation accuracy after BatchNorm recalibration, no fine-tuning)",
+        f"budget: {settings.evals} full evaluations per method and seed (one = "
+        f"{task.val_size} validation images after BatchNorm recalibration, no fine-tuning; "
+        "a low-fidelity probe on k images costs k / "
+        f"{task.val_size}; cost is the sum over every request, cached or not)",
         "test accuracy is measured once per method and seed on the best candidate; "
         "the test split never drives a search decision",
     ]
@@ -292,10 +316,19 @@ def run_benchmark(
             "(std 0 by construction)"
         )
     if settings.finetune_epochs:
+        limit = f" (at most {settings.finetune_images} images)" if settings.finetune_images else ""
         notes.append(
-            f"fine-tuned: {settings.finetune_epochs} epochs, same schedule for every method"
+            f"fine-tuned: {settings.finetune_epochs} epochs{limit}, same schedule for every method"
         )
-    reference = "ppo" if "ppo" in settings.methods else settings.methods[0]
+    if settings.proxy_candidates:
+        proxy = proxy_correlation(task, histories, settings, target)
+        atomic_write_json(out / "proxy.json", proxy)
+        notes.append(
+            f"proxy: Spearman rho = {proxy['spearman']:.2f} between search-time validation "
+            f"accuracy and test accuracy after the same fine-tuning, over {proxy['n']} "
+            "evaluated candidates spread over the validation-accuracy range"
+        )
+    reference = RECOMMENDED if RECOMMENDED in settings.methods else settings.methods[0]
     comparison = comparison_lines(summarise(results), reference=reference)
     files = write_tables(
         results, out, title=f"Benchmark: {task.config.name}", notes=[*notes, *comparison]
@@ -307,8 +340,65 @@ def run_benchmark(
     return results, files
 
 
+def proxy_correlation(
+    task: PruningTask,
+    histories: dict[str, list[SearchResult]],
+    settings: BenchmarkSettings,
+    target: float,
+) -> dict[str, Any]:
+    """How well search-time validation accuracy predicts accuracy after fine-tuning.
+
+    From every full-fidelity, in-budget candidate any method evaluated (deduplicated),
+    ``settings.proxy_candidates`` are taken at evenly spaced ranks of validation accuracy,
+    fine-tuned the way the benchmark fine-tunes (at least one epoch), and scored on test.
+    Returns the Spearman correlation and the pairs. Costs fine-tuning, not search budget.
+    """
+    from scipy.stats import spearmanr
+
+    unique: dict[tuple[int, ...], Candidate] = {}
+    for runs in histories.values():
+        for run in runs:
+            for c in run.history:
+                if c.fidelity >= 1.0 and within_budget(c, target):
+                    unique.setdefault(c.channels, c)
+    pool = sorted(unique.values(), key=lambda c: (c.accuracy, c.channels))
+    n = min(settings.proxy_candidates, len(pool))
+    if n < 3:
+        raise ConfigError(
+            f"the proxy correlation needs at least 3 distinct in-budget candidates, the "
+            f"searches evaluated {len(pool)}; raise --evals or add methods"
+        )
+    picks = [pool[int(round(i))] for i in np.linspace(0, len(pool) - 1, n)]
+    pairs = []
+    for candidate in picks:
+        delivered = deliver(
+            task,
+            candidate,
+            finetune_epochs=max(settings.finetune_epochs, 1),
+            lr=settings.finetune_lr,
+            seed=0,
+            finetune_images=settings.finetune_images,
+        )
+        assert delivered.test_accuracy_finetuned is not None
+        pairs.append((candidate.accuracy, delivered.test_accuracy_finetuned))
+    rho = spearmanr([p[0] for p in pairs], [p[1] for p in pairs]).statistic
+    return {
+        "spearman": float(rho),
+        "n": len(pairs),
+        "pairs": [{"val_accuracy": v, "test_accuracy_finetuned": t} for v, t in pairs],
+    }
+
+
 def load_task(env_config: EnvConfig, policy: str | None) -> PruningTask:
     """The task a benchmark runs on (with a transfer policy's action bounds, if one is given)."""
     if policy is not None:
-        env_config = env_config_for_policy(env_config, load_policy(policy), None)
+        # every method shares the policy's action bounds, reward and target; its feature
+        # set and action mode stay its own (the transfer methods apply them)
+        shared = env_config_for_policy(env_config, load_policy(policy), None)
+        env_config = make_config(
+            {
+                **dataclasses.asdict(env_config),
+                **{k: getattr(shared, k) for k in ("target", "min_keep", "max_keep", "reward")},
+            }
+        )
     return load_preset_task(env_config)

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..rl.agents import ALGORITHMS
+from ..presets.loader import available_agents, read_preset, resolve_preset
 from .baselines import BASELINES
 
 __all__ = [
     "DEFAULT_METHODS",
+    "RECOMMENDED",
     "METHODS",
     "TRANSFER_METHODS",
     "MethodInfo",
@@ -33,13 +34,16 @@ class MethodInfo:
 
 TRANSFER_METHODS = ("transfer", "transfer-adapt")
 
+
+def _agent_description(name: str) -> str:
+    """A bundled agent preset's one-line description: its ``description:`` key."""
+    raw = read_preset("agent", resolve_preset("agent", name))
+    algo = str((raw.get("default") or {}).get("algo", "ppo")).upper()
+    return str(raw.get("description", f"{algo} (Stable-Baselines3) trained from scratch"))
+
+
 METHODS: dict[str, MethodInfo] = {
-    **{
-        name: MethodInfo(
-            name, "agent", f"{algo.__name__} (Stable-Baselines3) trained from scratch, N episodes"
-        )
-        for name, algo in ALGORITHMS.items()
-    },
+    **{name: MethodInfo(name, "agent", _agent_description(name)) for name in available_agents()},
     **{name: MethodInfo(name, "baseline", b.description) for name, b in BASELINES.items()},
     "transfer": MethodInfo(
         "transfer", "transfer", "a policy trained elsewhere (--policy), zero-shot (1 evaluation)"
@@ -52,7 +56,20 @@ METHODS: dict[str, MethodInfo] = {
 }
 """Every method by name."""
 
-DEFAULT_METHODS: tuple[str, ...] = ("ppo", "random", "uniform", "magnitude", "sensitivity", "ddpg")
+RECOMMENDED = "ppo-prior"
+"""rlprune's recommended agent: the reference every other method is compared with."""
+
+DEFAULT_METHODS: tuple[str, ...] = (
+    RECOMMENDED,
+    "ppo",
+    "random",
+    "eagleeye",
+    "tpe",
+    "cmaes",
+    "uniform",
+    "magnitude",
+    "sensitivity",
+)
 """What ``rlprune benchmark``, the demo and the suite compare unless told otherwise."""
 
 

@@ -1,0 +1,223 @@
+"""Search quality: cost in full evaluations, feature set 2, the prior-anchored action mode,
+and the practitioner baselines (EagleEye sampling, Optuna TPE and CMA-ES)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from gymnasium.utils.env_checker import check_env as gym_check_env
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+from rlprune.core.allocation import prior_channels, uniform_channels
+from rlprune.core.candidates import Candidate, best_of
+from rlprune.core.config import make_config
+from rlprune.core.task import PruningTask, Timings
+from rlprune.env.features import FEATURES_V2
+from rlprune.env.pruning_env import PruningEnv
+from rlprune.errors import ConfigError
+from rlprune.rl.agents import build_algorithm, load_agent_config, make_agent_config
+from rlprune.rl.policy import env_config_for_policy, load_policy
+from rlprune.rl.training import TrainSettings, train
+from rlprune.search.baselines import EAGLEEYE_WINDOW, get_baseline
+from rlprune.search.benchmark import BenchmarkSettings, run_benchmark
+
+TARGET = 0.5
+
+
+@pytest.fixture()
+def task(digits_task: PruningTask) -> PruningTask:
+    """The digits task with its own cache and ledger (tests here count charges)."""
+    return dataclasses.replace(digits_task, cache={}, ledger=[], memo={}, timings=Timings())
+
+
+def _config(task: PruningTask, **changes: object) -> object:
+    return make_config({**dataclasses.asdict(task.config), "target": TARGET, **changes})
+
+
+# --- cost in one currency -------------------------------------------------------------
+
+
+def test_low_fidelity_probe_costs_its_share_and_is_never_best(task: PruningTask) -> None:
+    full = task.analysis.channels
+    probe = task.evaluate(full, val_images=90)
+    assert probe.fidelity == pytest.approx(90 / task.val_size)
+    assert task.charged() == pytest.approx(90 / task.val_size)
+    again = task.evaluate(full, val_images=90)  # cached, still charged
+    assert again is probe and task.charged() == pytest.approx(2 * 90 / task.val_size)
+    whole = task.evaluate(full)
+    assert whole.fidelity == 1.0 and task.charged() == pytest.approx(1 + 180 / task.val_size)
+    better = dataclasses.replace(probe, accuracy=1.0)
+    assert best_of([better, whole]) is whole
+    assert Candidate.from_dict(probe.to_dict()) == probe
+
+
+def test_feature_set_2_charges_its_probes_once(task: PruningTask) -> None:
+    config = _config(task, features=2, probe_images=90)
+    env = PruningEnv(task=task, config=config)
+    probes = 3 * len(task.analysis.units)
+    assert len(task.ledger) == probes
+    assert task.charged() == pytest.approx(probes * 90 / task.val_size)
+    PruningEnv(task=task, config=config)  # a second env of the same search: memoised
+    assert len(task.ledger) == probes
+    assert env.observation_space.shape == (len(FEATURES_V2),)
+
+
+# --- feature set 2 and the residual action mode ----------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["absolute", "residual"])
+def test_v2_env_passes_the_checkers(task: PruningTask, mode: str) -> None:
+    env = PruningEnv(task=task, config=_config(task, features=2, action_mode=mode))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        gym_check_env(env, skip_render_check=True)
+        sb3_check_env(env, warn=True)
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (23,) and np.all((obs >= 0) & (obs <= 1))
+    named = dict(zip(FEATURES_V2, obs, strict=True))
+    assert named["prior_keep"] == pytest.approx(env.prior_keep[0], abs=1e-6)
+    assert named["budget_left"] > 0  # nothing removed yet, half the MACs to go
+    assert 0 < named["l1_weak_half"] < 0.5  # the weakest half holds less than half
+
+
+@pytest.mark.parametrize("prior", ["uniform", "magnitude", "sensitivity"])
+def test_action_zero_plays_the_prior(task: PruningTask, prior: str) -> None:
+    env = PruningEnv(
+        task=task, config=_config(task, action_mode="residual", prior=prior, fill_budget=False)
+    )
+    env.reset(seed=0)
+    done = False
+    while not done:
+        _, _, done, _, info = env.step(np.zeros(1, dtype=np.float32))
+    expected = prior_channels(task, TARGET, prior, task.config.probe_images)
+    assert list(info["channels"]) == [int(n) for n in expected]
+    assert info["macs_ratio"] <= TARGET * 1.01
+
+
+def test_residual_corrections_move_away_from_the_prior_within_budget(task: PruningTask) -> None:
+    env = PruningEnv(task=task, config=_config(task, action_mode="residual", prior="uniform"))
+    prior = uniform_channels(task, TARGET)
+    seen = set()
+    for action in (-1.0, -0.5, 0.5, 1.0):
+        env.reset(seed=0)
+        done = False
+        while not done:
+            _, _, done, _, info = env.step(np.full(1, action, dtype=np.float32))
+        assert info["macs_ratio"] <= TARGET * 1.01
+        seen.add(tuple(info["channels"]))
+    assert len(seen) > 1 and any(c != tuple(int(n) for n in prior) for c in seen)
+
+
+def test_unknown_prior_and_features_are_refused(task: PruningTask) -> None:
+    with pytest.raises(ConfigError, match="unknown prior 'oracle'; choose one of"):
+        _config(task, prior="oracle")
+    with pytest.raises(ConfigError, match="unknown features 3"):
+        _config(task, features=3)
+    with pytest.raises(ConfigError, match="unknown env setting 'dataset'"):
+        make_agent_config("x", {"algo": "ppo", "env": {"dataset": "digits"}})
+
+
+# --- agents ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("algo", ["ppo", "td3"])
+def test_zero_init_action_makes_the_deterministic_action_zero(task: PruningTask, algo: str) -> None:
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    agent = make_agent_config("z", {"algo": algo, "zero_init_action": True})
+    env = DummyVecEnv([lambda: PruningEnv(task=task, config=_config(task))])
+    algorithm = build_algorithm(agent, env, len(task.analysis.units), seed=0)
+    obs = np.random.default_rng(0).uniform(0, 1, size=(5, 12)).astype(np.float32)
+    actions, _ = algorithm.predict(obs, deterministic=True)
+    assert np.allclose(actions, 0.0)
+
+
+def test_prior_agent_starts_from_the_prior_and_ships_a_v2_policy(
+    task: PruningTask, tmp_path: Path
+) -> None:
+    agent = load_agent_config("ppo-prior", task.config.name)
+    config = _config(task)
+    result = train(config, agent, TrainSettings(episodes=6, seed=0), run_dir=tmp_path, task=task)
+    first = result.history[0]  # the run's episodes (the probes are in task.ledger)
+    assert len(task.ledger) == 3 * len(task.analysis.units) + 6
+    prior = prior_channels(task, TARGET, "sensitivity", agent.env["probe_images"])
+    assert list(first.channels) == [int(n) for n in prior]
+    assert result.best is not None and result.best.candidate.accuracy >= first.accuracy
+    policy = load_policy(tmp_path)
+    assert policy.metadata["feature_version"] == 2
+    assert policy.metadata["features"] == list(FEATURES_V2)
+    applied = env_config_for_policy(task.config, policy, TARGET)
+    assert (applied.features, applied.action_mode, applied.prior) == (2, "residual", "sensitivity")
+
+
+# --- practitioner baselines -----------------------------------------------------------
+
+
+def test_eagleeye_draws_only_inside_the_window(task: PruningTask) -> None:
+    result = get_baseline("eagleeye").search(task, TARGET, 8, 0)
+    assert result.evaluations == pytest.approx(8) and len(result.history) == 8
+    for candidate in result.history:
+        assert (1 - EAGLEEYE_WINDOW) * TARGET - 1e-9 <= candidate.macs_ratio <= TARGET + 1e-9
+    again = get_baseline("eagleeye").search(task, TARGET, 8, 0)
+    assert [c.channels for c in again.history] == [c.channels for c in result.history]
+
+
+@pytest.mark.parametrize("method", ["tpe", "cmaes"])
+def test_optuna_samplers_spend_the_budget_within_target(task: PruningTask, method: str) -> None:
+    torch.manual_seed(0)
+    result = get_baseline(method).search(task, TARGET, 6, 3)
+    assert result.evaluations == pytest.approx(6) and len(result.history) == 6
+    assert all(c.macs_ratio <= TARGET * 1.01 for c in result.history)
+    again = get_baseline(method).search(task, TARGET, 6, 3)
+    assert [c.channels for c in again.history] == [c.channels for c in result.history]
+
+
+def test_benchmark_charges_the_prior_agent_for_its_probes(
+    task: PruningTask, tmp_path: Path
+) -> None:
+    results, _ = run_benchmark(
+        task, BenchmarkSettings(methods=("ppo-prior", "random"), evals=12), tmp_path
+    )
+    by_method = {r.method: r for r in results}
+    assert by_method["ppo-prior"].evaluations == pytest.approx(12)
+    saved = json.loads((tmp_path / "results" / "ppo-prior__0.json").read_text())
+    units = len(task.analysis.units)
+    full = [int(n) for n in task.analysis.channels]
+    for probe in saved["history"][: 3 * units]:  # charged and in the history
+        assert sum(n != f for n, f in zip(probe["channels"], full, strict=True)) == 1
+    first_episode = saved["history"][3 * units]
+    assert by_method["ppo-prior"].val_accuracy >= first_episode["accuracy"]  # never below the prior
+
+
+def test_short_finetune_and_proxy_correlation(task: PruningTask, tmp_path: Path) -> None:
+    settings = BenchmarkSettings(
+        methods=("random",), evals=8, finetune_epochs=1, finetune_images=256, proxy_candidates=5
+    )
+    results, files = run_benchmark(task, settings, tmp_path)
+    assert results[0].test_accuracy_finetuned is not None
+    proxy = json.loads((tmp_path / "proxy.json").read_text())
+    assert proxy["n"] == 5 and -1.0 <= proxy["spearman"] <= 1.0
+    accuracies = [p["val_accuracy"] for p in proxy["pairs"]]
+    assert accuracies == sorted(accuracies) and accuracies[0] < accuracies[-1]
+    assert "proxy: Spearman rho" in files["summary.md"].read_text()
+    assert "(at most 256 images)" in files["summary.md"].read_text()
+    with pytest.raises(ConfigError, match="at least 3 candidates"):
+        BenchmarkSettings(methods=("random",), evals=8, proxy_candidates=2).check(task)
+
+
+def test_finetune_stops_after_max_images(task: PruningTask) -> None:
+    import copy
+
+    from rlprune.core.finetune import train_classifier
+
+    model = copy.deepcopy(task.model)
+    calls: list[int] = []
+    model.register_forward_hook(lambda m, i, o: calls.append(len(i[0])) if m.training else None)
+    train_classifier(model, task.data, epochs=3, batch_size=32, max_images=70)
+    assert calls == [32, 32, 32]  # ceil(70 / 32) batches, not 3 epochs
