@@ -221,3 +221,40 @@ def test_finetune_stops_after_max_images(task: PruningTask) -> None:
     model.register_forward_hook(lambda m, i, o: calls.append(len(i[0])) if m.training else None)
     train_classifier(model, task.data, epochs=3, batch_size=32, max_images=70)
     assert calls == [32, 32, 32]  # ceil(70 / 32) batches, not 3 epochs
+
+
+def test_a_v2_residual_policy_applies_to_a_model(task: PruningTask, tmp_path: Path) -> None:
+    from rlprune.apply import ApplySettings, apply_policy
+
+    agent = load_agent_config("ppo-prior", task.config.name)
+    train(
+        _config(task), agent, TrainSettings(episodes=2, seed=0), run_dir=tmp_path / "run", task=task
+    )
+    report = apply_policy(
+        tmp_path / "run",
+        task.config,
+        ApplySettings(target=TARGET, latency_repeats=2, latency_batches=(1,)),
+        tmp_path / "out",
+    )
+    prior = prior_channels(task, TARGET, "sensitivity", None)
+    assert report.macs_ratio <= TARGET * 1.01
+    assert list(report.candidate.channels) == [int(n) for n in prior]  # 2 episodes: still the prior
+
+
+def test_residual_episodes_use_their_budget(task: PruningTask) -> None:
+    env = PruningEnv(
+        task=task, config=_config(task, action_mode="residual", prior="uniform", fill_budget=False)
+    )
+    env.reset(seed=0)
+    done = False
+    while not done:  # cut every unit as far as the correction allows
+        _, _, done, _, info = env.step(np.full(1, -1.0, dtype=np.float32))
+    channels = np.array(info["channels"])
+    mac_model, budget = task.analysis.mac_model, TARGET * task.analysis.macs
+    assert mac_model.macs(channels) <= budget
+    for i, options in enumerate(task.candidates):  # no unit can grow a step within budget
+        larger = options[options > channels[i]]
+        if larger.size:
+            grown = channels.copy()
+            grown[i] = larger[0]
+            assert mac_model.macs(grown) > budget

@@ -18,6 +18,7 @@ import torch
 import torch_pruning as tp
 
 from ..errors import ConfigError
+from .budget import ChannelCounts
 from .config import PRIORS
 from .prune import build_graph, iter_groups, keep_count
 from .task import PruningTask
@@ -33,6 +34,7 @@ __all__ = [
     "sensitivity_channels",
     "sensitivity_curves",
     "snap_count",
+    "top_up",
     "uniform_channels",
     "uniform_keep_ratio",
 ]
@@ -286,10 +288,31 @@ def sensitivity_channels(
     return allocate_by_sensitivity(task, target, curves, monotone=low_fidelity)
 
 
+def top_up(
+    task: PruningTask, channels: ChannelCounts, target: float, order: Sequence[int]
+) -> np.ndarray:
+    """Raise units, in ``order``, one allowed step at a time while the exact MACs model
+    still meets ``target``: the configuration then uses its budget (no unit in ``order``
+    can grow without breaking it). A configuration that already does is returned as is."""
+    budget = target * task.analysis.macs
+    result = np.array(channels, dtype=np.int64)
+    for i in order:
+        options = task.candidates[i]
+        position = int(np.searchsorted(options, result[i]))
+        while position + 1 < len(options):
+            trial = result.copy()
+            trial[i] = options[position + 1]
+            if task.analysis.mac_model.macs(trial) > budget:
+                break
+            result, position = trial, position + 1
+    return result
+
+
 def prior_channels(
     task: PruningTask, target: float, prior: str, val_images: int | None = None
 ) -> np.ndarray:
-    """The channel counts of the prior allocation named ``prior`` (one of :data:`PRIORS`).
+    """The channel counts of the prior allocation named ``prior`` (one of :data:`PRIORS`),
+    topped up (:func:`top_up`, the units it keeps most of first) so that it uses its budget.
 
     ``val_images`` is the fidelity of the sensitivity probes (ignored by the others).
     """
@@ -304,5 +327,7 @@ def prior_channels(
             cached = magnitude_channels(task, target)
         else:
             cached = sensitivity_channels(task, target, val_images)
+        keep = np.asarray(cached, dtype=np.float64) / task.analysis.channels
+        cached = top_up(task, cached, target, [int(i) for i in np.argsort(-keep, kind="stable")])
         task.memo[key] = cached
     return np.array(cached, dtype=np.int64)

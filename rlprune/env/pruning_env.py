@@ -16,6 +16,7 @@ from ..core.allocation import (
     importance_statistics,
     prior_channels,
     sensitivity_curves,
+    top_up,
 )
 from ..core.budget import channel_bounds
 from ..core.candidates import Candidate
@@ -335,6 +336,12 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
         """Evaluate the chosen configuration; with budget clipping on, a network whose
         MACs model is approximate is first measured and shrunk until it fits."""
         channels = self._chosen
+        if self.config.action_mode == "residual" and self.config.budget_clipping:
+            # corrections that cut channels would leave budget unused: give it back, first
+            # to the units the policy moved up most (the prior itself is already full)
+            moved = channels / self._full - self._prior_keep
+            order = [int(i) for i in np.argsort(-moved, kind="stable")]
+            channels = top_up(self.task, channels, self._target, order)
         if self.config.budget_clipping:
             channels = self.task.fit_measured(channels, self._target)
         candidate = self.task.evaluate(channels)

@@ -51,7 +51,7 @@ WEIGHTS_FILE = "policy.pt"
 METADATA_FILE = "policy.json"
 
 
-POLICY_ENV_KEYS = ("action_mode", "prior", "residual_scale", "probe_images")
+POLICY_ENV_KEYS = ("action_mode", "prior", "residual_scale", "probe_images", "fill_budget")
 """Env settings a policy was trained under and must be applied under, with its feature set
 (``feature_version``), action bounds and reward."""
 
@@ -179,5 +179,6 @@ def env_config_for_policy(
             "reward": meta.get("reward", env_config.reward),
             "features": meta.get("feature_version", 1),
             **{k: meta[k] for k in POLICY_ENV_KEYS if k in meta},
+            **policy.agent.env,  # the agent preset's own env settings, as in training
         }
     )
