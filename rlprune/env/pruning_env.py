@@ -236,15 +236,21 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
         """Columns 12-20 of feature set 2 (the probes are charged evaluations)."""
         task = self.task
         curves = sensitivity_curves(task, SENSITIVITY_RATIOS, self.config.probe_images)
-        l1 = group_scores(task, tp.importance.GroupMagnitudeImportance(p=1, normalizer=None))
-        bn = group_scores(task, tp.importance.BNScaleImportance(normalizer=None))
+        stats = task.memo.get("importance_statistics")
+        if stats is None:  # a property of the model: computed once per search, not per env
+            l1 = group_scores(task, tp.importance.GroupMagnitudeImportance(p=1, normalizer=None))
+            bn = group_scores(task, tp.importance.BNScaleImportance(normalizer=None))
+            stats = [
+                (*importance_statistics(a), *importance_statistics(b))
+                for a, b in zip(l1, bn, strict=True)
+            ]
+            task.memo["importance_statistics"] = stats
         params = float(task.analysis.params)
         for i, u in enumerate(self.units):
             base = curves[i][0][1]
             for j, (_, acc) in enumerate(curves[i][1:4]):
                 rows[i, 12 + j] = (base - acc) / base if base > 0 else 0.0
-            rows[i, 15:17] = importance_statistics(l1[i])
-            rows[i, 17:19] = importance_statistics(bn[i])
+            rows[i, 15:19] = stats[i]  # type: ignore[index]
             rows[i, 19] = u.params / params
             rows[i, 20] = np.log2(1 + len(u.modules)) / 8
 
