@@ -20,7 +20,7 @@ from .analysis import ModelAnalysis, analyse
 from .budget import ChannelCounts, channel_candidates
 from .candidates import Candidate, SearchResult, best_of
 from .config import EnvConfig
-from .evaluate import Evaluator
+from .evaluate import Evaluator, to_fast_layout
 from .prune import PruneResult, keep_count, prune
 from .splits import DataSplits, check_model_fits
 
@@ -196,6 +196,7 @@ class PruningTask:
             return hit
         t0 = time.perf_counter()
         result = self.prune(key)
+        to_fast_layout(result.model, self.example_inputs)
         t1 = time.perf_counter()
         self.evaluator.calibrate(result.model)
         t2 = time.perf_counter()
