@@ -35,7 +35,7 @@ def to_fast_layout(model: nn.Module, example: torch.Tensor) -> nn.Module:
     """Convert ``model``'s parameters to channels-last in place when it takes image batches
     like ``example``; returns ``model``. Use on models rlprune owns (pruned copies)."""
     if example.dim() == 4:
-        model.to(memory_format=torch.channels_last)
+        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     return model
 
 
