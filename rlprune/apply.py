@@ -10,6 +10,8 @@ plain PyTorch can load it, and described in ``report.json`` / ``report.md``.
 from __future__ import annotations
 
 import dataclasses
+import secrets
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +22,8 @@ from .core.evaluate import accuracy
 from .core.finetune import deliver
 from .env.pruning_env import PruningEnv
 from .env.rollout import rollout
+from .errors import ConfigError
+from .files import check_output_dir, publish_dir
 from .presets.tasks import load_task
 from .reports.apply_report import ApplyReport, unit_rows, write_report
 from .reports.export import export_model
@@ -43,6 +47,16 @@ class ApplySettings:
     latency_repeats: int = 20
     latency_batches: tuple[int, ...] = (1, 64)
 
+    def __post_init__(self) -> None:
+        for name in ("adapt_episodes", "finetune_epochs"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ConfigError(f"{name} must be an integer >= 0, got {value!r}")
+        if not self.finetune_lr > 0:
+            raise ConfigError(f"finetune_lr must be positive, got {self.finetune_lr!r}")
+        if self.latency_repeats < 1 or not all(b >= 1 for b in self.latency_batches):
+            raise ConfigError("latency_repeats and latency_batches must be at least 1")
+
 
 def apply_policy(
     policy_path: str | Path,
@@ -53,10 +67,37 @@ def apply_policy(
     on_episode: Callable[[RunRecorder], None] | None = None,
     on_stage: Callable[[str], None] | None = None,
 ) -> ApplyReport:
-    """Prune ``env_config``'s model with a saved policy; write the model and report to ``out_dir``."""
+    """Prune ``env_config``'s model with a saved policy; write the model and report to ``out_dir``.
+
+    Everything is written to a staging folder next to ``out_dir`` and moved into it at
+    the end, so a failure (a full disk included) leaves no half-written output.
+    """
+    existed = Path(out_dir).exists()
+    out = check_output_dir(out_dir)
+    staging = out.parent / f".{out.name}.partial-{secrets.token_hex(4)}"
+    try:
+        report = _apply(policy_path, env_config, settings, staging, on_episode, on_stage)
+        publish_dir(staging, out)
+    except BaseException:
+        if not existed and not any(out.iterdir()):
+            out.rmdir()  # made by the check above: leave nothing behind
+        raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return report
+
+
+def _apply(
+    policy_path: str | Path,
+    env_config: EnvConfig,
+    settings: ApplySettings,
+    out: Path,
+    on_episode: Callable[[RunRecorder], None] | None,
+    on_stage: Callable[[str], None] | None,
+) -> ApplyReport:
     start = time.perf_counter()
     stage = on_stage or (lambda _msg: None)
-    out = Path(out_dir)
+    out.mkdir(parents=True)
     policy = load_policy(policy_path)
     config = env_config_for_policy(env_config, policy, settings.target)
     stage("analysing the model")

@@ -8,7 +8,7 @@ import sys
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from rich.console import Console
 from rich.progress import (
@@ -20,10 +20,12 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from .core.config import EnvConfig, help_for
 from .env.rewards import get_reward
-from .errors import RLPruneError
+from .errors import RLPruneError, RunError, one_line
+from .files import check_output_dir
 from .presets.loader import load_env_config
 from .search.methods import DEFAULT_METHODS, methods_help
 
@@ -32,8 +34,37 @@ __all__ = ["build_parser", "main"]
 if TYPE_CHECKING:
     from .rl.training import RunRecorder
 
-console = Console()
-err_console = Console(stderr=True)
+# markup off: paths and messages may hold brackets ("[/x]", "[low, high]") that rich
+# would read as tags
+console = Console(markup=False, highlight=False)
+err_console = Console(stderr=True, markup=False, highlight=False)
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line (and exit 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _count(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer of at least ``minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
+
+
+_POSITIVE = _count(1)
+_NON_NEGATIVE = _count(0)
 
 
 def add_env_arguments(parser: argparse.ArgumentParser) -> None:
@@ -101,9 +132,11 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
     """Train and save the base model of a preset."""
-    from .pretrain import pretrain
+    from .pretrain import check_weights_target, pretrain
 
     config = env_config_from_args(args)
+    out = Path(args.out) if args.out else Path("pretrained") / f"{config.name}.pt"
+    check_weights_target(out, overwrite=args.overwrite)  # before any training
     epochs = args.epochs if args.epochs is not None else int(config.pretrain.get("epochs", 10))
     with Progress(console=console, transient=True) as progress:
         bar = progress.add_task(f"pretrain {config.name}", total=epochs)
@@ -116,13 +149,14 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
         path, result = pretrain(
             config,
             epochs=args.epochs,
-            out=args.out,
+            out=out,
+            overwrite=args.overwrite,
             command=_command_line(),
             on_epoch=on_epoch,
         )
     console.print(
         f"saved {path}  val acc {result.val_accuracy:.4f}  test acc {result.test_accuracy:.4f}  "
-        f"({result.epochs} epochs, {result.seconds:.0f}s)"
+        f"({result.epochs} epochs, {result.seconds:.0f}s); use it with --weights {path}"
     )
     return 0
 
@@ -134,10 +168,10 @@ def _command_line() -> str:
 def _episode_progress(total: int, label: str) -> tuple[Progress, Callable[[RunRecorder], None]]:
     """A progress bar showing episodes, best accuracy and its MACs ratio."""
     progress = Progress(
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("{task.fields[best]}"),
+        TextColumn("{task.fields[best]}", markup=False),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=console,
@@ -156,26 +190,69 @@ def _episode_progress(total: int, label: str) -> tuple[Progress, Callable[[RunRe
     return progress, update
 
 
+def _seconds(text: str) -> float:
+    """An argparse type: a number of seconds, 0 or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be 0 or more seconds, got {text}")
+    return value
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """Train a pruning agent and save its run folder."""
     from .rl.agents import load_agent_config
-    from .rl.training import TrainSettings, load_run, resume, train
+    from .rl.training import TrainSettings, check_resume_overrides, load_run, resume, train
 
     if args.resume:
+        for flag, value in (
+            ("--weights", args.weights),
+            ("--dataset", args.dataset),
+            ("--reward", args.reward),
+        ):
+            if value is not None:
+                raise RunError(
+                    f"{flag} cannot change a resumed run (it keeps the settings in "
+                    f"{args.resume}/config.yaml); drop {flag}, or start a new run"
+                )
+        # the run keeps its own settings: a flag that asks for others is an error
+        check_resume_overrides(
+            args.resume,
+            env=args.env,
+            target=args.target,
+            agent=args.agent,
+            seed=args.seed,
+            n_envs=args.n_envs,
+            episodes=args.episodes,
+        )
         _, _, settings = load_run(args.resume)
         total = args.episodes or settings.episodes
         progress, update = _episode_progress(total, f"resume {Path(args.resume).name}")
         with progress:
-            result = resume(args.resume, episodes=args.episodes, on_episode=update)
+            result = resume(
+                args.resume,
+                episodes=args.episodes,
+                on_episode=update,
+                checkpoint_every=args.checkpoint_every,
+                checkpoint_seconds=args.checkpoint_seconds,
+                trust_model=args.model,
+            )
     else:
+        if args.env is None:  # None only so that --resume can tell a flag given
+            args.env = "digits-cnn"
         config = env_config_from_args(args)
-        agent = load_agent_config(args.agent, config.name)
-        settings = TrainSettings(
-            episodes=args.episodes or 300,
-            seed=args.seed,
-            n_envs=args.n_envs,
-            checkpoint_every=args.checkpoint_every,
-        )
+        agent = load_agent_config(args.agent or "ppo", config.name)
+        check_output_dir(args.out)
+        given = {
+            "episodes": args.episodes,
+            "seed": args.seed,
+            "n_envs": args.n_envs,
+            "checkpoint_every": args.checkpoint_every,
+            "checkpoint_seconds": args.checkpoint_seconds,
+        }
+        settings = TrainSettings(**{k: v for k, v in given.items() if v is not None})
         progress, update = _episode_progress(settings.episodes, f"{agent.name} on {config.name}")
         with progress:
             result = train(
@@ -205,8 +282,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"interrupted: checkpoint, best.json and policy saved; continue with "
             f"`rlprune train --resume {result.run_dir}`",
             highlight=False,
+            soft_wrap=True,
         )
-        return 130
+        return 128 + result.stop_signal  # 130 for Ctrl-C, 143 for SIGTERM
     return 0
 
 
@@ -267,6 +345,10 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 
     config = env_config_from_args(args)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    if not methods:
+        raise RunError(
+            f"--methods {args.methods!r} names no method; e.g. --methods ppo-prior,random"
+        )
     if args.policy and not {"transfer", "transfer-adapt"} & set(methods):
         # --policy adds the transfer methods (zero-shot, and adapted when asked)
         methods += ["transfer"] + (["transfer-adapt"] if args.adapt_episodes else [])
@@ -281,10 +363,11 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         adapt_episodes=args.adapt_episodes,
     )
     out = Path(args.out) if args.out else Path("results") / f"benchmark-{config.name}"
+    check_output_dir(out)
     task = load_task(config, args.policy)
     total = len(settings.methods) * max(settings.seeds, 1)
     progress = Progress(
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
@@ -332,12 +415,12 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``rlprune`` command."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="rlprune", description="Learn channel-pruning policies with reinforcement learning."
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     # --debug is accepted after the command too (SUPPRESS: absent there leaves the top-level value)
-    debug = argparse.ArgumentParser(add_help=False)
+    debug = _Parser(add_help=False)
     debug.add_argument(
         "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks on errors"
     )
@@ -351,19 +434,37 @@ def build_parser() -> argparse.ArgumentParser:
         "pretrain", parents=[debug], help="train and save the base model of a preset"
     )
     add_env_arguments(pre)
-    pre.add_argument("--epochs", type=int, help="training epochs (default: the preset's)")
-    pre.add_argument("--out", help="where to save the weights (default: the preset's weights path)")
+    pre.add_argument("--epochs", type=_NON_NEGATIVE, help="training epochs (default: the preset's)")
+    pre.add_argument(
+        "--out", help="where to save the weights (default: pretrained/{env}.pt in this folder)"
+    )
+    pre.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing weights file (e.g. regenerate the bundled weights/*.pt)",
+    )
     pre.set_defaults(func=cmd_pretrain)
     tr = sub.add_parser("train", parents=[debug], help="train a pruning agent (PPO by default)")
     add_env_arguments(tr)
-    tr.add_argument("--agent", default="ppo", help="agent preset name or YAML (default: ppo)")
-    tr.add_argument("--episodes", type=int, help="pruned networks to evaluate (default: 300)")
-    tr.add_argument("--seed", type=int, default=0, help="seed for the agent and environments")
-    tr.add_argument("--n-envs", type=int, default=1, help="environments stepped together")
-    tr.add_argument("--checkpoint-every", type=int, default=50, help="episodes between checkpoints")
+    # no defaults here for what a run fixes: with --resume, a flag given must match the run
+    tr.add_argument("--agent", help="agent preset name or YAML (default: ppo)")
+    tr.add_argument("--episodes", type=_POSITIVE, help="pruned networks to evaluate (default: 300)")
+    tr.add_argument("--seed", type=int, help="seed for the agent and environments (default: 0)")
+    tr.add_argument("--n-envs", type=_POSITIVE, help="environments stepped together (default: 1)")
+    tr.add_argument(
+        "--checkpoint-every",
+        type=_NON_NEGATIVE,
+        help="checkpoint once this many episodes have passed (default: 50; 0: not by count)",
+    )
+    tr.add_argument(
+        "--checkpoint-seconds",
+        type=_seconds,
+        help="...or once this many seconds have passed, whichever comes first "
+        "(default: 60; 0: not by time); the end and Ctrl-C/SIGTERM always checkpoint",
+    )
     tr.add_argument("--out", default="runs", help="folder for run folders (default: runs)")
     tr.add_argument("--resume", help="continue the run in this folder from its last checkpoint")
-    tr.set_defaults(func=cmd_train)
+    tr.set_defaults(func=cmd_train, env=None)
 
     ap = sub.add_parser(
         "apply", parents=[debug], help="prune a model with a saved policy and export it"
@@ -371,10 +472,13 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--policy", required=True, help="policy folder or the run folder holding it")
     add_env_arguments(ap)
     ap.add_argument(
-        "--adapt-episodes", type=int, default=0, help="keep training on this model first"
+        "--adapt-episodes", type=_NON_NEGATIVE, default=0, help="keep training on this model first"
     )
     ap.add_argument(
-        "--finetune-epochs", type=int, default=0, help="fine-tune the pruned model on train"
+        "--finetune-epochs",
+        type=_NON_NEGATIVE,
+        default=0,
+        help="fine-tune the pruned model on train",
     )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", help="output folder (default: runs/{env}__apply__{seed}__{time})")
@@ -389,17 +493,19 @@ def build_parser() -> argparse.ArgumentParser:
         default=",".join(DEFAULT_METHODS),
         help=methods_help(),
     )
-    bm.add_argument("--evals", type=int, default=100, help="candidate evaluations per method")
-    bm.add_argument("--seeds", type=int, default=1, help="seeds per method")
-    bm.add_argument("--finetune-epochs", type=int, default=0, help="fine-tune every method's best")
+    bm.add_argument("--evals", type=_POSITIVE, default=100, help="candidate evaluations per method")
+    bm.add_argument("--seeds", type=_POSITIVE, default=1, help="seeds per method")
+    bm.add_argument(
+        "--finetune-epochs", type=_NON_NEGATIVE, default=0, help="fine-tune every method's best"
+    )
     bm.add_argument(
         "--finetune-images",
-        type=int,
+        type=_POSITIVE,
         help="fine-tune on at most this many training images (e.g. 10000: one short pass)",
     )
     bm.add_argument(
         "--proxy-candidates",
-        type=int,
+        type=_NON_NEGATIVE,
         default=0,
         help="fine-tune this many evaluated candidates and report the Spearman correlation "
         "of validation accuracy with fine-tuned test accuracy (e.g. 20)",
@@ -409,7 +515,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="a policy trained elsewhere: adds the transfer (and, with --adapt-episodes, "
         "transfer-adapt) methods",
     )
-    bm.add_argument("--adapt-episodes", type=int, default=0, help="episodes for transfer-adapt")
+    bm.add_argument(
+        "--adapt-episodes", type=_NON_NEGATIVE, default=0, help="episodes for transfer-adapt"
+    )
     bm.add_argument("--out", help="output folder (default: results/benchmark-{env})")
     bm.add_argument("--overwrite", action="store_true", help="replace an existing benchmark")
     bm.add_argument("--resume", action="store_true", help="finish an interrupted benchmark")
@@ -429,11 +537,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RLPruneError as error:
         if args.debug:
             raise
-        err_console.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+        _print_error(str(error))
         return 2
     except KeyboardInterrupt:
-        err_console.print("interrupted", highlight=False)
+        err_console.print("interrupted")
         return 130
+    except OSError as error:
+        if args.debug:
+            raise
+        where = f" ({error.filename})" if error.filename else ""
+        _print_error(
+            f"{error.strerror or one_line(error)}{where}; check free space and permissions "
+            "of the output folder (nothing was published)"
+        )
+        return 1
+    except Exception as error:  # noqa: BLE001 - the last line of defence: no traceback
+        if args.debug:
+            raise
+        _print_error(
+            f"unexpected {one_line(error)}; rerun with --debug for the traceback and "
+            "report it if the input was valid"
+        )
+        return 1
+
+
+def _print_error(message: str) -> None:
+    """``error: message`` on one line of stderr, brackets and all."""
+    err_console.print(
+        Text.assemble(("error:", "bold red"), " ", " ".join(message.split())), soft_wrap=True
+    )
 
 
 if __name__ == "__main__":

@@ -10,7 +10,55 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_json", "atomic_write_text"]
+__all__ = [
+    "atomic_path",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "atomic_write_text",
+    "check_output_dir",
+    "publish_dir",
+]
+
+
+def check_output_dir(path: str | os.PathLike[str], flag: str = "--out") -> Path:
+    """Make sure ``path`` can be an output folder before any work starts: it is a folder
+    (or can be created) and a file can be written in it. Creates it.
+
+    Raises:
+        RunError: it is a file, or it cannot be created or written (read-only, no space).
+    """
+    from .errors import RunError
+
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise RunError(f"output folder {folder} is a file; remove it or choose another {flag}")
+    probe = folder / f".rlprune-write-check-{secrets.token_hex(4)}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"ok")
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise RunError(
+            f"cannot write to output folder {folder} ({reason}); choose another {flag}"
+        ) from None
+    finally:
+        probe.unlink(missing_ok=True)
+    return folder
+
+
+def publish_dir(staging: Path, target: Path) -> None:
+    """Move everything in ``staging`` into ``target`` (created), replacing entries of the
+    same name, then remove ``staging``: the last step of writing a folder that is never
+    seen half-written (renames within one file system cannot run out of space)."""
+    import shutil
+
+    target.mkdir(parents=True, exist_ok=True)
+    for item in staging.iterdir():
+        dest = target / item.name
+        if dest.is_dir() and not dest.is_symlink():
+            shutil.rmtree(dest)
+        os.replace(item, dest)
+    staging.rmdir()
 
 
 @contextmanager

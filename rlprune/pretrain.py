@@ -9,11 +9,35 @@ import torch
 
 from .core.config import EnvConfig
 from .core.finetune import FitResult, train_classifier
-from .errors import ConfigError
+from .errors import ConfigError, RunError
 from .models.weights import save_weights
 from .presets.tasks import build_config_model, load_data
 
-__all__ = ["pretrain"]
+__all__ = ["check_weights_target", "pretrain"]
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def check_weights_target(target: Path, *, overwrite: bool) -> None:
+    """Refuse to write base weights inside the installed package, or over an existing
+    file without ``overwrite``; also refuse a folder.
+
+    Raises:
+        RunError: one line naming the path and the fix.
+    """
+    resolved = target.resolve()
+    if resolved.is_relative_to(PACKAGE_DIR):
+        raise RunError(
+            f"{target} lies inside the installed rlprune package, whose files are read-only; "
+            "pass --out with a path of your own (e.g. pretrained/model.pt)"
+        )
+    if target.is_dir():
+        raise RunError(f"{target} is a folder; pass --out with a file name such as model.pt")
+    if target.exists() and not overwrite:
+        raise RunError(
+            f"{target} exists (the preset's base weights?); pass --overwrite to replace it "
+            "or --out with another path"
+        )
 
 
 def pretrain(
@@ -21,13 +45,20 @@ def pretrain(
     *,
     epochs: int | None = None,
     out: str | Path | None = None,
+    overwrite: bool = False,
     command: str = "",
     on_epoch: Callable[[int, float], None] | None = None,
 ) -> tuple[Path, FitResult]:
-    """Train the preset's model from scratch and save it where the preset looks for it.
+    """Train the preset's model from scratch and save it to ``out``.
 
-    Returns the weights path and the training result. Settings come from the
-    preset's ``pretrain`` section; ``epochs`` overrides it.
+    ``out`` defaults to ``pretrained/{preset name}.pt`` under the current folder; an
+    existing file (the bundled base weights included) is replaced only with
+    ``overwrite``, and nothing is ever written inside the installed package. Returns the
+    weights path and the training result. Settings come from the preset's ``pretrain``
+    section; ``epochs`` overrides it.
+
+    Raises:
+        RunError: ``out`` exists and ``overwrite`` is not set, or it lies inside the package.
     """
     settings = {"epochs": 10, "lr": 0.05, "batch_size": 128, "weight_decay": 5e-4}
     unknown = set(config.pretrain) - set(settings)
@@ -38,11 +69,8 @@ def pretrain(
     settings.update(config.pretrain)
     if epochs is not None:
         settings["epochs"] = epochs
-    target = Path(out) if out is not None else (Path(config.weights) if config.weights else None)
-    if target is None:
-        raise ConfigError(
-            f"env {config.name!r} names no weights file; pass --out PATH to choose where to save"
-        )
+    target = Path(out) if out is not None else Path("pretrained") / f"{config.name}.pt"
+    check_weights_target(target, overwrite=overwrite)
     data = load_data(config)
     torch.manual_seed(config.seed)
     model = build_config_model(config, data)

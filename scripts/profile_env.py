@@ -1,6 +1,11 @@
 """Where does an episode's time go? Prints the per-episode split for a preset.
 
     python scripts/profile_env.py --env digits-cnn --episodes 30
+    python scripts/profile_env.py --env digits-cnn --memory --episodes 2000
+
+With ``--memory`` it instead runs random-action episodes through one task (the
+candidate cache kept, so the cache and every distinct pruned shape count) and prints
+the resident memory after 100 episodes and at the end.
 
 Analysis runs once per task; every episode then steps through the units (env),
 prunes a copy (torch-pruning), recalibrates BatchNorm and scores on the
@@ -12,9 +17,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import statistics
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 
@@ -29,8 +36,14 @@ def main() -> None:
     parser.add_argument("--env", default="digits-cnn", help="preset name or YAML path")
     parser.add_argument("--episodes", type=int, default=30, help="episodes to time")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--memory", action="store_true", help="print resident memory after 100 and all episodes"
+    )
     args = parser.parse_args()
     warnings.simplefilter("ignore", UserWarning)
+    if args.memory:
+        memory(args)
+        return
 
     config = load_env_config(args.env)
     t0 = time.perf_counter()
@@ -82,6 +95,42 @@ def main() -> None:
     print(
         f"env + pruning overhead (prune + other): median {statistics.median(overhead):.1%} of an episode"
     )
+
+
+def rss_mb() -> float:
+    """Resident set size of this process in MB (Linux /proc; elsewhere the peak RSS)."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def memory(args: argparse.Namespace) -> None:
+    """RSS after 100 episodes and after ``args.episodes`` (random actions, one task)."""
+    task = load_task(load_env_config(args.env))
+    env = PruningEnv(task=task)
+    rng = np.random.default_rng(args.seed)
+    marks = {100: 0.0, args.episodes: 0.0}
+    start = time.perf_counter()
+    for episode in range(1, args.episodes + 1):
+        env.reset(seed=episode)
+        done = False
+        while not done:
+            _, _, done, _, _ = env.step(rng.uniform(-1, 1, size=1).astype(np.float32))
+        if episode in marks:
+            marks[episode] = rss_mb()
+            print(
+                f"after {episode:5d} episodes: RSS {marks[episode]:7.1f} MB "
+                f"({len(task.cache)} cached candidates, {time.perf_counter() - start:.0f}s)",
+                flush=True,
+            )
+    if args.episodes > 100:
+        print(
+            f"growth from episode 100 to {args.episodes}: {marks[args.episodes] - marks[100]:+.1f} MB"
+        )
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import signal
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ import yaml
 from rlprune.core.config import make_config
 from rlprune.core.task import PruningTask
 from rlprune.errors import RunError
+from rlprune.rl import checkpoint as checkpoint_module
 from rlprune.rl.agents import load_agent_config
 from rlprune.rl.training import (
     RunRecorder,
@@ -79,14 +81,23 @@ def test_same_seed_same_best(digits_task: PruningTask, tmp_path: Path) -> None:
     assert log_a == log_b
 
 
-def test_resume_continues_from_last_checkpoint(digits_task: PruningTask, tmp_path: Path) -> None:
+def test_resume_continues_from_last_checkpoint(
+    digits_task: PruningTask, tmp_path: Path, trained_run: Path
+) -> None:
     first = _train(digits_task, tmp_path, episodes=10)
-    assert latest_checkpoint(first.run_dir).name == "ep000010"
-    result = resume(first.run_dir, episodes=15)
-    assert result.episodes == 15
+    # checkpoints are update boundaries (8 episodes per PPO update): episodes 9-10 run again
+    assert latest_checkpoint(first.run_dir).name == "ep000008"
+    result = resume(first.run_dir, episodes=16)
+    assert result.episodes == 16 and result.resumed_from == 8
     rows = list(csv.DictReader((first.run_dir / "episodes.csv").open()))
-    assert [int(r["episode"]) for r in rows] == list(range(1, 16))
-    assert latest_checkpoint(first.run_dir).name == "ep000015"
+    assert [int(r["episode"]) for r in rows] == list(range(1, 17))
+    assert latest_checkpoint(first.run_dir).name == "ep000016"
+    # the same as the 16-episode run with this seed: extending a run = running it longer
+    reference = list(csv.DictReader((trained_run / "episodes.csv").open()))
+    for row in (*rows, *reference):
+        del row["time/elapsed_s"]
+    assert rows == reference
+    assert yaml.safe_load((first.run_dir / "config.yaml").read_text())["train"]["episodes"] == 16
 
 
 def test_resume_on_a_folder_that_is_not_a_run(tmp_path: Path) -> None:
@@ -96,7 +107,7 @@ def test_resume_on_a_folder_that_is_not_a_run(tmp_path: Path) -> None:
 
 def test_ctrl_c_saves_everything(digits_task: PruningTask, tmp_path: Path) -> None:
     def interrupt(recorder: RunRecorder) -> None:
-        if recorder.episodes == 3:
+        if recorder.episodes == 11:
             raise KeyboardInterrupt
 
     result = train(
@@ -107,30 +118,35 @@ def test_ctrl_c_saves_everything(digits_task: PruningTask, tmp_path: Path) -> No
         task=digits_task,
         on_episode=interrupt,
     )
-    assert result.interrupted and result.episodes == 3
-    assert latest_checkpoint(result.run_dir).name == "ep000003"
-    assert (result.run_dir / "best.json").is_file()
+    assert result.interrupted and result.episodes == 11
+    assert result.stop_signal == signal.SIGINT
+    # the last update boundary is checkpointed on the way out
+    checkpoint = latest_checkpoint(result.run_dir)
+    assert checkpoint is not None and checkpoint.name == "ep000008"
+    assert json.loads((checkpoint / "state.json").read_text())["reason"] == "interrupt"
+    assert json.loads((result.run_dir / "best.json").read_text())["episode"] <= 11
     assert (result.run_dir / "policy" / "policy.json").is_file()
 
 
 def test_write_failure_keeps_last_good_checkpoint(
     digits_task: PruningTask, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_save = torch.save
+    real_write = checkpoint_module.atomic_write_bytes
     calls = {"n": 0}
 
-    def flaky_save(obj: object, f: object, *args: object, **kwargs: object) -> None:
-        calls["n"] += 1
-        if calls["n"] >= 2:  # the second checkpoint hits a full disk
-            raise OSError(28, "No space left on device")
-        real_save(obj, f, *args, **kwargs)
+    def flaky_write(path: Path, data: bytes) -> Path:
+        if Path(path).name == "params.pt":
+            calls["n"] += 1
+            if calls["n"] >= 2:  # the second checkpoint hits a full disk
+                raise OSError(28, "No space left on device")
+        return real_write(path, data)
 
-    monkeypatch.setattr("rlprune.rl.training.torch.save", flaky_save)
-    with pytest.raises(RunError, match=r"No space left.*ep000005\) is intact"):
-        _train(digits_task, tmp_path, episodes=12, checkpoint_every=5)
+    monkeypatch.setattr(checkpoint_module, "atomic_write_bytes", flaky_write)
+    with pytest.raises(RunError, match=r"No space left.*ep000008\) is intact"):
+        _train(digits_task, tmp_path, episodes=20, checkpoint_every=8)
     run_dir = next(tmp_path.iterdir())
     good = latest_checkpoint(run_dir)
-    assert good is not None and good.name == "ep000005"
+    assert good is not None and good.name == "ep000008"
     params = torch.load(good / "params.pt", weights_only=True)
     assert "policy" in params
     assert not any(p.name.startswith(".tmp") for p in (run_dir / "checkpoints").iterdir())

@@ -146,6 +146,8 @@ def _check_target(target: Any) -> float | tuple[float, float]:
             raise ConfigError(f"target range [{low}, {high}] has low > high; swap them")
         return (low, high)
     try:
+        if isinstance(target, (bool, str)):
+            raise TypeError(target)
         value = float(target)
     except (TypeError, ValueError):
         raise ConfigError(f"target must be a number in (0, 1], got {target!r}") from None
@@ -154,6 +156,87 @@ def _check_target(target: Any) -> float | tuple[float, float]:
             f"target {value} is outside (0, 1]; it is the fraction of MACs to keep, e.g. 0.5"
         )
     return value
+
+
+_KINDS: dict[str, str] = {
+    "name": "str",
+    "model": "str",
+    "model_kwargs": "mapping",
+    "weights": "str?",
+    "dataset": "str",
+    "data_dir": "str?",
+    "reward": "str",
+    "min_keep": "number",
+    "max_keep": "number",
+    "budget_clipping": "bool",
+    "fill_budget": "bool",
+    "importance": "str",
+    "round_to": "positive int?",
+    "ignored_layers": "list of str",
+    "calibration_batches": "int",
+    "batch_size": "positive int",
+    "val_size": "positive number",
+    "train_limit": "positive int?",
+    "seed": "int",
+    "features": "int",
+    "action_mode": "str",
+    "prior": "str",
+    "residual_scale": "number",
+    "probe_images": "positive int?",
+    "pretrain": "mapping",
+}
+"""The type each preset key must have (``?``: may also be null); ``target`` is checked apart."""
+
+_WORDS = {
+    "str": "a string",
+    "mapping": "a mapping",
+    "bool": "true or false",
+    "int": "an integer",
+    "positive int": "a positive integer",
+    "number": "a number",
+    "positive number": "a positive number",
+    "list of str": "a list of names",
+}
+
+_EXAMPLES = {"ignored_layers": "[features.0, classifier]", "model_kwargs": "{width: 2}"}
+
+
+def _kind_ok(kind: str, value: Any) -> bool:
+    if kind.endswith("?"):
+        if value is None:
+            return True
+        kind = kind[:-1]
+    is_int = isinstance(value, int) and not isinstance(value, bool)
+    is_number = is_int or isinstance(value, float)
+    checks = {
+        "str": isinstance(value, str),
+        "mapping": isinstance(value, Mapping),
+        "bool": isinstance(value, bool),
+        "int": is_int,
+        "positive int": is_int and value >= 1,
+        "number": is_number,
+        "positive number": is_number and value > 0,
+        "list of str": isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value),
+    }
+    return checks[kind]
+
+
+def check_types(values: Mapping[str, Any]) -> None:
+    """Raise :class:`ConfigError` for the first preset value of the wrong type (e.g.
+    ``min_keep: "abc"``, ``budget_clipping: "no"``, ``ignored_layers: features.0``)."""
+    for key, value in values.items():
+        kind = _KINDS.get(key)
+        if kind is None or _kind_ok(kind, value):
+            continue
+        default = {f.name: f for f in dataclasses.fields(EnvConfig)}[key].default
+        example = _EXAMPLES.get(key, "true" if isinstance(default, bool) else default)
+        if example is None or example is dataclasses.MISSING:
+            example = "1" if "int" in kind else "..."
+        nullable = " (or null)" if kind.endswith("?") else ""
+        raise ConfigError(
+            f"preset key {key!r} must be {_WORDS[kind.rstrip('?')]}{nullable}, got {value!r} "
+            f"({type(value).__name__}); e.g. {key}: {example}"
+        )
 
 
 def make_config(values: Mapping[str, Any], base_dir: Path | None = None) -> EnvConfig:
@@ -166,6 +249,7 @@ def make_config(values: Mapping[str, Any], base_dir: Path | None = None) -> EnvC
         raise ConfigError(
             f"unknown preset key {unknown[0]!r}; valid keys: {', '.join(sorted(FIELDS))}"
         )
+    check_types(values)
     data = dict(values)
     for key in ("weights", "data_dir"):
         if data.get(key) is not None and base_dir is not None:

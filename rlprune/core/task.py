@@ -57,7 +57,10 @@ class PruningTask:
     candidates: tuple[np.ndarray, ...]
     """Channel counts each unit may keep (respecting min/max keep and ``round_to``)."""
     cache: dict[tuple[tuple[int, ...], int], Candidate] = field(default_factory=dict)
-    """Evaluated candidates by (channels, validation images used)."""
+    """Evaluated candidates by (channels, validation images used); the oldest are dropped
+    beyond :attr:`cache_limit` entries."""
+    cache_limit: int = 100_000
+    """Most candidates :attr:`cache` holds (a Candidate is well under 1 KB)."""
     ledger: list[Candidate] = field(default_factory=list)
     """Every evaluation request in order, cached or not: what searches are charged for."""
     memo: dict[object, object] = field(default_factory=dict)
@@ -219,6 +222,8 @@ class PruningTask:
             fidelity=images / self.val_size,
         )
         self.cache[(key, images)] = candidate
+        while len(self.cache) > self.cache_limit:
+            del self.cache[next(iter(self.cache))]  # dicts keep insertion order: oldest first
         self.ledger.append(candidate)
         return candidate
 

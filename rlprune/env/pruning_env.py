@@ -318,7 +318,15 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
         """Set the current unit's keep-ratio; the last step prunes and scores the network."""
         if self._step < 0 or self._step >= len(self.units):
             raise ResetNeeded("call reset() before step(); the episode has not started or ended")
-        a = float(np.asarray(action, dtype=np.float64).reshape(-1)[0])
+        try:
+            values = np.asarray(action, dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError):
+            raise ValueError(f"action must be one number in [-1, 1], got {action!r}") from None
+        if values.size != 1:
+            raise ValueError(
+                f"action must be one number in [-1, 1] (shape (1,)), got {values.size} values"
+            )
+        a = float(values[0])
         if not np.isfinite(a):
             raise ValueError(f"action must be a finite number in [-1, 1], got {a}")
         t = self._step

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.machinery
 import importlib.util
 import inspect
 import os
@@ -28,7 +29,62 @@ from torch import nn
 from ..errors import ModelError, one_line, preview
 from .zoo import MODELS
 
-__all__ = ["build_model", "resolve_factory"]
+__all__ = ["build_model", "check_recorded_spec", "resolve_factory", "spec_fingerprint"]
+
+
+def _source_file(spec: str) -> Path | None:
+    """The Python file a spec's code lives in, found without importing anything;
+    ``None`` for zoo names and for files or modules that cannot be found."""
+    spec = str(spec).strip()
+    if spec in MODELS or ":" not in spec:
+        return None
+    target = spec.rpartition(":")[0]
+    if target.endswith(".py") or "/" in target or os.sep in target:
+        path = Path(target).expanduser()
+        path = path if path.is_absolute() else Path.cwd() / path
+        return path.resolve() if path.is_file() else None
+    search: list[str] | None = None
+    found = None
+    for part in target.split("."):  # walk the dotted name with finders only: no execution
+        found = importlib.machinery.PathFinder.find_spec(part, search)
+        if found is None:
+            return None
+        search = list(found.submodule_search_locations or [])
+    origin = found.origin if found is not None else None
+    return Path(origin) if origin and Path(origin).is_file() else None
+
+
+def spec_fingerprint(spec: str) -> str | None:
+    """sha256 of the file holding a spec's code (``None`` for zoo models, whose code is
+    rlprune's own): recorded in run folders so that a resume runs only that code."""
+    source = _source_file(spec)
+    return hashlib.sha256(source.read_bytes()).hexdigest() if source is not None else None
+
+
+def check_recorded_spec(spec: str, recorded: str | None, where: str) -> None:
+    """Refuse to import model code named in a file rlprune wrote (a run folder) unless it
+    is the same file as at train time (``recorded``: its :func:`spec_fingerprint`).
+
+    Raises:
+        ModelError: the code is not a zoo model and its file is missing, changed, or was
+            never recorded; the message says to pass ``--model`` to trust it.
+    """
+    if str(spec).strip() in MODELS:
+        return
+    current = spec_fingerprint(spec)
+    if current is not None and current == recorded:
+        return
+    reason = (
+        "whose file is missing"
+        if current is None
+        else "whose file changed since training"
+        if recorded
+        else "with no recorded checksum"
+    )
+    raise ModelError(
+        f"{where} names model code {spec!r} {reason}; rlprune runs code only from the "
+        f"command line: pass --model {spec} to trust it"
+    )
 
 
 def resolve_factory(spec: str) -> Callable[..., nn.Module]:

@@ -123,6 +123,12 @@ def load_agent_values(agent: str | os.PathLike[str], env_name: str) -> tuple[str
     specific = raw.get(env_name) or {}
     if not isinstance(default, dict) or not isinstance(specific, dict):
         raise ConfigError(f"agent preset {str(path)!r} {_SHAPES['agent']}")
+    for entry in (default, specific):
+        if not isinstance(entry.get("policy_kwargs", {}), dict):
+            raise ConfigError(
+                f"policy_kwargs in agent preset {str(path)!r} must be a mapping, "
+                "e.g. {net_arch: [64, 64]}"
+            )
     values = dict(default)
     merged_kwargs = {**values.get("policy_kwargs", {}), **specific.get("policy_kwargs", {})}
     values.update(specific)

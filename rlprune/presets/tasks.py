@@ -17,16 +17,35 @@ from ..core.splits import DataSplits, check_model_fits
 from ..core.task import PruningTask
 from ..data.datasets import load_dataset
 from ..errors import ModelError
-from ..models.specs import build_model
+from ..models.specs import build_model, check_recorded_spec, spec_fingerprint
 from ..models.weights import load_weights
 from .loader import load_env_config
 
-__all__ = ["build_config_model", "load_data", "load_task", "pretrained_weights_hint"]
+__all__ = [
+    "build_config_model",
+    "check_recorded_model",
+    "load_data",
+    "load_task",
+    "model_fingerprint",
+    "pretrained_weights_hint",
+]
+
+
+def model_fingerprint(config: EnvConfig) -> str | None:
+    """sha256 of the file holding ``config.model``'s code (``None`` for zoo models)."""
+    return spec_fingerprint(config.model)
+
+
+def check_recorded_model(config: EnvConfig, recorded: str | None, where: str) -> None:
+    """Refuse model code named in a run folder unless it is the file recorded there
+    (see :func:`rlprune.models.specs.check_recorded_spec`)."""
+    check_recorded_spec(config.model, recorded, where)
 
 
 def pretrained_weights_hint(config: EnvConfig) -> str:
     """The command that makes a preset's base model."""
-    return f"run `rlprune pretrain --env {config.name}` to train it"
+    out = f" --out {config.weights}" if config.weights else ""
+    return f"run `rlprune pretrain --env {config.name}{out}` to train it"
 
 
 def load_data(config: EnvConfig) -> DataSplits:
@@ -71,4 +90,26 @@ def load_task(config: EnvConfig | str | os.PathLike[str]) -> PruningTask:
     else:
         check_model_fits(model, data.input_shape, data.num_classes)
         load_weights(model, config.weights)
-    return PruningTask.from_model(model, data, config)
+    task = PruningTask.from_model(model, data, config)
+    if config.weights is not None:
+        warn_if_near_chance(task)
+    return task
+
+
+CHANCE_PROBE_IMAGES = 500
+"""Validation images scored to check that a trained model fits its data (not charged)."""
+
+
+def warn_if_near_chance(task: PruningTask) -> float:
+    """Warn in one line when the unpruned model scores near chance on validation (at
+    most 1.5x of 1/classes): the model and the data disagree. Returns that accuracy."""
+    accuracy = task.base_accuracy(CHANCE_PROBE_IMAGES)
+    chance = 1.0 / task.data.num_classes
+    if accuracy <= 1.5 * chance:
+        warnings.warn(
+            f"the unpruned model scores {accuracy:.3f} on validation, near chance "
+            f"({chance:.3f}): model and data disagree; check the preprocessing, the labels "
+            f"and the weights ({task.config.weights})",
+            stacklevel=3,
+        )
+    return accuracy

@@ -23,10 +23,11 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
+import io
 import json
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +39,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.conv import _ConvNd
 
 from ..errors import ConfigError, ModelError, one_line
-from ..files import atomic_path
+from ..files import atomic_path, atomic_write_bytes
 
 __all__ = [
     "ARCHITECTURE_FILE",
@@ -140,8 +141,9 @@ def export_model(
 
         state_dict = out / STATE_DICT_FILE
         state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-        with atomic_path(state_dict) as tmp:
-            torch.save(state, tmp)
+        # serialised in memory first: a full disk then fails in Python (OSError), not
+        # inside torch's C++ writer (which aborts the process)
+        atomic_write_bytes(state_dict, _serialise(lambda f: torch.save(state, f)))
 
         arch = out / ARCHITECTURE_FILE
         text = json.dumps(architecture(model, example, expected[0]), indent=2) + "\n"
@@ -292,7 +294,7 @@ def _export_torchscript(
         ) from exc
     with atomic_path(path) as tmp:
         with _quiet_jit():
-            torch.jit.save(traced, str(tmp))
+            tmp.write_bytes(_serialise(lambda f: torch.jit.save(traced, f)))
         loaded = _jit_load(tmp)
         with torch.no_grad():
             for x, want in zip(checks, expected, strict=True):
@@ -357,13 +359,16 @@ def _export_onnx(
         try:
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", category=DeprecationWarning)
-                torch.onnx.export(model, (example,), str(tmp), **kwargs)
-            onnx.checker.check_model(str(tmp))
+                data = _serialise(
+                    lambda f: torch.onnx.export(model, (example,), f, **kwargs)  # type: ignore[arg-type]
+                )
+            onnx.checker.check_model(onnx.load_from_string(data))
         except Exception as exc:
             raise ModelError(
                 f"ONNX export of {type(model).__name__} failed: {one_line(exc)}; "
                 "pass onnx=False to export TorchScript only"
             ) from exc
+        tmp.write_bytes(data)  # an OSError (full disk) propagates as itself
         _check_onnx_outputs(tmp, checks, expected)
 
 
@@ -396,6 +401,13 @@ def _quiet_jit() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=DeprecationWarning, message=".*torch.jit")
         yield
+
+
+def _serialise(write: Callable[[io.BytesIO], object]) -> bytes:
+    """The bytes ``write`` puts into an in-memory file."""
+    buffer = io.BytesIO()
+    write(buffer)
+    return buffer.getvalue()
 
 
 def _jit_load(path: Path) -> torch.jit.ScriptModule:

@@ -27,7 +27,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from torch import nn
 
 from ..core.config import EnvConfig, make_config
-from ..errors import ConfigError
+from ..errors import ConfigError, one_line
 from ..presets.loader import load_agent_values
 
 __all__ = [
@@ -113,6 +113,69 @@ def _allowed_keys(algo: str) -> set[str]:
     return allowed
 
 
+_NUMBER_KEYS = {
+    "learning_rate", "gamma", "gae_lambda", "clip_range", "ent_coef", "vf_coef",
+    "max_grad_norm", "noise_sigma", "tau", "target_policy_noise", "target_noise_clip",
+}  # fmt: skip
+_COUNT_KEYS = {
+    "n_epochs", "episodes_per_update", "minibatches", "warmup_episodes", "buffer_size",
+    "batch_size", "policy_delay",
+}  # fmt: skip
+_BOOL_KEYS = {"zero_init_action", "normalize_advantage", "use_sde", "ortho_init"}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _net_arch_ok(arch: Any) -> bool:
+    def layers(v: Any) -> bool:
+        return isinstance(v, list) and all(
+            isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in v
+        )
+
+    if isinstance(arch, Mapping):
+        return all(layers(v) for v in arch.values())
+    return layers(arch)
+
+
+def check_agent_types(name: str, values: Mapping[str, Any]) -> None:
+    """Raise :class:`ConfigError` for the first agent-preset value of the wrong type
+    (``learning_rate: fast``, ``net_arch: "big"``, ``episodes_per_update: 0``)."""
+    where = f"in agent preset {name!r}"
+    for key, value in values.items():
+        if key in _NUMBER_KEYS and not (_is_number(value) and value >= 0):
+            raise ConfigError(
+                f"{key} {where} must be a non-negative number, got {value!r}; e.g. {key}: 0.0003"
+            )
+        if key in _COUNT_KEYS and not (
+            isinstance(value, int) and not isinstance(value, bool) and value >= 1
+        ):
+            raise ConfigError(
+                f"{key} {where} must be a positive integer, got {value!r}; e.g. {key}: 4"
+            )
+        if key in _BOOL_KEYS and not isinstance(value, bool):
+            raise ConfigError(f"{key} {where} must be true or false, got {value!r}")
+    kwargs = values.get("policy_kwargs", {})
+    if not isinstance(kwargs, Mapping):
+        raise ConfigError(f"policy_kwargs {where} must be a mapping, e.g. {{net_arch: [64, 64]}}")
+    if "net_arch" in kwargs and not _net_arch_ok(kwargs["net_arch"]):
+        raise ConfigError(
+            f"net_arch {where} must be a list of layer widths (e.g. [64, 64]) or a mapping "
+            f"of such lists (e.g. {{pi: [64], vf: [64]}}), got {kwargs['net_arch']!r}"
+        )
+    if "log_std_init" in kwargs and not _is_number(kwargs["log_std_init"]):
+        raise ConfigError(f"log_std_init {where} must be a number, got {kwargs['log_std_init']!r}")
+    for key in _BOOL_KEYS & set(kwargs):
+        if not isinstance(kwargs[key], bool):
+            raise ConfigError(f"{key} {where} must be true or false, got {kwargs[key]!r}")
+    policy = values.get("policy", "MlpPolicy")
+    if policy != "MlpPolicy":
+        raise ConfigError(
+            f"policy {where} must be MlpPolicy (observations are vectors), got {policy!r}"
+        )
+
+
 def make_agent_config(name: str, values: Mapping[str, Any]) -> AgentConfig:
     """Validate one resolved preset entry."""
     data = dict(values)
@@ -138,6 +201,7 @@ def make_agent_config(name: str, values: Mapping[str, Any]) -> AgentConfig:
             f"unknown key {unknown[0]!r} for {algo} in agent preset {name!r}; valid keys: "
             f"{', '.join(sorted(_allowed_keys(algo)))}"
         )
+    check_agent_types(name, data)
     activation = data.get("policy_kwargs", {}).get("activation_fn")
     if activation is not None and activation not in ACTIVATIONS:
         raise ConfigError(
@@ -199,7 +263,15 @@ def build_algorithm(
         params["action_noise"] = NormalActionNoise(
             mean=np.zeros(action_dim), sigma=sigma * np.ones(action_dim)
         )
-    algorithm = ALGORITHMS[agent.algo](policy, env, seed=seed, verbose=0, device="cpu", **params)
+    try:
+        algorithm = ALGORITHMS[agent.algo](
+            policy, env, seed=seed, verbose=0, device="cpu", **params
+        )
+    except (TypeError, ValueError, AssertionError) as exc:
+        raise ConfigError(
+            f"agent preset {agent.name!r}: Stable-Baselines3 rejected its settings "
+            f"({one_line(exc)}); check the preset's keys and values"
+        ) from None
     if zero_init:
         zero_action_layer(algorithm.policy)
     return algorithm

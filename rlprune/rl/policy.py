@@ -31,7 +31,7 @@ from ..env.features import (
     features_for,
     observation_space,
 )
-from ..errors import ConfigError
+from ..errors import ConfigError, one_line
 from ..files import atomic_write_bytes, atomic_write_json
 from ..version import __version__
 from .agents import AgentConfig, build_policy, make_agent_config
@@ -137,15 +137,28 @@ def load_policy(path: str | Path) -> LoadedPolicy:
             "with this version"
         )
     agent_meta = metadata.get("agent", {})
+    if not isinstance(agent_meta, dict) or not all(
+        isinstance(agent_meta.get(k, {}), dict) for k in ("hyperparams", "env")
+    ):
+        raise ConfigError(
+            f"{folder / METADATA_FILE} is damaged: 'agent' must map name, algo, hyperparams "
+            "and env; re-save the policy with `rlprune train`"
+        )
     agent = make_agent_config(
-        agent_meta.get("name", "agent"),
+        str(agent_meta.get("name", "agent")),
         {
             "algo": agent_meta.get("algo", "ppo"),
             **agent_meta.get("hyperparams", {}),
             "env": agent_meta.get("env", {}),
         },
     )
-    network = build_policy(agent, observation_space(version), action_space())
+    try:
+        network = build_policy(agent, observation_space(version), action_space())
+    except (TypeError, ValueError, KeyError) as exc:
+        raise ConfigError(
+            f"{folder / METADATA_FILE} describes a network that cannot be built "
+            f"({one_line(exc)}); re-save the policy with `rlprune train`"
+        ) from None
     try:
         state = torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True)
         network.load_state_dict(state)

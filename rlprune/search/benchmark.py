@@ -5,7 +5,8 @@ same task (model, data splits, BatchNorm calibration batches, MACs target).
 For each (method, seed) the best candidate by validation accuracy is then
 scored on the test split, optionally fine-tuned (the same way for every
 method), and timed on the CPU. Finished (method, seed) results are saved as
-they complete, so an interrupted benchmark resumes where it stopped.
+they complete, so an interrupted benchmark resumes where it stopped; a (method, seed)
+job cut short runs again from its start, in a clean run folder.
 """
 
 from __future__ import annotations
@@ -108,6 +109,20 @@ class BenchmarkSettings:
                 )
 
 
+def _job_settings(episodes: int, seed: int) -> TrainSettings:
+    """Training settings of an agent's (method, seed) job: no periodic checkpoints, since
+    an interrupted job is run again from the start (its evaluations must be charged)."""
+    return TrainSettings(episodes=episodes, seed=seed, checkpoint_every=0, checkpoint_seconds=0)
+
+
+def _clean_run_dir(runs: Path, method: str, seed: int) -> Path:
+    """The run folder of a (method, seed) job, emptied: a job interrupted by a kill left its
+    episodes.csv, checkpoints and logs there, and the job starts again from scratch."""
+    run_dir = runs / f"{method}__{seed}"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return run_dir
+
+
 def _search_agent(
     method: str, task: PruningTask, target: float, evals: int, seed: int, runs: Path
 ) -> SearchResult:
@@ -126,8 +141,8 @@ def _search_agent(
     result = train(
         config,
         agent,
-        TrainSettings(episodes=episodes, seed=seed, checkpoint_every=0),
-        run_dir=runs / f"{method}__{seed}",
+        _job_settings(episodes, seed),
+        run_dir=_clean_run_dir(runs, method, seed),
         task=task,
     )
     if result.interrupted:  # Ctrl-C inside training: stop here too
@@ -148,8 +163,8 @@ def _search_transfer(
         result = train(
             config,
             policy.agent,
-            TrainSettings(episodes=settings.adapt_episodes, seed=seed, checkpoint_every=0),
-            run_dir=runs / f"{method}__{seed}",
+            _job_settings(settings.adapt_episodes, seed),
+            run_dir=_clean_run_dir(runs, method, seed),
             task=task,
             initial_policy=policy,
         )
