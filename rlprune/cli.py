@@ -347,7 +347,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     if not methods:
         raise RunError(
-            f"--methods {args.methods!r} names no method; e.g. --methods ppo-prior,random"
+            f"--methods {args.methods!r} names no method; e.g. --methods ppo,random"
         )
     if args.policy and not {"transfer", "transfer-adapt"} & set(methods):
         # --policy adds the transfer methods (zero-shot, and adapted when asked)
@@ -460,7 +460,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--checkpoint-seconds",
         type=_seconds,
         help="...or once this many seconds have passed, whichever comes first "
-        "(default: 60; 0: not by time); the end and Ctrl-C/SIGTERM always checkpoint",
+        "(default: 30; 0: not by time); the end and Ctrl-C/SIGTERM always checkpoint",
     )
     tr.add_argument("--out", default="runs", help="folder for run folders (default: runs)")
     tr.add_argument("--resume", help="continue the run in this folder from its last checkpoint")

@@ -81,7 +81,7 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory, digits_task: PruningTa
 
     result = train(
         digits_task.config,
-        load_agent_config("ppo", "digits-cnn"),
+        load_agent_config("ppo-v1", "digits-cnn"),
         TrainSettings(episodes=16, seed=0, checkpoint_every=8),
         runs_root=tmp_path_factory.mktemp("runs"),
         task=digits_task,

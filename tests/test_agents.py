@@ -52,7 +52,7 @@ def test_unknown_agent_name() -> None:
 def test_steps_are_derived_from_episodes(digits_task: PruningTask) -> None:
     units = len(digits_task.analysis.units)
     vec = make_vec_env(digits_task, digits_task.config, 2)
-    ppo = build_algorithm(load_agent_config("ppo", "digits-cnn"), vec, units, seed=0)
+    ppo = build_algorithm(load_agent_config("ppo-v1", "digits-cnn"), vec, units, seed=0)
     assert isinstance(ppo, PPO)
     assert ppo.n_steps == 8 * units and ppo.batch_size == 8 * units * 2 // 2
     assert ppo.gamma == 1.0
@@ -60,3 +60,17 @@ def test_steps_are_derived_from_episodes(digits_task: PruningTask) -> None:
         agent = build_algorithm(load_agent_config(name, "digits-cnn"), vec, units, seed=0)
         assert isinstance(agent, cls)
         assert agent.learning_starts == 20 * units * 2
+
+
+def test_the_default_agent_is_the_recommended_prior_correcting_one() -> None:
+    from rlprune.cli import build_parser
+    from rlprune.search.methods import DEFAULT_METHODS, RECOMMENDED
+
+    agent = load_agent_config("ppo", "fmnist-resnet20")
+    assert agent.env["features"] == 2 and agent.env["action_mode"] == "residual"
+    assert agent.hyperparams["zero_init_action"] is True
+    assert RECOMMENDED == "ppo" == DEFAULT_METHODS[0]
+    v1 = load_agent_config("ppo-v1", "fmnist-resnet20")  # the old default, by name
+    assert v1.algo == "ppo" and not v1.env
+    args = build_parser().parse_args(["train"])
+    assert (args.agent or "ppo") == "ppo"

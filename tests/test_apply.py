@@ -87,7 +87,7 @@ def test_policy_from_another_input_shape_still_applies(
     task = make_small_task("residual")
     run = train(
         task.config,
-        load_agent_config("ppo", "synthetic"),
+        load_agent_config("ppo-v1", "synthetic"),
         TrainSettings(episodes=4, checkpoint_every=0),
         runs_root=tmp_path,
         task=task,

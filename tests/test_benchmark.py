@@ -16,12 +16,12 @@ from rlprune.search.benchmark import BenchmarkSettings, run_benchmark
 @pytest.mark.slow
 def test_all_methods_at_equal_cost(digits_task: PruningTask, tmp_path: Path) -> None:
     settings = BenchmarkSettings(
-        methods=("ppo", "random", "uniform", "magnitude", "sensitivity", "ddpg"), evals=12
+        methods=("ppo-v1", "random", "uniform", "magnitude", "sensitivity", "ddpg"), evals=12
     )
     results, files = run_benchmark(digits_task, settings, tmp_path)
     used = {r.method: r.evaluations for r in results}
     assert used == {
-        "ppo": 12,
+        "ppo-v1": 12,
         "random": 12,
         "uniform": 1,
         "magnitude": 1,
@@ -137,7 +137,7 @@ def test_ctrl_c_during_an_agent_search_records_nothing_partial(
             raise KeyboardInterrupt
 
     monkeypatch.setattr(RunRecorder, "record", record)
-    settings = BenchmarkSettings(methods=("uniform", "ppo"), evals=10)
+    settings = BenchmarkSettings(methods=("uniform", "ppo-v1"), evals=10)
     with pytest.raises(KeyboardInterrupt):
         run_benchmark(digits_task, settings, tmp_path)
     assert sorted(p.name for p in (tmp_path / "results").iterdir()) == ["uniform__0.json"]

@@ -57,7 +57,7 @@ def _assert_best_matches_log(run_dir: Path) -> None:
 def _train(
     task: PruningTask,
     run_dir: Path,
-    agent: str = "ppo",
+    agent: str = "ppo-v1",
     episodes: int = 20,
     stop_at: int | None = None,
     **kwargs: object,
@@ -79,9 +79,9 @@ def _train(
 @pytest.mark.parametrize(
     ("agent", "episodes", "stop_at", "checkpoint"),
     [
-        ("ppo", 20, 5, None),  # before the first checkpoint: starts again, same episodes
-        ("ppo", 20, 13, 8),  # PPO updates every 8 episodes
-        ("ppo-prior", 20, 13, 9),  # a deterministic episode first, then updates of 8
+        ("ppo-v1", 20, 5, None),  # before the first checkpoint: starts again, same episodes
+        ("ppo-v1", 20, 13, 8),  # PPO updates every 8 episodes
+        ("ppo", 20, 13, 9),  # a deterministic episode first, then updates of 8
         ("td3", 24, 23, 22),  # learns after 20 warm-up episodes, once per episode
     ],
 )
@@ -126,7 +126,7 @@ def test_sigterm_stops_like_ctrl_c(digits_task: PruningTask, tmp_path: Path) -> 
     before = signal.getsignal(signal.SIGTERM)
     result = train(
         digits_task.config,
-        load_agent_config("ppo", "digits-cnn"),
+        load_agent_config("ppo-v1", "digits-cnn"),
         TrainSettings(episodes=40, checkpoint_every=100),
         run_dir=tmp_path / "run",
         task=digits_task,
@@ -212,7 +212,7 @@ def test_resume_refuses_fewer_episodes(run_copy: Path, capsys: pytest.CaptureFix
 def test_resume_accepts_the_run_s_own_settings(
     run_copy: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    flags = ["--env", "digits-cnn", "--agent", "ppo", "--seed", "0", "--target", "0.5"]
+    flags = ["--env", "digits-cnn", "--agent", "ppo-v1", "--seed", "0", "--target", "0.5"]
     assert main(["train", "--resume", str(run_copy), *flags, "--episodes", "16"]) == 0
     assert "16 episodes" in capsys.readouterr().out
     assert len(_rows(run_copy)) == 16
@@ -221,19 +221,19 @@ def test_resume_accepts_the_run_s_own_settings(
 def test_benchmark_resume_starts_a_killed_job_clean(
     digits_task: PruningTask, tmp_path: Path
 ) -> None:
-    settings = BenchmarkSettings(methods=("ppo",), evals=5)
+    settings = BenchmarkSettings(methods=("ppo-v1",), evals=5)
     run_benchmark(digits_task, settings, tmp_path)
-    job = tmp_path / "runs" / "ppo__0"
+    job = tmp_path / "runs" / "ppo-v1__0"
     clean = _rows(job)
     assert [int(r["episode"]) for r in clean] == [1, 2, 3, 4, 5]
     # as a kill inside the agent leaves it: no result, a longer log, a checkpoint
-    (tmp_path / "results" / "ppo__0.json").unlink()
+    (tmp_path / "results" / "ppo-v1__0.json").unlink()
     with (job / "episodes.csv").open("a") as log:
         log.write("6,0.1,0.1,0.1,0.1,0.5,0.9,0.9,0.1,1.0,1,1,1\n7,0.2")
     (job / "checkpoints" / "ep000007").mkdir(parents=True)
     run_benchmark(digits_task, settings, tmp_path, resume=True)
     assert _rows(job) == clean
-    assert (tmp_path / "results" / "ppo__0.json").is_file()
+    assert (tmp_path / "results" / "ppo-v1__0.json").is_file()
     assert not (job / "checkpoints" / "ep000007").exists()
 
 

@@ -141,7 +141,7 @@ def test_zero_init_action_makes_the_deterministic_action_zero(task: PruningTask,
 def test_prior_agent_starts_from_the_prior_and_ships_a_v2_policy(
     task: PruningTask, tmp_path: Path
 ) -> None:
-    agent = load_agent_config("ppo-prior", task.config.name)
+    agent = load_agent_config("ppo", task.config.name)
     config = _config(task)
     result = train(config, agent, TrainSettings(episodes=6, seed=0), run_dir=tmp_path, task=task)
     first = result.history[0]  # the run's episodes (the probes are in task.ledger)
@@ -182,17 +182,17 @@ def test_benchmark_charges_the_prior_agent_for_its_probes(
     task: PruningTask, tmp_path: Path
 ) -> None:
     results, _ = run_benchmark(
-        task, BenchmarkSettings(methods=("ppo-prior", "random"), evals=12), tmp_path
+        task, BenchmarkSettings(methods=("ppo", "random"), evals=12), tmp_path
     )
     by_method = {r.method: r for r in results}
-    assert by_method["ppo-prior"].evaluations == pytest.approx(12)
-    saved = json.loads((tmp_path / "results" / "ppo-prior__0.json").read_text())
+    assert by_method["ppo"].evaluations == pytest.approx(12)
+    saved = json.loads((tmp_path / "results" / "ppo__0.json").read_text())
     units = len(task.analysis.units)
     full = [int(n) for n in task.analysis.channels]
     for probe in saved["history"][: 3 * units]:  # charged and in the history
         assert sum(n != f for n, f in zip(probe["channels"], full, strict=True)) == 1
     first_episode = saved["history"][3 * units]
-    assert by_method["ppo-prior"].val_accuracy >= first_episode["accuracy"]  # never below the prior
+    assert by_method["ppo"].val_accuracy >= first_episode["accuracy"]  # never below the prior
 
 
 def test_short_finetune_and_proxy_correlation(task: PruningTask, tmp_path: Path) -> None:
@@ -226,7 +226,7 @@ def test_finetune_stops_after_max_images(task: PruningTask) -> None:
 def test_a_v2_residual_policy_applies_to_a_model(task: PruningTask, tmp_path: Path) -> None:
     from rlprune.apply import ApplySettings, apply_policy
 
-    agent = load_agent_config("ppo-prior", task.config.name)
+    agent = load_agent_config("ppo", task.config.name)
     train(
         _config(task), agent, TrainSettings(episodes=2, seed=0), run_dir=tmp_path / "run", task=task
     )

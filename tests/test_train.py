@@ -30,7 +30,7 @@ def _train(task: PruningTask, root: Path, **kwargs: object) -> object:
     settings = TrainSettings(**{"episodes": 10, "seed": 0, "checkpoint_every": 5, **kwargs})
     return train(
         task.config,
-        load_agent_config("ppo", "digits-cnn"),
+        load_agent_config("ppo-v1", "digits-cnn"),
         settings,
         runs_root=root,
         task=task,
@@ -50,7 +50,7 @@ def test_run_folder_holds_everything(trained_run: Path) -> None:
         "policy",
         "sb3",
     } <= names
-    assert trained_run.name.startswith("digits-cnn__ppo__0__")
+    assert trained_run.name.startswith("digits-cnn__ppo-v1__0__")
     config = yaml.safe_load((trained_run / "config.yaml").read_text())
     assert config["env"]["name"] == "digits-cnn" and config["train"]["episodes"] == 16
     assert config["agent"]["algo"] == "ppo"
@@ -112,7 +112,7 @@ def test_ctrl_c_saves_everything(digits_task: PruningTask, tmp_path: Path) -> No
 
     result = train(
         digits_task.config,
-        load_agent_config("ppo", "digits-cnn"),
+        load_agent_config("ppo-v1", "digits-cnn"),
         TrainSettings(episodes=50, checkpoint_every=100),
         runs_root=tmp_path,
         task=digits_task,
@@ -159,7 +159,7 @@ def test_budget_conditioned_training_samples_targets(
     task = PruningTask.from_model(digits_task.model, digits_task.data, config)
     result = train(
         config,
-        load_agent_config("ppo", "digits-cnn"),
+        load_agent_config("ppo-v1", "digits-cnn"),
         TrainSettings(episodes=8, checkpoint_every=0),
         runs_root=tmp_path,
         task=task,

@@ -148,7 +148,7 @@ class TrainSettings:
     checkpoint_every: int = 50
     """Write a checkpoint at the first update boundary after every this many episodes
     (0: not by episode count)."""
-    checkpoint_seconds: float = 60.0
+    checkpoint_seconds: float = 30.0
     """...or once this many seconds have passed since the last one, whichever comes
     first (0: not by time). The end of the run and Ctrl-C / SIGTERM always write one."""
 

@@ -56,12 +56,12 @@ METHODS: dict[str, MethodInfo] = {
 }
 """Every method by name."""
 
-RECOMMENDED = "ppo-prior"
+RECOMMENDED = "ppo"
 """rlprune's recommended agent: the reference every other method is compared with."""
 
 DEFAULT_METHODS: tuple[str, ...] = (
     RECOMMENDED,
-    "ppo",
+    "ppo-v1",
     "random",
     "eagleeye",
     "tpe",
