@@ -122,3 +122,17 @@ def test_resume_imports_a_run_folders_model_file_only_if_unchanged(
     # naming it on the command line is trusting it
     assert main(["train", "--resume", str(run), "--episodes", "3", "--model", spec]) == 0
     assert (tmp_path / "pwned").exists()
+
+
+def test_onednn_primitive_cache_is_capped_unless_the_user_chose() -> None:
+    import os
+    import subprocess
+    import sys
+
+    code = "import os, rlprune; print(os.environ['ONEDNN_PRIMITIVE_CACHE_CAPACITY'])"
+    env = {k: v for k, v in os.environ.items() if k != "ONEDNN_PRIMITIVE_CACHE_CAPACITY"}
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert run.stdout.strip() == "128"
+    env["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] = "7"
+    run = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert run.stdout.strip() == "7"

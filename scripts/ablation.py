@@ -1,0 +1,117 @@
+"""What bought the default agent's gain? One component of ``agents/ppo.yaml`` off at a time.
+
+    python scripts/ablation.py --env fmnist-resnet20 --target 0.5 --evals 50 --seeds 1
+
+Variants (each an agent preset = ``ppo`` with some ``env:`` settings changed; the PPO
+hyperparameters stay):
+
+- ``full``: the default agent (feature set 2, residual corrections to the sensitivity
+  prior, probes on the whole validation split);
+- ``no-features``: feature set 1 (geometry only), the same prior and residual action;
+- ``no-prior``: feature set 2 with absolute keep-ratios (no prior; AMC's budget clipping
+  with the lower bound, as ``ppo-v1``);
+- ``low-fidelity``: probes on 512 validation images instead of all of them;
+- ``v1``: ``ppo-v1`` (neither features nor prior).
+
+Every variant is charged like the benchmark (probes and the prior paid out of the same
+``--evals`` budget). Results go to ``--out`` (one JSON per variant and seed, so an
+interrupted run resumes) and a markdown table is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import statistics
+import time
+from pathlib import Path
+
+from rlprune.env.pruning_env import PruningEnv
+from rlprune.presets.loader import load_agent_values, load_env_config
+from rlprune.rl.agents import AgentConfig, load_agent_config, make_agent_config
+from rlprune.rl.training import TrainSettings, train
+from rlprune.search.benchmark import load_task
+
+ROOT = Path(__file__).resolve().parent.parent
+
+VARIANTS: dict[str, dict[str, object]] = {
+    "full": {},
+    "no-features": {"features": 1},
+    "no-prior": {"action_mode": "absolute", "fill_budget": True},
+    "low-fidelity": {"probe_images": 512},
+    "v1": {},
+}
+
+
+def variant_agent(name: str, env_name: str) -> AgentConfig:
+    """The agent of one ablation variant."""
+    if name == "v1":
+        return load_agent_config("ppo-v1", env_name)
+    _, values = load_agent_values("ppo", env_name)
+    values["env"] = {**values.get("env", {}), **VARIANTS[name]}
+    return make_agent_config(f"ppo-{name}", values)
+
+
+def run_variant(name: str, env: str, target: float, evals: int, seed: int, out: Path) -> dict:
+    """One (variant, seed) search at ``evals`` full-evaluation equivalents."""
+    task = load_task(load_env_config(env, {"target": target}), None)
+    agent = variant_agent(name, task.config.name)
+    config = dataclasses.replace(task.config, target=target)
+    start = time.perf_counter()
+    PruningEnv(task=task, config=agent.env_config(config))  # probes and prior, charged
+    episodes = int(evals - task.charged(0) + 1e-9)
+    train(
+        config,
+        agent,
+        TrainSettings(episodes=episodes, seed=seed, checkpoint_every=0, checkpoint_seconds=0),
+        run_dir=out / "runs" / f"{name}__{seed}",
+        task=task,
+    )
+    search = task.search_result(name, 0, target, start)
+    return {
+        "variant": name,
+        "seed": seed,
+        "val_accuracy": search.best.accuracy,
+        "macs_ratio": search.best.macs_ratio,
+        "evaluations": search.evaluations,
+        "probe_evaluations": evals - episodes,
+        "seconds": search.seconds,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--env", default="fmnist-resnet20")
+    parser.add_argument("--target", type=float, default=0.5)
+    parser.add_argument("--evals", type=int, default=50)
+    parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--out", type=Path, default=ROOT / "results" / "ablation")
+    args = parser.parse_args()
+    out = args.out / f"{args.env}-t{args.target}-b{args.evals}"
+    rows: dict[str, list[dict]] = {}
+    for name in args.variants.split(","):
+        for seed in range(args.seeds):
+            path = out / f"{name}__{seed}.json"
+            if not path.is_file():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                row = run_variant(name, args.env, args.target, args.evals, seed, out)
+                path.write_text(json.dumps(row, indent=2))
+                print(f"{name} seed {seed}: val {row['val_accuracy']:.4f}", flush=True)
+            rows.setdefault(name, []).append(json.loads(path.read_text()))
+    print(f"\n{args.env} @ {args.target}, {args.evals} evaluations, {args.seeds} seed(s)\n")
+    print("| variant | val accuracy (%) | of it on probes | MACs ratio |")
+    print("| --- | ---: | ---: | ---: |")
+    for name, group in rows.items():
+        acc = [100 * r["val_accuracy"] for r in group]
+        spread = f" ± {statistics.stdev(acc):.2f}" if len(acc) > 1 else ""
+        print(
+            f"| {name} | {statistics.mean(acc):.2f}{spread} | "
+            f"{group[0]['probe_evaluations']:.1f} | "
+            f"{max(r['macs_ratio'] for r in group):.3f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
