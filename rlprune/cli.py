@@ -346,9 +346,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     config = env_config_from_args(args)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     if not methods:
-        raise RunError(
-            f"--methods {args.methods!r} names no method; e.g. --methods ppo,random"
-        )
+        raise RunError(f"--methods {args.methods!r} names no method; e.g. --methods ppo,random")
     if args.policy and not {"transfer", "transfer-adapt"} & set(methods):
         # --policy adds the transfer methods (zero-shot, and adapted when asked)
         methods += ["transfer"] + (["transfer-adapt"] if args.adapt_episodes else [])

@@ -31,8 +31,10 @@ from rlprune.reports.tables import MethodSeedResult, comparison_lines, render_ma
 from rlprune.reports.versions import software_versions
 from rlprune.rl.agents import load_agent_config
 from rlprune.rl.training import TrainSettings, latest_checkpoint, resume, train
+from rlprune.search.baselines import get_baseline
 from rlprune.search.benchmark import BenchmarkSettings, load_task, run_benchmark
 from rlprune.search.methods import DEFAULT_METHODS, RECOMMENDED
+from rlprune.search.methods import METHODS as ALL_METHODS
 
 SUITE = (
     ("fmnist-resnet20", 0.5),
@@ -109,13 +111,23 @@ def _run_transfer(env: str, policy: Path, args: argparse.Namespace) -> tuple[Pat
 
 
 def _elapsed(folder: Path) -> float:
-    """Seconds a benchmark folder took, from its result files (valid across --resume):
-    the first job's own wall time plus the span between the first and last result."""
-    files = sorted((folder / "results").glob("*.json"), key=lambda p: p.stat().st_mtime)
-    if not files:
-        return 0.0
-    first = json.loads(files[0].read_text())["result"]["wall_time_s"]
-    return first + files[-1].stat().st_mtime - files[0].stat().st_mtime
+    """Search seconds a benchmark folder took, from its result files (valid across --resume
+    and independent of file times): every (method, seed)'s wall time, a deterministic
+    method's once (its other seeds are copies)."""
+    total = 0.0
+    for path in (folder / "results").glob("*.json"):
+        result = json.loads(path.read_text())["result"]
+        method, seed = result["method"], int(result["seed"])
+        spec = ALL_METHODS.get(method)
+        copied = (
+            spec is not None
+            and spec.kind == "baseline"
+            and not get_baseline(method).seeded
+            and seed > 0
+        )
+        if not copied:
+            total += float(result["wall_time_s"])
+    return total
 
 
 def _training_seconds(run_dir: Path) -> float:
@@ -149,10 +161,14 @@ def _summary_lines(folders: dict[str, Path]) -> list[str]:
         ranked = sorted(summaries.values(), key=lambda s: -s.val_accuracy.mean)
         ours, top = summaries[RECOMMENDED], ranked[0]
         rank = [s.method for s in ranked].index(RECOMMENDED) + 1
+        # the best other method: the one to beat, or the one that won
+        rival = ranked[1] if top.method == RECOMMENDED else top
+        margin = 100 * (ours.val_accuracy.mean - rival.val_accuracy.mean)
         line = (
             f"- **{key}**: {RECOMMENDED} ranks {rank} of {len(ranked)} on validation accuracy "
-            f"({100 * ours.val_accuracy.mean:.2f} ± {100 * ours.val_accuracy.std:.2f} %); best "
-            f"is {top.method} ({100 * top.val_accuracy.mean:.2f} %)."
+            f"({100 * ours.val_accuracy.mean:.2f} ± {100 * ours.val_accuracy.std:.2f} %); "
+            f"{'next' if rival is not top else 'best'} is {rival.method} "
+            f"({100 * rival.val_accuracy.mean:.2f} %, {margin:+.2f} pp)."
         )
         tuned = {
             m: s.test_accuracy_finetuned.mean
@@ -211,23 +227,64 @@ def main() -> None:
     parser.add_argument(
         "--markdown", type=Path, default=ROOT / "BENCHMARKS.md", help="where to write the page"
     )
+    parser.add_argument(
+        "--no-transfer", action="store_true", help="skip the transfer part (and its section)"
+    )
+    parser.add_argument(
+        "--page-only",
+        action="store_true",
+        help="run nothing: write the page from the finished results under --out; "
+        "settings not finished yet are listed as missing",
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     began = time.perf_counter()
     folders: dict[str, Path] = {}
+    missing: list[str] = []
     for env, target in args.settings:
         for budget in args.budgets:
+            key = f"{env}-t{target}-b{budget}"
+            if args.page_only:
+                if _finished(args.out / key):
+                    folders[key] = args.out / key
+                else:
+                    missing.append(key)
+                continue
             print(f"suite: {env} at target {target}, budget {budget}", flush=True)
-            folders[f"{env}-t{target}-b{budget}"], _ = _run_suite_entry(env, target, budget, args)
-    print(f"transfer: training PPO on {args.transfer_from}", flush=True)
-    policy, _ = _transfer_policy(args)
-    for env in args.transfer_to:
-        print(f"transfer: {env}", flush=True)
-        folders[f"transfer-{env}"], _ = _run_transfer(env, policy, args)
+            folders[key], _ = _run_suite_entry(env, target, budget, args)
+    policy: Path | None = None
+    if not args.no_transfer:
+        policy = args.out / "transfer-policy"
+        if not args.page_only:
+            print(f"transfer: training PPO on {args.transfer_from}", flush=True)
+            policy, _ = _transfer_policy(args)
+        for env in args.transfer_to:
+            folder = args.out / f"transfer-{env}"
+            if not args.page_only:
+                print(f"transfer: {env}", flush=True)
+                folder, _ = _run_transfer(env, policy, args)
+            if _finished(folder):
+                folders[f"transfer-{env}"] = folder
+            else:
+                missing.append(f"transfer-{env}")
     print(f"suite finished in {(time.perf_counter() - began) / 60:.0f} min (this invocation)")
     timings = {key: _elapsed(folder) for key, folder in folders.items()}
-    timings["transfer-policy"] = _training_seconds(policy)
-    write_markdown(args, folders, timings, sum(timings.values()), policy)
+    if policy is not None and (policy / "episodes.csv").is_file():
+        timings["transfer-policy"] = _training_seconds(policy)
+    write_markdown(args, folders, timings, sum(timings.values()), policy, missing)
+
+
+def _finished(folder: Path) -> bool:
+    """Whether a benchmark folder holds a result for every (method, seed) of its manifest."""
+    manifest = folder / "benchmark.json"
+    if not manifest.is_file():
+        return False
+    settings = json.loads(manifest.read_text())["settings"]
+    return all(
+        (folder / "results" / f"{method}__{seed}.json").is_file()
+        for method in settings["methods"]
+        for seed in range(settings["seeds"])
+    )
 
 
 def write_markdown(
@@ -235,7 +292,8 @@ def write_markdown(
     folders: dict[str, Path],
     timings: dict[str, float],
     total: float,
-    policy: Path,
+    policy: Path | None,
+    missing: list[str] | None = None,
 ) -> None:
     """Compose BENCHMARKS.md from the finished results and copy the plots next to it."""
     plots = args.markdown.parent / "docs" / "benchmarks"
@@ -244,25 +302,58 @@ def write_markdown(
     lines = [
         "# Benchmarks",
         "",
-        "Regenerate everything on this page with `python scripts/benchmark_suite.py` "
-        f"(defaults: `--budgets {','.join(map(str, args.budgets))} --seeds {args.seeds} "
-        f"--finetune-images {args.finetune_images} --proxy-candidates {args.proxy_candidates} "
-        "--transfer-episodes "
-        f"{args.transfer_episodes} --adapt-episodes {args.adapt_episodes}`). "
-        f"It took {total / 60:.0f} min of compute on a 2-core CPU "
-        f"({', '.join(f'{k} {v / 60:.1f} min' for k, v in timings.items())}); "
+        "Regenerate this page with `python scripts/benchmark_suite.py "
+        f"--budgets {','.join(map(str, args.budgets))} --seeds {args.seeds} "
+        f"--finetune-images {args.finetune_images} --proxy-candidates {args.proxy_candidates}"
+        + (
+            " --no-transfer"
+            if args.no_transfer
+            else f" --transfer-episodes {args.transfer_episodes} "
+            f"--adapt-episodes {args.adapt_episodes}"
+        )
+        + "` (add `--resume` to finish an interrupted run, `--page-only` to rewrite the page "
+        "from finished results). "
+        f"The searches shown took {total / 60:.0f} min on a 2-core CPU (wall time, "
+        "fine-tuning and the proxy not included; "
+        f"{', '.join(f'{k} {v / 60:.1f} min' for k, v in timings.items())}); "
         f"software: {', '.join(f'{k} {v}' for k, v in versions.items())}.",
         "",
-        "How to read the tables: every search method gets the same budget of candidate "
-        "evaluations (a pruned network scored on the validation split after BatchNorm "
-        "recalibration); the tables say how many each used (uniform and magnitude need one, "
-        "sensitivity spends units x 3 + 1 on its curves). The best candidate by validation "
-        "accuracy is then measured once on the test split. No fine-tuning in this suite "
-        "(`--finetune-epochs` adds it, the same for every method). Base models: "
-        "`weights/*.pt`, 6 epochs of `rlprune pretrain`.",
+        "How to read the tables: every search method is charged in full-evaluation "
+        "equivalents (one = the preset's validation split scored after BatchNorm "
+        "recalibration; a probe on k images costs k / val_size), cached requests included, "
+        "and gets the same budget; uniform and magnitude need one evaluation, sensitivity "
+        "spends units x 3 + 1 on its curves. The best candidate by validation accuracy is "
+        "then measured once on the test split, and once more after one fine-tuning pass over "
+        f"{args.finetune_images} training images (the same for every method). "
+        "Base models: `weights/*.pt`, 6 epochs of `rlprune pretrain`. `ppo` is the default "
+        "agent (`agents/ppo.yaml`: feature set 2, residual corrections to the sensitivity "
+        "prior); `ppo-v1` is the earlier default (geometry features, absolute keep-ratios).",
         "",
     ]
     lines += ["## Summary", "", *_summary_lines(folders), ""]
+    if missing:
+        lines += [
+            "Not run yet (the command above with `--resume` adds them): "
+            + ", ".join(missing)
+            + ".",
+            "",
+        ]
+    earlier = args.markdown.parent / "docs" / "benchmarks-earlier.md"
+    if earlier.is_file():
+        lines += [
+            "Earlier measurements (the previous suite, before the cost currency and the "
+            "current default agent; its transfer section): "
+            "[docs/benchmarks-earlier.md](docs/benchmarks-earlier.md).",
+            "",
+        ]
+    ablation = args.markdown.parent / "docs" / "ablation.md"
+    if ablation.is_file():
+        lines += [
+            "## What bought the gain",
+            "",
+            ablation.read_text().strip().replace("# ", "### ", 1),
+            "",
+        ]
     for key, folder in folders.items():
         if key.startswith("transfer-"):
             continue
@@ -285,6 +376,10 @@ def write_markdown(
             f"![keep-ratios](docs/benchmarks/{key}-keep_ratios.png)",
             "",
         ]
+    if policy is None or not any(key.startswith("transfer-") for key in folders):
+        args.markdown.write_text("\n".join(lines))
+        print(f"wrote {args.markdown} ({total / 60:.0f} min)")
+        return
     meta = json.loads((policy / "policy" / "policy.json").read_text())
     lines += [
         f"## Transfer: PPO trained on {args.transfer_from}, applied to other networks",
@@ -297,6 +392,8 @@ def write_markdown(
         "",
     ]
     for env in args.transfer_to:
+        if f"transfer-{env}" not in folders:
+            continue
         results = _ordered(
             _results(folders[f"transfer-{env}"])
             + _results(folders[f"{env}-t0.5-b{min(args.budgets)}"]),

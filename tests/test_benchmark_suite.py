@@ -1,0 +1,55 @@
+"""scripts/benchmark_suite.py: a tiny suite on digits, then the page rebuilt from its results."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SUITE = ROOT / "scripts" / "benchmark_suite.py"
+
+
+def _suite(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(SUITE), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+@pytest.mark.slow
+def test_suite_runs_then_page_only_rebuilds_and_lists_missing(tmp_path: Path) -> None:
+    out, page = tmp_path / "suite", tmp_path / "B.md"
+    common = ["--settings", "digits-cnn@0.5", "--seeds", "1", "--no-transfer", "--out", str(out)]
+    common += ["--finetune-images", "0", "--proxy-candidates", "0", "--markdown", str(page)]
+    run = _suite("--budgets", "12", *common, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-2000:]
+    folder = out / "digits-cnn-t0.5-b12"
+    manifest = json.loads((folder / "benchmark.json").read_text())
+    for method in manifest["settings"]["methods"]:
+        assert (folder / "results" / f"{method}__0.json").is_file(), method
+    first = page.read_text()
+    assert "## digits-cnn, MACs target 0.5, budget 12 full evaluations" in first
+    assert "Not run yet" not in first and "## Transfer" not in first
+
+    # one finished setting and one not: the page keeps the first and names the second
+    (folder / "results" / "random__0.json").rename(tmp_path / "held.json")
+    rebuilt = _suite("--budgets", "12,24", "--page-only", *common, cwd=tmp_path)
+    assert rebuilt.returncode == 0, rebuilt.stderr[-2000:]
+    text = page.read_text()
+    assert "Not run yet" in text
+    assert "digits-cnn-t0.5-b12" in text.split("Not run yet")[1].splitlines()[0]
+    assert "digits-cnn-t0.5-b24" in text.split("Not run yet")[1].splitlines()[0]
+    assert not (out / "digits-cnn-t0.5-b24").exists()  # page-only runs nothing
+    (tmp_path / "held.json").rename(folder / "results" / "random__0.json")
+    again = _suite("--budgets", "12,24", "--page-only", *common, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-2000:]
+    text = page.read_text()
+    assert "## digits-cnn, MACs target 0.5, budget 12" in text
+    assert "digits-cnn-t0.5-b12" not in text.split("Not run yet")[1].splitlines()[0]
