@@ -28,6 +28,7 @@ from .errors import RLPruneError, RunError, one_line
 from .files import check_output_dir
 from .presets.loader import load_env_config
 from .search.methods import DEFAULT_METHODS, methods_help
+from .version import __version__
 
 __all__ = ["build_parser", "main"]
 
@@ -417,6 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="rlprune", description="Learn channel-pruning policies with reinforcement learning."
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument("--version", action="version", version=f"rlprune {__version__}")
     # --debug is accepted after the command too (SUPPRESS: absent there leaves the top-level value)
     debug = _Parser(add_help=False)
     debug.add_argument(

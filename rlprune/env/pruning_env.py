@@ -23,7 +23,7 @@ from ..core.candidates import Candidate
 from ..core.config import EnvConfig, make_config
 from ..core.task import PruningTask
 from ..errors import ResetNeeded
-from ..presets.loader import load_env_config
+from ..presets.loader import load_agent_values, load_env_config
 from ..presets.tasks import load_task
 from .features import action_space, action_to_keep, features_for, observation_space
 from .rewards import Outcome, get_reward
@@ -129,6 +129,12 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
     `fill_budget`; or a ready `task` (:class:`rlprune.core.task.PruningTask`),
     optionally with a `config` (:class:`rlprune.core.config.EnvConfig`) for the env's
     own settings (features, action mode, reward, target) over the task's.
+    `agent` (a bundled agent preset name such as `"ppo"`, or a YAML path) applies that
+    preset's `env:` settings, as `rlprune train --agent` does: with `agent="ppo"` the env
+    observes feature set 2 and takes residual corrections to the sensitivity prior.
+    `render_mode` is `None`, `"ansi"` (`render()` returns the units decided so far, their
+    keep-ratios and channels, and the MACs so far or the pruned network's score, as text)
+    or `"human"` (the same text, printed).
 
     ```python
     import gymnasium, rlprune
@@ -141,7 +147,8 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
       are opt-in (`features: 2`, `action_mode: residual`), set 1 policies still run.
     """
 
-    metadata: dict[str, Any] = {"render_modes": []}
+    # render_fps: Gymnasium's checker asks for one; text needs no frame rate
+    metadata: dict[str, Any] = {"render_modes": ["ansi", "human"], "render_fps": 4}
 
     def __init__(
         self,
@@ -155,7 +162,14 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
         target: float | tuple[float, float] | None = None,
         reward: str | None = None,
         fill_budget: bool | None = None,
+        agent: str | os.PathLike[str] | None = None,
+        render_mode: str | None = None,
     ) -> None:
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(
+                f"render_mode {render_mode!r} is not one of {self.metadata['render_modes']}"
+            )
+        self.render_mode = render_mode
         if task is not None:
             if any(v is not None for v in (model, weights, dataset)):
                 raise TypeError("give either task or model/weights/dataset, not both")
@@ -169,6 +183,11 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
             for k, v in {"target": target, "reward": reward, "fill_budget": fill_budget}.items()
             if v is not None
         }
+        if agent is not None:
+            # the agent preset's env: settings (what it observes, how its actions map),
+            # as `rlprune train --agent` applies them
+            _, values = load_agent_values(agent, config.name)
+            overrides = {**dict(values.get("env") or {}), **overrides}
         if overrides:
             config = make_config({**dataclasses.asdict(config), **overrides})
         self.config = config
@@ -345,6 +364,35 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
         outcome = Outcome(candidate.accuracy, candidate.macs, candidate.macs_ratio, self._target)
         info = {**candidate.to_dict(), "target": self._target}
         return self._observation(), float(self._reward_fn(outcome)), True, False, info
+
+    def render(self) -> str | None:
+        """The episode so far as text: one line per unit decided (keep-ratio, channels),
+        then the MACs so far against the target. ``ansi`` returns it, ``human`` prints it."""
+        if self.render_mode is None:
+            return None
+        decided = max(self._step, 0)
+        done = self.last_candidate is not None and decided == len(self.units)
+        # once pruned, the channels evaluated (after budget top-up and fitting)
+        chosen = self.last_candidate.channels if self.last_candidate and done else self._chosen
+        lines = [f"target {self._target:.3f} of the MACs, unit {decided}/{len(self.units)}"]
+        for i, unit in enumerate(self.units[:decided]):
+            lines.append(
+                f"  {unit.name:<24} keep {chosen[i] / self._full[i]:.3f} "
+                f"({int(chosen[i])}/{int(self._full[i])} channels)"
+            )
+        if self.last_candidate is not None and done:
+            c = self.last_candidate
+            lines.append(f"  pruned: MACs ratio {c.macs_ratio:.3f}, val accuracy {c.accuracy:.4f}")
+        else:
+            trial = self._full.astype(np.float64)
+            trial[:decided] = self._chosen[:decided]
+            ratio = self.task.analysis.mac_model.macs(trial) / self._total_macs
+            lines.append(f"  MACs so far (the rest unpruned): {ratio:.3f}")
+        text = "\n".join(lines) + "\n"
+        if self.render_mode == "human":
+            print(text, end="")
+            return None
+        return text
 
     def _finish(self) -> Candidate:
         """Evaluate the chosen configuration; with budget clipping on, a network whose

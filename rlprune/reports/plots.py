@@ -93,7 +93,7 @@ def plot_all(
 
     Raises:
         ConfigError: nothing to plot, or methods' best models have different units.
-        ModuleNotFoundError: matplotlib is not installed (``pip install 'rlprune[plots]'``).
+        ModuleNotFoundError: matplotlib (a dependency of rlprune) is missing.
     """
     if not results and not any(histories.values()):
         raise ConfigError("no benchmark results to plot; run at least one method and seed")
@@ -121,7 +121,8 @@ def _new_figure(width: float, height: float) -> tuple[Figure, Axes]:
         from matplotlib.figure import Figure
     except ModuleNotFoundError as exc:
         raise ModuleNotFoundError(
-            "the benchmark plots need matplotlib; install it with pip install 'rlprune[plots]'"
+            "the benchmark plots need matplotlib, a dependency of rlprune that is missing here "
+            "(pip install matplotlib)"
         ) from exc
     figure = Figure(figsize=(width, height), dpi=_DPI, layout="tight")
     FigureCanvasAgg(figure)

@@ -1,4 +1,8 @@
-"""Agent presets (rl-baselines3-zoo style YAML) and the Stable-Baselines3 algorithms they build.
+"""Agent presets (rlprune's YAML) and the Stable-Baselines3 algorithms they build.
+
+The format is rlprune's own, modelled on rl-baselines3-zoo's but counted in episodes;
+rl-zoo3 itself does not read it (it reads ``agents/rl-zoo3/ppo.yml``, the same PPO
+settings in steps for the digits preset).
 
 A preset file holds a ``default:`` entry and optional per-env entries that
 override it. Keys are Stable-Baselines3 constructor arguments plus a few that

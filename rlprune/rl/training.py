@@ -46,6 +46,7 @@ import yaml
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import configure
+from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.vec_env import DummyVecEnv
 
@@ -423,8 +424,9 @@ def _deterministic_episode(
 
 
 def make_vec_env(task: PruningTask, env_config: EnvConfig, n_envs: int) -> DummyVecEnv:
-    """``n_envs`` environments over one task (one model copy, one shared candidate cache)."""
-    return DummyVecEnv([lambda: PruningEnv(task=task, config=env_config)] * n_envs)
+    """``n_envs`` environments over one task (one model copy, one shared candidate cache),
+    each in SB3's ``Monitor`` so the logs carry ``rollout/ep_rew_mean`` and ``ep_len_mean``."""
+    return DummyVecEnv([lambda: Monitor(PruningEnv(task=task, config=env_config))] * n_envs)
 
 
 class _Terminated(KeyboardInterrupt):
@@ -570,6 +572,9 @@ def train(
                     callback=callback,
                     reset_num_timesteps=snapshot is None,
                 )
+                if algorithm.logger.name_to_value:
+                    # the episodes after the last update (SB3 writes its logs per update)
+                    algorithm.dump_logs()
     except KeyboardInterrupt as interrupt:
         stop_signal = int(getattr(interrupt, "signum", signal.SIGINT))
     finally:
