@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .core.config import EnvConfig
-from .core.evaluate import accuracy
+from .core.evaluate import split_accuracy
 from .core.finetune import deliver
 from .env.pruning_env import PruningEnv
 from .env.rollout import rollout
@@ -132,7 +132,6 @@ def _apply(
         seed=settings.seed,
     )
     final = delivered.final
-    test_x, test_y = task.data.test.tensors
     stage("timing on the CPU")
     speed = compare_latency(
         task.model,
@@ -156,7 +155,7 @@ def _apply(
         macs_before=task.analysis.macs,
         params_before=task.analysis.params,
         val_accuracy_before=task.evaluator.score(task.model),
-        test_accuracy_before=accuracy(task.model, test_x, test_y),
+        test_accuracy_before=split_accuracy(task.model, task.data.test, task.data.num_workers),
         test_accuracy_after=delivered.test_accuracy,
         val_accuracy_finetuned=delivered.val_accuracy_finetuned,
         test_accuracy_finetuned=delivered.test_accuracy_finetuned,

@@ -77,6 +77,12 @@ def add_env_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--model", help=help_for("model"))
     group.add_argument("--weights", help=help_for("weights"))
     group.add_argument("--dataset", help=help_for("dataset"))
+    group.add_argument(
+        "--normalize",
+        choices=("standard", "none"),
+        help="input normalisation (per-channel mean/std: the preset's normalize key); "
+        + help_for("normalize").split(";", 1)[1].strip(),
+    )
     group.add_argument("--target", type=float, help=help_for("target"))
     group.add_argument("--reward", help=help_for("reward"))
 
@@ -89,6 +95,7 @@ def env_config_from_args(args: argparse.Namespace) -> EnvConfig:
             "model": args.model,
             "weights": args.weights,
             "dataset": args.dataset,
+            "normalize": args.normalize,
             "target": args.target,
             "reward": args.reward,
         },
@@ -210,8 +217,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume:
         for flag, value in (
             ("--weights", args.weights),
-            ("--dataset", args.dataset),
             ("--reward", args.reward),
+            ("--normalize", args.normalize),
         ):
             if value is not None:
                 raise RunError(
@@ -239,6 +246,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                 checkpoint_every=args.checkpoint_every,
                 checkpoint_seconds=args.checkpoint_seconds,
                 trust_model=args.model,
+                trust_dataset=args.dataset,
             )
     else:
         if args.env is None:  # None only so that --resume can tell a flag given

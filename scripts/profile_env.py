@@ -2,10 +2,12 @@
 
     python scripts/profile_env.py --env digits-cnn --episodes 30
     python scripts/profile_env.py --env digits-cnn --memory --episodes 2000
+    python scripts/profile_env.py --env my-images.yaml --memory --episodes 3   # peak RSS
 
 With ``--memory`` it instead runs random-action episodes through one task (the
 candidate cache kept, so the cache and every distinct pruned shape count) and prints
-the resident memory after 100 episodes and at the end.
+the resident memory after 100 episodes and at the end, and the peak (with a dataset
+factory's splits streamed from disk, the peak does not grow with the dataset's size).
 
 Analysis runs once per task; every episode then steps through the units (env),
 prunes a copy (torch-pruning), recalibrates BatchNorm and scores on the
@@ -39,13 +41,14 @@ def main() -> None:
     parser.add_argument(
         "--memory", action="store_true", help="print resident memory after 100 and all episodes"
     )
+    parser.add_argument("--dataset", help="dataset override (name, folder or factory spec)")
     args = parser.parse_args()
     warnings.simplefilter("ignore", UserWarning)
     if args.memory:
         memory(args)
         return
 
-    config = load_env_config(args.env)
+    config = load_env_config(args.env, {"dataset": args.dataset})
     t0 = time.perf_counter()
     task = load_task(config)
     setup = time.perf_counter() - t0
@@ -110,7 +113,7 @@ def rss_mb() -> float:
 
 def memory(args: argparse.Namespace) -> None:
     """RSS after 100 episodes and after ``args.episodes`` (random actions, one task)."""
-    task = load_task(load_env_config(args.env))
+    task = load_task(load_env_config(args.env, {"dataset": args.dataset}))
     env = PruningEnv(task=task)
     rng = np.random.default_rng(args.seed)
     marks = {100: 0.0, args.episodes: 0.0}
@@ -131,6 +134,11 @@ def memory(args: argparse.Namespace) -> None:
         print(
             f"growth from episode 100 to {args.episodes}: {marks[args.episodes] - marks[100]:+.1f} MB"
         )
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    sizes = {s: len(getattr(task.data, s)) for s in ("train", "val", "test")}
+    print(f"peak RSS {peak:.1f} MB over {args.episodes} episodes; split sizes {sizes}")
 
 
 if __name__ == "__main__":

@@ -50,9 +50,28 @@ class EnvConfig:
         default=None, metadata={"help": "trained weights (state dict); relative to the preset file"}
     )
     dataset: str = field(
-        default="digits", metadata={"help": "dataset name (digits, fashion-mnist) or folder"}
+        default="digits",
+        metadata={
+            "help": "dataset name (digits, fashion-mnist), folder, 'package.module:factory' "
+            "or 'path/file.py:factory'"
+        },
     )
     data_dir: str | None = field(default=None, metadata={"help": "folder holding dataset files"})
+    dataset_kwargs: dict[str, Any] = field(
+        default_factory=dict, metadata={"help": "keyword arguments for a dataset factory"}
+    )
+    normalize: str | dict[str, Any] | None = field(
+        default=None,
+        metadata={
+            "help": "input normalisation: standard (the train split's mean and std), none, or "
+            "{mean: [...], std: [...]} per channel; default: standard for the bundled "
+            "datasets, none for a dataset factory (its own transforms)"
+        },
+    )
+    num_workers: int = field(
+        default=0,
+        metadata={"help": "DataLoader worker processes for a dataset factory's splits"},
+    )
     target: float | tuple[float, float] = field(
         default=0.5,
         metadata={
@@ -165,6 +184,8 @@ _KINDS: dict[str, str] = {
     "weights": "str?",
     "dataset": "str",
     "data_dir": "str?",
+    "dataset_kwargs": "mapping",
+    "num_workers": "non-negative int",
     "reward": "str",
     "min_keep": "number",
     "max_keep": "number",
@@ -193,6 +214,7 @@ _WORDS = {
     "bool": "true or false",
     "int": "an integer",
     "positive int": "a positive integer",
+    "non-negative int": "a non-negative integer",
     "number": "a number",
     "positive number": "a positive number",
     "list of str": "a list of names",
@@ -214,6 +236,7 @@ def _kind_ok(kind: str, value: Any) -> bool:
         "bool": isinstance(value, bool),
         "int": is_int,
         "positive int": is_int and value >= 1,
+        "non-negative int": is_int and value >= 0,
         "number": is_number,
         "positive number": is_number and value > 0,
         "list of str": isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value),
@@ -283,9 +306,43 @@ def make_config(values: Mapping[str, Any], base_dir: Path | None = None) -> EnvC
         raise ConfigError(f"residual_scale must be in (0, 1], got {config.residual_scale}")
     if config.probe_images is not None and config.probe_images < 1:
         raise ConfigError(f"probe_images must be at least 1, got {config.probe_images}")
+    _check_normalize(config.normalize)
     if config.calibration_batches < 0 or config.batch_size < 1:
         raise ConfigError("calibration_batches must be >= 0 and batch_size >= 1")
     return config
+
+
+NORMALIZE_WORDS = ("standard", "none")
+
+
+def _check_normalize(value: Any) -> None:
+    """``normalize`` is null, standard, none, or {mean: [...], std: [...]} (std > 0)."""
+    fix = "use standard, none, or {mean: [0.5], std: [0.25]} (one number per channel)"
+    if value is None or value in NORMALIZE_WORDS:
+        return
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"normalize {value!r} is invalid; {fix}")
+    if set(value) != {"mean", "std"}:
+        raise ConfigError(f"normalize needs exactly the keys mean and std, got {sorted(value)}")
+    lists = []
+    for key in ("mean", "std"):
+        numbers = value[key]
+        if isinstance(numbers, (int, float)) and not isinstance(numbers, bool):
+            numbers = [numbers]
+        if (
+            not isinstance(numbers, (list, tuple))
+            or not numbers
+            or not all(isinstance(n, (int, float)) and not isinstance(n, bool) for n in numbers)
+        ):
+            raise ConfigError(f"normalize {key} must be a list of numbers, got {numbers!r}; {fix}")
+        lists.append(numbers)
+    if len(lists[0]) != len(lists[1]):
+        raise ConfigError(
+            f"normalize mean has {len(lists[0])} values and std {len(lists[1])}; give one "
+            "per channel in both"
+        )
+    if any(n <= 0 for n in lists[1]):
+        raise ConfigError(f"normalize std must be positive, got {lists[1]}")
 
 
 def help_for(name: str) -> str:

@@ -9,13 +9,21 @@ un-fine-tuned candidate a good predictor of its accuracy after fine-tuning.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
-from torch.utils.data import TensorDataset
+from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
-__all__ = ["Evaluator", "accuracy", "calibrate_batchnorm", "fast_layout", "split_accuracy"]
+__all__ = [
+    "Evaluator",
+    "accuracy",
+    "calibrate_batchnorm",
+    "dataset_accuracy",
+    "fast_layout",
+    "split_accuracy",
+]
 
 EVAL_BATCH = 256
 """Images per forward pass when scoring: on CPU, batches of 128-256 run 1.5-2.5x faster
@@ -77,30 +85,73 @@ def accuracy(
     return correct / max(len(x), 1)
 
 
-def split_accuracy(model: nn.Module, split: TensorDataset) -> float:
-    """Top-1 accuracy of ``model`` on a ``(images, labels)`` split."""
-    x, y = split.tensors
-    return accuracy(model, x, y)
+@torch.no_grad()
+def dataset_accuracy(
+    model: nn.Module,
+    dataset: Dataset[Any],
+    *,
+    images: int | None = None,
+    batch_size: int = EVAL_BATCH,
+    num_workers: int = 0,
+) -> float:
+    """Top-1 accuracy of ``model`` on a dataset read through a ``DataLoader`` (in order,
+    ``num_workers`` worker processes): only one batch is in memory at a time. ``images``
+    limits it to the first that many samples."""
+    model.eval()
+    if images is not None:
+        dataset = Subset(dataset, range(min(images, len(dataset))))  # type: ignore[arg-type]
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    correct = total = 0
+    for x, y in loader:
+        logits = model(fast_layout(x))
+        correct += int((logits.argmax(dim=1) == y).sum())
+        total += len(y)
+    return correct / max(total, 1)
+
+
+def split_accuracy(model: nn.Module, split: Dataset[Any], num_workers: int = 0) -> float:
+    """Top-1 accuracy of ``model`` on a split: in memory for a ``TensorDataset``, streamed
+    otherwise."""
+    if isinstance(split, TensorDataset):
+        x, y = split.tensors
+        return accuracy(model, x, y)
+    return dataset_accuracy(model, split, num_workers=num_workers)
 
 
 class Evaluator:
     """Calibrate BatchNorm on fixed training batches, then measure validation accuracy.
 
     The calibration batches are drawn once, so the same candidate always gets the
-    same score.
+    same score. The validation split is a pair of tensors (in memory) or a dataset
+    streamed through a ``DataLoader`` (``val_dataset``; ``val_x``/``val_y`` unused).
     """
 
     def __init__(
         self,
         calibration_batches: Sequence[torch.Tensor],
-        val_x: torch.Tensor,
-        val_y: torch.Tensor,
+        val_x: torch.Tensor | None = None,
+        val_y: torch.Tensor | None = None,
         batch_size: int = EVAL_BATCH,
+        *,
+        val_dataset: Dataset[Any] | None = None,
+        num_workers: int = 0,
     ) -> None:
+        if val_dataset is None and (val_x is None or val_y is None):
+            raise ValueError("give val_x and val_y, or val_dataset")
         self.calibration_batches = list(calibration_batches)
         self.val_x = val_x
         self.val_y = val_y
+        self.val_dataset = val_dataset
+        self.num_workers = num_workers
         self.batch_size = batch_size
+
+    @property
+    def val_size(self) -> int:
+        """Validation images in one full evaluation."""
+        if self.val_dataset is not None:
+            return len(self.val_dataset)  # type: ignore[arg-type]
+        assert self.val_x is not None
+        return len(self.val_x)
 
     def calibrate(self, model: nn.Module) -> None:
         """Recalibrate ``model``'s BatchNorm statistics on the fixed training batches."""
@@ -109,6 +160,15 @@ class Evaluator:
     def score(self, model: nn.Module, images: int | None = None) -> float:
         """Validation accuracy of ``model`` as it is (no recalibration), on the first
         ``images`` validation images (all by default)."""
+        if self.val_dataset is not None:
+            return dataset_accuracy(
+                model,
+                self.val_dataset,
+                images=images,
+                batch_size=self.batch_size,
+                num_workers=self.num_workers,
+            )
+        assert self.val_x is not None and self.val_y is not None
         if images is None:
             return accuracy(model, self.val_x, self.val_y, self.batch_size)
         return accuracy(model, self.val_x[:images], self.val_y[:images], self.batch_size)

@@ -57,7 +57,9 @@ def train_classifier(
         raise ConfigError(f"max_images must be at least 1, got {max_images}")
     torch.manual_seed(seed)
     start = time.perf_counter()
-    loader = make_loader(data.train, batch_size, shuffle=True, seed=seed)
+    loader = make_loader(
+        data.train, batch_size, shuffle=True, seed=seed, num_workers=data.num_workers
+    )
     optimizer = torch.optim.SGD(
         model.parameters(), lr=lr, momentum=0.9, weight_decay=weight_decay, nesterov=True
     )
@@ -88,8 +90,8 @@ def train_classifier(
     model.eval()
     return FitResult(
         epochs=epochs,
-        val_accuracy=split_accuracy(model, data.val),
-        test_accuracy=split_accuracy(model, data.test),
+        val_accuracy=split_accuracy(model, data.val, data.num_workers),
+        test_accuracy=split_accuracy(model, data.test, data.num_workers),
         seconds=time.perf_counter() - start,
     )
 
@@ -120,7 +122,7 @@ def deliver(
     images), the same way for every method."""
     pruned = task.prune(candidate.channels).model
     val_acc = task.evaluator(pruned)
-    test_acc = split_accuracy(pruned, task.data.test)
+    test_acc = split_accuracy(pruned, task.data.test, task.data.num_workers)
     if finetune_epochs <= 0:
         return Delivered(pruned, val_acc, test_acc, None, None)
     tuned_model = copy.deepcopy(pruned)

@@ -7,6 +7,7 @@ bundled datasets, :func:`from_tensors` wraps a user's own tensors.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,22 +24,32 @@ class DataSplits:
     """Three disjoint splits of one dataset, ready for training and evaluation.
 
     ``train`` is for fine-tuning and BatchNorm calibration, ``val`` drives search decisions
-    (the reward) and ``test`` is for reported numbers only. Each split is a
-    :class:`~torch.utils.data.TensorDataset` of ``(images float32 (N, C, H, W),
-    labels int64 (N,))``.
+    (the reward) and ``test`` is for reported numbers only. Each split is a map-style
+    dataset of ``(image float32 (C, H, W), label int)`` samples: a
+    :class:`~torch.utils.data.TensorDataset` (held in memory: the bundled datasets and
+    :func:`from_tensors`) or any ``Dataset`` read through a ``DataLoader`` batch by batch
+    (a dataset factory's, so that a split larger than memory works).
 
     ``source_indices`` maps each split name to the positions of its samples in the source
     data (for ``fashion-mnist``, ``train`` and ``val`` index the official training file and
     ``test`` the official test file). It is empty for :func:`from_tensors`.
     """
 
-    train: TensorDataset
-    val: TensorDataset
-    test: TensorDataset
+    train: Dataset[Any]
+    val: Dataset[Any]
+    test: Dataset[Any]
     input_shape: tuple[int, int, int]
     num_classes: int
     name: str
     source_indices: dict[str, np.ndarray] = field(default_factory=dict, compare=False, repr=False)
+    num_workers: int = field(default=0, compare=False)
+    """``DataLoader`` worker processes for splits that are streamed (not ``TensorDataset``)."""
+
+    @property
+    def in_memory(self) -> bool:
+        """Whether every split is a ``TensorDataset`` (held in memory, scored without a
+        ``DataLoader``); otherwise the splits are read batch by batch."""
+        return all(isinstance(s, TensorDataset) for s in (self.train, self.val, self.test))
 
 
 def from_tensors(
@@ -92,8 +103,9 @@ def make_loader(
     *,
     shuffle: bool,
     seed: int,
+    num_workers: int = 0,
 ) -> DataLoader[tuple[torch.Tensor, ...]]:
-    """Return a single-process :class:`~torch.utils.data.DataLoader` whose order is seeded.
+    """Return a :class:`~torch.utils.data.DataLoader` whose order is seeded.
 
     Two loaders built with the same ``seed`` yield the same batches in the same order.
 
@@ -105,7 +117,11 @@ def make_loader(
     generator = torch.Generator()
     generator.manual_seed(int(seed))
     return DataLoader(
-        dataset, batch_size=batch_size, shuffle=shuffle, generator=generator, num_workers=0
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        generator=generator,
+        num_workers=num_workers,
     )
 
 

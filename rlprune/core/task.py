@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import TensorDataset
 
 from ..errors import BudgetError
 from .analysis import ModelAnalysis, analyse
@@ -75,15 +76,7 @@ class PruningTask:
         model = model.eval()
         example_inputs = torch.zeros((1, *data.input_shape))
         analysis = analyse(model, example_inputs, ignored_layers=config.ignored_layers)
-        generator = torch.Generator().manual_seed(config.seed)
-        train_x = data.train.tensors[0]
-        batch = min(config.batch_size, len(train_x))
-        calibration = [
-            train_x[torch.randint(len(train_x), (batch,), generator=generator)]
-            for _ in range(config.calibration_batches)
-        ]
-        val_x, val_y = data.val.tensors
-        evaluator = Evaluator(calibration, val_x, val_y)
+        evaluator = make_evaluator(data, config)
         full = analysis.channels
         mins = np.array(
             [keep_count(config.min_keep, int(c), config.round_to) for c in full], dtype=np.int64
@@ -176,7 +169,7 @@ class PruningTask:
     @property
     def val_size(self) -> int:
         """Validation images in one full evaluation (the unit of search cost)."""
-        return len(self.evaluator.val_x)
+        return self.evaluator.val_size
 
     def evaluate(self, channels: ChannelCounts, val_images: int | None = None) -> Candidate:
         """Prune, recalibrate BatchNorm and score on the validation split; cached.
@@ -260,3 +253,25 @@ class PruningTask:
     def base_accuracy(self, val_images: int | None = None) -> float:
         """Validation accuracy of the unpruned model (on the first ``val_images`` images)."""
         return self.evaluator.score(self.model, val_images)
+
+
+def make_evaluator(data: DataSplits, config: EnvConfig) -> Evaluator:
+    """The task's evaluator: ``calibration_batches`` seeded random batches of the train split
+    (drawn once and kept), and the validation split, in memory when it is a
+    ``TensorDataset`` and streamed through a ``DataLoader`` otherwise."""
+    generator = torch.Generator().manual_seed(config.seed)
+    n_train = len(data.train)  # type: ignore[arg-type]
+    batch = min(config.batch_size, n_train)
+    draws = [
+        torch.randint(n_train, (batch,), generator=generator)
+        for _ in range(config.calibration_batches)
+    ]
+    if isinstance(data.train, TensorDataset):
+        train_x = data.train.tensors[0]
+        calibration = [train_x[idx] for idx in draws]
+    else:  # the same draws, read sample by sample from the dataset
+        calibration = [torch.stack([data.train[int(i)][0] for i in idx]) for idx in draws]
+    if isinstance(data.val, TensorDataset):
+        val_x, val_y = data.val.tensors
+        return Evaluator(calibration, val_x, val_y)
+    return Evaluator(calibration, val_dataset=data.val, num_workers=data.num_workers)

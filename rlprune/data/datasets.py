@@ -6,7 +6,9 @@ Built-in datasets:
 - ``fashion-mnist`` (alias ``fmnist``): the standard IDX files, read from a local folder
   (see :func:`load_dataset` for the search order). Nothing is ever downloaded.
 
-Anything else comes in through :func:`rlprune.core.splits.from_tensors`.
+Anything else comes in through a dataset factory (``"package.module:factory"`` or
+``"path/file.py:factory"``, see :func:`load_dataset`) or
+:func:`rlprune.core.splits.from_tensors`.
 """
 
 from __future__ import annotations
@@ -15,14 +17,17 @@ import gzip
 import os
 import warnings
 import zlib
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import TensorDataset
+from torch.utils.data import Dataset, Subset, TensorDataset
 
+from ..core.code import is_code_spec, resolve_callable
 from ..core.splits import DataSplits
-from ..errors import ConfigError, DatasetError
+from ..errors import ConfigError, DatasetError, one_line
 
 __all__ = [
     "DATASET_NAMES",
@@ -68,8 +73,11 @@ def load_dataset(
     val_size: int | float = 0.2,
     data_dir: str | os.PathLike[str] | None = None,
     train_limit: int | None = None,
+    kwargs: Mapping[str, Any] | None = None,
+    normalize: str | Mapping[str, Any] | None = None,
+    num_workers: int = 0,
 ) -> DataSplits:
-    """Load a dataset by name (or fashion-mnist from a folder) as train / val / test splits.
+    """Load a dataset by name, folder or factory spec as train / val / test splits.
 
     Args:
         name_or_path: ``"digits"``, ``"fashion-mnist"`` (alias ``"fmnist"``), or a folder
@@ -86,9 +94,27 @@ def load_dataset(
             (Debian package ``dataset-fashion-mnist``).
         train_limit: Keep at most this many training samples (seeded, stratified), for
             quick runs. Validation and test splits are not affected.
+        kwargs: Keyword arguments for a dataset factory.
+        normalize: ``"standard"``, ``"none"`` or ``{"mean": [...], "std": [...]}`` (per
+            channel); ``None`` means standard for the bundled datasets and none for a
+            factory (its own transforms normalise).
+        num_workers: ``DataLoader`` workers for a factory's splits.
 
-    Images are float32 ``(N, C, H, W)``, scaled to [0, 1] and then standardised with the
-    mean and standard deviation of the (final) train split.
+    Bundled datasets: images are float32 ``(N, C, H, W)`` held in memory, scaled to [0, 1]
+    (digits: pixel / 16, fashion-mnist: pixel / 255) and then, by default, standardised
+    with one mean and standard deviation over the (final) train split's pixels.
+
+    A *dataset factory* (``"package.module:factory"`` or ``"path/file.py:factory"``,
+    called with ``kwargs``) returns torch map-style ``Dataset``s of ``(image (C, H, W),
+    label)`` samples, read batch by batch (never all in memory), as ``{"train", "val",
+    "test"}`` or ``(train, val, test)``, or as ``{"train", "heldout"}`` or
+    ``(train, heldout)``: rlprune then splits the held-out set into val (``val_size``:
+    a count or a fraction) and test with a permutation seeded by ``seed``. A mapping may
+    add ``"num_classes"``; otherwise the classes come from the splits' ``targets``
+    (``ImageFolder`` and torchvision datasets have one), else from one pass over the labels.
+    The validation split is read in a seeded random order, so that a probe on its first
+    k images is a random sample. Splits must be disjoint: rlprune cannot check a
+    factory's, so keep them apart in the factory.
 
     Raises:
         DatasetError: unknown name, files not found, corrupt or truncated files.
@@ -96,6 +122,23 @@ def load_dataset(
     """
     key = str(name_or_path).strip().lower()
     canonical = DATASET_NAMES.get(key)
+    if canonical is None and is_code_spec(str(name_or_path)) and not Path(name_or_path).is_dir():
+        factory = resolve_callable(
+            str(name_or_path),
+            kind="dataset",
+            builtin={},
+            error=DatasetError,
+            returns="the dataset splits",
+        )
+        return _from_factory(
+            str(name_or_path),
+            factory,
+            kwargs=dict(kwargs or {}),
+            seed=seed,
+            val_size=val_size,
+            normalize=normalize,
+            num_workers=num_workers,
+        )
     if canonical is None and Path(name_or_path).is_dir():
         canonical = "fashion-mnist"
         if data_dir is None:
@@ -107,8 +150,9 @@ def load_dataset(
         )
     if canonical is None:
         raise DatasetError(
-            f"unknown dataset {name_or_path!r}; use one of {sorted(DATASET_NAMES)} or a folder "
-            "holding the fashion-mnist IDX files (or pass your own tensors to from_tensors())"
+            f"unknown dataset {name_or_path!r}; use one of {sorted(DATASET_NAMES)}, a folder "
+            "holding the fashion-mnist IDX files, or a factory 'package.module:factory' / "
+            "'path/file.py:factory' (or pass your own tensors to from_tensors())"
         )
     if train_limit is not None and (
         isinstance(train_limit, bool) or not isinstance(train_limit, int) or train_limit < 1
@@ -123,16 +167,28 @@ def load_dataset(
                 f"data_dir={str(data_dir)!r} is ignored: 'digits' is bundled with scikit-learn",
                 stacklevel=2,
             )
-        return _load_digits(seed=seed, val_size=val_size, train_limit=train_limit)
+        return _load_digits(
+            seed=seed, val_size=val_size, train_limit=train_limit, normalize=normalize
+        )
     return _load_fashion_mnist(
-        seed=seed, val_size=val_size, data_dir=data_dir, train_limit=train_limit
+        seed=seed,
+        val_size=val_size,
+        data_dir=data_dir,
+        train_limit=train_limit,
+        normalize=normalize,
     )
 
 
 # --------------------------------------------------------------------------- digits
 
 
-def _load_digits(*, seed: int, val_size: int | float, train_limit: int | None) -> DataSplits:
+def _load_digits(
+    *,
+    seed: int,
+    val_size: int | float,
+    train_limit: int | None,
+    normalize: str | Mapping[str, Any] | None = None,
+) -> DataSplits:
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
@@ -152,6 +208,7 @@ def _load_digits(*, seed: int, val_size: int | float, train_limit: int | None) -
         val=(images, labels, val_idx),
         test=(images, labels, test_idx),
         num_classes=10,
+        normalize=normalize,
     )
 
 
@@ -164,6 +221,7 @@ def _load_fashion_mnist(
     val_size: int | float,
     data_dir: str | os.PathLike[str] | None,
     train_limit: int | None,
+    normalize: str | Mapping[str, Any] | None = None,
 ) -> DataSplits:
     arrays = _read_fashion_mnist(_find_fashion_mnist(data_dir))
     train_images, train_labels = arrays["train_images"], arrays["train_labels"]
@@ -181,6 +239,7 @@ def _load_fashion_mnist(
         test=(test_images, test_labels, np.arange(len(test_labels))),
         num_classes=_FASHION_MNIST_CLASSES,
         scale=255.0,
+        normalize=normalize,
     )
 
 
@@ -368,11 +427,21 @@ def _make_splits(
     test: tuple[np.ndarray, np.ndarray, np.ndarray],
     num_classes: int,
     scale: float = 1.0,
+    normalize: str | Mapping[str, Any] | None = None,
 ) -> DataSplits:
-    """Index, scale to [0, 1] and standardise with the train split's statistics."""
+    """Index, scale to [0, 1] and normalise: by default (``standard``) with the train
+    split's pixel mean and standard deviation, or as ``normalize`` says."""
     train_x = _to_float(train[0][train[2]], scale)
-    mean = float(train_x.mean())
-    std = float(train_x.std()) or 1.0
+    c, h, w = train_x.shape[1:]
+    if normalize is None or normalize == "standard":
+        mean: Any = np.float32(train_x.mean())
+        std: Any = np.float32(train_x.std() or 1.0)
+    elif normalize == "none":
+        mean, std = np.float32(0.0), np.float32(1.0)
+    elif isinstance(normalize, Mapping):
+        mean, std = (v.numpy()[None] for v in _per_channel(normalize, int(c)))
+    else:
+        raise ConfigError(f"normalize {normalize!r} is invalid; use standard, none or a mapping")
 
     def build(part: tuple[np.ndarray, np.ndarray, np.ndarray]) -> TensorDataset:
         images, labels, idx = part
@@ -380,7 +449,6 @@ def _make_splits(
         x = (x - mean) / std
         return TensorDataset(torch.from_numpy(x), torch.from_numpy(labels[idx].copy()))
 
-    c, h, w = train_x.shape[1:]
     return DataSplits(
         train=build(train),
         val=build(val),
@@ -399,3 +467,215 @@ def _to_float(images: np.ndarray, scale: float) -> np.ndarray:
     if scale != 1.0:
         x /= np.float32(scale)
     return x
+
+
+# ------------------------------------------------------------------ dataset factories
+
+
+class Normalized(Dataset[tuple[torch.Tensor, Any]]):
+    """``(image - mean) / std`` per channel over another dataset's samples, on the fly."""
+
+    def __init__(self, dataset: Dataset[Any], mean: Sequence[float], std: Sequence[float]):
+        self.dataset = dataset
+        self.mean = torch.tensor([float(m) for m in mean]).view(-1, 1, 1)
+        self.std = torch.tensor([float(v) for v in std]).view(-1, 1, 1)
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, Any]:
+        image, label = self.dataset[index]
+        return (torch.as_tensor(image, dtype=torch.float32) - self.mean) / self.std, label
+
+
+def _per_channel(normalize: Mapping[str, Any], channels: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``normalize``'s mean and std as ``(C, 1, 1)`` tensors (one value serves every channel)."""
+    values = []
+    for key in ("mean", "std"):
+        raw = normalize[key]
+        numbers = [float(v) for v in (raw if isinstance(raw, (list, tuple)) else [raw])]
+        if len(numbers) == 1:
+            numbers = numbers * channels
+        if len(numbers) != channels:
+            raise ConfigError(
+                f"normalize {key} has {len(numbers)} values for {channels}-channel images; "
+                f"give one value or {channels}"
+            )
+        values.append(torch.tensor(numbers, dtype=torch.float32).view(-1, 1, 1))
+    return values[0], values[1]
+
+
+_SHAPE_HINT = (
+    "return {'train': ..., 'val': ..., 'test': ...} or {'train': ..., 'heldout': ...} "
+    "(or a tuple of 3 or 2) of torch Datasets yielding (image (C, H, W), label) pairs"
+)
+
+
+def _from_factory(
+    spec: str,
+    factory: Any,
+    *,
+    kwargs: dict[str, Any],
+    seed: int,
+    val_size: int | float,
+    normalize: str | Mapping[str, Any] | None,
+    num_workers: int,
+) -> DataSplits:
+    """Call a dataset factory, check what it returns, and make :class:`DataSplits`."""
+    try:
+        returned = factory(**kwargs)
+    except DatasetError:
+        raise
+    except Exception as exc:
+        raise DatasetError(
+            f"dataset {spec!r} failed with {kwargs}: {one_line(exc)}; check the factory and "
+            "dataset_kwargs"
+        ) from exc
+    parts, num_classes = _parts(spec, returned)
+    for name, part in parts.items():
+        if not isinstance(part, Dataset) or not hasattr(part, "__len__"):
+            raise DatasetError(
+                f"dataset {spec!r} gave a {type(part).__name__} as {name}, not a torch Dataset "
+                f"with a length; {_SHAPE_HINT}"
+            )
+        if len(part) == 0:
+            raise DatasetError(f"the {name} split of dataset {spec!r} is empty; give it samples")
+    if "heldout" in parts:
+        heldout = parts.pop("heldout")
+        order = np.random.default_rng(seed).permutation(len(heldout))
+        try:
+            n_val = _val_count(val_size, len(order))
+        except ConfigError as exc:
+            raise ConfigError(f"{exc} (the held-out set of dataset {spec!r})") from None
+        parts["val"] = Subset(heldout, order[:n_val].tolist())
+        parts["test"] = Subset(heldout, np.sort(order[n_val:]).tolist())
+    else:  # a seeded random order, so that a probe on the first k images is a random sample
+        order = np.random.default_rng(seed).permutation(len(parts["val"]))
+        parts["val"] = Subset(parts["val"], order.tolist())
+    shapes = {name: _sample_shape(spec, name, part) for name, part in parts.items()}
+    if len(set(shapes.values())) != 1:
+        raise DatasetError(
+            f"dataset {spec!r} has images of different shapes across splits: {shapes}; "
+            "resize them to one (C, H, W) in the factory's transforms"
+        )
+    labels = {name: _known_labels(part) for name, part in parts.items()}
+    if num_classes is None:
+        for name, part in parts.items():
+            if labels[name] is None:  # no `targets`: one pass over the labels
+                labels[name] = _scan_labels(part, num_workers)
+        num_classes = max(int(v.max()) for v in labels.values() if v is not None) + 1
+    for name, known in labels.items():
+        if known is None or not len(known):
+            continue
+        low, high = int(known.min()), int(known.max())
+        if low < 0 or high >= num_classes:
+            raise DatasetError(
+                f"the {name} split of dataset {spec!r} holds label {low if low < 0 else high}, "
+                f"outside 0..{num_classes - 1}; labels must be class ids 0..num_classes-1"
+            )
+    if normalize == "standard":
+        raise ConfigError(
+            "normalize: standard needs the bundled datasets' in-memory train split; for a "
+            "dataset factory give normalize: {mean: [...], std: [...]} or normalise in its "
+            "transforms (normalize: none)"
+        )
+    if isinstance(normalize, Mapping):
+        mean, std = _per_channel(normalize, shapes["train"][0])
+        parts = {
+            name: Normalized(part, mean.flatten().tolist(), std.flatten().tolist())
+            for name, part in parts.items()
+        }
+    c, h, w = shapes["train"]
+    return DataSplits(
+        train=parts["train"],
+        val=parts["val"],
+        test=parts["test"],
+        input_shape=(c, h, w),
+        num_classes=int(num_classes),
+        name=spec,
+        num_workers=num_workers,
+    )
+
+
+def _parts(spec: str, returned: Any) -> tuple[dict[str, Any], int | None]:
+    """The splits a factory returned, by name, and its ``num_classes`` if it gave one."""
+    num_classes = None
+    if isinstance(returned, Mapping):
+        parts = {k: v for k, v in returned.items() if k != "num_classes"}
+        num_classes = returned.get("num_classes")
+        if num_classes is not None and (
+            isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2
+        ):
+            raise DatasetError(
+                f"dataset {spec!r} gave num_classes={num_classes!r}; give an int >= 2 or leave "
+                "it out"
+            )
+        if set(parts) not in ({"train", "val", "test"}, {"train", "heldout"}):
+            raise DatasetError(f"dataset {spec!r} returned keys {sorted(parts)}; {_SHAPE_HINT}")
+        return parts, num_classes
+    if isinstance(returned, (tuple, list)) and len(returned) in (2, 3):
+        names = ("train", "val", "test") if len(returned) == 3 else ("train", "heldout")
+        return dict(zip(names, returned, strict=True)), None
+    raise DatasetError(f"dataset {spec!r} returned a {type(returned).__name__}; {_SHAPE_HINT}")
+
+
+def _sample_shape(spec: str, name: str, part: Dataset[Any]) -> tuple[int, int, int]:
+    """The ``(C, H, W)`` of a split's first sample, checking that it is an (image, label) pair."""
+    try:
+        sample = part[0]
+    except Exception as exc:
+        raise DatasetError(
+            f"reading sample 0 of the {name} split of dataset {spec!r} failed: "
+            f"{one_line(exc)}; check the dataset's files and transforms"
+        ) from exc
+    if not isinstance(sample, (tuple, list)) or len(sample) != 2:
+        raise DatasetError(
+            f"the {name} split of dataset {spec!r} yields a {type(sample).__name__}, not an "
+            "(image, label) pair; return (image tensor (C, H, W), int label) from __getitem__"
+        )
+    image, label = sample
+    if not isinstance(image, torch.Tensor) or image.ndim != 3 or not image.is_floating_point():
+        what = (
+            f"a {tuple(image.shape)} {image.dtype} tensor"
+            if isinstance(image, torch.Tensor)
+            else f"a {type(image).__name__}"
+        )
+        raise DatasetError(
+            f"the {name} split of dataset {spec!r} yields {what} as image; images must be "
+            "float tensors (C, H, W) (add transforms.ToTensor(), or unsqueeze(0) for grayscale)"
+        )
+    if isinstance(label, torch.Tensor):
+        label = label.item() if label.numel() == 1 else None
+    if isinstance(label, bool) or not isinstance(label, (int, np.integer)):
+        raise DatasetError(
+            f"the {name} split of dataset {spec!r} yields label {sample[1]!r}; labels must be "
+            "integer class ids 0..K-1"
+        )
+    c, h, w = (int(d) for d in image.shape)
+    return (c, h, w)
+
+
+def _known_labels(part: Dataset[Any]) -> np.ndarray | None:
+    """A split's labels without reading its images: its ``targets`` (through ``Subset``s
+    and :class:`Normalized`), or ``None`` when it has none."""
+    if isinstance(part, Subset):
+        inner = _known_labels(part.dataset)
+        return None if inner is None else inner[np.asarray(part.indices, dtype=np.int64)]
+    if isinstance(part, Normalized):
+        return _known_labels(part.dataset)
+    if isinstance(part, TensorDataset) and len(part.tensors) >= 2:
+        return part.tensors[1].numpy()
+    targets = getattr(part, "targets", None)
+    if targets is None:
+        return None
+    try:
+        values = np.asarray(targets)
+    except (TypeError, ValueError):
+        return None
+    return values.astype(np.int64) if values.ndim == 1 and len(values) == len(part) else None  # type: ignore[arg-type]
+
+
+def _scan_labels(part: Dataset[Any], num_workers: int) -> np.ndarray:
+    """Every label of a split, in one streamed pass (for datasets without ``targets``)."""
+    loader = torch.utils.data.DataLoader(part, batch_size=256, num_workers=num_workers)
+    return np.concatenate([np.asarray(y, dtype=np.int64).reshape(-1) for _, y in loader])

@@ -13,52 +13,23 @@ Every factory is called with the keyword arguments it accepts among ``in_channel
 
 from __future__ import annotations
 
-import hashlib
-import importlib
-import importlib.machinery
-import importlib.util
 import inspect
-import os
-import sys
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 from torch import nn
 
-from ..errors import ModelError, one_line, preview
+from ..core.code import fingerprint, resolve_callable
+from ..errors import ModelError, one_line
 from .zoo import MODELS
 
 __all__ = ["build_model", "check_recorded_spec", "resolve_factory", "spec_fingerprint"]
 
 
-def _source_file(spec: str) -> Path | None:
-    """The Python file a spec's code lives in, found without importing anything;
-    ``None`` for zoo names and for files or modules that cannot be found."""
-    spec = str(spec).strip()
-    if spec in MODELS or ":" not in spec:
-        return None
-    target = spec.rpartition(":")[0]
-    if target.endswith(".py") or "/" in target or os.sep in target:
-        path = Path(target).expanduser()
-        path = path if path.is_absolute() else Path.cwd() / path
-        return path.resolve() if path.is_file() else None
-    search: list[str] | None = None
-    found = None
-    for part in target.split("."):  # walk the dotted name with finders only: no execution
-        found = importlib.machinery.PathFinder.find_spec(part, search)
-        if found is None:
-            return None
-        search = list(found.submodule_search_locations or [])
-    origin = found.origin if found is not None else None
-    return Path(origin) if origin and Path(origin).is_file() else None
-
-
 def spec_fingerprint(spec: str) -> str | None:
     """sha256 of the file holding a spec's code (``None`` for zoo models, whose code is
     rlprune's own): recorded in run folders so that a resume runs only that code."""
-    source = _source_file(spec)
-    return hashlib.sha256(source.read_bytes()).hexdigest() if source is not None else None
+    return fingerprint(spec, MODELS)
 
 
 def check_recorded_spec(spec: str, recorded: str | None, where: str) -> None:
@@ -94,73 +65,9 @@ def resolve_factory(spec: str) -> Callable[..., nn.Module]:
         ModelError: unknown name, missing file, import failure, missing attribute, or an
             attribute that is not callable.
     """
-    spec = str(spec).strip()
-    if spec in MODELS:
-        return MODELS[spec]
-    if ":" not in spec:
-        raise ModelError(
-            f"unknown model {spec!r}; use one of {sorted(MODELS)}, 'package.module:factory' "
-            "or 'path/to/file.py:factory'"
-        )
-    target, _, attr = spec.rpartition(":")
-    if not target or not attr:
-        raise ModelError(
-            f"model spec {spec!r} is incomplete; write 'package.module:factory' or "
-            "'path/to/file.py:factory'"
-        )
-    if target.endswith(".py") or "/" in target or os.sep in target:
-        module = _import_file(target, spec)
-    else:
-        try:
-            module = importlib.import_module(target)
-        except Exception as exc:  # any import-time failure is the user's module's
-            raise ModelError(
-                f"cannot import module {target!r} for model spec {spec!r}: {one_line(exc)}; "
-                "check the module name and that it imports cleanly"
-            ) from exc
-
-    if not hasattr(module, attr):
-        public = sorted(n for n in vars(module) if not n.startswith("_"))
-        raise ModelError(
-            f"{target!r} has no attribute {attr!r} (model spec {spec!r}); "
-            f"names it defines: {preview(public)}"
-        )
-    factory = getattr(module, attr)
-    if not callable(factory):
-        raise ModelError(
-            f"{target}:{attr} is a {type(factory).__name__}, not callable; point the spec at "
-            "a function or class that returns an nn.Module"
-        )
-    return factory  # type: ignore[no-any-return]
-
-
-def _import_file(target: str, spec: str) -> Any:
-    path = Path(target).expanduser()
-    if not path.is_absolute():
-        path = Path.cwd() / path
-    if not path.is_file():
-        raise ModelError(
-            f"model file {str(path)!r} not found (model spec {spec!r}); give a path relative to "
-            f"{str(Path.cwd())!r} or an absolute path"
-        )
-    path = path.resolve()
-    # A unique, stable module name per file keeps two user files named model.py apart.
-    digest = hashlib.sha1(str(path).encode()).hexdigest()[:10]
-    module_name = f"rlprune_user_model_{path.stem}_{digest}"
-    import_spec = importlib.util.spec_from_file_location(module_name, path)
-    if import_spec is None or import_spec.loader is None:
-        raise ModelError(f"cannot load {str(path)!r} as a Python module; give a .py file")
-    module = importlib.util.module_from_spec(import_spec)
-    # Registered before execution so dataclasses, pickling and self-imports see the module.
-    sys.modules[module_name] = module
-    try:
-        import_spec.loader.exec_module(module)
-    except Exception as exc:
-        sys.modules.pop(module_name, None)
-        raise ModelError(
-            f"cannot import model file {str(path)!r}: {one_line(exc)}; fix the error in that file"
-        ) from exc
-    return module
+    return resolve_callable(
+        spec, kind="model", builtin=MODELS, error=ModelError, returns="an nn.Module"
+    )
 
 
 def build_model(

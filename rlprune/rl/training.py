@@ -56,7 +56,13 @@ from ..core.task import PruningTask
 from ..env.pruning_env import PruningEnv
 from ..errors import ConfigError, RunError
 from ..files import atomic_write_bytes, atomic_write_json, atomic_write_text
-from ..presets.tasks import check_recorded_model, load_task, model_fingerprint
+from ..presets.tasks import (
+    check_recorded_dataset,
+    check_recorded_model,
+    dataset_fingerprint,
+    load_task,
+    model_fingerprint,
+)
 from ..reports.versions import software_versions
 from .agents import ON_POLICY, AgentConfig, build_algorithm, make_agent_config
 from .checkpoint import (
@@ -516,6 +522,7 @@ def train(
             "train": dataclasses.asdict(settings),
             # a resume imports the model's code only if its file is unchanged
             "model_sha256": model_fingerprint(env_config),
+            "dataset_sha256": dataset_fingerprint(env_config),
         }
         atomic_write_text(
             run_dir / "config.yaml", yaml.safe_dump(_plain(resolved), sort_keys=False)
@@ -785,12 +792,14 @@ def resume(
     checkpoint_every: int | None = None,
     checkpoint_seconds: float | None = None,
     trust_model: str | None = None,
+    trust_dataset: str | None = None,
 ) -> TrainResult:
     """Continue a run from its last checkpoint up to its episode count (or ``episodes``).
 
     Model code the run folder names (a ``.py`` file or a module, not a zoo model) is
     imported only if its file has the sha256 recorded at train time, or if the caller
-    names the same spec in ``trust_model`` (``--model`` on the command line).
+    names the same spec in ``trust_model`` (``--model`` on the command line); dataset code
+    likewise, with ``trust_dataset`` (``--dataset``).
 
     Without a checkpoint (a fault before the first one) the run starts again from the
     beginning. Episodes logged after the checkpoint run again and give the same rows.
@@ -809,9 +818,17 @@ def resume(
             f"{env_config.model}); a resumed run keeps its model: drop --model, or start a "
             "new run without --resume"
         )
+    if trust_dataset is not None and trust_dataset != env_config.dataset:
+        raise RunError(
+            f"--dataset {trust_dataset} conflicts with the run in {path} (--dataset "
+            f"{env_config.dataset}); a resumed run keeps its dataset: drop --dataset, or start "
+            "a new run without --resume"
+        )
+    raw_config = yaml.safe_load((path / "config.yaml").read_text())
     if trust_model is None:
-        raw_config = yaml.safe_load((path / "config.yaml").read_text())
         check_recorded_model(env_config, raw_config.get("model_sha256"), f"run folder {path}")
+    if trust_dataset is None:
+        check_recorded_dataset(env_config, raw_config.get("dataset_sha256"), f"run folder {path}")
     changes: dict[str, Any] = {
         "episodes": episodes,
         "checkpoint_every": checkpoint_every,

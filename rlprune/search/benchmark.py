@@ -240,6 +240,9 @@ def prepare_out_dir(out: Path, manifest: dict[str, Any], *, overwrite: bool, res
             shutil.rmtree(out / "runs", ignore_errors=True)
         elif resume:
             previous = json.loads(existing.read_text())
+            # settings added to EnvConfig since that benchmark began count at their defaults
+            defaults = json.loads(json.dumps(dataclasses.asdict(EnvConfig()), default=list))
+            previous["env"] = {**defaults, **previous.get("env", {})}
             if previous != manifest:
                 raise RunError(
                     f"{out} holds a benchmark with other settings; --resume needs the same "
