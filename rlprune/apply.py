@@ -9,6 +9,7 @@ plain PyTorch can load it, and described in ``report.json`` / ``report.md``.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import secrets
 import shutil
@@ -18,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .core.config import EnvConfig
-from .core.evaluate import split_accuracy
 from .core.finetune import deliver
 from .env.pruning_env import PruningEnv
 from .env.rollout import rollout
@@ -140,6 +140,20 @@ def _apply(
         batch_sizes=settings.latency_batches,
         repeats=settings.latency_repeats,
     )
+    latency_gpu = None
+    if task.device.type == "cuda":
+        stage(f"timing on {task.device}")
+        latency_gpu = {
+            b: s.as_dict()
+            for b, s in compare_latency(
+                task.on_device(task.model),
+                copy.deepcopy(final).to(task.device),
+                task.data.input_shape,
+                batch_sizes=settings.latency_batches,
+                repeats=settings.latency_repeats,
+                device=task.device,
+            ).items()
+        }
     stage("exporting")
     files = export_model(final, task.example_inputs, out)
     report = ApplyReport(
@@ -154,8 +168,8 @@ def _apply(
         candidate=dataclasses.replace(best, accuracy=delivered.val_accuracy),
         macs_before=task.analysis.macs,
         params_before=task.analysis.params,
-        val_accuracy_before=task.evaluator.score(task.model),
-        test_accuracy_before=split_accuracy(task.model, task.data.test, task.data.num_workers),
+        val_accuracy_before=task.base_accuracy(),
+        test_accuracy_before=task.split_accuracy(task.model, "test"),
         test_accuracy_after=delivered.test_accuracy,
         val_accuracy_finetuned=delivered.val_accuracy_finetuned,
         test_accuracy_finetuned=delivered.test_accuracy_finetuned,
@@ -168,6 +182,8 @@ def _apply(
             for b, s in speed.items()
         },
         wall_time_s=time.perf_counter() - start,
+        device=str(task.device),
+        latency_gpu=latency_gpu,
         exported={k: Path(v).name for k, v in dataclasses.asdict(files).items() if v is not None},
     )
     write_report(report, out)

@@ -83,6 +83,10 @@ def add_env_arguments(parser: argparse.ArgumentParser) -> None:
         help="input normalisation (per-channel mean/std: the preset's normalize key); "
         + help_for("normalize").split(";", 1)[1].strip(),
     )
+    group.add_argument("--device", help=help_for("device") + " (default: auto)")
+    group.add_argument(
+        "--amp", action="store_true", default=None, help=help_for("amp") + " (default: off)"
+    )
     group.add_argument("--target", type=float, help=help_for("target"))
     group.add_argument("--reward", help=help_for("reward"))
 
@@ -96,6 +100,8 @@ def env_config_from_args(args: argparse.Namespace) -> EnvConfig:
             "weights": args.weights,
             "dataset": args.dataset,
             "normalize": args.normalize,
+            "device": args.device,
+            "amp": args.amp,
             "target": args.target,
             "reward": args.reward,
         },

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from .core.config import EnvConfig
+from .core.devices import resolve_device
 from .core.finetune import FitResult, train_classifier
 from .errors import ConfigError, RunError
 from .models.weights import save_weights
@@ -83,9 +84,10 @@ def pretrain(
         weight_decay=float(settings["weight_decay"]),
         seed=config.seed,
         on_epoch=on_epoch,
+        device=resolve_device(config.device),
     )
     save_weights(
-        model,
+        model.cpu(),
         target,
         metadata={
             "env": config.name,

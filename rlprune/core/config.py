@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from .devices import DEVICE_PATTERN
 from .prune import IMPORTANCE
 
 __all__ = [
@@ -71,6 +72,17 @@ class EnvConfig:
     num_workers: int = field(
         default=0,
         metadata={"help": "DataLoader worker processes for a dataset factory's splits"},
+    )
+    device: str = field(
+        default="auto",
+        metadata={
+            "help": "where calibration, scoring, fine-tuning and latency run: auto (CUDA "
+            "when available), cpu, cuda, cuda:N or mps"
+        },
+    )
+    amp: bool = field(
+        default=False,
+        metadata={"help": "mixed precision when scoring (float16 on GPUs, bfloat16 on CPU)"},
     )
     target: float | tuple[float, float] = field(
         default=0.5,
@@ -186,6 +198,8 @@ _KINDS: dict[str, str] = {
     "data_dir": "str?",
     "dataset_kwargs": "mapping",
     "num_workers": "non-negative int",
+    "device": "str",
+    "amp": "bool",
     "reward": "str",
     "min_keep": "number",
     "max_keep": "number",
@@ -307,6 +321,8 @@ def make_config(values: Mapping[str, Any], base_dir: Path | None = None) -> EnvC
     if config.probe_images is not None and config.probe_images < 1:
         raise ConfigError(f"probe_images must be at least 1, got {config.probe_images}")
     _check_normalize(config.normalize)
+    if not DEVICE_PATTERN.match(config.device.strip().lower()):
+        raise ConfigError(f"unknown device {config.device!r}; use auto, cpu, cuda, cuda:N or mps")
     if config.calibration_batches < 0 or config.batch_size < 1:
         raise ConfigError("calibration_batches must be >= 0 and batch_size >= 1")
     return config

@@ -16,6 +16,8 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
+from .devices import autocast
+
 __all__ = [
     "Evaluator",
     "accuracy",
@@ -72,16 +74,29 @@ def calibrate_batchnorm(model: nn.Module, batches: Sequence[torch.Tensor]) -> No
         model.eval()
 
 
+CPU = torch.device("cpu")
+
+
 @torch.no_grad()
 def accuracy(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = EVAL_BATCH
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    batch_size: int = EVAL_BATCH,
+    *,
+    device: torch.device = CPU,
+    amp: bool = False,
 ) -> float:
-    """Top-1 accuracy of ``model`` on ``(x, y)``, in eval mode."""
+    """Top-1 accuracy of ``model`` (already on ``device``) on ``(x, y)``, in eval mode;
+    batches are moved to ``device`` (nothing to move when they are there already)."""
     model.eval()
     correct = 0
-    for start in range(0, len(x), batch_size):
-        logits = model(fast_layout(x[start : start + batch_size]))
-        correct += int((logits.argmax(dim=1) == y[start : start + batch_size]).sum())
+    with autocast(device, amp):
+        for start in range(0, len(x), batch_size):
+            batch = x[start : start + batch_size].to(device, non_blocking=True)
+            logits = model(fast_layout(batch))
+            labels = y[start : start + batch_size].to(device, non_blocking=True)
+            correct += int((logits.argmax(dim=1) == labels).sum())
     return correct / max(len(x), 1)
 
 
@@ -93,29 +108,45 @@ def dataset_accuracy(
     images: int | None = None,
     batch_size: int = EVAL_BATCH,
     num_workers: int = 0,
+    device: torch.device = CPU,
+    amp: bool = False,
 ) -> float:
-    """Top-1 accuracy of ``model`` on a dataset read through a ``DataLoader`` (in order,
-    ``num_workers`` worker processes): only one batch is in memory at a time. ``images``
-    limits it to the first that many samples."""
+    """Top-1 accuracy of ``model`` (on ``device``) on a dataset read through a
+    ``DataLoader`` (in order, ``num_workers`` worker processes): only one batch is in
+    memory at a time. ``images`` limits it to the first that many samples."""
     model.eval()
     if images is not None:
         dataset = Subset(dataset, range(min(images, len(dataset))))  # type: ignore[arg-type]
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        pin_memory=device.type == "cuda",
+    )
     correct = total = 0
-    for x, y in loader:
-        logits = model(fast_layout(x))
-        correct += int((logits.argmax(dim=1) == y).sum())
-        total += len(y)
+    with autocast(device, amp):
+        for x, y in loader:
+            logits = model(fast_layout(x.to(device, non_blocking=True)))
+            correct += int((logits.argmax(dim=1) == y.to(device, non_blocking=True)).sum())
+            total += len(y)
     return correct / max(total, 1)
 
 
-def split_accuracy(model: nn.Module, split: Dataset[Any], num_workers: int = 0) -> float:
-    """Top-1 accuracy of ``model`` on a split: in memory for a ``TensorDataset``, streamed
-    otherwise."""
+def split_accuracy(
+    model: nn.Module,
+    split: Dataset[Any],
+    num_workers: int = 0,
+    *,
+    device: torch.device = CPU,
+    amp: bool = False,
+) -> float:
+    """Top-1 accuracy of ``model`` (on ``device``) on a split: in memory for a
+    ``TensorDataset``, streamed otherwise."""
     if isinstance(split, TensorDataset):
         x, y = split.tensors
-        return accuracy(model, x, y)
-    return dataset_accuracy(model, split, num_workers=num_workers)
+        return accuracy(model, x, y, device=device, amp=amp)
+    return dataset_accuracy(model, split, num_workers=num_workers, device=device, amp=amp)
 
 
 class Evaluator:
@@ -135,12 +166,17 @@ class Evaluator:
         *,
         val_dataset: Dataset[Any] | None = None,
         num_workers: int = 0,
+        device: torch.device = CPU,
+        amp: bool = False,
     ) -> None:
         if val_dataset is None and (val_x is None or val_y is None):
             raise ValueError("give val_x and val_y, or val_dataset")
-        self.calibration_batches = list(calibration_batches)
-        self.val_x = val_x
-        self.val_y = val_y
+        self.device = device
+        self.amp = amp
+        # kept on the device: moved once, not per candidate
+        self.calibration_batches = [b.to(device) for b in calibration_batches]
+        self.val_x = None if val_x is None else val_x.to(device)
+        self.val_y = None if val_y is None else val_y.to(device)
         self.val_dataset = val_dataset
         self.num_workers = num_workers
         self.batch_size = batch_size
@@ -154,12 +190,15 @@ class Evaluator:
         return len(self.val_x)
 
     def calibrate(self, model: nn.Module) -> None:
-        """Recalibrate ``model``'s BatchNorm statistics on the fixed training batches."""
-        calibrate_batchnorm(model, self.calibration_batches)
+        """Recalibrate ``model``'s BatchNorm statistics on the fixed training batches
+        (``model`` is moved to the evaluator's device, in place)."""
+        calibrate_batchnorm(model.to(self.device), self.calibration_batches)
 
     def score(self, model: nn.Module, images: int | None = None) -> float:
         """Validation accuracy of ``model`` as it is (no recalibration), on the first
-        ``images`` validation images (all by default)."""
+        ``images`` validation images (all by default); ``model`` is moved to the
+        evaluator's device, in place."""
+        model = model.to(self.device)
         if self.val_dataset is not None:
             return dataset_accuracy(
                 model,
@@ -167,11 +206,14 @@ class Evaluator:
                 images=images,
                 batch_size=self.batch_size,
                 num_workers=self.num_workers,
+                device=self.device,
+                amp=self.amp,
             )
         assert self.val_x is not None and self.val_y is not None
-        if images is None:
-            return accuracy(model, self.val_x, self.val_y, self.batch_size)
-        return accuracy(model, self.val_x[:images], self.val_y[:images], self.batch_size)
+        x, y = self.val_x, self.val_y
+        if images is not None:
+            x, y = x[:images], y[:images]
+        return accuracy(model, x, y, self.batch_size, device=self.device, amp=self.amp)
 
     def __call__(self, model: nn.Module) -> float:
         """Validation accuracy of ``model`` after BatchNorm recalibration (modifies its BN stats)."""

@@ -44,12 +44,14 @@ def train_classifier(
     seed: int = 0,
     max_images: int | None = None,
     on_epoch: Callable[[int, float], None] | None = None,
+    device: torch.device | None = None,
 ) -> FitResult:
     """Train (or fine-tune) ``model`` in place on ``data.train`` with SGD and a cosine schedule.
 
     ``max_images`` stops after that many training images (the schedule spans them): one
     short pass for ranking candidates. ``on_epoch(epoch, mean_loss)`` is called after
-    every epoch (for progress display).
+    every epoch (for progress display). ``device`` (default: where the model's parameters
+    are) runs the training and the final scores there.
     """
     if epochs < 0:
         raise ConfigError(f"epochs must be >= 0, got {epochs}")
@@ -57,6 +59,9 @@ def train_classifier(
         raise ConfigError(f"max_images must be at least 1, got {max_images}")
     torch.manual_seed(seed)
     start = time.perf_counter()
+    if device is None:
+        device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    model.to(device)
     loader = make_loader(
         data.train, batch_size, shuffle=True, seed=seed, num_workers=data.num_workers
     )
@@ -79,6 +84,7 @@ def train_classifier(
                 break
             done += 1
             optimizer.zero_grad(set_to_none=True)
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             loss = loss_fn(model(x), y)
             loss.backward()
             optimizer.step()
@@ -90,8 +96,8 @@ def train_classifier(
     model.eval()
     return FitResult(
         epochs=epochs,
-        val_accuracy=split_accuracy(model, data.val, data.num_workers),
-        test_accuracy=split_accuracy(model, data.test, data.num_workers),
+        val_accuracy=split_accuracy(model, data.val, data.num_workers, device=device),
+        test_accuracy=split_accuracy(model, data.test, data.num_workers, device=device),
         seconds=time.perf_counter() - start,
     )
 
@@ -101,7 +107,8 @@ class Delivered:
     """A chosen candidate, pruned for real and scored (and optionally fine-tuned)."""
 
     final: nn.Module
-    """The model to ship: fine-tuned if fine-tuning ran, else pruned and recalibrated."""
+    """The model to ship, on the CPU: fine-tuned if fine-tuning ran, else pruned and
+    recalibrated."""
     val_accuracy: float
     test_accuracy: float
     val_accuracy_finetuned: float | None
@@ -121,10 +128,10 @@ def deliver(
     fine-tune on the training split for ``finetune_epochs`` (at most ``finetune_images``
     images), the same way for every method."""
     pruned = task.prune(candidate.channels).model
-    val_acc = task.evaluator(pruned)
-    test_acc = split_accuracy(pruned, task.data.test, task.data.num_workers)
+    val_acc = task.evaluator(pruned)  # moves it to the task's device
+    test_acc = task.split_accuracy(pruned, "test")
     if finetune_epochs <= 0:
-        return Delivered(pruned, val_acc, test_acc, None, None)
+        return Delivered(pruned.cpu(), val_acc, test_acc, None, None)
     tuned_model = copy.deepcopy(pruned)
     tuned = train_classifier(
         tuned_model,
@@ -134,5 +141,6 @@ def deliver(
         batch_size=task.config.batch_size,
         seed=seed,
         max_images=finetune_images,
+        device=task.device,
     )
-    return Delivered(tuned_model, val_acc, test_acc, tuned.val_accuracy, tuned.test_accuracy)
+    return Delivered(tuned_model.cpu(), val_acc, test_acc, tuned.val_accuracy, tuned.test_accuracy)

@@ -8,6 +8,7 @@ BatchNorm, scores on the validation split and caches by channel configuration.
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass, field
 
@@ -21,7 +22,8 @@ from .analysis import ModelAnalysis, analyse
 from .budget import ChannelCounts, channel_candidates
 from .candidates import Candidate, SearchResult, best_of
 from .config import EnvConfig
-from .evaluate import Evaluator, to_fast_layout
+from .devices import resolve_device
+from .evaluate import Evaluator, split_accuracy, to_fast_layout
 from .prune import PruneResult, keep_count, prune
 from .splits import DataSplits, check_model_fits
 
@@ -250,9 +252,33 @@ class PruningTask:
         """Full-evaluation equivalents charged by :attr:`ledger` requests from index ``since``."""
         return float(sum(c.fidelity for c in self.ledger[since:]))
 
+    @property
+    def device(self) -> torch.device:
+        """Where calibration, scoring and fine-tuning run (the model itself, analysis and
+        pruning stay on the CPU)."""
+        return self.evaluator.device
+
+    def on_device(self, model: nn.Module) -> nn.Module:
+        """``model`` on :attr:`device`: a copy for the task's own model (which stays on
+        the CPU for pruning), else the model itself, moved."""
+        if model is self.model and self.device.type != "cpu":
+            return copy.deepcopy(model).to(self.device)
+        return model.to(self.device)
+
     def base_accuracy(self, val_images: int | None = None) -> float:
         """Validation accuracy of the unpruned model (on the first ``val_images`` images)."""
-        return self.evaluator.score(self.model, val_images)
+        return self.evaluator.score(self.on_device(self.model), val_images)
+
+    def split_accuracy(self, model: nn.Module, split: str) -> float:
+        """Accuracy of ``model`` (pruned or not) on the ``train``/``val``/``test`` split,
+        on :attr:`device` (no recalibration)."""
+        return split_accuracy(
+            self.on_device(model),
+            getattr(self.data, split),
+            self.data.num_workers,
+            device=self.device,
+            amp=self.evaluator.amp,
+        )
 
 
 def make_evaluator(data: DataSplits, config: EnvConfig) -> Evaluator:
@@ -271,7 +297,14 @@ def make_evaluator(data: DataSplits, config: EnvConfig) -> Evaluator:
         calibration = [train_x[idx] for idx in draws]
     else:  # the same draws, read sample by sample from the dataset
         calibration = [torch.stack([data.train[int(i)][0] for i in idx]) for idx in draws]
+    device = resolve_device(config.device)
     if isinstance(data.val, TensorDataset):
         val_x, val_y = data.val.tensors
-        return Evaluator(calibration, val_x, val_y)
-    return Evaluator(calibration, val_dataset=data.val, num_workers=data.num_workers)
+        return Evaluator(calibration, val_x, val_y, device=device, amp=config.amp)
+    return Evaluator(
+        calibration,
+        val_dataset=data.val,
+        num_workers=data.num_workers,
+        device=device,
+        amp=config.amp,
+    )

@@ -74,6 +74,10 @@ class ApplyReport:
     """``{batch_size: {"before_ms", "after_ms", "speedup"}}`` (medians);
     see :meth:`rlprune.reports.latency.LatencySpeedup.as_dict`."""
     wall_time_s: float
+    device: str = "cpu"
+    """Where scoring and fine-tuning ran."""
+    latency_gpu: dict[int, dict[str, float]] | None = None
+    """As :attr:`latency`, timed on :attr:`device` when it is a GPU (synchronised)."""
     exported: dict[str, str] = field(default_factory=dict)
     """``{kind: file name}`` in the output folder; see :meth:`rlprune.reports.export.ExportedFiles.names`."""
     versions: dict[str, str] = field(default_factory=software_versions)
@@ -137,6 +141,8 @@ class ApplyReport:
             )
         values = dict(data)
         values["latency"] = {int(k): dict(v) for k, v in dict(data.get("latency", {})).items()}
+        if values.get("latency_gpu") is not None:
+            values["latency_gpu"] = {int(k): dict(v) for k, v in values["latency_gpu"].items()}
         if "candidate" in values:
             values["candidate"] = Candidate.from_dict(values["candidate"])
         try:
@@ -255,7 +261,16 @@ def render_markdown(report: ApplyReport) -> str:
         f"- MACs target: {r.target:.2f} of the original",
         f"- policy mode: {mode}",
         f"- fine-tuning: {finetune}",
-        f"- wall time: {r.wall_time_s:.1f} s",
+        f"- wall time: {r.wall_time_s:.1f} s (scoring on {r.device})",
+        *(
+            [
+                f"- {r.device} latency, batch {b}: {_ms(v['before_ms'])} → {_ms(v['after_ms'])} "
+                f"({v['speedup']:.2f}× faster)"
+                for b, v in sorted(r.latency_gpu.items())
+            ]
+            if r.latency_gpu
+            else []
+        ),
         "",
         "## Before and after",
         "",

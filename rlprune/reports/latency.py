@@ -20,6 +20,8 @@ from torch import nn
 
 from ..errors import ConfigError, ModelError
 
+CPU = torch.device("cpu")
+
 __all__ = ["LatencySpeedup", "LatencyStats", "compare_latency", "measure_latency"]
 
 
@@ -97,6 +99,7 @@ def compare_latency(
     *,
     warmup: int = 3,
     threads: int | None = None,
+    device: torch.device | str = "cpu",
 ) -> dict[int, LatencySpeedup]:
     """Time ``before`` and ``after`` on the same inputs, alternating their runs.
 
@@ -113,10 +116,11 @@ def compare_latency(
         raise ConfigError("batch_sizes is empty; give at least one, e.g. (1, 64)")
     _check_settings(input_shape, sizes, repeats, warmup, threads)
     results: dict[int, LatencySpeedup] = {}
-    with _measuring((before, after), threads):
+    where = torch.device(device)
+    with _measuring((before, after), threads, where):
         for batch_size in sizes:
-            first = _Timer(before, input_shape, batch_size)
-            second = _Timer(after, input_shape, batch_size, inputs=first.inputs)
+            first = _Timer(before, input_shape, batch_size, device=where)
+            second = _Timer(after, input_shape, batch_size, inputs=first.inputs, device=where)
             for _ in range(warmup):
                 first.run()
                 second.run()
@@ -148,18 +152,24 @@ class _Timer:
         input_shape: tuple[int, int, int],
         batch_size: int,
         inputs: torch.Tensor | None = None,
+        device: torch.device = CPU,
     ) -> None:
         self.model = model
         if inputs is None:
             generator = torch.Generator().manual_seed(0)
             shape = (batch_size, *(int(d) for d in input_shape))
-            inputs = torch.randn(shape, generator=generator)
+            inputs = torch.randn(shape, generator=generator).to(device)
         self.inputs = inputs
+        self.sync = device.type == "cuda"
 
     def run(self) -> float:
+        if self.sync:
+            torch.cuda.synchronize()
         start = time.perf_counter()
         try:
             self.model(self.inputs)
+            if self.sync:
+                torch.cuda.synchronize()
         except Exception as exc:
             raise ModelError(
                 f"{type(self.model).__name__} forward pass failed on a batch of shape "
@@ -169,14 +179,16 @@ class _Timer:
 
 
 @contextmanager
-def _measuring(models: Sequence[nn.Module], threads: int | None) -> Iterator[None]:
+def _measuring(
+    models: Sequence[nn.Module], threads: int | None, where: torch.device = CPU
+) -> Iterator[None]:
     """Eval mode, inference mode and the requested thread count; all restored on exit."""
     for model in models:
-        device = next((p.device for p in model.parameters() if p.device.type != "cpu"), None)
+        device = next((p.device for p in model.parameters() if p.device.type != where.type), None)
         if device is not None:
             raise ModelError(
                 f"{type(model).__name__} has parameters on {device}; latency is measured on "
-                "the CPU: pass model.cpu()"
+                f"{where}: move the model there (model.to({str(where)!r}))"
             )
     modes = [model.training for model in models]
     previous_threads = torch.get_num_threads()
