@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 from typing import TYPE_CHECKING, Any
 
 # oneDNN caches a compiled primitive per layer shape (default: 1024 of them); a search
@@ -18,7 +19,20 @@ os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "128")
 
 import gymnasium  # noqa: E402
 
-from .version import __version__
+
+def _one_thread_after_fork() -> None:
+    # A forked child inherits torch's OpenMP pool in a state it cannot use: the first
+    # parallel op deadlocks (gymnasium's async vector envs and SB3's SubprocVecEnv hung
+    # with Linux's default fork). One thread, as DataLoader workers do, avoids the pool.
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(1)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_one_thread_after_fork)
+
+from .version import __version__  # noqa: E402
 
 if TYPE_CHECKING:
     from .core.analysis import ModelAnalysis, PrunableUnit, analyse

@@ -28,6 +28,7 @@ from .presets.tasks import load_task
 from .reports.apply_report import ApplyReport, unit_rows, write_report
 from .reports.export import export_model
 from .reports.latency import compare_latency
+from .rl.agents import ON_POLICY
 from .rl.policy import env_config_for_policy, load_policy
 from .rl.training import RunRecorder, TrainSettings, train
 
@@ -111,7 +112,13 @@ def _apply(
         result = train(
             config,
             policy.agent,
-            TrainSettings(episodes=settings.adapt_episodes, seed=settings.seed, checkpoint_every=0),
+            TrainSettings(
+                episodes=settings.adapt_episodes,
+                seed=settings.seed,
+                checkpoint_every=0,
+                # with K workers, K episodes end together and are scored in parallel
+                n_envs=task.service.workers if policy.agent.algo in ON_POLICY else 1,
+            ),
             run_dir=out / "adapt",
             task=task,
             initial_policy=policy,

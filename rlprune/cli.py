@@ -91,6 +91,36 @@ def add_env_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--reward", help=help_for("reward"))
 
 
+def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--workers``, ``--backend`` and ``--ray-address``: where candidates are scored."""
+    group = parser.add_argument_group("scale-out")
+    group.add_argument(
+        "--workers",
+        type=_POSITIVE,
+        default=1,
+        help="candidates scored at once, one worker each with one torch thread (default: 1)",
+    )
+    group.add_argument(
+        "--backend",
+        choices=("local", "process", "ray"),
+        help="where they run: local (in this process), process (worker processes on this "
+        "machine) or ray (Ray actors; pip install 'rlprune[ray]') "
+        "(default: local for 1 worker, process for more, ray with --ray-address)",
+    )
+    group.add_argument(
+        "--ray-address",
+        help="join a running Ray cluster (e.g. auto, or ray://head:10001 after "
+        "`ray start --head` there) instead of starting a local one",
+    )
+
+
+def use_workers(args: argparse.Namespace) -> None:
+    """Apply ``--workers/--backend/--ray-address`` to every task this command builds."""
+    from .core.service import set_default_backend
+
+    set_default_backend(args.backend, args.workers, ray_address=args.ray_address)
+
+
 def env_config_from_args(args: argparse.Namespace) -> EnvConfig:
     """Load the preset named by ``--env`` with the command-line overrides applied."""
     config = load_env_config(
@@ -217,9 +247,10 @@ def _seconds(text: str) -> float:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Train a pruning agent and save its run folder."""
-    from .rl.agents import load_agent_config
+    from .rl.agents import ON_POLICY, load_agent_config
     from .rl.training import TrainSettings, check_resume_overrides, load_run, resume, train
 
+    use_workers(args)
     if args.resume:
         for flag, value in (
             ("--weights", args.weights),
@@ -267,6 +298,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             "checkpoint_every": args.checkpoint_every,
             "checkpoint_seconds": args.checkpoint_seconds,
         }
+        if args.workers > 1 and args.n_envs is None and agent.algo in ON_POLICY:
+            given["n_envs"] = args.workers  # one episode per worker ends at each update step
         settings = TrainSettings(**{k: v for k, v in given.items() if v is not None})
         progress, update = _episode_progress(settings.episodes, f"{agent.name} on {config.name}")
         with progress:
@@ -309,6 +342,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
     from .reports.apply_report import format_count
     from .rl.training import run_folder_name
 
+    use_workers(args)
     config = env_config_from_args(args)
     settings = ApplySettings(
         target=args.target,
@@ -358,6 +392,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     from .reports.tables import MethodSeedResult
     from .search.benchmark import BenchmarkSettings, load_task, run_benchmark
 
+    use_workers(args)
     config = env_config_from_args(args)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     if not methods:
@@ -464,7 +499,12 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--agent", help="agent preset name or YAML (default: ppo)")
     tr.add_argument("--episodes", type=_POSITIVE, help="pruned networks to evaluate (default: 300)")
     tr.add_argument("--seed", type=int, help="seed for the agent and environments (default: 0)")
-    tr.add_argument("--n-envs", type=_POSITIVE, help="environments stepped together (default: 1)")
+    tr.add_argument(
+        "--n-envs",
+        type=_POSITIVE,
+        help="environments stepped together (default: 1, or --workers for PPO)",
+    )
+    add_worker_arguments(tr)
     tr.add_argument(
         "--checkpoint-every",
         type=_NON_NEGATIVE,
@@ -495,6 +535,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="fine-tune the pruned model on train",
     )
     ap.add_argument("--seed", type=int, default=0)
+    add_worker_arguments(ap)
     ap.add_argument("--out", help="output folder (default: runs/{env}__apply__{seed}__{time})")
     ap.set_defaults(func=cmd_apply)
 
@@ -532,6 +573,7 @@ def build_parser() -> argparse.ArgumentParser:
     bm.add_argument(
         "--adapt-episodes", type=_NON_NEGATIVE, default=0, help="episodes for transfer-adapt"
     )
+    add_worker_arguments(bm)
     bm.add_argument("--out", help="output folder (default: results/benchmark-{env})")
     bm.add_argument("--overwrite", action="store_true", help="replace an existing benchmark")
     bm.add_argument("--resume", action="store_true", help="finish an interrupted benchmark")
@@ -573,6 +615,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             "report it if the input was valid"
         )
         return 1
+    finally:
+        service = sys.modules.get("rlprune.core.service")
+        if service is not None:
+            service.close_all()  # worker processes and Ray actors end with the command
 
 
 def _print_error(message: str) -> None:

@@ -251,6 +251,7 @@ def test_peak_memory_does_not_grow_with_the_dataset(tmp_path: Path) -> None:
         found = re.search(r"peak RSS ([\d.]+) MB", run.stdout)
         assert found is not None, run.stdout
         peaks[n] = float(found.group(1))
+    print(f"peak RSS by dataset size (MB): {peaks}")
     assert peaks[6000] - peaks[2000] < 94, peaks  # under half of what holding them would add
 
 

@@ -265,6 +265,13 @@ def sensitivity_curves(
         return cached  # type: ignore[return-value]
     full = task.analysis.channels
     base = task.base_accuracy(val_images)
+    probes = []
+    for i, options in enumerate(task.candidates):
+        for ratio in ratios:
+            channels = np.array(full, dtype=np.int64)
+            channels[i] = snap_count(options, ratio * full[i])
+            probes.append(channels)
+    task.prefetch(probes, val_images)  # all at once on the task's workers
     curves: list[list[tuple[int, float]]] = []
     for i, options in enumerate(task.candidates):
         curve = [(int(full[i]), base)]

@@ -9,7 +9,9 @@ BatchNorm, scores on the validation split and caches by channel configuration.
 from __future__ import annotations
 
 import copy
+import functools
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,8 +25,17 @@ from .budget import ChannelCounts, channel_candidates
 from .candidates import Candidate, SearchResult, best_of
 from .config import EnvConfig
 from .devices import resolve_device
-from .evaluate import Evaluator, split_accuracy, to_fast_layout
+from .evaluate import Evaluator, split_accuracy
 from .prune import PruneResult, keep_count, prune
+from .service import (
+    Backend,
+    InProcess,
+    Request,
+    Scored,
+    TaskRecipe,
+    default_backend,
+    make_backend,
+)
 from .splits import DataSplits, check_model_fits
 
 __all__ = ["PruningTask", "Timings"]
@@ -70,6 +81,12 @@ class PruningTask:
     """Per-search results computed from evaluations (e.g. sensitivity probes); cleared with
     the cache so that a new search pays for them again."""
     timings: Timings = field(default_factory=Timings)
+    source: TaskRecipe | None = None
+    """How a worker rebuilds this task (set by :func:`rlprune.load_task`); ``None``: from
+    the model, data and config themselves."""
+    backend: Backend | None = None
+    """Where evaluations run (:mod:`rlprune.core.service`); ``None``: in this process."""
+    _prefetched: set[tuple[tuple[int, ...], int]] = field(default_factory=set, repr=False)
 
     @classmethod
     def from_model(cls, model: nn.Module, data: DataSplits, config: EnvConfig) -> PruningTask:
@@ -189,38 +206,101 @@ class PruningTask:
             raise ValueError(f"val_images must be at least 1, got {val_images}")
         hit = self.cache.get((key, images))
         if hit is not None:
-            self.timings.cache_hits += 1
+            if (key, images) in self._prefetched:  # scored ahead for this request: not a hit
+                self._prefetched.discard((key, images))
+            else:
+                self.timings.cache_hits += 1
             self.ledger.append(hit)
             return hit
-        t0 = time.perf_counter()
-        result = self.prune(key)
-        to_fast_layout(result.model, self.example_inputs)
-        t1 = time.perf_counter()
-        self.evaluator.calibrate(result.model)
-        t2 = time.perf_counter()
-        acc = self.evaluator.score(result.model, images)
-        t3 = time.perf_counter()
-        self.timings.prune += t1 - t0
-        self.timings.calibrate += t2 - t1
-        self.timings.evaluate += t3 - t2
+        candidate = self._store(key, images, self.service.score([(key, images)])[0])
+        self.ledger.append(candidate)
+        return candidate
+
+    def prefetch(
+        self, configurations: Iterable[ChannelCounts], val_images: int | None = None
+    ) -> None:
+        """Score ``configurations`` ahead, in parallel on the :attr:`backend`'s workers, so
+        that the :meth:`evaluate` requests that follow find them cached. Charges nothing
+        and appends nothing to the ledger: the searches are charged when they ask. A no-op
+        in-process (the requests are then scored as they come, as before)."""
+        service = self.service
+        if isinstance(service, InProcess):
+            return
+        images = self.val_size if val_images is None else min(int(val_images), self.val_size)
+        requests: list[Request] = []
+        for channels in configurations:
+            key = tuple(int(n) for n in channels)
+            if len(key) != len(self.analysis.units):
+                raise ValueError(f"need {len(self.analysis.units)} channel counts, got {len(key)}")
+            if (key, images) not in self.cache and (key, images) not in requests:
+                requests.append((key, images))
+        if not requests:
+            return
+        for request, scored in zip(requests, service.score(requests), strict=True):
+            self._store(*request, scored)
+            self._prefetched.add(request)
+
+    def _store(self, key: tuple[int, ...], images: int, scored: Scored) -> Candidate:
+        self.timings.prune += scored.prune_s
+        self.timings.calibrate += scored.calibrate_s
+        self.timings.evaluate += scored.evaluate_s
         self.timings.evaluations += 1
         candidate = Candidate(
             channels=key,
             keep_ratios=tuple(
                 n / u.out_channels for n, u in zip(key, self.analysis.units, strict=True)
             ),
-            accuracy=acc,
-            macs=result.macs,
-            params=result.params,
-            macs_ratio=result.macs / self.analysis.macs,
-            params_ratio=result.params / self.analysis.params,
+            accuracy=scored.accuracy,
+            macs=scored.macs,
+            params=scored.params,
+            macs_ratio=scored.macs / self.analysis.macs,
+            params_ratio=scored.params / self.analysis.params,
             fidelity=images / self.val_size,
         )
         self.cache[(key, images)] = candidate
         while len(self.cache) > self.cache_limit:
-            del self.cache[next(iter(self.cache))]  # dicts keep insertion order: oldest first
-        self.ledger.append(candidate)
+            oldest = next(iter(self.cache))  # dicts keep insertion order: oldest first
+            del self.cache[oldest]
+            self._prefetched.discard(oldest)
         return candidate
+
+    # --- where evaluations run ------------------------------------------------------
+
+    @property
+    def service(self) -> Backend:
+        """The :attr:`backend`: the one set with :meth:`use_backend`, else the process's
+        default (:func:`rlprune.core.service.set_default_backend`; in-process unless set)."""
+        if self.backend is None:
+            self.backend = default_backend(self)
+        return self.backend
+
+    def use_backend(
+        self,
+        name: str = "local",
+        workers: int = 1,
+        *,
+        threads: int = 1,
+        ray_address: str | None = None,
+    ) -> Backend:
+        """Run evaluations on backend ``name`` (``local``, ``process`` or ``ray``) with
+        ``workers`` workers of ``threads`` torch threads each; closes the previous one."""
+        backend = make_backend(name, self, workers, threads=threads, ray_address=ray_address)
+        self.close_backend()
+        self.backend = backend
+        return backend
+
+    def close_backend(self) -> None:
+        """Stop the backend's workers; evaluations run in-process again."""
+        if self.backend is not None:
+            self.backend.close()
+        self.backend = None
+
+    def recipe(self) -> TaskRecipe:
+        """What a worker calls to build this task: :attr:`source`, or the model, data and
+        config themselves (sent once per worker)."""
+        if self.source is not None:
+            return self.source
+        return functools.partial(PruningTask.from_model, self.model, self.data, self.config)
 
     def reset_search(self) -> None:
         """Forget cached candidates, the ledger and memoised probes: the next search pays
@@ -228,6 +308,7 @@ class PruningTask:
         self.cache.clear()
         self.ledger.clear()
         self.memo.clear()
+        self._prefetched.clear()
 
     def search_result(self, method: str, since: int, target: float, started: float) -> SearchResult:
         """A search's result from the ledger: what it requested since index ``since``, its

@@ -31,6 +31,12 @@ from .rewards import Outcome, get_reward
 __all__ = ["PruningEnv"]
 
 
+class _RenderModeError(TypeError, ValueError):
+    """An unsupported ``render_mode``: a ``ValueError``, and a ``TypeError`` too because
+    SB3's ``make_vec_env`` asks every env for ``rgb_array`` and falls back to no render mode
+    only on ``TypeError``."""
+
+
 class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
     """Choose the keep-ratio of each prunable unit of a trained network (AMC-style).
 
@@ -166,7 +172,7 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
         render_mode: str | None = None,
     ) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(
+            raise _RenderModeError(
                 f"render_mode {render_mode!r} is not one of {self.metadata['render_modes']}"
             )
         self.render_mode = render_mode
@@ -333,10 +339,8 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
             n = min(max(n, lo), hi)
         return n
 
-    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        """Set the current unit's keep-ratio; the last step prunes and scores the network."""
-        if self._step < 0 or self._step >= len(self.units):
-            raise ResetNeeded("call reset() before step(); the episode has not started or ended")
+    def _choose(self, action: np.ndarray) -> int:
+        """The current unit's channel count for ``action`` (checked, mapped, clipped)."""
         try:
             values = np.asarray(action, dtype=np.float64).reshape(-1)
         except (TypeError, ValueError):
@@ -356,7 +360,13 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
             )
         else:
             keep = action_to_keep(a, self.config.min_keep, self.config.max_keep)
-        self._chosen[t] = self.keep_to_channels(t, keep)
+        return self.keep_to_channels(t, keep)
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        """Set the current unit's keep-ratio; the last step prunes and scores the network."""
+        if self._step < 0 or self._step >= len(self.units):
+            raise ResetNeeded("call reset() before step(); the episode has not started or ended")
+        self._chosen[self._step] = self._choose(action)
         self._step += 1
         if self._step < len(self.units):
             return self._observation(), 0.0, False, False, {}
@@ -364,6 +374,21 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
         outcome = Outcome(candidate.accuracy, candidate.macs, candidate.macs_ratio, self._target)
         info = {**candidate.to_dict(), "target": self._target}
         return self._observation(), float(self._reward_fn(outcome)), True, False, info
+
+    def pending_channels(self, action: np.ndarray) -> np.ndarray | None:
+        """The channel configuration ``step(action)`` would send for evaluation, or ``None``
+        when that step does not end the episode. Changes nothing: a vectorised env or a
+        batched search collects these to score them in parallel first
+        (:meth:`rlprune.core.task.PruningTask.prefetch`)."""
+        t = self._step
+        if t != len(self.units) - 1:
+            return None
+        saved = int(self._chosen[t])
+        self._chosen[t] = self._choose(action)
+        try:
+            return self._final_channels()
+        finally:
+            self._chosen[t] = saved
 
     def render(self) -> str | None:
         """The episode so far as text: one line per unit decided (keep-ratio, channels),
@@ -394,10 +419,11 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
             return None
         return text
 
-    def _finish(self) -> Candidate:
-        """Evaluate the chosen configuration; with budget clipping on, a network whose
-        MACs model is approximate is first measured and shrunk until it fits."""
-        channels = self._chosen
+    def _final_channels(self) -> np.ndarray:
+        """The configuration to evaluate: with residual actions, budget left unused is given
+        back; with budget clipping on, a network whose MACs model is approximate is measured
+        and shrunk until it fits."""
+        channels = np.array(self._chosen, dtype=np.int64)
         if self.config.action_mode == "residual" and self.config.budget_clipping:
             # corrections that cut channels would leave budget unused: give it back, first
             # to the units the policy moved up most (the prior itself is already full)
@@ -406,6 +432,10 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
             channels = top_up(self.task, channels, self._target, order)
         if self.config.budget_clipping:
             channels = self.task.fit_measured(channels, self._target)
-        candidate = self.task.evaluate(channels)
+        return channels
+
+    def _finish(self) -> Candidate:
+        """Evaluate the chosen configuration (:meth:`_final_channels`)."""
+        candidate = self.task.evaluate(self._final_channels())
         self.last_candidate = candidate
         return candidate

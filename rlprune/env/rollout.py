@@ -9,7 +9,7 @@ import numpy as np
 from ..core.candidates import Candidate
 from .pruning_env import PruningEnv
 
-__all__ = ["Predictor", "rollout"]
+__all__ = ["Predictor", "propose", "rollout"]
 
 
 class Predictor(Protocol):
@@ -36,3 +36,22 @@ def rollout(policy: Predictor, env: PruningEnv, seed: int = 0) -> Candidate:
     if env.last_candidate is None:  # an episode always ends with an evaluation
         raise RuntimeError("episode ended without a candidate")
     return env.last_candidate
+
+
+def propose(policy: Predictor, env: PruningEnv, seed: int = 0) -> np.ndarray:
+    """Play ``policy`` like :func:`rollout` but stop before the last step: the channel
+    configuration that episode would evaluate, unevaluated.
+
+    ``task.evaluate(propose(policy, env, seed))`` charges and returns what
+    ``rollout(policy, env, seed)`` would (the same actions, the same random draws), so a
+    search can propose several candidates, score them in parallel with
+    :meth:`~rlprune.core.task.PruningTask.prefetch` and then ask for each in turn.
+    """
+    obs, _ = env.reset(seed=seed)
+    while True:
+        action, _ = policy.predict(obs, deterministic=True)
+        action = np.asarray(action, dtype=np.float32).reshape(1)
+        channels = env.pending_channels(action)
+        if channels is not None:
+            return channels
+        obs, _, _, _, _ = env.step(action)

@@ -6,6 +6,7 @@ models (:mod:`rlprune.models`); the core never imports either.
 
 from __future__ import annotations
 
+import functools
 import os
 import warnings
 from pathlib import Path
@@ -124,6 +125,7 @@ def load_task(config: EnvConfig | str | os.PathLike[str]) -> PruningTask:
         check_model_fits(model, data.input_shape, data.num_classes)
         load_weights(model, config.weights)
     task = PruningTask.from_model(model, data, config)
+    task.source = functools.partial(load_task, config)  # how a worker rebuilds it
     if config.weights is not None:
         warn_if_near_chance(task)
     return task

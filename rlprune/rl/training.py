@@ -429,10 +429,41 @@ def _deterministic_episode(
             return float(reward), info
 
 
-def make_vec_env(task: PruningTask, env_config: EnvConfig, n_envs: int) -> DummyVecEnv:
+class PrefetchVecEnv(DummyVecEnv):
+    """SB3's ``DummyVecEnv`` whose environments end their episodes together in parallel.
+
+    Every environment walks the same units, so all of them take their last step at once.
+    Before stepping, the configurations those last steps will evaluate are collected
+    (:meth:`PruningEnv.pending_channels`) and scored together on the task's workers
+    (:meth:`PruningTask.prefetch`); each environment then finds its candidate cached. The
+    environments, the cache and the cost ledger stay in this process; only channel tuples
+    travel. In-process (one worker) it steps exactly like ``DummyVecEnv``.
+    """
+
+    def __init__(self, task: PruningTask, env_fns: list[Any]) -> None:
+        super().__init__(env_fns)
+        self.task = task
+
+    def step_wait(self) -> Any:
+        """Score the episodes ending now in parallel, then step as ``DummyVecEnv`` does."""
+        if self.task.service.workers > 1:
+            pending = [
+                env.unwrapped.pending_channels(action)  # type: ignore[attr-defined]
+                for env, action in zip(self.envs, self.actions, strict=True)
+            ]
+            ending = [p for p in pending if p is not None]
+            if len(ending) > 1:
+                self.task.prefetch(ending)
+        return super().step_wait()
+
+
+def make_vec_env(task: PruningTask, env_config: EnvConfig, n_envs: int) -> PrefetchVecEnv:
     """``n_envs`` environments over one task (one model copy, one shared candidate cache),
-    each in SB3's ``Monitor`` so the logs carry ``rollout/ep_rew_mean`` and ``ep_len_mean``."""
-    return DummyVecEnv([lambda: Monitor(PruningEnv(task=task, config=env_config))] * n_envs)
+    each in SB3's ``Monitor`` so the logs carry ``rollout/ep_rew_mean`` and ``ep_len_mean``;
+    with several workers their episodes are scored in parallel (:class:`PrefetchVecEnv`)."""
+    return PrefetchVecEnv(
+        task, [lambda: Monitor(PruningEnv(task=task, config=env_config))] * n_envs
+    )
 
 
 class _Terminated(KeyboardInterrupt):

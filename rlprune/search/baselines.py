@@ -48,7 +48,7 @@ from ..core.config import make_config
 from ..core.task import PruningTask
 from ..env.features import keep_to_action
 from ..env.pruning_env import PruningEnv
-from ..env.rollout import rollout
+from ..env.rollout import propose, rollout
 from ..errors import BudgetError, ConfigError
 
 __all__ = [
@@ -142,6 +142,11 @@ def _play_ratios(env: PruningEnv, keep_ratios: Sequence[float]) -> Candidate:
     return rollout(FixedRatioPolicy(keep_ratios, env, config.min_keep, config.max_keep), env)
 
 
+def _fixed(task: PruningTask, env: PruningEnv, channels: ChannelCounts) -> FixedRatioPolicy:
+    keep = [int(n) / u.out_channels for n, u in zip(channels, task.analysis.units, strict=True)]
+    return FixedRatioPolicy(keep, env, env.config.min_keep, env.config.max_keep)
+
+
 def play(task: PruningTask, channels: ChannelCounts, target: float) -> Candidate:
     """Evaluate a fixed configuration the way agents are evaluated: a
     :class:`FixedRatioPolicy` plays it through the env with ``predict()``.
@@ -200,11 +205,26 @@ def search_random(task: PruningTask, target: float, evals: int, seed: int) -> Se
     since = len(task.ledger)
     env = baseline_env(task, target)
     policy = RandomPolicy(seed)
-    for episode_seed in np.random.SeedSequence(seed).generate_state(evals):
-        if task.charged(since) + 1 > evals:
-            break
-        rollout(policy, env, seed=int(episode_seed))
+    seeds = [int(s) for s in np.random.SeedSequence(seed).generate_state(evals)]
+    while seeds and (n := _batch(task, since, evals)) > 0:
+        batch = [propose(policy, env, seed=s) for s in seeds[:n]]
+        del seeds[:n]
+        _score_batch(task, batch)
     return task.search_result("random", since, target, start)
+
+
+def _batch(task: PruningTask, since: int, evals: int) -> int:
+    """How many one-evaluation candidates to propose next: one per worker, as many as the
+    budget still allows."""
+    room = int(np.floor(evals - task.charged(since) + 1e-9))
+    return max(0, min(room, task.service.workers))
+
+
+def _score_batch(task: PruningTask, batch: Sequence[ChannelCounts]) -> list[Candidate]:
+    """Score ``batch`` in parallel (:meth:`PruningTask.prefetch`), then request each in
+    order: the ledger is what sequential requests would have made it."""
+    task.prefetch(batch)
+    return [task.evaluate(channels) for channels in batch]
 
 
 def search_eagleeye(
@@ -232,8 +252,11 @@ def search_eagleeye(
     rng = np.random.default_rng(seed)
     low, high = (1.0 - window) * target * task.analysis.macs, target * task.analysis.macs
     full = task.analysis.channels
+    env = baseline_env(task, target, fill_budget=False)
     draws = 0
-    while task.charged(since) + 1 <= evals:
+
+    def draw() -> np.ndarray:
+        nonlocal draws
         while True:
             draws += 1
             if draws > max_draws:
@@ -250,8 +273,13 @@ def search_eagleeye(
                 dtype=np.int64,
             )
             if low <= task.analysis.mac_model.macs(channels) <= high:
-                break
-        play(task, task.fit_measured(channels, target), target)
+                return channels
+
+    while (n := _batch(task, since, evals)) > 0:
+        batch = [draw() for _ in range(n)]
+        _score_batch(
+            task, [propose(_fixed(task, env, task.fit_measured(c, target)), env) for c in batch]
+        )
     return task.search_result("eagleeye", since, target, start)
 
 
@@ -266,7 +294,11 @@ def _optuna_search(
     evals: int,
     seed: int,
 ) -> SearchResult:
-    """Optimise per-unit keep-ratios with an Optuna sampler; each trial is one episode."""
+    """Optimise per-unit keep-ratios with an Optuna sampler; each trial is one episode.
+
+    With K workers (:attr:`PruningTask.service`) K trials are asked for at once and told
+    their scores together, so the samples depend on K (with one worker it is Optuna's
+    sequential ``optimize``)."""
     start = time.perf_counter()
     _check_request(name, task, target, evals)
     try:
@@ -281,12 +313,14 @@ def _optuna_search(
     low, high = task.config.min_keep, task.config.max_keep
     study = optuna.create_study(direction="maximize", sampler=sampler_factory(optuna, seed))
 
-    def objective(trial: Any) -> float:
-        keep = [trial.suggest_float(f"u{i}", low, high) for i in range(len(task.analysis.units))]
-        return _play_ratios(env, keep).accuracy
-
-    while task.charged(since) + 1 <= evals:
-        study.optimize(objective, n_trials=1)
+    units = len(task.analysis.units)
+    while (n := _batch(task, since, evals)) > 0:  # one trial per worker in flight
+        trials = [study.ask() for _ in range(n)]
+        keeps = [[t.suggest_float(f"u{i}", low, high) for i in range(units)] for t in trials]
+        policies = [FixedRatioPolicy(k, env, low, high) for k in keeps]
+        scored = _score_batch(task, [propose(p, env) for p in policies])
+        for trial, candidate in zip(trials, scored, strict=True):
+            study.tell(trial, candidate.accuracy)
     return task.search_result(name, since, target, start)
 
 
