@@ -11,7 +11,11 @@ hyperparameters stay):
 - ``no-prior``: feature set 2 with absolute keep-ratios (no prior; AMC's budget clipping
   with the lower bound, as ``ppo-v1``);
 - ``low-fidelity``: probes on 512 validation images instead of all of them;
-- ``v1``: ``ppo-v1`` (neither features nor prior).
+- ``v1``: ``ppo-v1`` (neither features nor prior);
+- ``anchor-best``: additions, not removals: corrections apply to the best configuration
+  found so far instead of the fixed prior (``anchor: best``), a learned local search
+  around the incumbent; ``-narrow`` / ``-wide`` with ``residual_scale`` 0.15 / 0.5
+  instead of 0.3.
 
 Every variant is charged like the benchmark (probes and the prior paid out of the same
 ``--evals`` budget). Results go to ``--out`` (one JSON per variant and seed, so an
@@ -42,6 +46,9 @@ VARIANTS: dict[str, dict[str, object]] = {
     "no-prior": {"action_mode": "absolute", "fill_budget": True},
     "low-fidelity": {"probe_images": 512},
     "v1": {},
+    "anchor-best": {"anchor": "best"},
+    "anchor-best-wide": {"anchor": "best", "residual_scale": 0.5},
+    "anchor-best-narrow": {"anchor": "best", "residual_scale": 0.15},
 }
 
 
@@ -116,6 +123,9 @@ EFFECTS = {
     "no-features": "feature set 2 (probes + importance statistics) over feature set 1",
     "no-prior": "residual corrections to the sensitivity prior over absolute keep-ratios",
     "low-fidelity": "probes on the whole validation split over 512 images",
+    "anchor-best": "the fixed prior as anchor over the best configuration so far",
+    "anchor-best-narrow": "the fixed prior (scale 0.3) over the incumbent with scale 0.15",
+    "anchor-best-wide": "the fixed prior (scale 0.3) over the incumbent with scale 0.5",
 }
 
 

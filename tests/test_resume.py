@@ -17,10 +17,12 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from rlprune.cli import main
 from rlprune.core.task import PruningTask
+from rlprune.env.pruning_env import PruningEnv
 from rlprune.rl.agents import load_agent_config
 from rlprune.rl.training import (
     RunRecorder,
@@ -103,6 +105,31 @@ def test_resume_reproduces_the_uninterrupted_run(
     assert _rows(cut.run_dir) == _rows(whole.run_dir)
     assert (cut.run_dir / "best.json").read_text() == (whole.run_dir / "best.json").read_text()
     _assert_best_matches_log(cut.run_dir)
+
+
+def test_resume_keeps_the_anchor_of_a_best_anchored_agent(
+    digits_task: PruningTask, tmp_path: Path
+) -> None:
+    """``anchor: best`` remembers the incumbent in the env: a checkpoint saves it, so the
+    resumed run's corrections start from the same configuration as the uninterrupted one."""
+    preset = tmp_path / "ppo-anchor.yaml"
+    text = (Path(__file__).parent.parent / "agents" / "ppo.yaml").read_text()
+    # a weak prior and wide corrections, so the incumbent moves before the checkpoint
+    text = text.replace("    prior: sensitivity", "    prior: uniform")
+    text = text.replace("    residual_scale: 0.3", "    residual_scale: 0.8\n    anchor: best")
+    preset.write_text(text)
+    whole = _train(digits_task, tmp_path / "whole", str(preset), 20, checkpoint_every=1)
+    cut = _train(digits_task, tmp_path / "cut", str(preset), 20, 13, checkpoint_every=1)
+    checkpoint = latest_checkpoint(cut.run_dir)
+    assert checkpoint is not None
+    saved = json.loads((checkpoint / "state.json").read_text())["envs"][0]["anchors"]
+    prior = PruningEnv(
+        task=digits_task,
+        config=load_agent_config(str(preset), "digits-cnn").env_config(digits_task.config),
+    ).prior_keep
+    assert len(saved) == 1 and not np.allclose(saved[0][2:], prior)  # the anchor moved
+    resume(cut.run_dir)
+    assert _rows(cut.run_dir) == _rows(whole.run_dir)
 
 
 def test_resume_forgets_the_best_of_dropped_episodes(

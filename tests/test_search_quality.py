@@ -114,6 +114,45 @@ def test_residual_corrections_move_away_from_the_prior_within_budget(task: Pruni
     assert len(seen) > 1 and any(c != tuple(int(n) for n in prior) for c in seen)
 
 
+def _play(env: PruningEnv, actions: np.ndarray) -> dict:
+    env.reset(options={"target": TARGET})
+    done = False
+    for a in actions:
+        _, _, done, _, info = env.step(np.full(1, a, dtype=np.float32))
+    assert done
+    return info
+
+
+def test_anchor_best_corrects_the_best_configuration_so_far(task: PruningTask) -> None:
+    config = _config(task, action_mode="residual", prior="uniform", anchor="best")
+    env = PruningEnv(task=task, config=config)
+    units = len(task.analysis.units)
+    prior = env.prior_keep.copy()
+    best = _play(env, np.zeros(units))  # action 0 plays the prior
+    rng = np.random.default_rng(0)
+    moved = 0
+    for _ in range(12):
+        info = _play(env, rng.uniform(-0.6, 0.6, units))  # corrections to the anchor
+        if info["accuracy"] > best["accuracy"]:
+            best, moved = info, moved + 1
+        env.reset(options={"target": TARGET})
+        assert np.allclose(env.prior_keep, np.asarray(best["channels"]) / task.analysis.channels)
+    assert moved >= 1  # the incumbent changed at least once: the anchor followed it
+    assert _play(env, np.zeros(units))["channels"] == best["channels"]  # 0 replays it
+    # a checkpoint's anchor state restores it in a fresh env
+    fresh = PruningEnv(task=task, config=config)
+    fresh.set_anchor_state(env.anchor_state())
+    fresh.reset(options={"target": TARGET})
+    assert np.allclose(fresh.prior_keep, env.prior_keep)
+    # the default anchor never moves
+    plain = PruningEnv(task=task, config=_config(task, action_mode="residual", prior="uniform"))
+    for _ in range(4):
+        _play(plain, rng.uniform(-0.6, 0.6, units))
+    assert plain.anchor_state() == [] and np.allclose(plain.prior_keep, prior)
+    with pytest.raises(ConfigError, match="unknown anchor 'worst'; choose one of: prior, best"):
+        _config(task, anchor="worst")
+
+
 def test_unknown_prior_and_features_are_refused(task: PruningTask) -> None:
     with pytest.raises(ConfigError, match="unknown prior 'oracle'; choose one of"):
         _config(task, prior="oracle")

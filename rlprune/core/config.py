@@ -18,6 +18,7 @@ from .prune import IMPORTANCE
 
 __all__ = [
     "ACTION_MODES",
+    "ANCHORS",
     "FEATURE_SETS",
     "FIELDS",
     "PRIORS",
@@ -29,6 +30,7 @@ __all__ = [
 PRIORS = ("uniform", "magnitude", "sensitivity")
 """Prior allocations (:mod:`rlprune.core.allocation`) the residual action mode starts from."""
 ACTION_MODES = ("absolute", "residual")
+ANCHORS = ("prior", "best")
 FEATURE_SETS = (1, 2)
 
 
@@ -143,6 +145,14 @@ class EnvConfig:
     residual_scale: float = field(
         default=0.5, metadata={"help": "largest keep-ratio correction in residual mode"}
     )
+    anchor: str = field(
+        default="prior",
+        metadata={
+            "help": "what residual corrections apply to: prior (the prior allocation, "
+            "always) or best (the best configuration the env has evaluated at this target, "
+            "the prior until one beats it)"
+        },
+    )
     probe_images: int | None = field(
         default=512,
         metadata={
@@ -217,6 +227,7 @@ _KINDS: dict[str, str] = {
     "action_mode": "str",
     "prior": "str",
     "residual_scale": "number",
+    "anchor": "str",
     "probe_images": "positive int?",
     "pretrain": "mapping",
 }
@@ -309,6 +320,7 @@ def make_config(values: Mapping[str, Any], base_dir: Path | None = None) -> EnvC
         "features": FEATURE_SETS,
         "action_mode": ACTION_MODES,
         "prior": PRIORS,
+        "anchor": ANCHORS,
     }
     for name, allowed in choices.items():
         if getattr(config, name) not in allowed:

@@ -19,7 +19,7 @@ from ..core.allocation import (
     top_up,
 )
 from ..core.budget import channel_bounds
-from ..core.candidates import Candidate
+from ..core.candidates import Candidate, within_budget
 from ..core.config import EnvConfig, make_config
 from ..core.task import PruningTask
 from ..errors import ResetNeeded
@@ -58,7 +58,10 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
     linearly to a keep-ratio in `[min_keep, max_keep]`; with `action_mode: residual`
     it is a correction to a prior allocation (`prior`: `uniform`, `magnitude` or
     `sensitivity`, computed once per target): keep = prior keep + `residual_scale` x
-    action, clipped to `[min_keep, max_keep]`, so action 0 plays the prior. The
+    action, clipped to `[min_keep, max_keep]`, so action 0 plays the prior. With
+    `anchor: best` the correction applies instead to the best configuration this env
+    has scored at the episode's target (the prior until one beats it), so the policy
+    searches around the incumbent. The
     keep-ratio is rounded to a whole channel count (a multiple of `round_to` if set). With `budget_clipping` (the default), the count is then
     clipped to AMC's bound: no more than lets the remaining units, at `min_keep`,
     still meet the MACs target; with `fill_budget`, no less than lets the
@@ -103,7 +106,7 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
     | 19    | params_share   | the unit's share of the original parameters                   | 0   | 1   |
     | 20    | log_coupling   | log2(1 + layers coupled in the unit) / 8                      | 0   | 1   |
     | 21    | budget_left    | MACs still to remove / prunable MACs in this and later units  | 0   | 1   |
-    | 22    | prior_keep     | the prior allocation's keep-ratio for this unit               | 0   | 1   |
+    | 22    | prior_keep     | the keep-ratio corrections apply to (prior or anchor) here    | 0   | 1   |
 
     ## Rewards
 
@@ -150,7 +153,8 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
     ## Version History
 
     * v0: initial version (feature set 1); feature set 2 and the residual action mode
-      are opt-in (`features: 2`, `action_mode: residual`), set 1 policies still run.
+      are opt-in (`features: 2`, `action_mode: residual`), set 1 policies still run;
+      `anchor: best` is opt-in (the default `prior` behaves as before).
     """
 
     # render_fps: Gymnasium's checker asks for one; text needs no frame rate
@@ -216,6 +220,9 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
         self._step = -1
         self._target = config.target_range[0]
         self._chosen = np.array(task.max_channels, dtype=np.int64)
+        self._anchors: dict[float, tuple[float, np.ndarray]] = {}
+        """With ``anchor: best``: per target, the best in-budget accuracy this env has
+        scored and its keep-ratios."""
         self._prior_keep = self._prior(self._target)
         self.last_candidate: Candidate | None = None
 
@@ -230,9 +237,26 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
         neither the residual action mode nor feature set 2 uses a prior)."""
         return self._prior_keep
 
+    def anchor_state(self) -> list[list[float]]:
+        """What ``anchor: best`` remembers, as ``[target, accuracy, *keep_ratios]`` rows
+        (a checkpoint saves it so a resumed run continues from the same anchors)."""
+        return [[t, acc, *keep.tolist()] for t, (acc, keep) in self._anchors.items()]
+
+    def set_anchor_state(self, rows: list[list[float]]) -> None:
+        """Restore :meth:`anchor_state` (before the next :meth:`reset`)."""
+        anchors = {}
+        for row in rows:
+            keep = np.asarray(row[2:], dtype=np.float64)
+            if len(keep) != len(self.units):
+                raise ValueError(f"anchor has {len(keep)} keep-ratios for {len(self.units)} units")
+            anchors[float(row[0])] = (float(row[1]), keep)
+        self._anchors = anchors
+
     def _prior(self, target: float) -> np.ndarray:
         if self.config.action_mode != "residual" and self.config.features < 2:
             return np.ones(len(self.units))
+        if self.config.anchor == "best" and target in self._anchors:
+            return np.array(self._anchors[target][1], dtype=np.float64)
         channels = prior_channels(self.task, target, self.config.prior, self.config.probe_images)
         keep: np.ndarray = np.asarray(channels, dtype=np.float64) / self._full
         return keep
@@ -313,7 +337,7 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
             target = float(self.np_random.uniform(low, high))
         else:
             target = low
-        if target != self._target:
+        if target != self._target or self.config.anchor == "best":
             self._prior_keep = self._prior(target)
         self._target = target
         self._step = 0
@@ -438,4 +462,9 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
         """Evaluate the chosen configuration (:meth:`_final_channels`)."""
         candidate = self.task.evaluate(self._final_channels())
         self.last_candidate = candidate
+        if self.config.anchor == "best" and within_budget(candidate, self._target):
+            held = self._anchors.get(self._target)
+            if held is None or candidate.accuracy > held[0]:
+                keep = np.asarray(candidate.channels, dtype=np.float64) / self._full
+                self._anchors[self._target] = (candidate.accuracy, keep)
         return candidate

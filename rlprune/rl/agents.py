@@ -69,6 +69,7 @@ ENV_KEYS = {
     "action_mode",
     "prior",
     "residual_scale",
+    "anchor",
     "probe_images",
     "min_keep",
     "max_keep",

@@ -119,6 +119,7 @@ def capture(
             {
                 "target": float(vec_env.reset_infos[i]["target"]),
                 "np_random": _generator_state(env.np_random),
+                "anchors": _anchor_state(env),
             }
             for i, env in enumerate(vec_env.envs)
         ],
@@ -171,6 +172,13 @@ def restore(snapshot: Snapshot, algorithm: BaseAlgorithm, vec_env: DummyVecEnv) 
         ) from None
 
 
+def _anchor_state(env: Any) -> list[list[float]]:
+    """A :class:`~rlprune.env.pruning_env.PruningEnv`'s ``anchor: best`` memory (none for
+    other environments)."""
+    state = getattr(env.unwrapped, "anchor_state", None)
+    return state() if callable(state) else []
+
+
 def _restore_exact(
     state: dict[str, Any], replay: bytes | None, algorithm: BaseAlgorithm, vec_env: DummyVecEnv
 ) -> None:
@@ -181,6 +189,8 @@ def _restore_exact(
         raise ValueError(f"{len(envs)} environments saved, {vec_env.num_envs} built")
     last_obs = np.asarray(state["last_obs"], dtype=np.dtype(state["last_obs_dtype"]))
     for i, (env, saved) in enumerate(zip(vec_env.envs, envs, strict=True)):
+        if hasattr(env.unwrapped, "set_anchor_state"):
+            env.unwrapped.set_anchor_state(saved.get("anchors", []))
         # the target the environment drew when it was reset, without drawing it again
         obs, info = env.reset(options={"target": float(saved["target"])})
         if not np.array_equal(obs, last_obs[i]):
