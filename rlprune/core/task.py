@@ -227,13 +227,14 @@ class PruningTask:
         if isinstance(service, InProcess):
             return
         images = self.val_size if val_images is None else min(int(val_images), self.val_size)
-        requests: list[Request] = []
+        wanted: dict[Request, None] = {}  # new configurations, in order, once each
         for channels in configurations:
             key = tuple(int(n) for n in channels)
             if len(key) != len(self.analysis.units):
                 raise ValueError(f"need {len(self.analysis.units)} channel counts, got {len(key)}")
-            if (key, images) not in self.cache and (key, images) not in requests:
-                requests.append((key, images))
+            if (key, images) not in self.cache:
+                wanted[(key, images)] = None
+        requests = list(wanted)
         if not requests:
             return
         for request, scored in zip(requests, service.score(requests), strict=True):

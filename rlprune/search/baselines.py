@@ -137,11 +137,6 @@ def baseline_env(task: PruningTask, target: float, *, fill_budget: bool = True) 
     return PruningEnv(task=task, config=config)
 
 
-def _play_ratios(env: PruningEnv, keep_ratios: Sequence[float]) -> Candidate:
-    config = env.config
-    return rollout(FixedRatioPolicy(keep_ratios, env, config.min_keep, config.max_keep), env)
-
-
 def _fixed(task: PruningTask, env: PruningEnv, channels: ChannelCounts) -> FixedRatioPolicy:
     keep = [int(n) / u.out_channels for n, u in zip(channels, task.analysis.units, strict=True)]
     return FixedRatioPolicy(keep, env, env.config.min_keep, env.config.max_keep)
@@ -153,8 +148,8 @@ def play(task: PruningTask, channels: ChannelCounts, target: float) -> Candidate
 
     ``fill_budget`` is off so the env keeps the configuration as given (it already
     meets the target, so the upper bound never binds)."""
-    keep = [int(n) / u.out_channels for n, u in zip(channels, task.analysis.units, strict=True)]
-    return _play_ratios(baseline_env(task, target, fill_budget=False), keep)
+    env = baseline_env(task, target, fill_budget=False)
+    return rollout(_fixed(task, env, channels), env)
 
 
 # --- the search-method registry ------------------------------------------------------
