@@ -164,9 +164,13 @@ def cmd_info(args: argparse.Namespace) -> int:
             f"{u.macs / analysis.macs:.1%}",
         )
     console.print(table)
+    for name, why in analysis.frozen:
+        console.print(f"frozen: {name}: keeps all its channels ({why})", markup=False)
     console.print(
         f"MACs: {format_count(analysis.macs)}   params: {format_count(analysis.params)}   "
-        f"units: {len(analysis.units)}   smallest reachable target: {task.min_macs_ratio:.3f} "
+        f"units: {len(analysis.units)}"
+        + (f" (+{len(analysis.frozen)} frozen)" if analysis.frozen else "")
+        + f"   smallest reachable target: {task.min_macs_ratio:.3f} "
         f"(min_keep={config.min_keep})   MACs model: "
         f"{'exact' if analysis.mac_model.exact else 'approximate (measured and repaired)'}"
     )

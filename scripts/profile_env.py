@@ -1,6 +1,7 @@
 """Where does an episode's time go? Prints the per-episode split for a preset.
 
     python scripts/profile_env.py --env digits-cnn --episodes 30
+    python scripts/profile_env.py --arch resnet50 --size 224 --runs 5   # a torchvision CNN
     python scripts/profile_env.py --env digits-cnn --memory --episodes 2000
     python scripts/profile_env.py --env my-images.yaml --memory --episodes 3   # peak RSS
 
@@ -8,6 +9,11 @@ With ``--memory`` it instead runs random-action episodes through one task (the
 candidate cache kept, so the cache and every distinct pruned shape count) and prints
 the resident memory after 100 episodes and at the end, and the peak (with a dataset
 factory's splits streamed from disk, the peak does not grow with the dataset's size).
+
+With ``--arch`` the network is a torchvision classification CNN (random weights, a few
+random images as data: the split between surgery and forward passes is what is
+measured, not accuracy); see ``scripts/check_architectures.py`` for how torchvision's
+model definitions are imported. ``--runs`` repeats the analysis and reports its median.
 
 Analysis runs once per task; every episode then steps through the units (env),
 prunes a copy (torch-pruning), recalibrates BatchNorm and scores on the
@@ -24,9 +30,13 @@ import statistics
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import torch
 
+from rlprune.core.config import EnvConfig
+from rlprune.core.splits import DataSplits, from_tensors
 from rlprune.core.task import PruningTask
 from rlprune.env.pruning_env import PruningEnv
 from rlprune.presets.loader import load_env_config
@@ -42,19 +52,29 @@ def main() -> None:
         "--memory", action="store_true", help="print resident memory after 100 and all episodes"
     )
     parser.add_argument("--dataset", help="dataset override (name, folder or factory spec)")
+    parser.add_argument("--arch", help="a torchvision CNN (e.g. resnet50) instead of --env")
+    parser.add_argument("--size", type=int, default=224, help="input size with --arch")
+    parser.add_argument("--runs", type=int, default=1, help="analyses to time (median)")
     args = parser.parse_args()
     warnings.simplefilter("ignore", UserWarning)
     if args.memory:
         memory(args)
         return
 
-    config = load_env_config(args.env, {"dataset": args.dataset})
     t0 = time.perf_counter()
-    task = load_task(config)
+    if args.arch:
+        model, data, config = torchvision_task(args.arch, args.size)
+    else:
+        config = load_env_config(args.env, {"dataset": args.dataset})
+        loaded = load_task(config)
+        model, data = loaded.model, loaded.data
     setup = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    task = PruningTask.from_model(task.model, task.data, config)  # analysis alone, data in memory
-    analysis_s = time.perf_counter() - t0
+    analyses = []
+    for _ in range(max(args.runs, 1)):
+        t0 = time.perf_counter()
+        task = PruningTask.from_model(model, data, config)  # analysis alone, data in memory
+        analyses.append(time.perf_counter() - t0)
+    analysis_s = statistics.median(analyses)
     env = PruningEnv(task=task)
     rng = np.random.default_rng(args.seed)
 
@@ -80,6 +100,7 @@ def main() -> None:
         )
     ]
     median = {k: statistics.median(v) for k, v in rows.items()}
+    nonforward = [p + o for p, o in zip(rows["prune"], rows["other"], strict=True)]
     overhead = [
         (p + o) / t for p, o, t in zip(rows["prune"], rows["other"], rows["total"], strict=True)
     ]
@@ -90,14 +111,33 @@ def main() -> None:
         f"{config.calibration_batches}x{config.batch_size} calibration images"
     )
     print(f"setup (data + model load + analysis): {setup * 1000:.0f} ms once")
-    print(f"analysis alone:                       {analysis_s * 1000:.0f} ms once")
+    print(
+        f"analysis alone:                       {analysis_s * 1000:.0f} ms once "
+        f"(median of {len(analyses)}: {', '.join(f'{a:.2f}' for a in analyses)} s)"
+    )
     print(f"per episode, median of {args.episodes}:")
     for key in ("prune", "calibrate", "evaluate", "other", "total"):
         share = median[key] / median["total"]
         print(f"  {key:<10} {median[key] * 1000:8.1f} ms  {share:6.1%}")
     print(
-        f"env + pruning overhead (prune + other): median {statistics.median(overhead):.1%} of an episode"
+        f"env + pruning overhead (prune + other): median {statistics.median(overhead):.1%} "
+        f"of an episode, {statistics.median(nonforward) * 1000:.1f} ms"
     )
+
+
+def torchvision_task(arch: str, size: int) -> tuple[Any, DataSplits, EnvConfig]:
+    """A torchvision CNN with random weights and 8 random images per split."""
+    from check_architectures import build, torchvision_models
+
+    model = build(torchvision_models(), arch)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(24, 3, size, size, generator=g)
+    y = torch.randint(0, 10, (24,), generator=g)
+    data = from_tensors(x[:8], y[:8], x[8:16], y[8:16], x[16:], y[16:])
+    config = EnvConfig(
+        name=f"{arch}-{size}", target=0.5, calibration_batches=1, batch_size=8, val_size=8
+    )
+    return model, data, config
 
 
 def rss_mb() -> float:

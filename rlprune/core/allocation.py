@@ -20,7 +20,7 @@ import torch_pruning as tp
 from ..errors import ConfigError
 from .budget import ChannelCounts
 from .config import PRIORS
-from .prune import build_graph, iter_groups, keep_count
+from .prune import build_graph, iter_groups
 from .task import PruningTask
 
 __all__ = [
@@ -57,7 +57,7 @@ def uniform_keep_ratio(task: PruningTask, target: float, iterations: int = 40) -
     full = task.analysis.channels
 
     def macs(ratio: float) -> float:
-        counts = np.array([keep_count(ratio, int(c), task.config.round_to) for c in full])
+        counts = np.array([task.unit_count(ratio, i) for i in range(len(full))])
         return task.analysis.mac_model.macs(counts)
 
     low, high = task.config.min_keep, task.config.max_keep
@@ -77,8 +77,8 @@ def uniform_channels(task: PruningTask, target: float) -> np.ndarray:
     task.check_target(target)
     ratio = uniform_keep_ratio(task, target)
     channels = []
-    for c, options in zip(task.analysis.channels, task.candidates, strict=True):
-        n = keep_count(ratio, int(c), task.config.round_to)
+    for i, options in enumerate(task.candidates):
+        n = task.unit_count(ratio, i)
         # the largest allowed count not above n, so the bisection's budget still holds
         below = options[options <= n]
         channels.append(int(below[-1]) if below.size else int(options[0]))

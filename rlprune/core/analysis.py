@@ -2,20 +2,31 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
+import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-import torch_pruning as tp
 from torch import nn
 
 from ..errors import ModelError
 from .budget import MacModel
-from .prune import PRUNABLE_TYPES, build_graph, iter_groups, prune
+from .prune import (
+    PRUNABLE_TYPES,
+    GroupInfo,
+    Importance,
+    Surgeon,
+    first_line,
+    is_depthwise,
+    keep_count,
+    leaf_macs,
+    unit_step,
+)
 
 __all__ = ["ModelAnalysis", "PrunableUnit", "analyse"]
 
@@ -40,6 +51,11 @@ class PrunableUnit:
     macs: int
     """MACs of the layers this unit scales (layers shared with another unit count half)."""
     params: int
+    groups: int = 1
+    """Channel groups (a grouped conv): kept channels are a multiple of this."""
+    key: str = ""
+    """The unit's name in its :class:`~rlprune.core.prune.Surgeon` (its first layer in
+    module order); empty: same as :attr:`name`."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +67,10 @@ class ModelAnalysis:
     params: int
     mac_model: MacModel
     input_shape: tuple[int, ...]
+    frozen: tuple[tuple[str, str], ...] = ()
+    """Layers torch-pruning cannot prune, with the reason: they keep every channel."""
+    surgeon: Surgeon | None = field(default=None, compare=False, repr=False)
+    """The traced model, to prune copies without tracing again."""
 
     @property
     def channels(self) -> np.ndarray:
@@ -66,15 +86,9 @@ class ModelAnalysis:
 
 
 def _leaf_counts(model: nn.Module, example_inputs: torch.Tensor) -> tuple[dict[str, float], float]:
-    """Per-leaf-module MACs (torch-pruning's counter) and the total."""
-    was_training = model.training
-    total, _, layer_macs, _ = tp.utils.count_ops_and_params(model, example_inputs, layer_wise=True)
-    model.train(was_training)
-    leaves: dict[str, float] = {}
-    for name, module in model.named_modules():
-        if next(module.children(), None) is None and layer_macs.get(module) is not None:
-            leaves[name] = float(layer_macs[module])
-    return leaves, float(total)
+    """Per-leaf-module MACs (torch-pruning's counter rules) and the total."""
+    leaves = leaf_macs(model, example_inputs)
+    return leaves, float(sum(leaves.values()))
 
 
 def _io_channels(model: nn.Module) -> dict[str, tuple[int, int]]:
@@ -111,74 +125,56 @@ def _forward_order(
     return order, in_shapes
 
 
-def _is_depthwise(m: nn.Module) -> bool:
-    return isinstance(m, nn.Conv2d) and m.groups > 1 and m.groups == m.in_channels == m.out_channels
-
-
 def _unit_kind(model: nn.Module, modules: Sequence[str]) -> str:
     layers = dict(model.named_modules())
-    if any(_is_depthwise(layers[n]) for n in modules):
+    if any(is_depthwise(layers[n]) for n in modules):
         return "depthwise"
     if len(modules) > 1:
         return "residual"
     return "linear" if isinstance(layers[modules[0]], nn.Linear) else "conv"
 
 
-def analyse(
-    model: nn.Module,
-    example_inputs: torch.Tensor,
-    *,
-    ignored_layers: Sequence[str] = (),
-) -> ModelAnalysis:
-    """Find the prunable units of ``model`` and fit its MACs model.
+def _prober(
+    model: nn.Module, example_inputs: torch.Tensor, expected: dict[str, float]
+) -> tuple[nn.Module, torch.Tensor]:
+    """What to run probes on: a weightless (``meta``) copy of ``model`` when its forward
+    pass is faster than the real one's (large inputs) and counts the same, else the model."""
+    t0 = time.perf_counter()
+    _leaf_counts(model, example_inputs)
+    real_s = time.perf_counter() - t0
+    try:
+        meta = copy.deepcopy(model).to("meta")
+        inputs = example_inputs.to("meta")
+        t0 = time.perf_counter()
+        leaves, _ = _leaf_counts(meta, inputs)
+        if leaves == expected and time.perf_counter() - t0 < real_s:
+            return meta, inputs
+    except Exception:  # an op without a meta kernel: probe with real weights
+        pass
+    return model, example_inputs
 
-    Runs one probe prune per unit (half its channels) and one joint probe to check
-    the fitted MACs model against torch-pruning's counter.
 
-    Raises:
-        ModelError: the model has no prunable unit.
-    """
-    model = model.eval()
-    known = {name for name, _ in model.named_modules()}
-    unknown = [n for n in ignored_layers if n not in known]
-    if unknown:
-        raise ModelError(
-            f"ignored layer {unknown[0]!r} is not a module of the model; "
-            "use qualified names from model.named_modules()"
-        )
-    order, in_shapes = _forward_order(model, example_inputs)
-    graph = build_graph(model, example_inputs)
-    infos = [info for _, info in iter_groups(graph, model, ignored_layers) if info.channels > 1]
-    if not infos:
-        raise ModelError(
-            "the model has no prunable unit (no conv/linear layer with more than one "
-            "output channel outside the classifier and the ignored layers)"
-        )
-    infos.sort(key=lambda info: min(order.get(n, math.inf) for n in info.out_modules))
-    infos = [
-        type(info)(
-            tuple(sorted(info.out_modules, key=lambda n: order.get(n, math.inf))),
-            info.in_modules,
-            info.channels,
-        )
-        for info in infos
-    ]
-    names = [info.out_modules[0] for info in infos]
+def _probe(
+    surgeon: Surgeon, base: nn.Module, inputs: torch.Tensor, name: str, n: int
+) -> tuple[dict[str, float], dict[str, tuple[int, int]]]:
+    """Per-leaf MACs and layer widths with unit ``name`` alone cut to ``n`` channels."""
+    with surgeon.trial(base, {name: n}) as pruned:
+        leaves, _ = _leaf_counts(pruned, inputs)
+        return leaves, _io_channels(pruned)
+
+
+def _fit(
+    infos: Sequence[GroupInfo],
+    probes: Sequence[dict[str, float]],
+    probe_io: Sequence[dict[str, tuple[int, int]]],
+    probe_n: np.ndarray,
+    base_leaf: dict[str, float],
+    base_io: dict[str, tuple[int, int]],
+    total: float,
+    layers: dict[str, nn.Module],
+) -> tuple[MacModel, np.ndarray]:
+    """The MACs model from one probe per unit, and each unit's share of the MACs."""
     full = np.array([info.channels for info in infos], dtype=np.float64)
-    probe_n = np.maximum(1, full // 2)
-
-    base_leaf, total = _leaf_counts(model, example_inputs)
-    base_io = _io_channels(model)
-    _, base_params = tp.utils.count_ops_and_params(model, example_inputs)
-    probes: list[dict[str, float]] = []
-    probe_io: list[dict[str, tuple[int, int]]] = []
-    for name, n, n_full in zip(names, probe_n, full, strict=True):
-        result = prune(model, {name: n / n_full}, example_inputs, ignored_layers=ignored_layers)
-        probe_leaf, _ = _leaf_counts(result.model, example_inputs)
-        probes.append(probe_leaf)
-        probe_io.append(_io_channels(result.model))
-
-    layers = dict(model.named_modules())
     const = total - sum(base_leaf.values())
     lin_unit: list[int] = []
     lin_coef: list[float] = []
@@ -198,7 +194,7 @@ def analyse(
             both_scaled = (
                 io0 is not None and io1 is not None and io1[0] != io0[0] and io1[1] != io0[1]
             )
-            if both_scaled and not _is_depthwise(layers[leaf]):
+            if both_scaled and not is_depthwise(layers[leaf]):
                 # f = d n^2 + c n: a conv whose input and output are the same unit
                 d, c = np.linalg.solve(
                     np.array([[big * big, big], [small * small, small]]), np.array([f0, f1])
@@ -211,6 +207,19 @@ def analyse(
                 const += f0 - b * big
                 lin_unit.append(u)
                 lin_coef.append(float(b))
+        elif (
+            terms := _product_terms(
+                leaf, deps, probes, probe_io, probe_n, full, f0, base_io, layers
+            )
+        ) is not None:
+            # a conv/linear whose input and/or output widths follow units (several
+            # units concatenated in, one unit out): A in out + B out, exactly
+            c0, lin, pairs = terms
+            const += c0
+            for u, coef in lin:
+                lin_unit.append(u)
+                lin_coef.append(coef)
+            bil += pairs
         elif len(deps) == 2:
             # f = b n_u + c n_v + d n_u n_v (no constant: a layer with no channels costs nothing)
             u, v = deps
@@ -226,14 +235,15 @@ def analyse(
             lin_coef += [float(b), float(c)]
             bil.append((u, v, float(d)))
         else:
-            exact = False
+            # otherwise linear in each unit: exact for per-channel layers (BatchNorm,
+            # activations, pooling after a concat), approximate for the rest
             const += f0
             for u in deps:
                 slope = (f0 - probes[u][leaf]) / (full[u] - probe_n[u])
                 const -= slope * full[u]
                 lin_unit.append(u)
                 lin_coef.append(float(slope))
-
+            exact = exact and leaf not in base_io
     mac_model = MacModel(
         const=float(const),
         lin_unit=np.array(lin_unit, dtype=np.int64),
@@ -243,13 +253,164 @@ def analyse(
         bil_coef=np.array([b[2] for b in bil]),
         exact=exact,
     )
-    # joint probe: every unit at its probe width at once
-    joint = prune(
-        model,
-        {n: k / f for n, k, f in zip(names, probe_n, full, strict=True)},
-        example_inputs,
-        ignored_layers=ignored_layers,
-    )
+    return mac_model, shares
+
+
+def _product_terms(
+    leaf: str,
+    deps: Sequence[int],
+    probes: Sequence[dict[str, float]],
+    probe_io: Sequence[dict[str, tuple[int, int]]],
+    probe_n: np.ndarray,
+    full: np.ndarray,
+    f0: float,
+    base_io: dict[str, tuple[int, int]],
+    layers: dict[str, nn.Module],
+) -> tuple[float, list[tuple[int, float]], list[tuple[int, int, float]]] | None:
+    """``f = A in out + B out`` for a conv/linear whose input and output widths are
+    affine in the units' widths (a concat of several units in, one unit out): the
+    constant, linear and bilinear terms, or ``None`` where that form does not fit
+    every probe (then the caller falls back to a linear, approximate fit)."""
+    io0 = base_io.get(leaf)
+    if io0 is None or is_depthwise(layers[leaf]):
+        return None
+    in0, out0 = float(io0[0]), float(io0[1])
+    a: dict[int, float] = {}
+    b: dict[int, float] = {}
+    for u in deps:
+        io1 = probe_io[u].get(leaf)
+        if io1 is None:
+            return None
+        step = full[u] - probe_n[u]
+        if io1[0] != io0[0]:
+            a[u] = (in0 - io1[0]) / step
+        if io1[1] != io0[1]:
+            b[u] = (out0 - io1[1]) / step
+    in_only = [u for u in a if u not in b]
+    if not in_only or out0 == 0 or in0 == 0:
+        return None
+    u = in_only[0]
+    big_a = (f0 - probes[u][leaf]) / (a[u] * (full[u] - probe_n[u]) * out0)
+    big_b = (f0 - big_a * in0 * out0) / out0
+
+    def width(n: np.ndarray, coefs: dict[int, float], w0: float) -> float:
+        return float(w0 - sum(c * (full[v] - n[v]) for v, c in coefs.items()))
+
+    for v in deps:  # the form must reproduce every probe
+        n = full.copy()
+        n[v] = probe_n[v]
+        w_in, w_out = width(n, a, in0), width(n, b, out0)
+        predicted = big_a * w_in * w_out + big_b * w_out
+        if abs(predicted - probes[v][leaf]) > 1e-6 * max(abs(f0), 1.0) + 0.5:
+            return None
+    alpha = in0 - sum(c * full[v] for v, c in a.items())
+    beta = out0 - sum(c * full[v] for v, c in b.items())
+    const = big_a * alpha * beta + big_b * beta
+    lin = [(v, float(big_a * c * beta)) for v, c in a.items()]
+    lin += [(v, float((big_a * alpha + big_b) * c)) for v, c in b.items()]
+    pairs = [(v, w, float(big_a * ca * cb)) for v, ca in a.items() for w, cb in b.items()]
+    return float(const), lin, pairs
+
+
+def analyse(
+    model: nn.Module,
+    example_inputs: torch.Tensor,
+    *,
+    ignored_layers: Sequence[str] = (),
+    importance: str | Importance = "l1",
+) -> ModelAnalysis:
+    """Find the prunable units of ``model`` and fit its MACs model.
+
+    Traces the model once (a :class:`~rlprune.core.prune.Surgeon`, kept on the
+    analysis to prune copies later without re-tracing), probes every unit at half
+    its channels on a weightless ``meta`` copy (shapes only, so a probe costs no
+    arithmetic), and checks the fitted MACs model once against torch-pruning's
+    counter on a real joint prune. A unit torch-pruning cannot prune is *frozen*:
+    it keeps all its channels, is listed in :attr:`ModelAnalysis.frozen` with the
+    reason, and one warning names them all.
+
+    Raises:
+        ModelError: the model has no prunable unit.
+    """
+    model = model.eval()
+    known = {name for name, _ in model.named_modules()}
+    unknown = [n for n in ignored_layers if n not in known]
+    if unknown:
+        raise ModelError(
+            f"ignored layer {unknown[0]!r} is not a module of the model; "
+            "use qualified names from model.named_modules()"
+        )
+    order, in_shapes = _forward_order(model, example_inputs)
+    surgeon = Surgeon(model, example_inputs, importance=importance, ignored_layers=ignored_layers)
+    frozen = dict(surgeon.failed)
+    infos: list[GroupInfo] = []
+    for key, plan in surgeon.plans.items():
+        info = plan.info
+        if info.channels <= 1:
+            continue
+        if info.channels // info.groups <= 1:
+            frozen[key] = f"grouped into {info.groups} groups of one channel each"
+            continue
+        infos.append(
+            GroupInfo(
+                tuple(sorted(info.out_modules, key=lambda n: order.get(n, math.inf))),
+                info.in_modules,
+                info.channels,
+                info.groups,
+            )
+        )
+    infos.sort(key=lambda info: order.get(info.out_modules[0], math.inf))
+    # the surgeon's plans are keyed by a unit's first layer in module order
+    key_of = {
+        info.out_modules[0]: next(k for k in surgeon.plans if k in info.out_modules)
+        for info in infos
+    }
+
+    base_leaf, total = _leaf_counts(model, example_inputs)
+    base_io = _io_channels(model)
+    base_params = sum(p.numel() for p in model.parameters())
+    prober, probe_inputs = _prober(model, example_inputs, base_leaf)
+    kept_infos: list[GroupInfo] = []
+    probes: list[dict[str, float]] = []
+    probe_io: list[dict[str, tuple[int, int]]] = []
+    for info in infos:
+        n = keep_count(0.5, info.channels, unit_step(info.groups, None))
+        try:
+            leaves, io = _probe(surgeon, prober, probe_inputs, key_of[info.out_modules[0]], n)
+        except Exception as exc:  # torch-pruning's surgery breaks the network here
+            frozen[info.out_modules[0]] = first_line(exc)
+            continue
+        kept_infos.append(info)
+        probes.append(leaves)
+        probe_io.append(io)
+
+    layers = dict(model.named_modules())
+    while True:
+        if not kept_infos:
+            detail = f" ({len(frozen)} frozen: see the warning)" if frozen else ""
+            raise ModelError(
+                "the model has no prunable unit (no conv/linear layer with more than one "
+                f"output channel outside the classifier and the ignored layers){detail}"
+            )
+        probe_n = np.array(
+            [keep_count(0.5, i.channels, unit_step(i.groups, None)) for i in kept_infos],
+            dtype=np.float64,
+        )
+        mac_model, shares = _fit(
+            kept_infos, probes, probe_io, probe_n, base_leaf, base_io, total, layers
+        )
+        # one real joint prune: every unit at its probe width at once
+        keys = [key_of[i.out_modules[0]] for i in kept_infos]
+        try:
+            joint = surgeon.prune(dict(zip(keys, probe_n.astype(int).tolist(), strict=True)))
+            break
+        except Exception:
+            broken = [i for i, k in enumerate(keys) if _breaks(surgeon, k, int(probe_n[i]))]
+            if not broken:
+                raise
+            for i in reversed(broken):
+                frozen[kept_infos[i].out_modules[0]] = _breaks(surgeon, keys[i], int(probe_n[i]))
+                del kept_infos[i], probes[i], probe_io[i]
     predicted = mac_model.macs(probe_n)
     if abs(predicted - joint.macs) > 1e-6 * max(total, 1.0) + 0.5:
         warnings.warn(
@@ -258,9 +419,15 @@ def analyse(
             stacklevel=2,
         )
         mac_model = dataclasses.replace(mac_model, exact=False)
+    if frozen:
+        listed = "; ".join(f"{name} ({why})" for name, why in sorted(frozen.items()))
+        warnings.warn(
+            f"{len(frozen)} layer(s) cannot be pruned and keep all their channels: {listed}",
+            stacklevel=2,
+        )
 
     units = []
-    for i, info in enumerate(infos):
+    for i, info in enumerate(kept_infos):
         root = layers[info.out_modules[0]]
         in_ch, _ = base_io[info.out_modules[0]]
         shape = in_shapes.get(info.out_modules[0], ())
@@ -283,6 +450,8 @@ def analyse(
                 input_hw=hw,
                 macs=int(round(shares[i])),
                 params=int(unit_params),
+                groups=int(info.groups),
+                key=key_of[info.out_modules[0]],
             )
         )
     return ModelAnalysis(
@@ -291,4 +460,17 @@ def analyse(
         params=int(base_params),
         mac_model=mac_model,
         input_shape=tuple(example_inputs.shape[1:]),
+        frozen=tuple(sorted(frozen.items())),
+        surgeon=surgeon,
     )
+
+
+def _breaks(surgeon: Surgeon, key: str, n: int) -> str:
+    """Why pruning unit ``key`` alone to ``n`` channels breaks the real network ("" if not)."""
+    try:
+        result = surgeon.prune({key: n}, count=False)
+        with torch.no_grad():
+            result.model(surgeon.example_inputs)
+    except Exception as exc:
+        return first_line(exc)
+    return ""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -127,7 +128,14 @@ def deliver(
     """Prune ``candidate`` for real, recalibrate BatchNorm, score on val and test, and
     fine-tune on the training split for ``finetune_epochs`` (at most ``finetune_images``
     images), the same way for every method."""
-    pruned = task.prune(candidate.channels).model
+    result = task.prune(candidate.channels, count=True)  # the real count, once
+    if result.macs != candidate.macs:
+        warnings.warn(
+            f"the delivered model measures {result.macs} MACs, the search predicted "
+            f"{candidate.macs}: the MACs model is off for this network; please report it",
+            stacklevel=2,
+        )
+    pruned = result.model
     val_acc = task.evaluator(pruned)  # moves it to the task's device
     test_acc = task.split_accuracy(pruned, "test")
     if finetune_epochs <= 0:

@@ -26,7 +26,7 @@ from .candidates import Candidate, SearchResult, best_of
 from .config import EnvConfig
 from .devices import resolve_device
 from .evaluate import Evaluator, split_accuracy
-from .prune import PruneResult, keep_count, prune
+from .prune import PruneResult, keep_count, prune, unit_step
 from .service import (
     Backend,
     InProcess,
@@ -94,18 +94,26 @@ class PruningTask:
         check_model_fits(model, data.input_shape, data.num_classes)
         model = model.eval()
         example_inputs = torch.zeros((1, *data.input_shape))
-        analysis = analyse(model, example_inputs, ignored_layers=config.ignored_layers)
+        analysis = analyse(
+            model,
+            example_inputs,
+            ignored_layers=config.ignored_layers,
+            importance=config.importance,
+        )
         evaluator = make_evaluator(data, config)
+        steps = [unit_step(u.groups, config.round_to) for u in analysis.units]
         full = analysis.channels
         mins = np.array(
-            [keep_count(config.min_keep, int(c), config.round_to) for c in full], dtype=np.int64
+            [keep_count(config.min_keep, int(c), s) for c, s in zip(full, steps, strict=True)],
+            dtype=np.int64,
         )
         maxs = np.array(
-            [keep_count(config.max_keep, int(c), config.round_to) for c in full], dtype=np.int64
+            [keep_count(config.max_keep, int(c), s) for c, s in zip(full, steps, strict=True)],
+            dtype=np.int64,
         )
         candidates = tuple(
-            channel_candidates(int(c), int(lo), int(hi), config.round_to)
-            for c, lo, hi in zip(full, mins, maxs, strict=True)
+            channel_candidates(int(c), int(lo), int(hi), s)
+            for c, lo, hi, s in zip(full, mins, maxs, steps, strict=True)
         )
         mins = np.array([c[0] for c in candidates], dtype=np.int64)
         maxs = np.array([c[-1] for c in candidates], dtype=np.int64)
@@ -165,6 +173,12 @@ class PruningTask:
             fitted[i] = options[max(int(np.searchsorted(options, fitted[i])) - 1, 0)]
         return fitted
 
+    def unit_count(self, ratio: float, index: int) -> int:
+        """Channels unit ``index`` keeps for ``ratio``: rounded to its step (its channel
+        groups and ``round_to``), at least one step."""
+        unit = self.analysis.units[index]
+        return keep_count(ratio, unit.out_channels, unit_step(unit.groups, self.config.round_to))
+
     def keep_ratios(self, channels: ChannelCounts) -> dict[str, float]:
         """``{unit name: kept fraction}`` for a channel configuration."""
         return {
@@ -174,15 +188,37 @@ class PruningTask:
 
     # --- candidates ---------------------------------------------------------------
 
-    def prune(self, channels: ChannelCounts) -> PruneResult:
-        """Physically prune a copy of the model to ``channels`` (no calibration)."""
-        return prune(
-            self.model,
-            self.keep_ratios(channels),
-            self.example_inputs,
-            importance=self.config.importance,
-            round_to=self.config.round_to,
-            ignored_layers=self.config.ignored_layers,
+    def prune(self, channels: ChannelCounts, *, count: bool = False) -> PruneResult:
+        """Physically prune a copy of the model to ``channels`` (no calibration).
+
+        The model is not traced again (the analysis's surgeon is reused). Its MACs
+        come from the fitted MACs model when that is exact; with ``count``, or when
+        the model is approximate, they are measured with torch-pruning's counter.
+        """
+        units = self.analysis.units
+        if len(channels) != len(units):
+            raise ValueError(f"need {len(units)} channel counts, got {len(channels)}")
+        keep = {u.key or u.name: int(n) for u, n in zip(units, channels, strict=True)}
+        surgeon = self.analysis.surgeon
+        if surgeon is None:  # an analysis built by hand: trace this once
+            return prune(
+                self.model,
+                self.keep_ratios(channels),
+                self.example_inputs,
+                importance=self.config.importance,
+                round_to=self.config.round_to,
+                ignored_layers=self.config.ignored_layers,
+            )
+        exact = self.analysis.mac_model.exact
+        result = surgeon.prune(keep, count=count or not exact)
+        names = {u.key or u.name: u.name for u in units}
+        predicted = self.analysis.mac_model.macs(np.asarray(channels))
+        macs = result.macs if result.macs >= 0 else round(predicted)
+        return PruneResult(
+            model=result.model,
+            channels={names[k]: n for k, n in keep.items()},
+            macs=int(macs),
+            params=result.params,
         )
 
     @property
