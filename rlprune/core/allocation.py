@@ -107,9 +107,14 @@ def group_scores(task: PruningTask, scorer: Any) -> list[np.ndarray | None]:
     """A torch-pruning importance ``scorer`` applied to every unit's dependency group:
     one score per channel, or ``None`` where the scorer finds nothing to score (say, a
     BatchNorm-scale importance on a unit without BatchNorm)."""
-    graph = build_graph(task.model, task.example_inputs)
+    surgeon = task.surgeon
+    if surgeon is not None:  # the groups of the analysis's one trace
+        pairs = [(surgeon.groups[k], surgeon.plans[k].info) for k in surgeon.groups]
+    else:
+        graph = build_graph(task.model, task.example_inputs)
+        pairs = list(iter_groups(graph, task.model, task.config.ignored_layers))
     by_layer: dict[str, np.ndarray | None] = {}
-    for group, info in iter_groups(graph, task.model, task.config.ignored_layers):
+    for group, info in pairs:
         with torch.no_grad():
             scores = scorer(group)
         for name in info.out_modules:

@@ -379,10 +379,13 @@ class Surgeon:
         names = {module: name for name, module in model.named_modules()}
         param_names: Mapping[Any, str] = getattr(graph, "_param_to_name", {})
         self.plans: dict[str, UnitPlan] = {}
+        self.groups: dict[str, tp.Group] = {}
+        """Each unit's torch-pruning group (all channels), for other importance scorers."""
         for group, info in iter_groups(graph, model, ignored_layers, self.failed):
             key = info.out_modules[0]
             try:
                 self.plans[key] = self._plan(group, info, scorer, names, param_names)
+                self.groups[key] = group
             except Exception as exc:
                 self.failed[key] = first_line(exc)
 

@@ -26,7 +26,7 @@ from .candidates import Candidate, SearchResult, best_of
 from .config import EnvConfig
 from .devices import resolve_device
 from .evaluate import Evaluator, split_accuracy
-from .prune import PruneResult, keep_count, prune, unit_step
+from .prune import PruneResult, Surgeon, keep_count, prune, unit_step
 from .service import (
     Backend,
     InProcess,
@@ -188,6 +188,13 @@ class PruningTask:
 
     # --- candidates ---------------------------------------------------------------
 
+    @property
+    def surgeon(self) -> Surgeon | None:
+        """The analysis's traced model, if it is :attr:`model` (``None`` after the model
+        was swapped, say by ``dataclasses.replace``)."""
+        surgeon = self.analysis.surgeon
+        return surgeon if surgeon is not None and surgeon.model is self.model else None
+
     def prune(self, channels: ChannelCounts, *, count: bool = False) -> PruneResult:
         """Physically prune a copy of the model to ``channels`` (no calibration).
 
@@ -199,8 +206,8 @@ class PruningTask:
         if len(channels) != len(units):
             raise ValueError(f"need {len(units)} channel counts, got {len(channels)}")
         keep = {u.key or u.name: int(n) for u, n in zip(units, channels, strict=True)}
-        surgeon = self.analysis.surgeon
-        if surgeon is None:  # an analysis built by hand: trace this once
+        surgeon = self.surgeon
+        if surgeon is None:  # an analysis of another model object: trace this one
             return prune(
                 self.model,
                 self.keep_ratios(channels),
