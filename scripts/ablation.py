@@ -15,7 +15,10 @@ hyperparameters stay):
 - ``anchor-best``: additions, not removals: corrections apply to the best configuration
   found so far instead of the fixed prior (``anchor: best``), a learned local search
   around the incumbent; ``-narrow`` / ``-wide`` with ``residual_scale`` 0.15 / 0.5
-  instead of 0.3.
+  instead of 0.3;
+- ``uniform-best`` / ``-wide``: no probes at all (feature set 1, the uniform ratio as the
+  prior, one evaluation), every other evaluation an episode of local search around the
+  incumbent with scale 0.15 / 0.3.
 
 Every variant is charged like the benchmark (probes and the prior paid out of the same
 ``--evals`` budget). Results go to ``--out`` (one JSON per variant and seed, so an
@@ -49,6 +52,13 @@ VARIANTS: dict[str, dict[str, object]] = {
     "anchor-best": {"anchor": "best"},
     "anchor-best-wide": {"anchor": "best", "residual_scale": 0.5},
     "anchor-best-narrow": {"anchor": "best", "residual_scale": 0.15},
+    "uniform-best": {"features": 1, "prior": "uniform", "anchor": "best", "residual_scale": 0.15},
+    "uniform-best-wide": {
+        "features": 1,
+        "prior": "uniform",
+        "anchor": "best",
+        "residual_scale": 0.3,
+    },
 }
 
 
@@ -126,6 +136,8 @@ EFFECTS = {
     "anchor-best": "the fixed prior as anchor over the best configuration so far",
     "anchor-best-narrow": "the fixed prior (scale 0.3) over the incumbent with scale 0.15",
     "anchor-best-wide": "the fixed prior (scale 0.3) over the incumbent with scale 0.5",
+    "uniform-best": "the default over a probe-free local search from the uniform ratio (scale 0.15)",
+    "uniform-best-wide": "the default over a probe-free local search from the uniform ratio (scale 0.3)",
 }
 
 

@@ -15,12 +15,18 @@
    from the suite at the smallest budget.
 
 Results go to --out (default results/suite, not committed); the tables are written
-into BENCHMARKS.md and the plots copied to docs/benchmarks/.
+into BENCHMARKS.md and the plots copied to docs/benchmarks/. Each setting's manifest,
+per-(method, seed) results and proxy figures are also kept, compressed, in --data
+(default docs/benchmarks/data/, committed: a few KB per result), updated after every
+result: with --resume or --page-only a fresh clone restores them into --out first, so
+the suite can be finished across sessions and the page rebuilt without rerunning what
+it shows.
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import shutil
 import time
@@ -44,6 +50,60 @@ SUITE = (
 )
 METHODS = DEFAULT_METHODS
 ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "docs" / "benchmarks" / "data"
+
+
+def _portable(path: str | None, *, inward: bool) -> str | None:
+    """A weights path relative to the repository (``inward=False``) or back (``True``)."""
+    if not path:
+        return path
+    if inward:
+        return path if Path(path).is_absolute() else str(ROOT / path)
+    try:
+        return str(Path(path).resolve().relative_to(ROOT))
+    except ValueError:  # outside the repository: kept as it is
+        return path
+
+
+def store(folder: Path, data: Path) -> Path | None:
+    """Keep a suite folder's manifest, results and proxy in ``data`` (one gzip JSON)."""
+    manifest_path = folder / "benchmark.json"
+    if not manifest_path.is_file():
+        return None
+    manifest = json.loads(manifest_path.read_text())
+    manifest["env"]["weights"] = _portable(manifest["env"].get("weights"), inward=False)
+    proxy = folder / "proxy.json"
+    payload = {
+        "manifest": manifest,
+        "results": {
+            p.stem: json.loads(p.read_text()) for p in sorted((folder / "results").glob("*.json"))
+        },
+        "proxy": json.loads(proxy.read_text()) if proxy.is_file() else None,
+    }
+    data.mkdir(parents=True, exist_ok=True)
+    path = data / f"{folder.name}.json.gz"
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
+    path.write_bytes(gzip.compress(text, mtime=0))
+    return path
+
+
+def restore(data: Path, folder: Path) -> bool:
+    """Write what ``data`` keeps of ``folder`` into it (never over existing files)."""
+    path = data / f"{folder.name}.json.gz"
+    if not path.is_file():
+        return False
+    payload = json.loads(gzip.decompress(path.read_bytes()))
+    manifest = payload["manifest"]
+    manifest["env"]["weights"] = _portable(manifest["env"].get("weights"), inward=True)
+    (folder / "results").mkdir(parents=True, exist_ok=True)
+    files = {folder / "benchmark.json": manifest}
+    files.update({folder / "results" / f"{k}.json": v for k, v in payload["results"].items()})
+    if payload.get("proxy") is not None:
+        files[folder / "proxy.json"] = payload["proxy"]
+    for file, content in files.items():
+        if not file.is_file():
+            file.write_text(json.dumps(content, indent=2))
+    return True
 
 
 def _run_suite_entry(
@@ -68,12 +128,16 @@ def _run_suite_entry(
         out,
         resume=resume_it,
         overwrite=not resume_it,
-        on_result=lambda r, done, total: print(
-            f"  [{env} t={target}] {done}/{total} {r.method} seed {r.seed}: "
-            f"val {r.val_accuracy:.4f} test {r.test_accuracy:.4f}",
-            flush=True,
+        on_result=lambda r, done, total: (
+            print(
+                f"  [{env} t={target}] {done}/{total} {r.method} seed {r.seed}: "
+                f"val {r.val_accuracy:.4f} test {r.test_accuracy:.4f}",
+                flush=True,
+            ),
+            store(out, args.data),  # kept after every result: resumable from a fresh clone
         ),
     )
+    store(out, args.data)  # with the proxy
     return out, time.perf_counter() - start
 
 
@@ -213,6 +277,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "suite")
     parser.add_argument("--resume", action="store_true", help="keep finished results")
     parser.add_argument(
+        "--data",
+        type=Path,
+        default=DATA,
+        help="where each setting's results are kept (committed); --resume and --page-only "
+        "restore them into --out first",
+    )
+    parser.add_argument(
         "--settings",
         type=lambda text: [(e, float(t)) for e, t in (item.split("@") for item in text.split(","))],
         default=list(SUITE),
@@ -244,6 +315,8 @@ def main() -> None:
     for env, target in args.settings:
         for budget in args.budgets:
             key = f"{env}-t{target}-b{budget}"
+            if args.resume or args.page_only:
+                restore(args.data, args.out / key)
             if args.page_only:
                 if _finished(args.out / key):
                     folders[key] = args.out / key
@@ -267,6 +340,8 @@ def main() -> None:
                 folders[f"transfer-{env}"] = folder
             else:
                 missing.append(f"transfer-{env}")
+    for folder in folders.values():
+        store(folder, args.data)  # results finished earlier under --out are kept too
     print(f"suite finished in {(time.perf_counter() - began) / 60:.0f} min (this invocation)")
     timings = {key: _elapsed(folder) for key, folder in folders.items()}
     if policy is not None and (policy / "episodes.csv").is_file():
@@ -369,7 +444,8 @@ def write_markdown(
             "",
         ]
         for png in ("accuracy_vs_macs.png", "sample_efficiency.png", "keep_ratios.png"):
-            shutil.copy(folder / png, plots / f"{key}-{png}")
+            if (folder / png).is_file():  # else restored from --data: the committed plot stays
+                shutil.copy(folder / png, plots / f"{key}-{png}")
         lines += [
             f"![accuracy vs MACs](docs/benchmarks/{key}-accuracy_vs_macs.png) "
             f"![sample efficiency](docs/benchmarks/{key}-sample_efficiency.png) "

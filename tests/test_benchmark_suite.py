@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -25,9 +26,10 @@ def _suite(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.slow
 def test_suite_runs_then_page_only_rebuilds_and_lists_missing(tmp_path: Path) -> None:
-    out, page = tmp_path / "suite", tmp_path / "B.md"
+    out, page, data = tmp_path / "suite", tmp_path / "B.md", tmp_path / "data"
     common = ["--settings", "digits-cnn@0.5", "--seeds", "1", "--no-transfer", "--out", str(out)]
     common += ["--finetune-images", "0", "--proxy-candidates", "0", "--markdown", str(page)]
+    common += ["--data", str(data)]
     run = _suite("--budgets", "12", *common, cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-2000:]
     folder = out / "digits-cnn-t0.5-b12"
@@ -38,9 +40,24 @@ def test_suite_runs_then_page_only_rebuilds_and_lists_missing(tmp_path: Path) ->
     assert "## digits-cnn, MACs target 0.5, budget 12 full evaluations" in first
     assert "Not run yet" not in first and "## Transfer" not in first
 
+    # a fresh clone holds only the kept data: the page comes back without rerunning
+    kept = data / "digits-cnn-t0.5-b12.json.gz"
+    assert kept.is_file()
+    original = json.loads((folder / "results" / "ppo__0.json").read_text())
+    shutil.rmtree(out)
+    restored = _suite("--budgets", "12", "--page-only", *common, cwd=tmp_path)
+    assert restored.returncode == 0, restored.stderr[-2000:]
+    assert json.loads((folder / "results" / "ppo__0.json").read_text()) == original
+    assert page.read_text().split("## Summary")[1] == first.split("## Summary")[1]
+    # and --resume from the kept data runs nothing again (the result is not recomputed)
+    resumed = _suite("--budgets", "12", "--resume", *common, cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert json.loads((folder / "results" / "ppo__0.json").read_text()) == original
+
     # one finished setting and one not: the page keeps the first and names the second
     (folder / "results" / "random__0.json").rename(tmp_path / "held.json")
-    rebuilt = _suite("--budgets", "12,24", "--page-only", *common, cwd=tmp_path)
+    empty = ["--data", str(tmp_path / "nothing-kept")]
+    rebuilt = _suite("--budgets", "12,24", "--page-only", *common, *empty, cwd=tmp_path)
     assert rebuilt.returncode == 0, rebuilt.stderr[-2000:]
     text = page.read_text()
     assert "Not run yet" in text
@@ -48,7 +65,7 @@ def test_suite_runs_then_page_only_rebuilds_and_lists_missing(tmp_path: Path) ->
     assert "digits-cnn-t0.5-b24" in text.split("Not run yet")[1].splitlines()[0]
     assert not (out / "digits-cnn-t0.5-b24").exists()  # page-only runs nothing
     (tmp_path / "held.json").rename(folder / "results" / "random__0.json")
-    again = _suite("--budgets", "12,24", "--page-only", *common, cwd=tmp_path)
+    again = _suite("--budgets", "12,24", "--page-only", *common, *empty, cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-2000:]
     text = page.read_text()
     assert "## digits-cnn, MACs target 0.5, budget 12" in text

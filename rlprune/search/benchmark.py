@@ -340,8 +340,12 @@ def run_benchmark(
             f"fine-tuned: {settings.finetune_epochs} epochs{limit}, same schedule for every method"
         )
     if settings.proxy_candidates:
-        proxy = proxy_correlation(task, histories, settings, target)
-        atomic_write_json(out / "proxy.json", proxy)
+        kept = out / "proxy.json"
+        if resume and kept.is_file():  # fine-tuning 20 candidates again would repeat it
+            proxy = json.loads(kept.read_text())
+        else:
+            proxy = proxy_correlation(task, histories, settings, target)
+            atomic_write_json(kept, proxy)
         notes.append(
             f"proxy: Spearman rho = {proxy['spearman']:.2f} between search-time validation "
             f"accuracy and test accuracy after the same fine-tuning, over {proxy['n']} "
