@@ -7,7 +7,7 @@
    at 0.5; every default method (rlprune.search.methods.DEFAULT_METHODS, the
    recommended agent first); at each of --budgets (in full-evaluation equivalents);
    --seeds seeds. Every method's best gets one fine-tuning pass over --finetune-images
-   training images; at the largest budget, --proxy-candidates evaluated candidates are
+   training images; at every budget, --proxy-candidates evaluated candidates are
    fine-tuned the same way for the Spearman correlation of the search's proxy.
 2. Transfer: PPO trained on fmnist-resnet20 (target 0.5, --transfer-episodes
    episodes), applied zero-shot (1 evaluation) and with --adapt-episodes of
@@ -118,8 +118,9 @@ def _run_suite_entry(
         seeds=args.seeds,
         finetune_epochs=1 if args.finetune_images else 0,
         finetune_images=args.finetune_images or None,
-        # the proxy's correlation once per setting, over the largest budget's candidates
-        proxy_candidates=args.proxy_candidates if budget == max(args.budgets) else 0,
+        # the proxy's correlation at every budget, so that a setting's manifest does not
+        # depend on which other budgets the same command ran (--resume compares them)
+        proxy_candidates=args.proxy_candidates,
     )
     resume_it = args.resume and (out / "benchmark.json").is_file()
     run_benchmark(
