@@ -135,13 +135,10 @@ def _unit_kind(model: nn.Module, modules: Sequence[str]) -> str:
 
 
 def _prober(
-    model: nn.Module, example_inputs: torch.Tensor, expected: dict[str, float]
+    model: nn.Module, example_inputs: torch.Tensor, expected: dict[str, float], real_s: float
 ) -> tuple[nn.Module, torch.Tensor]:
     """What to run probes on: a weightless (``meta``) copy of ``model`` when its forward
     pass is faster than the real one's (large inputs) and counts the same, else the model."""
-    t0 = time.perf_counter()
-    _leaf_counts(model, example_inputs)
-    real_s = time.perf_counter() - t0
     try:
         meta = copy.deepcopy(model).to("meta")
         inputs = example_inputs.to("meta")
@@ -366,10 +363,12 @@ def analyse(
         for info in infos
     }
 
+    t0 = time.perf_counter()
     base_leaf, total = _leaf_counts(model, example_inputs)
+    real_s = time.perf_counter() - t0
     base_io = _io_channels(model)
     base_params = sum(p.numel() for p in model.parameters())
-    prober, probe_inputs = _prober(model, example_inputs, base_leaf)
+    prober, probe_inputs = _prober(model, example_inputs, base_leaf, real_s)
     kept_infos: list[GroupInfo] = []
     probes: list[dict[str, float]] = []
     probe_io: list[dict[str, tuple[int, int]]] = []
@@ -405,11 +404,12 @@ def analyse(
             joint = surgeon.prune(dict(zip(keys, probe_n.astype(int).tolist(), strict=True)))
             break
         except Exception:
-            broken = [i for i, k in enumerate(keys) if _breaks(surgeon, k, int(probe_n[i]))]
+            reasons = {i: _breaks(surgeon, k, int(probe_n[i])) for i, k in enumerate(keys)}
+            broken = [i for i, why in reasons.items() if why]
             if not broken:
                 raise
-            for i in reversed(broken):
-                frozen[kept_infos[i].out_modules[0]] = _breaks(surgeon, keys[i], int(probe_n[i]))
+            for i in reversed(broken):  # each unit tried once, alone, on real weights
+                frozen[kept_infos[i].out_modules[0]] = reasons[i]
                 del kept_infos[i], probes[i], probe_io[i]
     predicted = mac_model.macs(probe_n)
     if abs(predicted - joint.macs) > 1e-6 * max(total, 1.0) + 0.5:

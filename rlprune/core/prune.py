@@ -442,12 +442,8 @@ class Surgeon:
                 continue
             for edit in plan.edits:
                 idx = edit.idx[np.isin(edit.root, removed)]
-                merged.setdefault(
-                    (edit.target, edit.is_param, edit.handler, edit.pruning_dim), set()
-                )
-                merged[(edit.target, edit.is_param, edit.handler, edit.pruning_dim)].update(
-                    idx.tolist()
-                )
+                call = (edit.target, edit.is_param, edit.handler, edit.pruning_dim)
+                merged.setdefault(call, set()).update(idx.tolist())
         modules = dict(model.named_modules())
         for (target, is_param, handler, dim), idxs in merged.items():
             # as torch-pruning's Dependency.__call__ does before calling a handler
