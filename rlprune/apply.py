@@ -18,21 +18,39 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from .core.config import EnvConfig
 from .core.finetune import deliver
 from .env.pruning_env import PruningEnv
 from .env.rollout import rollout
 from .errors import ConfigError
 from .files import check_output_dir, publish_dir
+from .presets.loader import GENERAL_POLICY
 from .presets.tasks import load_task
 from .reports.apply_report import ApplyReport, unit_rows, write_report
 from .reports.export import export_model
 from .reports.latency import compare_latency
 from .rl.agents import ON_POLICY
+from .rl.family import family_distance
 from .rl.policy import env_config_for_policy, load_policy
 from .rl.training import RunRecorder, TrainSettings, train
 
-__all__ = ["ApplySettings", "apply_policy"]
+__all__ = ["ApplySettings", "apply_policy", "default_policy"]
+
+
+def default_policy() -> Path:
+    """The bundled general policy's folder.
+
+    Raises:
+        ConfigError: this install carries none.
+    """
+    if not (GENERAL_POLICY / "policy.json").is_file():
+        raise ConfigError(
+            f"no bundled general policy at {GENERAL_POLICY}; pass --policy (a run folder), or "
+            "make one with `python scripts/train_general_policy.py`"
+        )
+    return GENERAL_POLICY
 
 
 @dataclass(frozen=True)
@@ -60,7 +78,7 @@ class ApplySettings:
 
 
 def apply_policy(
-    policy_path: str | Path,
+    policy_path: str | Path | None,
     env_config: EnvConfig,
     settings: ApplySettings,
     out_dir: str | Path,
@@ -69,6 +87,9 @@ def apply_policy(
     on_stage: Callable[[str], None] | None = None,
 ) -> ApplyReport:
     """Prune ``env_config``'s model with a saved policy; write the model and report to ``out_dir``.
+
+    ``policy_path`` ``None`` uses the bundled general policy
+    (:data:`rlprune.presets.loader.GENERAL_POLICY`).
 
     Everything is written to a staging folder next to ``out_dir`` and moved into it at
     the end, so a failure (a full disk included) leaves no half-written output.
@@ -89,7 +110,7 @@ def apply_policy(
 
 
 def _apply(
-    policy_path: str | Path,
+    policy_path: str | Path | None,
     env_config: EnvConfig,
     settings: ApplySettings,
     out: Path,
@@ -99,13 +120,15 @@ def _apply(
     start = time.perf_counter()
     stage = on_stage or (lambda _msg: None)
     out.mkdir(parents=True)
-    policy = load_policy(policy_path)
+    policy = load_policy(default_policy() if policy_path is None else policy_path)
     config = env_config_for_policy(env_config, policy, settings.target)
     stage("analysing the model")
     task = load_task(config)
     env = PruningEnv(task=task)
     stage("zero-shot episode")
-    best = rollout(policy, env, seed=settings.seed)
+    observations: list[np.ndarray] = []
+    best = rollout(policy, env, seed=settings.seed, observations=observations)
+    outside = family_distance(policy.metadata, np.array(observations))
     mode = "zero-shot"
     if settings.adapt_episodes > 0:
         stage(f"adapting for {settings.adapt_episodes} episodes")
@@ -192,6 +215,12 @@ def _apply(
         device=str(task.device),
         latency_gpu=latency_gpu,
         exported={k: Path(v).name for k, v in dataclasses.asdict(files).items() if v is not None},
+        policy_family=list(policy.metadata.get("family") or [policy.metadata.get("env", "?")]),
+        policy_ranges=bool(policy.metadata.get("feature_ranges")),
+        outside_family=[
+            {"feature": name, "steps": steps, "distance": round(distance, 4)}
+            for name, steps, distance in outside
+        ],
     )
     write_report(report, out)
     return report

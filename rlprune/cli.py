@@ -8,7 +8,7 @@ import sys
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from rich.console import Console
 from rich.progress import (
@@ -64,6 +64,19 @@ def _count(minimum: int) -> Callable[[str], int]:
     return parse
 
 
+def _target(text: str) -> float | tuple[float, float]:
+    """An argparse type: a MACs target (``0.5``) or a range (``0.3:0.7``)."""
+    try:
+        if ":" in text:
+            low, high = (float(part) for part in text.split(":"))
+            return (low, high)
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a fraction such as 0.5 or a range such as 0.3:0.7, got {text!r}"
+        ) from None
+
+
 _POSITIVE = _count(1)
 _NON_NEGATIVE = _count(0)
 
@@ -87,7 +100,11 @@ def add_env_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--amp", action="store_true", default=None, help=help_for("amp") + " (default: off)"
     )
-    group.add_argument("--target", type=float, help=help_for("target"))
+    group.add_argument(
+        "--target",
+        type=_target,
+        help=help_for("target") + "; LOW:HIGH for a range (train: a family's targets)",
+    )
     group.add_argument("--reward", help=help_for("reward"))
 
 
@@ -289,6 +306,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                 trust_model=args.model,
                 trust_dataset=args.dataset,
             )
+    elif args.env is not None and "," in args.env:
+        return _train_family(args)
     else:
         if args.env is None:  # None only so that --resume can tell a flag given
             args.env = "digits-cnn"
@@ -340,6 +359,80 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_family(args: argparse.Namespace) -> int:
+    """``rlprune train --env a,b,...``: one policy across a family of networks and targets."""
+    from .rl.agents import load_agent_config
+    from .rl.family import DEFAULT_TARGETS, FamilySettings, target_grid, train_family
+    from .rl.training import run_folder_name
+
+    for flag, value in (("--model", args.model), ("--weights", args.weights)):
+        if value is not None:
+            raise RunError(
+                f"{flag} names one network; a family (--env a,b,...) takes env presets that "
+                "name their own models"
+            )
+    names = [name.strip() for name in args.env.split(",") if name.strip()]
+    target = args.target if args.target is not None else DEFAULT_TARGETS
+    targets = target_grid(*target) if isinstance(target, tuple) else (float(target),)
+    configs = []
+    for name in names:
+        args.env, args.target = name, None
+        configs.append(env_config_from_args(args))
+    agent = load_agent_config(args.agent or "ppo", configs[0].name)
+    check_output_dir(args.out)
+    settings = FamilySettings(
+        **{
+            k: v
+            for k, v in {
+                "episodes": args.episodes,
+                "seed": args.seed,
+                "n_envs": args.n_envs,
+                "save_every": args.checkpoint_every,
+            }.items()
+            if v is not None
+        },
+        targets=targets,
+    )
+    run_dir = Path(args.out) / run_folder_name("family", agent.name, settings.seed)
+    progress = Progress(
+        TextColumn("{task.description}", markup=False),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[last]}", markup=False),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+    )
+    bar = progress.add_task(f"{agent.name} on {len(names)} envs", total=settings.episodes, last="")
+
+    def update(episodes: int, row: dict[str, Any]) -> None:
+        text = f"{row['member']} @ {row['target']:.2f}: {row['reward']:+.4f} vs prior"
+        progress.update(bar, completed=episodes, last=text)
+
+    with progress:
+        result = train_family(
+            configs, agent, settings, run_dir, command=_command_line(), on_episode=update
+        )
+    for name, gain in result.improvement.items():
+        console.print(
+            f"{name}: last quarter's episodes {gain * 100:+.2f} points over the prior",
+            highlight=False,
+        )
+    console.print(
+        f"{result.episodes} episodes ({result.evaluations} new evaluations) in "
+        f"{result.seconds:.0f}s; policy: {run_dir / 'policy'}",
+        highlight=False,
+    )
+    if result.interrupted:
+        err_console.print(
+            f"interrupted: the policy of the episodes so far is saved in {run_dir / 'policy'}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        return 128 + result.stop_signal
+    return 0
+
+
 def cmd_apply(args: argparse.Namespace) -> int:
     """Apply a saved policy to a model and export the pruned model with a report."""
     from .apply import ApplySettings, apply_policy
@@ -387,6 +480,22 @@ def cmd_apply(args: argparse.Namespace) -> int:
             f"({row['speedup']:.2f}× faster)",
             highlight=False,
         )
+    family = ", ".join(report.policy_family)
+    console.print(f"policy: {report.policy} (trained on {family})", highlight=False, soft_wrap=True)
+    if report.outside_family:
+        console.print(
+            "outside the policy's training ranges: "
+            + "; ".join(
+                f"{o['feature']} on {o['steps']}/{len(report.units)} units (up to "
+                f"{o['distance']:.2f} beyond)"
+                for o in report.outside_family
+            )
+            + " — consider --adapt-episodes",
+            highlight=False,
+            soft_wrap=True,
+        )
+    elif report.policy_ranges:
+        console.print("every observation lies inside the policy's training ranges", highlight=False)
     console.print(f"report and pruned model: {out}", highlight=False)
     return 0
 
@@ -404,6 +513,10 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     if args.policy and not {"transfer", "transfer-adapt"} & set(methods):
         # --policy adds the transfer methods (zero-shot, and adapted when asked)
         methods += ["transfer"] + (["transfer-adapt"] if args.adapt_episodes else [])
+    if args.policy is None and {"transfer", "transfer-adapt"} & set(methods):
+        from .apply import default_policy
+
+        args.policy = str(default_policy())  # the bundled general policy
     settings = BenchmarkSettings(
         methods=tuple(methods),
         evals=args.evals,
@@ -527,7 +640,11 @@ def build_parser() -> argparse.ArgumentParser:
     ap = sub.add_parser(
         "apply", parents=[debug], help="prune a model with a saved policy and export it"
     )
-    ap.add_argument("--policy", required=True, help="policy folder or the run folder holding it")
+    ap.add_argument(
+        "--policy",
+        help="policy folder or the run folder holding it (default: the bundled general "
+        "policy, trained across a family of networks and targets 0.3-0.7)",
+    )
     add_env_arguments(ap)
     ap.add_argument(
         "--adapt-episodes", type=_NON_NEGATIVE, default=0, help="keep training on this model first"
@@ -572,7 +689,7 @@ def build_parser() -> argparse.ArgumentParser:
     bm.add_argument(
         "--policy",
         help="a policy trained elsewhere: adds the transfer (and, with --adapt-episodes, "
-        "transfer-adapt) methods",
+        "transfer-adapt) methods (default for those methods: the bundled general policy)",
     )
     bm.add_argument(
         "--adapt-episodes", type=_NON_NEGATIVE, default=0, help="episodes for transfer-adapt"

@@ -9,10 +9,8 @@
    --seeds seeds. Every method's best gets one fine-tuning pass over --finetune-images
    training images; at every budget, --proxy-candidates evaluated candidates are
    fine-tuned the same way for the Spearman correlation of the search's proxy.
-2. Transfer: PPO trained on fmnist-resnet20 (target 0.5, --transfer-episodes
-   episodes), applied zero-shot (1 evaluation) and with --adapt-episodes of
-   adaptation to fmnist-vgg and fmnist-mobilenetv2, next to those networks' rows
-   from the suite at the smallest budget.
+2. Transfer: the page includes docs/transfer.md, written by scripts/transfer_suite.py (the
+   general policy on networks outside its training family), unless --no-transfer.
 
 Results go to --out (default results/suite, not committed); the tables are written
 into BENCHMARKS.md and the plots copied to docs/benchmarks/. Each setting's manifest,
@@ -32,11 +30,10 @@ import shutil
 import time
 from pathlib import Path
 
+from rlprune.core.task import PruningTask
 from rlprune.presets.loader import load_env_config
 from rlprune.reports.tables import MethodSeedResult, comparison_lines, render_markdown, summarise
 from rlprune.reports.versions import software_versions
-from rlprune.rl.agents import load_agent_config
-from rlprune.rl.training import TrainSettings, latest_checkpoint, resume, train
 from rlprune.search.baselines import get_baseline
 from rlprune.search.benchmark import BenchmarkSettings, load_task, run_benchmark
 from rlprune.search.methods import DEFAULT_METHODS, RECOMMENDED
@@ -106,6 +103,36 @@ def restore(data: Path, folder: Path) -> bool:
     return True
 
 
+def run_kept(
+    task: PruningTask,
+    settings: BenchmarkSettings,
+    out: Path,
+    data: Path,
+    label: str,
+    *,
+    resume: bool,
+) -> None:
+    """Run one benchmark folder (continuing it with ``resume``), keeping its results in
+    ``data`` after every result, so that it can be resumed from a fresh clone."""
+    resume_it = resume and (out / "benchmark.json").is_file()
+    run_benchmark(
+        task,
+        settings,
+        out,
+        resume=resume_it,
+        overwrite=not resume_it,
+        on_result=lambda r, done, total: (
+            print(
+                f"  [{label}] {done}/{total} {r.method} seed {r.seed}: "
+                f"val {r.val_accuracy:.4f} test {r.test_accuracy:.4f} (cost {r.evaluations:.1f})",
+                flush=True,
+            ),
+            store(out, data),
+        ),
+    )
+    store(out, data)  # with the proxy
+
+
 def _run_suite_entry(
     env: str, target: float, budget: int, args: argparse.Namespace
 ) -> tuple[Path, float]:
@@ -122,56 +149,7 @@ def _run_suite_entry(
         # depend on which other budgets the same command ran (--resume compares them)
         proxy_candidates=args.proxy_candidates,
     )
-    resume_it = args.resume and (out / "benchmark.json").is_file()
-    run_benchmark(
-        task,
-        settings,
-        out,
-        resume=resume_it,
-        overwrite=not resume_it,
-        on_result=lambda r, done, total: (
-            print(
-                f"  [{env} t={target}] {done}/{total} {r.method} seed {r.seed}: "
-                f"val {r.val_accuracy:.4f} test {r.test_accuracy:.4f}",
-                flush=True,
-            ),
-            store(out, args.data),  # kept after every result: resumable from a fresh clone
-        ),
-    )
-    store(out, args.data)  # with the proxy
-    return out, time.perf_counter() - start
-
-
-def _transfer_policy(args: argparse.Namespace) -> tuple[Path, float]:
-    run_dir = args.out / "transfer-policy"
-    start = time.perf_counter()
-    if latest_checkpoint(run_dir) is not None and args.resume:
-        resume(run_dir, episodes=args.transfer_episodes)
-    else:
-        shutil.rmtree(run_dir, ignore_errors=True)
-        config = load_env_config(args.transfer_from, {"target": 0.5})
-        train(
-            config,
-            load_agent_config("ppo", config.name),
-            TrainSettings(episodes=args.transfer_episodes, seed=0, checkpoint_every=50),
-            run_dir=run_dir,
-        )
-    return run_dir, time.perf_counter() - start
-
-
-def _run_transfer(env: str, policy: Path, args: argparse.Namespace) -> tuple[Path, float]:
-    out = args.out / f"transfer-{env}"
-    start = time.perf_counter()
-    task = load_task(load_env_config(env, {"target": 0.5}), str(policy))
-    settings = BenchmarkSettings(
-        methods=("transfer", "transfer-adapt"),
-        evals=args.adapt_episodes + 1,
-        seeds=args.seeds,
-        policy=str(policy),
-        adapt_episodes=args.adapt_episodes,
-    )
-    resume_it = args.resume and (out / "benchmark.json").is_file()
-    run_benchmark(task, settings, out, resume=resume_it, overwrite=not resume_it)
+    run_kept(task, settings, out, args.data, f"{env} t={target}", resume=args.resume)
     return out, time.perf_counter() - start
 
 
@@ -193,13 +171,6 @@ def _elapsed(folder: Path) -> float:
         if not copied:
             total += float(result["wall_time_s"])
     return total
-
-
-def _training_seconds(run_dir: Path) -> float:
-    """Seconds a training run took, from the last row of its episodes.csv."""
-    rows = (run_dir / "episodes.csv").read_text().splitlines()
-    header = rows[0].split(",")
-    return float(rows[-1].split(",")[header.index("time/elapsed_s")])
 
 
 def _results(folder: Path) -> list[MethodSeedResult]:
@@ -273,8 +244,6 @@ def main() -> None:
         "--proxy-candidates", type=int, default=20, help="candidates for the proxy correlation"
     )
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--transfer-episodes", type=int, default=300)
-    parser.add_argument("--adapt-episodes", type=int, default=20)
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "suite")
     parser.add_argument("--resume", action="store_true", help="keep finished results")
     parser.add_argument(
@@ -290,17 +259,13 @@ def main() -> None:
         default=list(SUITE),
         help="comma-separated env@target (default: the Fashion-MNIST suite)",
     )
-    parser.add_argument("--transfer-from", default="fmnist-resnet20")
-    parser.add_argument(
-        "--transfer-to",
-        type=lambda text: text.split(","),
-        default=["fmnist-vgg", "fmnist-mobilenetv2"],
-    )
     parser.add_argument(
         "--markdown", type=Path, default=ROOT / "BENCHMARKS.md", help="where to write the page"
     )
     parser.add_argument(
-        "--no-transfer", action="store_true", help="skip the transfer part (and its section)"
+        "--no-transfer",
+        action="store_true",
+        help="leave out the transfer section (docs/transfer.md, from scripts/transfer_suite.py)",
     )
     parser.add_argument(
         "--page-only",
@@ -326,28 +291,11 @@ def main() -> None:
                 continue
             print(f"suite: {env} at target {target}, budget {budget}", flush=True)
             folders[key], _ = _run_suite_entry(env, target, budget, args)
-    policy: Path | None = None
-    if not args.no_transfer:
-        policy = args.out / "transfer-policy"
-        if not args.page_only:
-            print(f"transfer: training PPO on {args.transfer_from}", flush=True)
-            policy, _ = _transfer_policy(args)
-        for env in args.transfer_to:
-            folder = args.out / f"transfer-{env}"
-            if not args.page_only:
-                print(f"transfer: {env}", flush=True)
-                folder, _ = _run_transfer(env, policy, args)
-            if _finished(folder):
-                folders[f"transfer-{env}"] = folder
-            else:
-                missing.append(f"transfer-{env}")
     for folder in folders.values():
         store(folder, args.data)  # results finished earlier under --out are kept too
     print(f"suite finished in {(time.perf_counter() - began) / 60:.0f} min (this invocation)")
     timings = {key: _elapsed(folder) for key, folder in folders.items()}
-    if policy is not None and (policy / "episodes.csv").is_file():
-        timings["transfer-policy"] = _training_seconds(policy)
-    write_markdown(args, folders, timings, sum(timings.values()), policy, missing)
+    write_markdown(args, folders, timings, sum(timings.values()), missing)
 
 
 def _finished(folder: Path) -> bool:
@@ -368,7 +316,6 @@ def write_markdown(
     folders: dict[str, Path],
     timings: dict[str, float],
     total: float,
-    policy: Path | None,
     missing: list[str] | None = None,
 ) -> None:
     """Compose BENCHMARKS.md from the finished results and copy the plots next to it."""
@@ -381,12 +328,7 @@ def write_markdown(
         "Regenerate this page with `python scripts/benchmark_suite.py "
         f"--budgets {','.join(map(str, args.budgets))} --seeds {args.seeds} "
         f"--finetune-images {args.finetune_images} --proxy-candidates {args.proxy_candidates}"
-        + (
-            " --no-transfer"
-            if args.no_transfer
-            else f" --transfer-episodes {args.transfer_episodes} "
-            f"--adapt-episodes {args.adapt_episodes}"
-        )
+        + (" --no-transfer" if args.no_transfer else "")
         + "` (add `--resume` to finish an interrupted run, `--page-only` to rewrite the page "
         "from finished results). "
         f"The searches shown took {total / 60:.0f} min on a 2-core CPU (wall time, "
@@ -453,38 +395,9 @@ def write_markdown(
             f"![keep-ratios](docs/benchmarks/{key}-keep_ratios.png)",
             "",
         ]
-    if policy is None or not any(key.startswith("transfer-") for key in folders):
-        args.markdown.write_text("\n".join(lines))
-        print(f"wrote {args.markdown} ({total / 60:.0f} min)")
-        return
-    meta = json.loads((policy / "policy" / "policy.json").read_text())
-    lines += [
-        f"## Transfer: PPO trained on {args.transfer_from}, applied to other networks",
-        "",
-        f"Policy: {meta['training_episodes']} episodes of PPO on {args.transfer_from} at target 0.5 "
-        f"(best seen there: val {meta['best']['accuracy']:.4f}). `transfer` runs it zero-shot "
-        f"(1 evaluation); `transfer-adapt` adds {args.adapt_episodes} episodes of PPO "
-        "updates on the new network (their cost is counted). The other rows are the suite's "
-        f"results on the same network with {min(args.budgets)} evaluations each.",
-        "",
-    ]
-    for env in args.transfer_to:
-        if f"transfer-{env}" not in folders:
-            continue
-        results = _ordered(
-            _results(folders[f"transfer-{env}"])
-            + _results(folders[f"{env}-t0.5-b{min(args.budgets)}"]),
-            ("transfer", "transfer-adapt", *METHODS),
-        )
-        summaries = summarise(results)
-        lines += [
-            render_markdown(
-                summaries,
-                title=f"{env}, MACs target 0.5",
-                notes=comparison_lines(summaries, reference="transfer"),
-            ).replace("# ", "### ", 1),
-            "",
-        ]
+    transfer = args.markdown.parent / "docs" / "transfer.md"
+    if not args.no_transfer and transfer.is_file():
+        lines += [transfer.read_text().strip(), ""]
     args.markdown.write_text("\n".join(lines))
     print(f"wrote {args.markdown} ({total / 60:.0f} min)")
 

@@ -95,7 +95,12 @@ CASES: list[tuple[str, Case, int, str]] = [
     ("proxy-neg", lambda t, r: ["benchmark", "--proxy-candidates", "-1"], 2, "at least 0"),
     ("ft-images-0", lambda t, r: ["benchmark", "--finetune-images", "0"], 2, "at least 1"),
     ("pretrain-epochs-neg", lambda t, r: ["pretrain", "--epochs", "-1"], 2, "at least 0"),
-    ("target-text", lambda t, r: ["info", "--target", "half"], 2, "invalid float value"),
+    (
+        "target-text",
+        lambda t, r: ["info", "--target", "half"],
+        2,
+        "expected a fraction such as 0.5",
+    ),
     ("no-command", lambda t, r: ["frobnicate"], 2, "invalid choice"),
     ("apply-no-policy", lambda t, r: ["apply"], 2, "--policy"),
     ("unknown-flag", lambda t, r: ["train", "--bogus"], 2, "unrecognized arguments"),

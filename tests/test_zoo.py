@@ -120,6 +120,38 @@ def test_mobilenetv2_has_depthwise_and_residual_blocks() -> None:
     assert any(b.use_residual for b in model.modules() if isinstance(b, zoo.InvertedResidual))
 
 
+def test_regnet_has_grouped_bottlenecks_that_prune_by_whole_groups() -> None:
+    from rlprune.core.config import make_config
+    from rlprune.core.task import PruningTask
+    from tests.conftest import synthetic_data
+
+    torch.manual_seed(0)
+    model = zoo.regnet(1, 10, 28, widths=(16, 32), depths=(1, 2), group_width=8)
+    grouped = [m for m in model.modules() if isinstance(m, nn.Conv2d) and m.groups > 1]
+    assert grouped and all(c.in_channels // c.groups == 8 for c in grouped)
+    assert sum(isinstance(m, zoo.XBlock) for m in model.modules()) == 3
+    config = make_config({"model": "regnet", "calibration_batches": 1, "batch_size": 8})
+    task = PruningTask.from_model(model, synthetic_data(), config)
+    half = [
+        int(o[abs(o - c / 2).argmin()])
+        for o, c in zip(task.candidates, task.max_channels, strict=True)
+    ]
+    pruned = task.prune(half, count=True)
+    groups = [m for m in pruned.model.modules() if isinstance(m, nn.Conv2d) and m.groups > 1]
+    assert [g.groups for g in groups] == [c.groups for c in grouped]
+    assert all(g.in_channels % g.groups == 0 for g in groups)
+    assert pruned.macs < task.analysis.macs
+
+
+@pytest.mark.parametrize(
+    ("widths", "depths", "match"),
+    [((16, 32), (1,), "same length"), ((12,), (1,), "not a multiple of group_width")],
+)
+def test_regnet_bad_shape(widths: tuple[int, ...], depths: tuple[int, ...], match: str) -> None:
+    with pytest.raises(ModelError, match=match):
+        zoo.regnet(1, 10, 28, widths=widths, depths=depths)
+
+
 @pytest.mark.parametrize(
     ("cfg", "match"),
     [((16, "X"), "vgg cfg entry 'X'"), (("M",), "has no conv layer"), ((0,), "entry 0")],

@@ -290,7 +290,8 @@ def check_types(values: Mapping[str, Any]) -> None:
 def make_config(values: Mapping[str, Any], base_dir: Path | None = None) -> EnvConfig:
     """Validate ``values`` and build an :class:`EnvConfig`.
 
-    Relative ``weights`` and ``data_dir`` paths are resolved against ``base_dir``.
+    Relative ``weights`` and ``data_dir`` paths, and the file of a ``path/file.py:factory``
+    model or dataset spec, are resolved against ``base_dir``.
     """
     unknown = sorted(set(values) - FIELDS)
     if unknown:
@@ -302,6 +303,12 @@ def make_config(values: Mapping[str, Any], base_dir: Path | None = None) -> EnvC
     for key in ("weights", "data_dir"):
         if data.get(key) is not None and base_dir is not None:
             data[key] = str((base_dir / str(data[key])).resolve())
+    for key in ("model", "dataset"):
+        spec = data.get(key)
+        if base_dir is not None and isinstance(spec, str) and ".py:" in spec:
+            file, _, factory = spec.rpartition(":")
+            if not Path(file).is_absolute():
+                data[key] = f"{(base_dir / file).resolve()}:{factory}"
     if "target" in data:
         data["target"] = _check_target(data["target"])
     if "ignored_layers" in data:

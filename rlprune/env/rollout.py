@@ -22,15 +22,23 @@ class Predictor(Protocol):
         ...
 
 
-def rollout(policy: Predictor, env: PruningEnv, seed: int = 0) -> Candidate:
+def rollout(
+    policy: Predictor,
+    env: PruningEnv,
+    seed: int = 0,
+    observations: list[np.ndarray] | None = None,
+) -> Candidate:
     """Run ``policy`` deterministically for one episode; return the evaluated candidate.
 
     ``policy`` is anything with ``predict(obs, deterministic=True)`` (a
     :class:`~rlprune.rl.policy.LoadedPolicy`, an SB3 algorithm, a baseline policy).
+    ``observations``, when given, receives the observation of every step.
     """
     obs, _ = env.reset(seed=seed)
     done = False
     while not done:
+        if observations is not None:
+            observations.append(obs)
         action, _ = policy.predict(obs, deterministic=True)
         obs, _, done, _, _ = env.step(np.asarray(action, dtype=np.float32).reshape(1))
     if env.last_candidate is None:  # an episode always ends with an evaluation

@@ -24,9 +24,11 @@ __all__ = [
     "BasicBlock",
     "ConvClassifier",
     "InvertedResidual",
+    "XBlock",
     "ResNet",
     "digits_cnn",
     "mobilenetv2",
+    "regnet",
     "resnet",
     "resnet20",
     "vgg",
@@ -284,6 +286,79 @@ def mobilenetv2(
     return ConvClassifier(nn.Sequential(*layers), last, num_classes)
 
 
+class XBlock(nn.Module):
+    """RegNetX block (Radosavovic et al. 2020): 1x1 conv, 3x3 grouped conv (``group_width``
+    channels per group, carrying the stride), 1x1 conv, each with BN; a residual add, with a
+    1x1 conv + BN projection when the shape changes."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int, group_width: int) -> None:
+        super().__init__()
+        groups = max(1, out_channels // group_width)
+        self.block = nn.Sequential(
+            *_conv_bn_relu(in_channels, out_channels, 1),
+            nn.Conv2d(out_channels, out_channels, 3, stride, padding=1, groups=groups, bias=False),
+            nn.BatchNorm2d(out_channels),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(out_channels, out_channels, 1, bias=False),
+            nn.BatchNorm2d(out_channels),
+        )
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or in_channels != out_channels:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
+                nn.BatchNorm2d(out_channels),
+            )
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.relu(self.block(x) + self.shortcut(x))
+        return out
+
+
+def regnet(
+    in_channels: int = 3,
+    num_classes: int = 10,
+    input_size: int = 28,
+    widths: Sequence[int] = (24, 48, 96),
+    depths: Sequence[int] = (1, 2, 2),
+    group_width: int = 8,
+    stem_channels: int = 16,
+) -> nn.Module:
+    """A small RegNetX: a 3x3 stem (stride 1) and one stage of :class:`XBlock` per width, the
+    first block of each stage with stride 2 (28 -> 14 -> 7 -> 4); grouped 3x3 convs of
+    ``group_width`` channels per group.
+
+    Raises:
+        ModelError: ``widths`` and ``depths`` differ in length, or a width is not a multiple
+            of ``group_width``.
+    """
+    _check_positive(
+        in_channels=in_channels,
+        num_classes=num_classes,
+        group_width=group_width,
+        stem_channels=stem_channels,
+    )
+    if len(widths) != len(depths) or not widths:
+        raise ModelError(
+            f"regnet widths {tuple(widths)} and depths {tuple(depths)} must be non-empty and "
+            "the same length (one entry per stage)"
+        )
+    for width, depth in zip(widths, depths, strict=True):
+        _check_positive(width=width, depth=depth)
+        if width % group_width:
+            raise ModelError(
+                f"regnet width {width} is not a multiple of group_width={group_width}; "
+                "use widths divisible by it"
+            )
+    layers: list[nn.Module] = _conv_bn_relu(in_channels, stem_channels)
+    channels = stem_channels
+    for width, depth in zip(widths, depths, strict=True):
+        for i in range(depth):
+            layers.append(XBlock(channels, width, 2 if i == 0 else 1, group_width))
+            channels = width
+    return ConvClassifier(nn.Sequential(*layers), channels, num_classes)
+
+
 def _check_positive(**values: int) -> None:
     for name, value in values.items():
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -297,4 +372,5 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "resnet": resnet,
     "vgg": vgg,
     "mobilenetv2": mobilenetv2,
+    "regnet": regnet,
 }

@@ -22,6 +22,8 @@ from ..errors import ConfigError
 __all__ = [
     "AGENT_DIR",
     "ENV_DIR",
+    "GENERAL_POLICY",
+    "POLICY_DIR",
     "available_agents",
     "available_presets",
     "load_agent_values",
@@ -35,6 +37,11 @@ ENV_DIR = PRESET_ROOT / "envs"
 """Bundled environment presets (``envs/``, linked into the package)."""
 AGENT_DIR = PRESET_ROOT / "agents"
 """Bundled agent presets (``agents/``, linked into the package)."""
+POLICY_DIR = PRESET_ROOT / "policies"
+"""Bundled policies (``policies/``, linked into the package)."""
+GENERAL_POLICY = POLICY_DIR / "general"
+"""The general policy ``rlprune apply`` uses when no ``--policy`` is given
+(made by ``scripts/train_general_policy.py``)."""
 _DIRS = {"env": ENV_DIR, "agent": AGENT_DIR}
 _SHAPES = {
     "env": "must be a mapping of keys to values",

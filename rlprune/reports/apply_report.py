@@ -81,6 +81,14 @@ class ApplyReport:
     exported: dict[str, str] = field(default_factory=dict)
     """``{kind: file name}`` in the output folder; see :meth:`rlprune.reports.export.ExportedFiles.names`."""
     versions: dict[str, str] = field(default_factory=software_versions)
+    policy_family: list[str] = field(default_factory=list)
+    """The envs the policy was trained on (one for a single-network policy)."""
+    outside_family: list[dict[str, Any]] = field(default_factory=list)
+    """Observation features of this network outside the ranges the policy saw in training:
+    ``{"feature", "steps", "distance"}`` (steps outside, largest distance), largest first;
+    empty when the network lies inside them (or the policy recorded no ranges)."""
+    policy_ranges: bool = False
+    """Whether the policy recorded its training ranges (family policies do)."""
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -260,6 +268,19 @@ def render_markdown(report: ApplyReport) -> str:
         f"- policy: `{r.policy}`",
         f"- MACs target: {r.target:.2f} of the original",
         f"- policy mode: {mode}",
+        *([f"- policy trained on: {', '.join(r.policy_family)}"] if r.policy_family else []),
+        *(
+            [
+                "- outside the policy's training ranges: "
+                + ", ".join(
+                    f"{o['feature']} ({o['steps']} of {len(r.units)} units, up to "
+                    f"{o['distance']:.2f})"
+                    for o in r.outside_family
+                )
+            ]
+            if r.outside_family
+            else []
+        ),
         f"- fine-tuning: {finetune}",
         f"- wall time: {r.wall_time_s:.1f} s (scoring on {r.device})",
         *(

@@ -1,0 +1,425 @@
+"""One policy for many networks: train across a family of environments and targets.
+
+:func:`train_family` trains one agent on several env presets at once. Every episode draws a
+member network and a MACs target (from a grid, e.g. 0.30, 0.35, ..., 0.70), so one policy
+learns corrections that hold across architectures and budgets. The reward of an episode is
+its accuracy minus the accuracy of the prior allocation on the same network at the same
+target (evaluated once per member and target, then cached): a network's own accuracy level
+cancels out, and the policy is rewarded only for beating what it starts from.
+
+The saved policy's metadata names the family, the targets, the command, the software
+versions, and the range every observation feature took in training;
+:func:`family_distance` compares a new network's observations with those ranges, so
+``rlprune apply`` can say when a network lies outside what the policy has seen.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import signal
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.logger import configure
+from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.vec_env import DummyVecEnv
+
+from ..core.config import EnvConfig, make_config
+from ..core.task import PruningTask
+from ..env.features import action_space, features_for, observation_space
+from ..env.pruning_env import PruningEnv
+from ..errors import ConfigError, RunError
+from ..files import atomic_write_json, atomic_write_text
+from ..presets.tasks import load_task
+from ..reports.versions import software_versions
+from .agents import ON_POLICY, AgentConfig, build_algorithm
+from .policy import POLICY_ENV_KEYS, save_policy
+
+__all__ = [
+    "DEFAULT_TARGETS",
+    "FamilyEnv",
+    "FamilyResult",
+    "FamilySettings",
+    "family_distance",
+    "target_grid",
+    "train_family",
+]
+
+DEFAULT_TARGETS = (0.3, 0.7)
+"""The target range a family policy trains on by default."""
+
+
+def target_grid(low: float, high: float, step: float = 0.05) -> tuple[float, ...]:
+    """Targets from ``low`` to ``high`` in ``step`` (both ends included, rounded to 1e-6)."""
+    if not 0 < low <= high <= 1:
+        raise ConfigError(f"target range [{low}, {high}] must satisfy 0 < low <= high <= 1")
+    n = int(round((high - low) / step))
+    grid = sorted({round(low + i * step, 6) for i in range(n + 1)} | {round(high, 6)})
+    return tuple(grid)
+
+
+@dataclass(frozen=True)
+class FamilySettings:
+    """How to train across a family (what ``rlprune train --env a,b,...`` sets)."""
+
+    episodes: int = 2000
+    """Episodes in total, over all members."""
+    seed: int = 0
+    targets: tuple[float, ...] = target_grid(*DEFAULT_TARGETS)
+    """The targets episodes draw from (uniformly)."""
+    n_envs: int = 1
+    save_every: int = 200
+    """Save the policy (``policy/``) every this many episodes, so a killed run leaves one."""
+
+
+@dataclass
+class FamilyResult:
+    """What a family training run produced."""
+
+    run_dir: Path
+    episodes: int
+    evaluations: int
+    seconds: float
+    interrupted: bool
+    stop_signal: int = 0
+    improvement: dict[str, float] = field(default_factory=dict)
+    """Per member: the mean reward (accuracy over the prior's) of the last quarter of its
+    episodes."""
+
+
+class FamilyEnv(gym.Env[np.ndarray, np.ndarray]):
+    """Each episode, one member env (drawn uniformly) at one target (drawn from ``targets``).
+
+    ``reset(options={"member": i, "target": t})`` fixes either. The reward at the last step
+    is the member env's reward minus the reward its prior allocation scores at that target
+    (every unit at action 0; evaluated once, then cached by the task). ``info`` carries
+    ``member`` (the env's name) and ``prior_reward``.
+    """
+
+    metadata: dict[str, Any] = {"render_modes": []}
+
+    def __init__(self, envs: Sequence[PruningEnv], targets: Sequence[float]) -> None:
+        if not envs:
+            raise ConfigError("a family needs at least one env")
+        if not targets:
+            raise ConfigError("a family needs at least one target")
+        versions = {env.config.features for env in envs}
+        if len(versions) != 1:
+            raise ConfigError(
+                "family members observe different feature sets "
+                f"({sorted(versions)}); give them the same agent preset"
+            )
+        self.envs = list(envs)
+        self.targets = tuple(float(t) for t in targets)
+        self.names = [env.config.name for env in envs]
+        self.observation_space = observation_space(envs[0].config.features)
+        self.action_space = action_space()
+        self._member = 0
+        self._baselines: dict[tuple[int, float], float] = {}
+
+    @property
+    def member(self) -> PruningEnv:
+        """The env of the current episode."""
+        return self.envs[self._member]
+
+    def prior_reward(self, member: int, target: float) -> float:
+        """The reward of the prior allocation on ``member`` at ``target`` (cached)."""
+        key = (member, target)
+        if key not in self._baselines:
+            env = self.envs[member]
+            env.reset(options={"target": target})
+            zero = np.zeros(1, dtype=np.float32)
+            while True:
+                _, reward, done, _, _ = env.step(zero)
+                if done:
+                    break
+            self._baselines[key] = float(reward)
+        return self._baselines[key]
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Draw a member and a target (or take them from ``options``) and start its episode."""
+        super().reset(seed=seed)
+        options = options or {}
+        member = options.get("member")
+        self._member = (
+            int(self.np_random.integers(len(self.envs))) if member is None else int(member)
+        )
+        target = options.get("target")
+        target = float(self.np_random.choice(self.targets)) if target is None else float(target)
+        self._prior = self.prior_reward(self._member, target)
+        obs, info = self.member.reset(options={"target": target})
+        return obs, {**info, "member": self.names[self._member]}
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        """Step the member env; the last step's reward is relative to the prior's."""
+        obs, reward, done, truncated, info = self.member.step(action)
+        if done:
+            info = {**info, "member": self.names[self._member], "prior_reward": self._prior}
+            reward = float(reward) - self._prior
+        return obs, reward, done, truncated, info
+
+
+_LOG_FIELDS = (
+    "episode",
+    "member",
+    "target",
+    "accuracy",
+    "macs_ratio",
+    "reward",
+    "prior_reward",
+    "time/elapsed_s",
+)
+
+
+class _FamilyCallback(BaseCallback):
+    """Logs finished episodes, tracks observation ranges, saves the policy periodically and
+    stops after N episodes."""
+
+    def __init__(
+        self,
+        total: int,
+        log: Path,
+        save: Callable[[], None],
+        save_every: int,
+        on_episode: Callable[[int, dict[str, Any]], None] | None,
+        n_features: int,
+    ) -> None:
+        super().__init__()
+        self.total = total
+        self.episodes = 0
+        self.rows: list[dict[str, Any]] = []
+        self.save = save
+        self.save_every = save_every
+        self.on_episode = on_episode
+        self.low = np.full(n_features, np.inf)
+        self.high = np.full(n_features, -np.inf)
+        self.start = time.perf_counter()
+        self._handle = log.open("w", newline="")
+        self._writer = csv.DictWriter(self._handle, fieldnames=_LOG_FIELDS)
+        self._writer.writeheader()
+
+    def observe(self, obs: np.ndarray) -> None:
+        """Widen the observed feature ranges by ``obs`` (one row per env)."""
+        rows = np.asarray(obs, dtype=np.float64).reshape(-1, len(self.low))
+        self.low = np.minimum(self.low, rows.min(axis=0))
+        self.high = np.maximum(self.high, rows.max(axis=0))
+
+    def _on_step(self) -> bool:
+        if self.episodes >= self.total:
+            return False
+        dones = self.locals["dones"]
+        obs = np.asarray(self.locals["new_obs"])
+        # the observation after a finished episode is the next episode's first
+        self.observe(obs)
+        for reward, done, info in zip(
+            self.locals["rewards"], dones, self.locals["infos"], strict=True
+        ):
+            if not done or "accuracy" not in info:
+                continue
+            self.episodes += 1
+            row = {
+                "episode": self.episodes,
+                "member": info["member"],
+                "target": round(float(info["target"]), 6),
+                "accuracy": float(info["accuracy"]),
+                "macs_ratio": float(info["macs_ratio"]),
+                "reward": float(reward),
+                "prior_reward": float(info["prior_reward"]),
+                "time/elapsed_s": round(time.perf_counter() - self.start, 3),
+            }
+            self.rows.append(row)
+            self._writer.writerow(row)
+            self._handle.flush()
+            self.logger.record_mean("episode/reward_over_prior", float(reward))
+            if self.on_episode is not None:
+                self.on_episode(self.episodes, row)
+            if self.save_every and self.episodes % self.save_every == 0:
+                self.save()
+        return self.episodes < self.total
+
+    def close(self) -> None:
+        """Close the episode log."""
+        self._handle.close()
+
+
+def _member_configs(
+    configs: Sequence[EnvConfig], agent: AgentConfig, targets: Sequence[float]
+) -> list[EnvConfig]:
+    names = [c.name for c in configs]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"family lists an env twice ({', '.join(names)}); name each once")
+    return [
+        make_config(
+            {
+                **dataclasses.asdict(agent.env_config(c)),
+                "target": (min(targets), max(targets)),
+            }
+        )
+        for c in configs
+    ]
+
+
+def train_family(
+    configs: Sequence[EnvConfig],
+    agent: AgentConfig,
+    settings: FamilySettings,
+    run_dir: Path,
+    *,
+    command: str = "",
+    tasks: Sequence[PruningTask] | None = None,
+    on_episode: Callable[[int, dict[str, Any]], None] | None = None,
+) -> FamilyResult:
+    """Train ``agent`` across ``configs`` (one member network each) for ``settings.episodes``.
+
+    Writes ``run_dir/config.yaml``-like ``family.json``, ``episodes.csv`` and ``policy/``
+    (saved every ``settings.save_every`` episodes, at the end, and on Ctrl-C / SIGTERM).
+
+    Raises:
+        RunError: bad settings (episodes < 1, an off-policy agent with several envs).
+        ConfigError: a member cannot be loaded, or a target is out of a member's reach.
+    """
+    if settings.episodes < 1 or settings.n_envs < 1:
+        raise RunError("--episodes and --n-envs must be at least 1")
+    if settings.n_envs > 1 and agent.algo not in ON_POLICY:
+        raise RunError(
+            f"--n-envs {settings.n_envs}: {agent.algo.upper()} learns from one environment; "
+            "drop --n-envs (or train PPO)"
+        )
+    from .training import _sigterm_stops_like_ctrl_c
+
+    start = time.perf_counter()
+    members = _member_configs(configs, agent, settings.targets)
+    if tasks is None:
+        tasks = [load_task(c) for c in members]
+    for task in tasks:
+        task.check_target(min(settings.targets))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    names = [c.name for c in members]
+    atomic_write_json(
+        run_dir / "family.json",
+        {
+            "family": names,
+            "targets": list(settings.targets),
+            "agent": agent.to_dict(),
+            "train": dataclasses.asdict(settings),
+            "command": command,
+        },
+    )
+    atomic_write_text(run_dir / "command.txt", command + "\n")
+    atomic_write_json(run_dir / "versions.json", software_versions())
+
+    def family_env() -> Monitor:
+        envs = [PruningEnv(task=t, config=c) for t, c in zip(tasks, members, strict=True)]
+        return Monitor(FamilyEnv(envs, settings.targets))
+
+    vec_env = DummyVecEnv([family_env] * settings.n_envs)
+    n_units = int(np.median([len(t.analysis.units) for t in tasks]))
+    algorithm = build_algorithm(agent, vec_env, n_units, seed=settings.seed)
+    algorithm.set_logger(configure(str(run_dir / "sb3"), ["csv"]))
+    evaluations_before = sum(t.timings.evaluations for t in tasks)
+    version = members[0].features
+    names_of_features = features_for(version)
+
+    def save() -> None:
+        ranges = {
+            name: [round(float(lo), 6), round(float(hi), 6)]
+            for name, lo, hi in zip(names_of_features, callback.low, callback.high, strict=True)
+            if np.isfinite(lo)
+        }
+        save_policy(
+            algorithm.policy,
+            run_dir / "policy",
+            {
+                "algo": agent.algo,
+                "agent": agent.to_dict(),
+                "min_keep": members[0].min_keep,
+                "max_keep": members[0].max_keep,
+                "reward": members[0].reward,
+                **{key: getattr(members[0], key) for key in POLICY_ENV_KEYS},
+                "target": [min(settings.targets), max(settings.targets)],
+                "targets": list(settings.targets),
+                "env": "+".join(names),
+                "family": names,
+                "model": None,
+                "dataset": members[0].dataset,
+                "training_episodes": callback.episodes,
+                "command": command,
+                "versions": software_versions(),
+                "feature_ranges": ranges,
+                "best": None,
+            },
+            feature_version=version,
+        )
+
+    callback = _FamilyCallback(
+        settings.episodes,
+        run_dir / "episodes.csv",
+        save,
+        settings.save_every,
+        on_episode,
+        len(names_of_features),
+    )
+    stop_signal = 0
+    total_steps = (
+        (settings.episodes + settings.n_envs) * max(len(t.analysis.units) for t in tasks) * 10
+    )
+    try:
+        with _sigterm_stops_like_ctrl_c():
+            algorithm.learn(total_timesteps=total_steps, callback=callback)
+    except KeyboardInterrupt as interrupt:
+        stop_signal = int(getattr(interrupt, "signum", signal.SIGINT))
+    finally:
+        callback.close()
+    save()
+    improvement: dict[str, float] = {}
+    for name in names:
+        rewards = [r["reward"] for r in callback.rows if r["member"] == name]
+        if rewards:
+            tail = rewards[-max(1, len(rewards) // 4) :]
+            improvement[name] = float(np.mean(tail))
+    return FamilyResult(
+        run_dir=run_dir,
+        episodes=callback.episodes,
+        evaluations=sum(t.timings.evaluations for t in tasks) - evaluations_before,
+        seconds=time.perf_counter() - start,
+        interrupted=bool(stop_signal),
+        stop_signal=stop_signal,
+        improvement=improvement,
+    )
+
+
+def family_distance(
+    metadata: dict[str, Any], observations: np.ndarray, tolerance: float = 0.02
+) -> list[tuple[str, int, float]]:
+    """How a network's observations fall outside the ranges a policy saw in training.
+
+    ``observations`` holds one row per step (feature set of the policy). Returns, for every
+    feature with a value more than ``tolerance`` outside its training range, ``(feature,
+    steps outside, largest distance outside)``, largest first; empty for a policy without
+    recorded ranges or a network inside them.
+    """
+    ranges = metadata.get("feature_ranges") or {}
+    names = features_for(int(metadata.get("feature_version", 1)))
+    rows = np.asarray(observations, dtype=np.float64).reshape(-1, len(names))
+    out: list[tuple[str, int, float]] = []
+    for j, name in enumerate(names):
+        if name not in ranges:
+            continue
+        lo, hi = ranges[name]
+        below = lo - rows[:, j]
+        above = rows[:, j] - hi
+        distance = np.maximum(below, above)
+        outside = distance > tolerance
+        if outside.any():
+            out.append((name, int(outside.sum()), float(distance.max())))
+    out.sort(key=lambda item: -item[2])
+    return out

@@ -1,0 +1,81 @@
+"""Train rlprune's general policy (the one ``rlprune apply`` uses without ``--policy``).
+
+One PPO agent (the default ``ppo`` preset: feature set 2, corrections to the sensitivity
+prior) trained across a family of networks at MACs targets 0.30-0.70, then copied into
+``policies/general`` (the package's bundled policy) with ``--install``::
+
+    python scripts/train_general_policy.py --episodes 1500 --install
+
+It is the same as ``rlprune train --env fmnist-resnet20,fmnist-resnet14-w24,... --target
+0.3:0.7 --episodes N`` followed by a copy. The family leaves out every network the transfer
+table tests on (fmnist-vgg, fmnist-mobilenetv2, examples/fmnist-custom.yaml), so that table
+measures the shipped policy on networks it never saw.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from rlprune.cli import main as rlprune_main  # noqa: E402
+from rlprune.presets.loader import GENERAL_POLICY  # noqa: E402
+
+FAMILY = ("fmnist-resnet20", "fmnist-resnet14-w24", "fmnist-resnet32-w12", "fmnist-regnet")
+"""The training family: ResNets of three depths/widths and a RegNetX (grouped convs)."""
+HELD_OUT = ("fmnist-vgg", "fmnist-mobilenetv2", "examples/fmnist-custom.yaml")
+"""Networks the general policy never sees in training (the transfer table's rows)."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Train the family policy; with ``--install``, replace ``policies/general`` with it."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--family", default=",".join(FAMILY), help="comma-separated env presets")
+    parser.add_argument("--target", default="0.3:0.7", help="a target or LOW:HIGH")
+    parser.add_argument("--episodes", type=int, default=1500)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--agent", default="ppo")
+    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "general")
+    parser.add_argument(
+        "--install", action="store_true", help=f"copy the policy to {GENERAL_POLICY}"
+    )
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=args.out, prefix="run-"))
+    command = [
+        "train",
+        "--env",
+        args.family,
+        "--target",
+        args.target,
+        "--episodes",
+        str(args.episodes),
+        "--seed",
+        str(args.seed),
+        "--agent",
+        args.agent,
+        "--out",
+        str(staging),
+    ]
+    sys.argv = ["rlprune", *command]  # the policy records the equivalent rlprune command
+    code = rlprune_main(command)
+    if code != 0:
+        return code
+    (run_dir,) = [p for p in staging.iterdir() if p.is_dir()]
+    print(f"run folder: {run_dir}")
+    if args.install:
+        shutil.rmtree(GENERAL_POLICY, ignore_errors=True)
+        GENERAL_POLICY.mkdir(parents=True)
+        for name in ("policy.pt", "policy.json"):
+            shutil.copy2(run_dir / "policy" / name, GENERAL_POLICY / name)
+        print(f"installed: {GENERAL_POLICY}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

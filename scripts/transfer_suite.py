@@ -1,0 +1,219 @@
+"""Regenerate the transfer section of BENCHMARKS.md: the general policy on networks it never saw.
+
+    python scripts/transfer_suite.py            # about an hour on a 2-core CPU
+    python scripts/transfer_suite.py --resume   # finish an interrupted run
+
+For every held-out network (not in the general policy's training family: fmnist-vgg,
+fmnist-mobilenetv2, examples/fmnist-custom.yaml) and every target (0.3, 0.5, 0.7), 3 seeds,
+all charged in the benchmark's currency (full-evaluation equivalents, probes included):
+
+- ``transfer``: the bundled general policy (``policies/general``) zero-shot: its probes + 1
+  evaluation;
+- ``transfer-adapt`` (target 0.5): the same policy adapted with --adapt-episodes PPO
+  episodes on the new network;
+- ``uniform``, ``magnitude``, ``sensitivity`` (every target) and ``random``, ``tpe`` with
+  --evals evaluations (target 0.5);
+- ``single-target``: with ``--single-target T=PATH`` (one per target), a policy trained on the
+  same family at that target alone, zero-shot: the budget-conditioned policy's reference.
+
+Writes docs/transfer.md (BENCHMARKS.md includes it; this script rewrites BENCHMARKS.md from
+the suite's finished results at the end) and keeps every setting's results, compressed, in
+docs/benchmarks/data/ (as the suite does), so ``--resume`` continues from a fresh clone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from benchmark_suite import DATA, restore, run_kept  # noqa: E402
+
+from rlprune.presets.loader import GENERAL_POLICY, load_env_config  # noqa: E402
+from rlprune.reports.tables import (  # noqa: E402
+    MethodSeedResult,
+    comparison_lines,
+    render_markdown,
+    summarise,
+)
+from rlprune.search.benchmark import BenchmarkSettings, load_task  # noqa: E402
+
+HELD_OUT = ("fmnist-vgg", "fmnist-mobilenetv2", "examples/fmnist-custom.yaml")
+TARGETS = (0.3, 0.5, 0.7)
+HEURISTICS = ("uniform", "magnitude", "sensitivity")
+SEARCHES = ("random", "tpe")
+
+
+def _label(env: str) -> str:
+    return Path(env).stem if env.endswith(".yaml") else env
+
+
+def _env_path(env: str) -> str:
+    return str(ROOT / env) if env.endswith(".yaml") else env
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(ROOT.resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _run(
+    key: str,
+    env: str,
+    target: float,
+    methods: tuple[str, ...],
+    policy: Path,
+    args: argparse.Namespace,
+) -> Path:
+    out = args.out / key
+    if args.resume:
+        restore(args.data, out)
+    config = load_env_config(_env_path(env), {"target": target})
+    task = load_task(config, str(policy))
+    settings = BenchmarkSettings(
+        methods=methods,
+        evals=args.evals,
+        seeds=args.seeds,
+        finetune_epochs=1 if args.finetune_images else 0,
+        finetune_images=args.finetune_images or None,
+        policy=str(policy),
+        adapt_episodes=args.adapt_episodes if "transfer-adapt" in methods else 0,
+    )
+    run_kept(task, settings, out, args.data, key, resume=args.resume)
+    return out
+
+
+def _results(folder: Path, rename: str | None = None) -> list[MethodSeedResult]:
+    results = [
+        MethodSeedResult.from_dict(json.loads(p.read_text())["result"])
+        for p in sorted((folder / "results").glob("*.json"))
+    ]
+    if rename is not None:
+        results = [dataclasses.replace(r, method=rename) for r in results]
+    return results
+
+
+def _mean(results: list[MethodSeedResult], method: str) -> float | None:
+    values = [r.val_accuracy for r in results if r.method == method]
+    return sum(values) / len(values) if values else None
+
+
+def _verdict(ours: float, theirs: float) -> str:
+    """won / tied / lost, to the 0.01 points the table shows."""
+    diff = round(100 * (ours - theirs), 2)
+    return "won" if diff > 0 else "lost" if diff < 0 else "tied"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--policy", type=Path, default=GENERAL_POLICY)
+    parser.add_argument(
+        "--single-target",
+        action="append",
+        default=[],
+        metavar="T=PATH",
+        help="a policy trained on the family at target T alone (repeat per target)",
+    )
+    parser.add_argument("--envs", type=lambda t: t.split(","), default=list(HELD_OUT))
+    parser.add_argument(
+        "--targets", type=lambda t: [float(x) for x in t.split(",")], default=list(TARGETS)
+    )
+    parser.add_argument("--evals", type=int, default=50)
+    parser.add_argument("--adapt-episodes", type=int, default=20)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--finetune-images", type=int, default=10_000)
+    parser.add_argument("--out", type=Path, default=ROOT / "results" / "transfer")
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--markdown", type=Path, default=ROOT / "docs" / "transfer.md")
+    parser.add_argument(
+        "--no-page", action="store_true", help="do not rewrite BENCHMARKS.md afterwards"
+    )
+    args = parser.parse_args()
+    singles = {float(t): Path(p) for t, p in (item.split("=", 1) for item in args.single_target)}
+    args.out.mkdir(parents=True, exist_ok=True)
+    began = time.perf_counter()
+    tables: list[str] = []
+    verdicts: list[str] = []
+    meta = json.loads((args.policy / "policy.json").read_text())
+    default = args.policy.resolve() == GENERAL_POLICY.resolve()
+    for env in args.envs:
+        label = _label(env)
+        for target in args.targets:
+            key = f"transfer-{label}-t{target}"
+            methods = ("transfer", *HEURISTICS)
+            if target == 0.5:
+                methods = ("transfer", "transfer-adapt", *HEURISTICS, *SEARCHES)
+            print(f"transfer: {label} at {target}", flush=True)
+            results = _results(_run(key, env, target, methods, args.policy, args))
+            if target in singles:
+                single = _run(f"{key}-single", env, target, ("transfer",), singles[target], args)
+                results += _results(single, rename="single-target")
+            summaries = summarise(results)
+            tables += [
+                render_markdown(
+                    summaries,
+                    title=f"{label} (held out), MACs target {target}",
+                    notes=comparison_lines(summaries, reference="transfer"),
+                ).replace("# ", "### ", 1),
+                "",
+            ]
+            zero = _mean(results, "transfer")
+            assert zero is not None
+            parts = [
+                f"{m} {_verdict(zero, v)} ({100 * zero:.2f} vs {100 * v:.2f})"
+                for m in (*HEURISTICS, "single-target")
+                if (v := _mean(results, m)) is not None
+            ]
+            adapted = _mean(results, "transfer-adapt")
+            if adapted is not None:
+                parts += [
+                    f"adapted vs {m}@{args.evals} {_verdict(adapted, v)} "
+                    f"({100 * adapted:.2f} vs {100 * v:.2f})"
+                    for m in SEARCHES
+                    if (v := _mean(results, m)) is not None
+                ]
+            verdicts.append(f"- **{label} @ {target}**: zero-shot vs " + "; ".join(parts) + ".")
+    lines = [
+        "## Transfer: the general policy on networks it never saw",
+        "",
+        "Regenerate with `python scripts/transfer_suite.py"
+        + "".join(f" --single-target {t}={p}" for t, p in singles.items())
+        + f"` ({(time.perf_counter() - began) / 60:.0f} min for this invocation on a "
+        f"2-core CPU). Policy: `{_shown(args.policy)}`"
+        + (" (the one `rlprune apply` uses without `--policy`)" if default else "")
+        + f", {meta['training_episodes']} episodes of PPO across "
+        f"{', '.join(meta['family'])} at targets {meta['targets'][0]}-{meta['targets'][-1]} "
+        f"(`{meta['command']}`). None of the networks below was in its training family. "
+        "`transfer` is the policy zero-shot (its probes + 1 evaluation); `transfer-adapt` "
+        f"adds {args.adapt_episodes} PPO episodes on the new network; random and TPE get "
+        f"{args.evals} evaluations; `single-target` is a policy trained on the same family "
+        "at that target alone. Every cost is in full-evaluation equivalents, probes charged. "
+        "Losses are shown as losses.",
+        "",
+        "### Verdicts (mean validation accuracy over seeds)",
+        "",
+        *verdicts,
+        "",
+        *tables,
+    ]
+    args.markdown.write_text("\n".join(lines))
+    print(f"wrote {args.markdown}")
+    if not args.no_page:
+        subprocess.run(
+            [sys.executable, str(ROOT / "scripts" / "benchmark_suite.py"), "--page-only"],
+            check=True,
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,278 @@
+"""One policy across a family of networks and targets: the env, training, the CLI, apply."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rlprune.cli import main
+from rlprune.core.task import PruningTask
+from rlprune.env.features import features_for
+from rlprune.env.pruning_env import PruningEnv
+from rlprune.presets.loader import GENERAL_POLICY, load_env_config
+from rlprune.presets.tasks import load_task
+from rlprune.rl.agents import load_agent_config
+from rlprune.rl.family import (
+    FamilyEnv,
+    FamilySettings,
+    _member_configs,
+    family_distance,
+    target_grid,
+    train_family,
+)
+from rlprune.rl.policy import load_policy
+
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:.*near chance"),
+    pytest.mark.filterwarnings("ignore:env 'digits-plain' gives no weights"),
+]
+
+VARIANT = """\
+model: vgg
+model_kwargs: {cfg: [12, M, 24, 24]}
+dataset: digits
+target: 0.5
+calibration_batches: 2
+val_size: 200
+seed: 0
+"""
+
+
+@pytest.fixture(scope="module")
+def variant(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A second digits network (an untrained plain net: its accuracy is near chance, which
+    the reward relative to the prior does not mind)."""
+    path = tmp_path_factory.mktemp("presets") / "digits-plain.yaml"
+    path.write_text(VARIANT)
+    return path
+
+
+@pytest.fixture(scope="module")
+def family(variant: Path) -> tuple[list, list[PruningTask]]:
+    agent = load_agent_config("ppo", "digits-cnn")
+    configs = [load_env_config("digits-cnn"), load_env_config(str(variant))]
+    members = _member_configs(configs, agent, target_grid(0.4, 0.6))
+    return configs, [load_task(c) for c in members]
+
+
+def test_target_grid() -> None:
+    assert target_grid(0.3, 0.7) == (0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7)
+    assert target_grid(0.5, 0.5) == (0.5,)
+    with pytest.raises(Exception, match="low <= high"):
+        target_grid(0.7, 0.3)
+
+
+def test_family_env_draws_members_and_targets_and_rewards_over_the_prior(
+    family: tuple[list, list[PruningTask]],
+) -> None:
+    configs, tasks = family
+    agent = load_agent_config("ppo", "digits-cnn")
+    members = _member_configs(configs, agent, (0.4, 0.5, 0.6))
+    envs = [PruningEnv(task=t, config=c) for t, c in zip(tasks, members, strict=True)]
+    env = FamilyEnv(envs, (0.4, 0.5, 0.6))
+    env.reset(seed=0)
+    seen = set()
+    for _ in range(30):
+        _, info = env.reset()
+        seen.add((info["member"], round(info["target"], 6)))
+        assert info["target"] in (0.4, 0.5, 0.6)
+    assert {m for m, _ in seen} == {c.name for c in configs}
+    assert len({t for _, t in seen}) == 3
+
+    def play(action: float, member: int, target: float) -> tuple[float, dict]:
+        env.reset(options={"member": member, "target": target})
+        while True:
+            _, reward, done, _, info = env.step(np.array([action], dtype=np.float32))
+            if done:
+                return reward, info
+
+    # action 0 plays the prior: nothing gained over it
+    reward, info = play(0.0, 0, 0.5)
+    assert reward == pytest.approx(0.0, abs=1e-9)
+    assert info["member"] == "digits-cnn"
+    assert info["prior_reward"] == pytest.approx(info["accuracy"])
+    # cutting every unit to its minimum keeps less of the budget: it can only lose accuracy
+    # relative to the prior, and the reward says by how much
+    reward, info = play(-1.0, 0, 0.5)
+    assert reward == pytest.approx(info["accuracy"] - info["prior_reward"])
+    assert info["macs_ratio"] <= 0.5 + 1e-6
+
+
+def test_train_family_saves_a_policy_with_its_family_and_ranges(
+    family: tuple[list, list[PruningTask]], tmp_path: Path
+) -> None:
+    configs, tasks = family
+    agent = load_agent_config("ppo", "digits-cnn")
+    result = train_family(
+        configs,
+        agent,
+        FamilySettings(episodes=24, targets=target_grid(0.4, 0.6), save_every=8),
+        tmp_path / "run",
+        command="rlprune train --env digits-cnn,digits-plain",
+        tasks=tasks,
+    )
+    assert result.episodes == 24 and not result.interrupted
+    rows = list(csv.DictReader((tmp_path / "run" / "episodes.csv").open()))
+    assert len(rows) == 24
+    assert {r["member"] for r in rows} == {"digits-cnn", "digits-plain"}
+    assert {float(r["target"]) for r in rows} <= set(target_grid(0.4, 0.6))
+    for r in rows:
+        assert float(r["reward"]) == pytest.approx(float(r["accuracy"]) - float(r["prior_reward"]))
+        assert float(r["macs_ratio"]) <= float(r["target"]) + 1e-6
+    policy = load_policy(tmp_path / "run" / "policy")
+    meta = policy.metadata
+    assert meta["family"] == ["digits-cnn", "digits-plain"]
+    assert meta["targets"] == list(target_grid(0.4, 0.6))
+    assert meta["training_episodes"] == 24
+    assert meta["command"].startswith("rlprune train")
+    assert "torch" in meta["versions"]
+    ranges = meta["feature_ranges"]
+    assert set(ranges) == set(features_for(2))
+    assert ranges["target"][0] >= 0.4 - 1e-9 and ranges["target"][1] <= 0.6 + 1e-9
+    assert all(lo <= hi for lo, hi in ranges.values())
+
+
+def test_family_distance_names_features_outside_the_training_ranges() -> None:
+    names = features_for(2)
+    meta = {"feature_version": 2, "feature_ranges": {n: [0.0, 0.5] for n in names}}
+    inside = np.full((4, len(names)), 0.25)
+    assert family_distance(meta, inside) == []
+    outside = inside.copy()
+    outside[1, names.index("probe_drop_25")] = 0.9
+    outside[2, names.index("probe_drop_25")] = 0.7
+    outside[3, names.index("kernel")] = 0.6
+    report = family_distance(meta, outside)
+    assert report[0] == ("probe_drop_25", 2, pytest.approx(0.4))
+    assert report[1] == ("kernel", 1, pytest.approx(0.1))
+    assert family_distance({"feature_version": 2}, outside) == []  # no ranges recorded
+
+
+@pytest.mark.slow
+def test_cli_trains_a_family_and_apply_reports_the_distance(
+    variant: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    runs = tmp_path / "runs"
+    code = main(
+        [
+            "train",
+            "--env",
+            f"digits-cnn,{variant}",
+            "--target",
+            "0.4:0.6",
+            "--episodes",
+            "16",
+            "--out",
+            str(runs),
+        ]
+    )
+    assert code == 0
+    (run,) = runs.iterdir()
+    assert run.name.startswith("family__ppo__0__")
+    out = capsys.readouterr().out
+    assert "digits-cnn: last quarter's episodes" in out and "16 episodes" in out
+    code = main(
+        ["apply", "--policy", str(run), "--env", "digits-cnn", "--target", "0.5"]
+        + ["--out", str(tmp_path / "apply")]
+    )
+    assert code == 0
+    out = " ".join(capsys.readouterr().out.split())  # the console wraps long lines
+    assert f"policy: {run / 'policy'} (trained on digits-cnn, digits-plain)" in out
+    report = json.loads((tmp_path / "apply" / "report.json").read_text())
+    assert report["policy_family"] == ["digits-cnn", "digits-plain"]
+    assert report["policy_ranges"] is True
+    # digits-cnn was in the family: its observations lie inside, but for targets 0.5 only
+    assert all(o["feature"] != "kernel" for o in report["outside_family"])
+
+
+def test_family_flags_that_name_one_network_are_errors(
+    variant: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(
+        ["train", "--env", f"digits-cnn,{variant}", "--model", "vgg", "--out", str(tmp_path)]
+    )
+    assert code != 0
+    err = capsys.readouterr().err
+    assert "--model names one network" in err and "Traceback" not in err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--env", "digits-cnn", "--target", "0.3:x"])
+    assert exit_info.value.code == 2
+    assert "expected a fraction such as 0.5 or a range" in capsys.readouterr().err
+
+
+def test_the_bundled_general_policy_is_a_family_policy() -> None:
+    policy = load_policy(GENERAL_POLICY)
+    meta = policy.metadata
+    assert meta["feature_version"] == 2 and meta["action_mode"] == "residual"
+    assert len(meta["family"]) >= 3
+    for held_out in ("fmnist-vgg", "fmnist-mobilenetv2"):
+        assert held_out not in meta["family"]
+    assert meta["targets"][0] <= 0.3 and meta["targets"][-1] >= 0.7
+    assert meta["feature_ranges"] and meta["command"].startswith("rlprune train")
+    size = sum(p.stat().st_size for p in GENERAL_POLICY.iterdir())
+    assert size < 400_000
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated")
+def test_apply_without_policy_uses_the_general_policy(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "apply"
+    assert main(["apply", "--env", "digits-cnn", "--target", "0.5", "--out", str(out)]) == 0
+    printed = " ".join(capsys.readouterr().out.split())
+    assert f"policy: {GENERAL_POLICY}" in printed
+    report = json.loads((out / "report.json").read_text())
+    assert report["policy"] == str(GENERAL_POLICY)
+    assert report["candidate"]["macs_ratio"] <= 0.5 + 1e-6
+    # digits (8x8 images, another dataset) lies outside the Fashion-MNIST family somewhere
+    assert report["outside_family"]
+    assert "outside the policy's training ranges" in printed
+
+
+@pytest.mark.slow
+def test_transfer_suite_writes_verdicts_for_a_held_out_network(
+    family: tuple[list, list[PruningTask]], tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    configs, tasks = family
+    train_family(
+        configs,
+        load_agent_config("ppo", "digits-cnn"),
+        FamilySettings(episodes=8, targets=target_grid(0.4, 0.6)),
+        tmp_path / "run",
+        command="rlprune train --env digits-cnn,digits-plain",
+        tasks=tasks,
+    )
+    # a single-target policy: the same family at 0.5 alone
+    train_family(
+        configs,
+        load_agent_config("ppo", "digits-cnn"),
+        FamilySettings(episodes=8, targets=(0.5,)),
+        tmp_path / "single",
+        command="rlprune train --env digits-cnn,digits-plain --target 0.5",
+        tasks=tasks,
+    )
+    page = tmp_path / "transfer.md"
+    script = Path(__file__).resolve().parent.parent / "scripts" / "transfer_suite.py"
+    args = ["--policy", str(tmp_path / "run" / "policy"), "--envs", "digits-cnn"]
+    args += ["--targets", "0.4,0.5", "--evals", "12", "--adapt-episodes", "3", "--seeds", "1"]
+    args += ["--finetune-images", "0", "--out", str(tmp_path / "out"), "--data"]
+    args += [str(tmp_path / "data"), "--markdown", str(page), "--no-page"]
+    args += ["--single-target", f"0.5={tmp_path / 'single' / 'policy'}"]
+    run = subprocess.run(
+        [sys.executable, str(script), *args], capture_output=True, text=True, timeout=600
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    text = page.read_text()
+    assert "policy zero-shot" in text and "digits-cnn, digits-plain" in text
+    assert "- **digits-cnn @ 0.4**: zero-shot vs uniform" in text
+    verdict = next(line for line in text.splitlines() if line.startswith("- **digits-cnn @ 0.5"))
+    for part in ("sensitivity", "single-target", "adapted vs random@12", "adapted vs tpe@12"):
+        assert part in verdict
+    assert "### digits-cnn (held out), MACs target 0.5" in text
+    assert (tmp_path / "data" / "transfer-digits-cnn-t0.5.json.gz").is_file()
