@@ -140,6 +140,11 @@ def use_workers(args: argparse.Namespace) -> None:
 
 def env_config_from_args(args: argparse.Namespace) -> EnvConfig:
     """Load the preset named by ``--env`` with the command-line overrides applied."""
+    if isinstance(args.target, tuple) and args.command != "train":
+        raise RunError(
+            f"--target {args.target[0]}:{args.target[1]} is a range, which only `rlprune "
+            f"train` takes; give `rlprune {args.command}` one target, e.g. --target 0.5"
+        )
     config = load_env_config(
         args.env,
         {

@@ -197,7 +197,9 @@ def main() -> None:
         "`transfer` is the policy zero-shot (its probes + 1 evaluation); `transfer-adapt` "
         f"adds {args.adapt_episodes} PPO episodes on the new network; random and TPE get "
         f"{args.evals} evaluations; `single-target` is a policy trained on the same family "
-        "at that target alone. Every cost is in full-evaluation equivalents, probes charged. "
+        "at that target alone (`python scripts/train_general_policy.py --target T --episodes "
+        "400 --out runs/single-T`, not bundled: 400 episodes each, a third of the general "
+        "policy's, so the three together cost what it cost). Every cost is in full-evaluation equivalents, probes charged. "
         "Losses are shown as losses.",
         "",
         "### Verdicts (mean validation accuracy over seeds)",

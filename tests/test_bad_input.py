@@ -102,7 +102,18 @@ CASES: list[tuple[str, Case, int, str]] = [
         "expected a fraction such as 0.5",
     ),
     ("no-command", lambda t, r: ["frobnicate"], 2, "invalid choice"),
-    ("apply-no-policy", lambda t, r: ["apply"], 2, "--policy"),
+    (
+        "apply-target-range",
+        lambda t, r: ["apply", "--target", "0.3:0.7"],
+        2,
+        "only `rlprune train`",
+    ),
+    (
+        "benchmark-target-range",
+        lambda t, r: ["benchmark", "--target", "0.3:0.7"],
+        2,
+        "give `rlprune benchmark` one target",
+    ),
     ("unknown-flag", lambda t, r: ["train", "--bogus"], 2, "unrecognized arguments"),
     # --- command line: values ---
     ("env-unknown", lambda t, r: ["info", "--env", "nope"], 2, "unknown env preset"),
