@@ -379,10 +379,11 @@ def _train_family(args: argparse.Namespace) -> int:
     names = [name.strip() for name in args.env.split(",") if name.strip()]
     target = args.target if args.target is not None else DEFAULT_TARGETS
     targets = target_grid(*target) if isinstance(target, tuple) else (float(target),)
-    configs = []
-    for name in names:
-        args.env, args.target = name, None
-        configs.append(env_config_from_args(args))
+    # each member: its own preset with this command's overrides (the range is the family's)
+    configs = [
+        env_config_from_args(argparse.Namespace(**{**vars(args), "env": name, "target": None}))
+        for name in names
+    ]
     agent = load_agent_config(args.agent or "ppo", configs[0].name)
     check_output_dir(args.out)
     settings = FamilySettings(

@@ -41,6 +41,7 @@ from ..presets.tasks import load_task
 from ..reports.versions import software_versions
 from .agents import ON_POLICY, AgentConfig, build_algorithm
 from .policy import POLICY_ENV_KEYS, save_policy
+from .training import _sigterm_stops_like_ctrl_c
 
 __all__ = [
     "DEFAULT_TARGETS",
@@ -294,8 +295,6 @@ def train_family(
             f"--n-envs {settings.n_envs}: {agent.algo.upper()} learns from one environment; "
             "drop --n-envs (or train PPO)"
         )
-    from .training import _sigterm_stops_like_ctrl_c
-
     start = time.perf_counter()
     members = _member_configs(configs, agent, settings.targets)
     if tasks is None:
