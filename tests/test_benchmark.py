@@ -72,6 +72,35 @@ def test_refuses_to_mix_results_and_resumes_missing_ones(
     ]
 
 
+def test_deterministic_method_searches_once_but_fine_tunes_every_seed(
+    digits_task: PruningTask, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The fine-tuned mean of a deterministic method must average as many seeded
+    # fine-tunes as any other method's, not repeat seed 0's one draw.
+    import rlprune.search.benchmark as benchmark
+
+    tuned: list[int] = []
+    real = benchmark.deliver
+
+    def spy(*args: object, **kwargs: object) -> object:
+        tuned.append(int(kwargs["seed"]))  # type: ignore[call-overload]
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(benchmark, "deliver", spy)
+    settings = BenchmarkSettings(
+        methods=("magnitude",), evals=3, seeds=3, finetune_epochs=1, finetune_images=64
+    )
+    started: list[tuple[str, int]] = []
+    results, _ = run_benchmark(
+        digits_task, settings, tmp_path, on_start=lambda m, s: started.append((m, s))
+    )
+    assert started == [("magnitude", 0)]  # one search
+    assert tuned == [0, 1, 2]  # three fine-tunes, one per seed
+    assert [r.seed for r in results] == [0, 1, 2]
+    assert len({tuple(r.best.channels) for r in results}) == 1
+    assert all(r.test_accuracy_finetuned is not None for r in results)
+
+
 @pytest.mark.parametrize(
     ("settings", "message"),
     [

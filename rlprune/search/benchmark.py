@@ -292,9 +292,14 @@ def run_benchmark(
         if path.is_file():
             result, search = _load_finished(path, target)
         elif deterministic and seed > 0 and first.is_file():
-            # a deterministic method gives every seed the same result: computed once
+            # a deterministic method's search gives every seed the same best: searched
+            # once. Its fine-tune is seeded like every other method's (data order), so
+            # the fine-tuned mean averages the same number of fine-tunes for all methods.
             result, search = _load_finished(first, target)
-            result = dataclasses.replace(result, seed=seed)
+            if settings.finetune_epochs:
+                result = _finish(task, search, seed, settings)
+            else:
+                result = dataclasses.replace(result, seed=seed)
             atomic_write_json(
                 path, {"result": result.to_dict(), "history": _candidate_dicts(search.history)}
             )
