@@ -14,7 +14,13 @@ import torch
 from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
-from rlprune.core.allocation import prior_channels, uniform_channels
+from rlprune.core.allocation import (
+    SENSITIVITY_RATIOS,
+    curve_arrays,
+    prior_channels,
+    sensitivity_curves,
+    uniform_channels,
+)
 from rlprune.core.candidates import Candidate, best_of
 from rlprune.core.config import make_config
 from rlprune.core.task import PruningTask, Timings
@@ -121,6 +127,47 @@ def _play(env: PruningEnv, actions: np.ndarray) -> dict:
         _, _, done, _, info = env.step(np.full(1, a, dtype=np.float32))
     assert done
     return info
+
+
+@pytest.mark.parametrize("actions", [[0.0] * 4, [-1.0, 1.0, -0.5, 0.5], [-1.0] * 4])
+def test_probe_shaping_charges_each_step_and_keeps_the_return(
+    task: PruningTask, actions: list[float]
+) -> None:
+    units = len(task.analysis.units)
+    plan = (actions * units)[:units]
+    settings = {"features": 2, "action_mode": "residual", "probe_images": 90}
+    plain = PruningEnv(task=task, config=_config(task, **settings))
+    shaped = PruningEnv(task=task, config=_config(task, **settings, shaping="probes"))
+    curves = sensitivity_curves(task, SENSITIVITY_RATIOS, 90)
+    returns = []
+    for env in (plain, shaped):
+        env.reset(options={"target": TARGET})
+        rewards, done = [], False
+        for a in plan:
+            _, reward, done, _, info = env.step(np.full(1, a, dtype=np.float32))
+            rewards.append(reward)
+        assert done
+        returns.append((rewards, info))
+    (plain_rewards, plain_info), (shaped_rewards, shaped_info) = returns
+    assert plain_rewards[:-1] == [0.0] * (units - 1)
+    assert shaped_info["channels"] == plain_info["channels"]
+    assert shaped_info["reward"] == plain_info["reward"] == plain_rewards[-1]
+    # the shaped return is the episode's reward (Ng et al.: the terminal potential is 0)
+    assert sum(shaped_rewards) == pytest.approx(plain_rewards[-1], abs=1e-9)
+    # each step before the last is charged the probes' (monotone) drop at the count chosen
+    # (before the last step's top-up, which may give units back some channels)
+    chosen = shaped._chosen
+    for i, reward in enumerate(shaped_rewards[:-1]):
+        xs, ys = curve_arrays([curves[i]], monotone=True)
+        drop = max(ys[0][-1] - float(np.interp(chosen[i], xs[0], ys[0])), 0.0)
+        assert reward == pytest.approx(-drop, abs=1e-9)
+    if actions == [-1.0] * 4:  # pruning harder than the prior costs something somewhere
+        assert min(shaped_rewards[:-1]) < 0
+
+
+def test_unknown_shaping_is_refused(task: PruningTask) -> None:
+    with pytest.raises(ConfigError, match="unknown shaping 'dense'; choose one of: none, probes"):
+        _config(task, shaping="dense")
 
 
 def test_anchor_best_corrects_the_best_configuration_so_far(task: PruningTask) -> None:

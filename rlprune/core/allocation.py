@@ -26,8 +26,10 @@ from .task import PruningTask
 __all__ = [
     "SENSITIVITY_RATIOS",
     "allocate_by_sensitivity",
+    "curve_arrays",
     "group_scores",
     "importance_statistics",
+    "low_fidelity",
     "magnitude_channels",
     "magnitude_scores",
     "prior_channels",
@@ -193,6 +195,25 @@ def magnitude_channels(
     return channels_after(low)
 
 
+def curve_arrays(
+    curves: Sequence[Sequence[tuple[int, float]]], *, monotone: bool = False
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Each ``(channels, accuracy)`` curve as sorted channel counts and their accuracy
+    (repeated counts averaged), for ``np.interp``; ``monotone`` as in
+    :func:`allocate_by_sensitivity`."""
+    xs: list[np.ndarray] = []
+    ys: list[np.ndarray] = []
+    for curve in curves:
+        points: dict[int, list[float]] = {}
+        for n, acc in curve:
+            points.setdefault(int(n), []).append(float(acc))
+        counts = sorted(points)
+        xs.append(np.array(counts, dtype=np.float64))
+        accuracy = np.array([np.mean(points[n]) for n in counts])
+        ys.append(np.minimum.accumulate(accuracy[::-1])[::-1] if monotone else accuracy)
+    return xs, ys
+
+
 def allocate_by_sensitivity(
     task: PruningTask,
     target: float,
@@ -216,16 +237,7 @@ def allocate_by_sensitivity(
     task.check_target(target)
     budget = target * task.analysis.macs
     mac_model = task.analysis.mac_model
-    xs: list[np.ndarray] = []
-    ys: list[np.ndarray] = []
-    for curve in curves:
-        points: dict[int, list[float]] = {}
-        for n, acc in curve:
-            points.setdefault(int(n), []).append(float(acc))
-        counts = sorted(points)
-        xs.append(np.array(counts, dtype=np.float64))
-        accuracy = np.array([np.mean(points[n]) for n in counts])
-        ys.append(np.minimum.accumulate(accuracy[::-1])[::-1] if monotone else accuracy)
+    xs, ys = curve_arrays(curves, monotone=monotone)
     channels = np.array(task.max_channels, dtype=np.int64)
     macs = mac_model.macs(channels)
     while macs > budget:
@@ -296,8 +308,13 @@ def sensitivity_channels(
     low-fidelity probes (``val_images`` below the validation split) the curves are made
     monotone first."""
     curves = sensitivity_curves(task, val_images=val_images)
-    low_fidelity = val_images is not None and val_images < task.val_size
-    return allocate_by_sensitivity(task, target, curves, monotone=low_fidelity)
+    return allocate_by_sensitivity(task, target, curves, monotone=low_fidelity(task, val_images))
+
+
+def low_fidelity(task: PruningTask, val_images: int | None) -> bool:
+    """Whether probes on ``val_images`` images score fewer than the whole validation split
+    (their curves are then made monotone before use)."""
+    return val_images is not None and val_images < task.val_size
 
 
 def top_up(

@@ -19,6 +19,7 @@ from .prune import IMPORTANCE
 __all__ = [
     "ACTION_MODES",
     "ANCHORS",
+    "SHAPINGS",
     "FEATURE_SETS",
     "FIELDS",
     "PRIORS",
@@ -31,6 +32,8 @@ PRIORS = ("uniform", "magnitude", "sensitivity")
 """Prior allocations (:mod:`rlprune.core.allocation`) the residual action mode starts from."""
 ACTION_MODES = ("absolute", "residual")
 ANCHORS = ("prior", "best")
+SHAPINGS = ("none", "probes")
+"""Dense reward shaping: none, or potential-based from the probes' additive drop model."""
 FEATURE_SETS = (1, 2)
 
 
@@ -161,6 +164,14 @@ class EnvConfig:
             "evaluation"
         },
     )
+    shaping: str = field(
+        default="none",
+        metadata={
+            "help": "dense reward shaping: none, or probes (potential-based, Ng et al. 1999: "
+            "each step is charged the accuracy the sensitivity probes predict it costs, the "
+            "last step gets it all back, so every episode's return is unchanged)"
+        },
+    )
     pretrain: dict[str, Any] = field(
         default_factory=dict,
         metadata={"help": "base-model training settings: epochs, lr, batch_size, weight_decay"},
@@ -229,6 +240,7 @@ _KINDS: dict[str, str] = {
     "residual_scale": "number",
     "anchor": "str",
     "probe_images": "positive int?",
+    "shaping": "str",
     "pretrain": "mapping",
 }
 """The type each preset key must have (``?``: may also be null); ``target`` is checked apart."""
@@ -328,6 +340,7 @@ def make_config(values: Mapping[str, Any], base_dir: Path | None = None) -> EnvC
         "action_mode": ACTION_MODES,
         "prior": PRIORS,
         "anchor": ANCHORS,
+        "shaping": SHAPINGS,
     }
     for name, allowed in choices.items():
         if getattr(config, name) not in allowed:

@@ -12,8 +12,10 @@ import torch_pruning as tp
 
 from ..core.allocation import (
     SENSITIVITY_RATIOS,
+    curve_arrays,
     group_scores,
     importance_statistics,
+    low_fidelity,
     prior_channels,
     sensitivity_curves,
     top_up,
@@ -116,6 +118,14 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
     R_FLOPs) or `acc_budget_penalty` (accuracy minus twice the relative overshoot
     of the target, for `budget_clipping=False`).
 
+    With `shaping: probes`, potential-based shaping (Ng et al. 1999) with potential
+    Phi = minus the accuracy the sensitivity probes predict the units decided so far
+    cost (each unit's drop alone, interpolated at its channel count, summed; 0 at the
+    terminal state): a step that decides unit t is rewarded -drop_t, and the last step
+    gets the sum of the earlier drops back on top of the episode's reward. Every
+    episode's return is unchanged, so is the best policy; what changes is when the
+    agent hears about a costly choice (with `gae_lambda` < 1, at the step it made it).
+
     ## Starting State
 
     The first unit, nothing pruned. The target is the preset's, or drawn
@@ -127,7 +137,7 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
     `terminated=True` after the last unit; never truncated. The final `info`
     holds the candidate record (:meth:`rlprune.core.candidates.Candidate.to_dict`:
     `channels`, `keep_ratios`, `accuracy`, `macs`, `params`, `macs_ratio`,
-    `params_ratio`) and `target`. Candidates are cached by channel
+    `params_ratio`), `target` and `reward` (the episode's reward, without shaping). Candidates are cached by channel
     configuration, so a repeated one costs nothing.
 
     ## Arguments
@@ -225,6 +235,9 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
         scored and its keep-ratios."""
         self._prior_keep = self._prior(self._target)
         self.last_candidate: Candidate | None = None
+        self._drops = self._probe_drops() if config.shaping == "probes" else None
+        self._charged = 0.0
+        """With shaping: the predicted drop the units decided so far were charged."""
 
     @property
     def current_unit(self) -> int:
@@ -260,6 +273,23 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
         channels = prior_channels(self.task, target, self.config.prior, self.config.probe_images)
         keep: np.ndarray = np.asarray(channels, dtype=np.float64) / self._full
         return keep
+
+    def _probe_drops(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per unit: channel counts and the accuracy lost with the unit alone pruned to
+        them (the probes' curves, shared with feature set 2 and the prior; charged once)."""
+        images = self.config.probe_images
+        curves = sensitivity_curves(self.task, SENSITIVITY_RATIOS, images)
+        xs, ys = curve_arrays(curves, monotone=low_fidelity(self.task, images))
+        return [(x, y[-1] - y) for x, y in zip(xs, ys, strict=True)]
+
+    def _shaping(self, unit: int) -> float:
+        """The shaping reward for deciding ``unit``: minus its predicted drop (0 without)."""
+        if self._drops is None:
+            return 0.0
+        counts, drops = self._drops[unit]
+        drop = max(float(np.interp(self._chosen[unit], counts, drops)), 0.0)
+        self._charged += drop
+        return -drop
 
     # --- features -----------------------------------------------------------------
 
@@ -342,6 +372,7 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
         self._target = target
         self._step = 0
         self._chosen = np.array(self.task.max_channels, dtype=np.int64)
+        self._charged = 0.0
         self.last_candidate = None
         return self._observation(), {"target": target}
 
@@ -393,11 +424,13 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
         self._chosen[self._step] = self._choose(action)
         self._step += 1
         if self._step < len(self.units):
-            return self._observation(), 0.0, False, False, {}
+            return self._observation(), self._shaping(self._step - 1), False, False, {}
         candidate = self._finish()
         outcome = Outcome(candidate.accuracy, candidate.macs, candidate.macs_ratio, self._target)
-        info = {**candidate.to_dict(), "target": self._target}
-        return self._observation(), float(self._reward_fn(outcome)), True, False, info
+        episode_reward = float(self._reward_fn(outcome))
+        info = {**candidate.to_dict(), "target": self._target, "reward": episode_reward}
+        # the terminal potential is 0: the drops charged so far come back here
+        return self._observation(), episode_reward + self._charged, True, False, info
 
     def pending_channels(self, action: np.ndarray) -> np.ndarray | None:
         """The channel configuration ``step(action)`` would send for evaluation, or ``None``

@@ -74,6 +74,7 @@ ENV_KEYS = {
     "min_keep",
     "max_keep",
     "reward",
+    "shaping",
     "fill_budget",
 }
 """Env settings an agent preset may choose under ``env:`` (what the agent observes and

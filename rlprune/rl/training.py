@@ -378,6 +378,7 @@ class _EpisodeCallback(BaseCallback):
             if not done or "accuracy" not in info:
                 continue
             finished = True
+            reward = info.get("reward", reward)  # the episode's, without shaping
             self.recorder.record(float(reward), info)
             self.logger.record_mean("episode/reward", float(reward))
             self.logger.record_mean("prune/accuracy", float(info["accuracy"]))
@@ -426,7 +427,7 @@ def _deterministic_episode(
         action, _ = algorithm.predict(obs, deterministic=True)
         obs, reward, done, _, info = env.step(action)
         if done:
-            return float(reward), info
+            return float(info.get("reward", reward)), info
 
 
 class PrefetchVecEnv(DummyVecEnv):
