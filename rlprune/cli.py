@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import sys
 import warnings
@@ -33,6 +34,7 @@ from .version import __version__
 __all__ = ["build_parser", "main"]
 
 if TYPE_CHECKING:
+    from .rl.family import FamilyResult
     from .rl.training import RunRecorder
 
 # markup off: paths and messages may hold brackets ("[/x]", "[low, high]") that rich
@@ -277,6 +279,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .rl.training import TrainSettings, check_resume_overrides, load_run, resume, train
 
     use_workers(args)
+    if args.resume and (Path(args.resume) / "family.json").is_file():
+        return _resume_family(args)
     if args.resume:
         for flag, value in (
             ("--weights", args.weights),
@@ -400,6 +404,52 @@ def _train_family(args: argparse.Namespace) -> int:
         targets=targets,
     )
     run_dir = Path(args.out) / run_folder_name("family", agent.name, settings.seed)
+    return _run_family(
+        f"{agent.name} on {len(names)} envs",
+        settings.episodes,
+        lambda update: train_family(
+            configs, agent, settings, run_dir, command=_command_line(), on_episode=update
+        ),
+    )
+
+
+def _resume_family(args: argparse.Namespace) -> int:
+    """``rlprune train --resume RUN`` for a family run (``RUN/family.json``)."""
+    from .rl.family import resume_family
+
+    given = {
+        "--env": args.env,
+        "--target": args.target,
+        "--agent": args.agent,
+        "--seed": args.seed,
+        "--n-envs": args.n_envs,
+        "--model": args.model,
+        "--weights": args.weights,
+    }
+    for flag, value in given.items():
+        if value is not None:
+            raise RunError(
+                f"{flag} cannot change a resumed family run (it keeps the settings in "
+                f"{args.resume}/family.json); drop {flag}, or start a new run"
+            )
+    try:
+        meta = json.loads((Path(args.resume) / "family.json").read_text())
+        total = args.episodes or int(meta["train"]["episodes"])
+    except (OSError, ValueError, KeyError, TypeError):
+        total = args.episodes or 1  # resume_family says what is wrong with the folder
+    return _run_family(
+        f"resume {Path(args.resume).name}",
+        total,
+        lambda update: resume_family(args.resume, episodes=args.episodes, on_episode=update),
+    )
+
+
+def _run_family(
+    description: str,
+    total: int,
+    run: Callable[[Callable[[int, dict[str, Any]], None]], FamilyResult],
+) -> int:
+    """Run a family training (``run(on_episode)``) under a progress bar and report it."""
     progress = Progress(
         TextColumn("{task.description}", markup=False),
         BarColumn(),
@@ -409,16 +459,15 @@ def _train_family(args: argparse.Namespace) -> int:
         TimeRemainingColumn(),
         console=console,
     )
-    bar = progress.add_task(f"{agent.name} on {len(names)} envs", total=settings.episodes, last="")
+    bar = progress.add_task(description, total=total, last="")
 
     def update(episodes: int, row: dict[str, Any]) -> None:
         text = f"{row['member']} @ {row['target']:.2f}: {row['reward']:+.4f} vs prior"
         progress.update(bar, completed=episodes, last=text)
 
     with progress:
-        result = train_family(
-            configs, agent, settings, run_dir, command=_command_line(), on_episode=update
-        )
+        result = run(update)
+    run_dir = result.run_dir
     for name, gain in result.improvement.items():
         console.print(
             f"{name}: last quarter's episodes {gain * 100:+.2f} points over the prior",
@@ -431,7 +480,8 @@ def _train_family(args: argparse.Namespace) -> int:
     )
     if result.interrupted:
         err_console.print(
-            f"interrupted: the policy of the episodes so far is saved in {run_dir / 'policy'}",
+            f"interrupted: the policy of the episodes so far is saved in {run_dir / 'policy'}; "
+            f"continue with `rlprune train --resume {run_dir}`",
             highlight=False,
             soft_wrap=True,
         )

@@ -8,28 +8,27 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from rlprune.cli import main
 from rlprune.core.task import PruningTask
 from rlprune.env.features import features_for
 from rlprune.env.pruning_env import PruningEnv
 from rlprune.presets.loader import GENERAL_POLICY, load_env_config
-from rlprune.presets.tasks import load_task
+from rlprune.presets.tasks import build_config_model, load_data, load_task
 from rlprune.rl.agents import load_agent_config
 from rlprune.rl.family import (
     FamilyEnv,
     FamilySettings,
     _member_configs,
     family_distance,
+    resume_family,
     target_grid,
     train_family,
 )
 from rlprune.rl.policy import load_policy
 
-pytestmark = [
-    pytest.mark.filterwarnings("ignore:.*near chance"),
-    pytest.mark.filterwarnings("ignore:env 'digits-plain' gives no weights"),
-]
+pytestmark = [pytest.mark.filterwarnings("ignore:.*near chance")]
 
 VARIANT = """\
 model: vgg
@@ -44,10 +43,17 @@ seed: 0
 
 @pytest.fixture(scope="module")
 def variant(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A second digits network (an untrained plain net: its accuracy is near chance, which
-    the reward relative to the prior does not mind)."""
-    path = tmp_path_factory.mktemp("presets") / "digits-plain.yaml"
+    """A second digits network (an untrained plain net, its random weights saved so that
+    every load is the same network: its accuracy is near chance, which the reward relative
+    to the prior does not mind)."""
+    folder = tmp_path_factory.mktemp("presets")
+    path = folder / "digits-plain.yaml"
     path.write_text(VARIANT)
+    config = load_env_config(str(path))
+    torch.manual_seed(0)
+    model = build_config_model(config, load_data(config))
+    torch.save(model.state_dict(), folder / "digits-plain.pt")
+    path.write_text(VARIANT + "weights: digits-plain.pt\n")
     return path
 
 
@@ -134,6 +140,45 @@ def test_train_family_saves_a_policy_with_its_family_and_ranges(
     assert set(ranges) == set(features_for(2))
     assert ranges["target"][0] >= 0.4 - 1e-9 and ranges["target"][1] <= 0.6 + 1e-9
     assert all(lo <= hi for lo, hi in ranges.values())
+
+
+def test_a_killed_family_run_resumes_exactly(
+    family: tuple[list, list[PruningTask]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configs, tasks = family
+    agent = load_agent_config("ppo", "digits-cnn")
+    settings = FamilySettings(episodes=24, targets=target_grid(0.4, 0.6), save_every=8)
+    whole = train_family(configs, agent, settings, tmp_path / "whole", tasks=tasks)
+
+    def kill(episodes: int, row: dict) -> None:
+        if episodes == 13:  # mid-rollout: the checkpoint at episode 8 is the last one
+            raise KeyboardInterrupt
+
+    killed = train_family(configs, agent, settings, tmp_path / "killed", on_episode=kill)
+    assert killed.interrupted and killed.episodes == 13
+    latest = json.loads((tmp_path / "killed" / "checkpoints" / "latest.json").read_text())
+    assert latest["episodes"] == 8
+    resumed = resume_family(tmp_path / "killed")
+    assert resumed.episodes == 24 and not resumed.interrupted
+
+    def rows(run: str) -> list[tuple]:
+        with (tmp_path / run / "episodes.csv").open() as handle:
+            return [
+                (r["episode"], r["member"], r["target"], r["accuracy"], r["reward"])
+                for r in csv.DictReader(handle)
+            ]
+
+    assert rows("killed") == rows("whole")  # episodes 9-13 ran again, identically
+    a = load_policy(tmp_path / "whole" / "policy")
+    b = load_policy(tmp_path / "killed" / "policy")
+    for key, value in a.network.state_dict().items():
+        assert torch.equal(value, b.network.state_dict()[key]), key
+    assert b.metadata["training_episodes"] == 24
+    # the CLI routes --resume of a family folder here, and refuses flags that change it
+    code = main(["train", "--resume", str(tmp_path / "killed"), "--env", "digits-cnn"])
+    assert code != 0
+    err = capsys.readouterr().err
+    assert "--env cannot change a resumed family run" in err and "Traceback" not in err
 
 
 def test_family_distance_names_features_outside_the_training_ranges() -> None:

@@ -118,6 +118,12 @@ def capture(
         "envs": [
             {
                 "target": float(vec_env.reset_infos[i]["target"]),
+                # a family env's member network (rlprune.rl.family), else absent
+                **(
+                    {"member": vec_env.reset_infos[i]["member"]}
+                    if "member" in vec_env.reset_infos[i]
+                    else {}
+                ),
                 "np_random": _generator_state(env.np_random),
                 "anchors": _anchor_state(env),
             }
@@ -191,8 +197,12 @@ def _restore_exact(
     for i, (env, saved) in enumerate(zip(vec_env.envs, envs, strict=True)):
         if hasattr(env.unwrapped, "set_anchor_state"):
             env.unwrapped.set_anchor_state(saved.get("anchors", []))
-        # the target the environment drew when it was reset, without drawing it again
-        obs, info = env.reset(options={"target": float(saved["target"])})
+        # the target (and a family's member) the environment drew when it was reset,
+        # without drawing it again
+        options: dict[str, Any] = {"target": float(saved["target"])}
+        if "member" in saved:
+            options["member"] = str(saved["member"])
+        obs, info = env.reset(options=options)
         if not np.array_equal(obs, last_obs[i]):
             raise ValueError("the environment's first observation differs from the saved one")
         vec_env.reset_infos[i] = info

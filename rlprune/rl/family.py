@@ -7,6 +7,10 @@ its accuracy minus the accuracy of the prior allocation on the same network at t
 target (evaluated once per member and target, then cached): a network's own accuracy level
 cancels out, and the policy is rewarded only for beating what it starts from.
 
+A run checkpoints itself at update boundaries (every ``save_every`` episodes, on
+Ctrl-C/SIGTERM and at the end, with :mod:`rlprune.rl.checkpoint`), and
+:func:`resume_family` continues a killed run exactly where that checkpoint left it.
+
 The saved policy's metadata names the family, the targets, the command, the software
 versions, and the range every observation feature took in training;
 :func:`family_distance` compares a new network's observations with those ranges, so
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import json
 import signal
 import time
 from collections.abc import Callable, Sequence
@@ -37,11 +42,19 @@ from ..env.features import action_space, features_for, observation_space
 from ..env.pruning_env import PruningEnv
 from ..errors import ConfigError, RunError
 from ..files import atomic_write_json, atomic_write_text
-from ..presets.tasks import load_task
+from ..presets.tasks import check_recorded_model, load_task, model_fingerprint
 from ..reports.versions import software_versions
-from .agents import ON_POLICY, AgentConfig, build_algorithm
+from .agents import ON_POLICY, AgentConfig, build_algorithm, make_agent_config
+from .checkpoint import (
+    Snapshot,
+    capture,
+    latest_checkpoint,
+    read_checkpoint,
+    restore,
+    write_checkpoint,
+)
 from .policy import POLICY_ENV_KEYS, save_policy
-from .training import _sigterm_stops_like_ctrl_c
+from .training import _clear_run_files, _logged_episodes, _sigterm_stops_like_ctrl_c, _truncate_log
 
 __all__ = [
     "DEFAULT_TARGETS",
@@ -49,6 +62,7 @@ __all__ = [
     "FamilyResult",
     "FamilySettings",
     "family_distance",
+    "resume_family",
     "target_grid",
     "train_family",
 ]
@@ -77,7 +91,8 @@ class FamilySettings:
     """The targets episodes draw from (uniformly)."""
     n_envs: int = 1
     save_every: int = 200
-    """Save the policy (``policy/``) every this many episodes, so a killed run leaves one."""
+    """Checkpoint the run and save the policy (``policy/``) at the first update boundary
+    after every this many episodes, so a killed run leaves both."""
 
 
 @dataclass
@@ -98,7 +113,8 @@ class FamilyResult:
 class FamilyEnv(gym.Env[np.ndarray, np.ndarray]):
     """Each episode, one member env (drawn uniformly) at one target (drawn from ``targets``).
 
-    ``reset(options={"member": i, "target": t})`` fixes either. The reward at the last step
+    ``reset(options={"member": m, "target": t})`` fixes either (``m``: the member's index or
+    name). The reward at the last step
     is the member env's reward minus the reward its prior allocation scores at that target
     (every unit at action 0; evaluated once, then cached by the task). ``info`` carries
     ``member`` (the env's name) and ``prior_reward``.
@@ -138,10 +154,10 @@ class FamilyEnv(gym.Env[np.ndarray, np.ndarray]):
             env.reset(options={"target": target})
             zero = np.zeros(1, dtype=np.float32)
             while True:
-                _, reward, done, _, _ = env.step(zero)
+                _, _, done, _, info = env.step(zero)
                 if done:
                     break
-            self._baselines[key] = float(reward)
+            self._baselines[key] = float(info["reward"])  # without shaping
         return self._baselines[key]
 
     def reset(
@@ -151,6 +167,8 @@ class FamilyEnv(gym.Env[np.ndarray, np.ndarray]):
         super().reset(seed=seed)
         options = options or {}
         member = options.get("member")
+        if isinstance(member, str):
+            member = self.names.index(member)
         self._member = (
             int(self.np_random.integers(len(self.envs))) if member is None else int(member)
         )
@@ -164,7 +182,12 @@ class FamilyEnv(gym.Env[np.ndarray, np.ndarray]):
         """Step the member env; the last step's reward is relative to the prior's."""
         obs, reward, done, truncated, info = self.member.step(action)
         if done:
-            info = {**info, "member": self.names[self._member], "prior_reward": self._prior}
+            info = {
+                **info,
+                "member": self.names[self._member],
+                "prior_reward": self._prior,
+                "reward": float(info["reward"]) - self._prior,
+            }
             reward = float(reward) - self._prior
         return obs, reward, done, truncated, info
 
@@ -182,31 +205,80 @@ _LOG_FIELDS = (
 
 
 class _FamilyCallback(BaseCallback):
-    """Logs finished episodes, tracks observation ranges, saves the policy periodically and
-    stops after N episodes."""
+    """Logs finished episodes, tracks observation ranges, checkpoints the run (and saves
+    the policy) at update boundaries, and stops after N episodes."""
 
     def __init__(
         self,
         total: int,
-        log: Path,
+        run_dir: Path,
         save: Callable[[], None],
         save_every: int,
         on_episode: Callable[[int, dict[str, Any]], None] | None,
         n_features: int,
+        vec_env: DummyVecEnv,
+        snapshot: Snapshot | None = None,
     ) -> None:
         super().__init__()
         self.total = total
-        self.episodes = 0
-        self.rows: list[dict[str, Any]] = []
+        self.vec_env = vec_env
+        self.run_dir = run_dir
         self.save = save
         self.save_every = save_every
         self.on_episode = on_episode
         self.low = np.full(n_features, np.inf)
         self.high = np.full(n_features, -np.inf)
+        self.episodes = 0
+        self.elapsed_before = 0.0
+        log = run_dir / "episodes.csv"
+        if snapshot is None:
+            self.rows: list[dict[str, Any]] = []
+            self._handle = log.open("w", newline="")
+            self._writer = csv.DictWriter(self._handle, fieldnames=_LOG_FIELDS)
+            self._writer.writeheader()
+        else:  # the episodes the checkpoint covers; later ones run again, identically
+            self.episodes = snapshot.episodes
+            self.elapsed_before = float(snapshot.state.get("elapsed_s", 0.0))
+            saved = snapshot.state.get("family_ranges") or {}
+            self.low = np.array([np.inf if v is None else v for v in saved["low"]])
+            self.high = np.array([-np.inf if v is None else v for v in saved["high"]])
+            _truncate_log(log, self.episodes, _LOG_FIELDS)
+            with log.open(newline="") as handle:
+                self.rows = [
+                    {**row, "reward": float(row["reward"])}
+                    for row in list(csv.DictReader(handle))[: self.episodes]
+                ]
+            self._handle = log.open("a", newline="")
+            self._writer = csv.DictWriter(self._handle, fieldnames=_LOG_FIELDS)
         self.start = time.perf_counter()
-        self._handle = log.open("w", newline="")
-        self._writer = csv.DictWriter(self._handle, fieldnames=_LOG_FIELDS)
-        self._writer.writeheader()
+        self.snapshot: Snapshot | None = None
+        """The run at the latest update boundary."""
+        self.written = self.episodes
+        """Episodes the last checkpoint written (or resumed from) covers."""
+
+    def elapsed(self) -> float:
+        """Seconds the run has taken, over all its sessions."""
+        return self.elapsed_before + time.perf_counter() - self.start
+
+    def _on_rollout_start(self) -> None:
+        self.snapshot = capture(
+            self.model, self.vec_env, episodes=self.episodes, elapsed_s=self.elapsed(), best=None
+        )
+        self.snapshot.state["family_ranges"] = {
+            "low": [None if not np.isfinite(v) else float(v) for v in self.low],
+            "high": [None if not np.isfinite(v) else float(v) for v in self.high],
+        }
+        every = self.save_every
+        if every and self.episodes // every > self.written // every:
+            self.checkpoint("episodes")
+
+    def checkpoint(self, reason: str) -> None:
+        """Write the latest snapshot as a checkpoint, and the policy as it was then."""
+        if self.snapshot is None or self.snapshot.episodes <= self.written:
+            return
+        write_checkpoint(self.snapshot, self.run_dir / "checkpoints", reason=reason)
+        self.written = self.snapshot.episodes
+        self.save()
 
     def observe(self, obs: np.ndarray) -> None:
         """Widen the observed feature ranges by ``obs`` (one row per env)."""
@@ -233,18 +305,16 @@ class _FamilyCallback(BaseCallback):
                 "target": round(float(info["target"]), 6),
                 "accuracy": float(info["accuracy"]),
                 "macs_ratio": float(info["macs_ratio"]),
-                "reward": float(reward),
+                "reward": float(info.get("reward", reward)),  # without shaping
                 "prior_reward": float(info["prior_reward"]),
-                "time/elapsed_s": round(time.perf_counter() - self.start, 3),
+                "time/elapsed_s": round(self.elapsed(), 3),
             }
             self.rows.append(row)
             self._writer.writerow(row)
             self._handle.flush()
-            self.logger.record_mean("episode/reward_over_prior", float(reward))
+            self.logger.record_mean("episode/reward_over_prior", row["reward"])
             if self.on_episode is not None:
                 self.on_episode(self.episodes, row)
-            if self.save_every and self.episodes % self.save_every == 0:
-                self.save()
         return self.episodes < self.total
 
     def close(self) -> None:
@@ -278,11 +348,13 @@ def train_family(
     command: str = "",
     tasks: Sequence[PruningTask] | None = None,
     on_episode: Callable[[int, dict[str, Any]], None] | None = None,
+    _resume: bool = False,
 ) -> FamilyResult:
     """Train ``agent`` across ``configs`` (one member network each) for ``settings.episodes``.
 
-    Writes ``run_dir/config.yaml``-like ``family.json``, ``episodes.csv`` and ``policy/``
-    (saved every ``settings.save_every`` episodes, at the end, and on Ctrl-C / SIGTERM).
+    Writes ``run_dir/config.yaml``-like ``family.json``, ``episodes.csv``, ``checkpoints/``
+    and ``policy/`` (both at the first update boundary after every ``settings.save_every``
+    episodes, on Ctrl-C / SIGTERM, and at the end). :func:`resume_family` continues it.
 
     Raises:
         RunError: bad settings (episodes < 1, an off-policy agent with several envs).
@@ -303,18 +375,29 @@ def train_family(
         task.check_target(min(settings.targets))
     run_dir.mkdir(parents=True, exist_ok=True)
     names = [c.name for c in members]
-    atomic_write_json(
-        run_dir / "family.json",
-        {
-            "family": names,
-            "targets": list(settings.targets),
-            "agent": agent.to_dict(),
-            "train": dataclasses.asdict(settings),
-            "command": command,
-        },
-    )
-    atomic_write_text(run_dir / "command.txt", command + "\n")
-    atomic_write_json(run_dir / "versions.json", software_versions())
+    snapshot: Snapshot | None = None
+    if _resume:
+        checkpoint = latest_checkpoint(run_dir)
+        # no checkpoint yet (killed before the first): the run starts again
+        snapshot = read_checkpoint(checkpoint) if checkpoint is not None else None
+    else:
+        atomic_write_json(
+            run_dir / "family.json",
+            {
+                "family": names,
+                "targets": list(settings.targets),
+                "agent": agent.to_dict(),
+                "train": dataclasses.asdict(settings),
+                "command": command,
+                "members": [
+                    json.loads(json.dumps(dataclasses.asdict(c), default=list)) for c in configs
+                ],
+                "model_sha256": [model_fingerprint(c) for c in configs],
+            },
+        )
+        atomic_write_text(run_dir / "command.txt", command + "\n")
+        atomic_write_json(run_dir / "versions.json", software_versions())
+        _clear_run_files(run_dir)
 
     def family_env() -> Monitor:
         envs = [PruningEnv(task=t, config=c) for t, c in zip(tasks, members, strict=True)]
@@ -323,7 +406,12 @@ def train_family(
     vec_env = DummyVecEnv([family_env] * settings.n_envs)
     n_units = int(np.median([len(t.analysis.units) for t in tasks]))
     algorithm = build_algorithm(agent, vec_env, n_units, seed=settings.seed)
-    algorithm.set_logger(configure(str(run_dir / "sb3"), ["csv"]))
+    logs = run_dir / "sb3"
+    if snapshot is not None:
+        logs = logs / f"resume-ep{snapshot.episodes:06d}"  # keep the earlier sessions' logs
+    algorithm.set_logger(configure(str(logs), ["csv"]))
+    if snapshot is not None:
+        restore(snapshot, algorithm, vec_env)  # the generators last: nothing draws after it
     evaluations_before = sum(t.timings.evaluations for t in tasks)
     version = members[0].features
     names_of_features = features_for(version)
@@ -361,23 +449,33 @@ def train_family(
 
     callback = _FamilyCallback(
         settings.episodes,
-        run_dir / "episodes.csv",
+        run_dir,
         save,
         settings.save_every,
         on_episode,
         len(names_of_features),
+        vec_env,
+        snapshot,
     )
     stop_signal = 0
+    # far more steps than needed (the callback stops at N episodes); the same total for a
+    # resumed run as for an uninterrupted one
     total_steps = (
         (settings.episodes + settings.n_envs) * max(len(t.analysis.units) for t in tasks) * 10
     )
     try:
         with _sigterm_stops_like_ctrl_c():
-            algorithm.learn(total_timesteps=total_steps, callback=callback)
+            if callback.episodes < settings.episodes:
+                algorithm.learn(
+                    total_timesteps=total_steps - algorithm.num_timesteps,
+                    callback=callback,
+                    reset_num_timesteps=snapshot is None,
+                )
     except KeyboardInterrupt as interrupt:
         stop_signal = int(getattr(interrupt, "signum", signal.SIGINT))
     finally:
         callback.close()
+    callback.checkpoint("interrupt" if stop_signal else "end")
     save()
     improvement: dict[str, float] = {}
     for name in names:
@@ -393,6 +491,64 @@ def train_family(
         interrupted=bool(stop_signal),
         stop_signal=stop_signal,
         improvement=improvement,
+    )
+
+
+def resume_family(
+    run_dir: str | Path,
+    *,
+    episodes: int | None = None,
+    on_episode: Callable[[int, dict[str, Any]], None] | None = None,
+) -> FamilyResult:
+    """Continue a family run (:func:`train_family`) from its last checkpoint, up to its
+    episode count (or ``episodes``, recorded in ``family.json``). Without a checkpoint (killed
+    before the first) the run starts again from the beginning; episodes logged after the
+    checkpoint run again and give the same rows.
+
+    Raises:
+        RunError: the folder is not a family run, predates resumable family runs, a member's
+            model code changed, ``episodes`` is fewer than the run has done, or a file is
+            damaged.
+    """
+    path = Path(run_dir)
+    meta_file = path / "family.json"
+    try:
+        meta = json.loads(meta_file.read_text())
+        members = [make_config(m) for m in meta["members"]]
+        raw_agent = meta["agent"]
+        agent = make_agent_config(
+            raw_agent["name"],
+            {"algo": raw_agent["algo"], **raw_agent["hyperparams"], "env": raw_agent["env"]},
+        )
+        train = dict(meta["train"])
+        settings = FamilySettings(**{**train, "targets": tuple(train["targets"])})
+    except KeyError as exc:
+        raise RunError(
+            f"{meta_file} has no {exc} (a family run from before rlprune could resume them); "
+            "start a new run"
+        ) from None
+    except (OSError, ValueError, TypeError) as exc:
+        raise RunError(f"{path} is not a readable family run ({exc}); start a new run") from None
+    for config, recorded in zip(members, meta.get("model_sha256") or [], strict=False):
+        check_recorded_model(config, recorded, f"family run {path}")
+    done = _logged_episodes(path / "episodes.csv")
+    if episodes is not None and episodes != settings.episodes:
+        if episodes < done:
+            raise RunError(
+                f"--episodes {episodes} is fewer than the {done} episodes {path} has done; a "
+                f"resumed run only continues: give --episodes {done} or more, or drop --episodes"
+            )
+        settings = dataclasses.replace(settings, episodes=episodes)
+        meta["train"] = dataclasses.asdict(settings)
+        atomic_write_json(meta_file, meta)
+    return train_family(
+        members,
+        agent,
+        settings,
+        path,
+        command=str(meta.get("command", "")),
+        on_episode=on_episode,
+        _resume=True,
     )
 
 
