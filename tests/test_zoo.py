@@ -120,6 +120,30 @@ def test_mobilenetv2_has_depthwise_and_residual_blocks() -> None:
     assert any(b.use_residual for b in model.modules() if isinstance(b, zoo.InvertedResidual))
 
 
+def test_mobilenetv1_depthwise_convs_prune_with_the_conv_feeding_them() -> None:
+    from rlprune.core.config import make_config
+    from rlprune.core.task import PruningTask
+    from tests.conftest import synthetic_data
+
+    torch.manual_seed(0)
+    model = zoo.mobilenetv1(1, 10, 28, cfg=((16, 1), (32, 2)), stem_channels=8)
+    depthwise = [m for m in model.modules() if isinstance(m, nn.Conv2d) and m.groups > 1]
+    assert len(depthwise) == 2 and all(c.groups == c.in_channels for c in depthwise)
+    config = make_config({"model": "mobilenetv1", "calibration_batches": 1, "batch_size": 8})
+    task = PruningTask.from_model(model, synthetic_data(), config)
+    # stem + 2 pointwise convs; each depthwise conv rides with the conv before it
+    assert len(task.analysis.units) == 3
+    assert sum(u.kind == "depthwise" for u in task.analysis.units) == 2
+    half = [
+        int(o[abs(o - c / 2).argmin()])
+        for o, c in zip(task.candidates, task.max_channels, strict=True)
+    ]
+    pruned = task.prune(half, count=True)
+    after = [m for m in pruned.model.modules() if isinstance(m, nn.Conv2d) and m.groups > 1]
+    assert all(c.groups == c.in_channels == c.out_channels for c in after)
+    assert pruned.macs < 0.5 * task.analysis.macs
+
+
 def test_regnet_has_grouped_bottlenecks_that_prune_by_whole_groups() -> None:
     from rlprune.core.config import make_config
     from rlprune.core.task import PruningTask

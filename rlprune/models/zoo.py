@@ -286,6 +286,36 @@ def mobilenetv2(
     return ConvClassifier(nn.Sequential(*layers), last, num_classes)
 
 
+def mobilenetv1(
+    in_channels: int = 3,
+    num_classes: int = 10,
+    input_size: int = 28,
+    cfg: Sequence[tuple[int, int]] = ((32, 1), (64, 2), (64, 1), (128, 2), (128, 1)),
+    stem_channels: int = 16,
+) -> nn.Module:
+    """A small MobileNetV1 (Howard et al. 2017): a 3x3 stem, then depthwise-separable
+    blocks (3x3 depthwise conv-BN-ReLU, 1x1 pointwise conv-BN-ReLU), no residual adds.
+
+    ``cfg`` rows are ``(out_channels, stride)`` of each block's pointwise conv and
+    depthwise conv. Works for any ``input_size`` >= 4 (accepted for a uniform signature).
+    """
+    _check_positive(in_channels=in_channels, num_classes=num_classes, stem=stem_channels)
+    if not cfg:
+        raise ModelError("mobilenetv1 cfg is empty; give at least one (out_channels, stride)")
+    layers: list[nn.Module] = _conv_bn_relu(in_channels, stem_channels)
+    channels = stem_channels
+    for out, stride in cfg:
+        _check_positive(out_channels=out, stride=stride)
+        layers += [
+            nn.Conv2d(channels, channels, 3, stride, padding=1, groups=channels, bias=False),
+            nn.BatchNorm2d(channels),
+            nn.ReLU(inplace=True),
+            *_conv_bn_relu(channels, out, 1),
+        ]
+        channels = out
+    return ConvClassifier(nn.Sequential(*layers), channels, num_classes)
+
+
 class XBlock(nn.Module):
     """RegNetX block (Radosavovic et al. 2020): 1x1 conv, 3x3 grouped conv (``group_width``
     channels per group, carrying the stride), 1x1 conv, each with BN; a residual add, with a
@@ -371,6 +401,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "resnet20": resnet20,
     "resnet": resnet,
     "vgg": vgg,
+    "mobilenetv1": mobilenetv1,
     "mobilenetv2": mobilenetv2,
     "regnet": regnet,
 }
