@@ -226,6 +226,44 @@ def _summary_lines(folders: dict[str, Path]) -> list[str]:
     return lines
 
 
+def _goal_lines(folders: dict[str, Path], tolerance: float = 0.2) -> list[str]:
+    """Per budget: on how many settings the recommended agent has the best mean validation
+    accuracy, and on how many its fine-tuned test accuracy is within ``tolerance`` points of
+    the best method's (the search-quality goal)."""
+    by_budget: dict[str, list[tuple[str, bool, bool | None]]] = {}
+    for key, folder in folders.items():
+        if key.startswith("transfer-"):
+            continue
+        summaries = {s.method: s for s in summarise(_results(folder))}
+        best_val = max(summaries.values(), key=lambda s: s.val_accuracy.mean)
+        tuned = {m: s.test_accuracy_finetuned for m, s in summaries.items()}
+        close = None
+        ours = tuned.get(RECOMMENDED)
+        if ours:
+            top = max(t.mean for t in tuned.values() if t)
+            close = 100 * (ours.mean - top) >= -tolerance - 1e-9
+        setting, budget = key.rsplit("-b", 1)
+        by_budget.setdefault(budget, []).append((setting, best_val.method == RECOMMENDED, close))
+    lines = []
+    for budget, rows in sorted(by_budget.items(), key=lambda item: int(item[0])):
+        won = [s for s, best, _ in rows if best]
+        near = [s for s, _, ok in rows if ok]
+        lines.append(
+            f"Goal at budget {budget}: {RECOMMENDED} has the best mean validation accuracy on "
+            f"{len(won)} of {len(rows)} settings ({', '.join(won) or 'none'}); its fine-tuned "
+            f"test accuracy is the best or within {tolerance} points of the best on "
+            f"{len(near)} of {len(rows)}"
+            + (
+                f" (not on {', '.join(s for s, _, ok in rows if ok is False)})"
+                if len(near) < len(rows)
+                else ""
+            )
+            + "."
+        )
+        lines.append("")
+    return lines[:-1]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -342,13 +380,15 @@ def write_markdown(
         "and gets the same budget; uniform and magnitude need one evaluation, sensitivity "
         "spends units x 3 + 1 on its curves. The best candidate by validation accuracy is "
         "then measured once on the test split, and once more after one fine-tuning pass over "
-        f"{args.finetune_images} training images (the same for every method). "
+        f"{args.finetune_images} training images (the same for every method; magnitude "
+        "and sensitivity are deterministic: they search once, and that best is fine-tuned "
+        "once per seed, like every other method's). "
         "Base models: `weights/*.pt`, 6 epochs of `rlprune pretrain`. `ppo` is the default "
         "agent (`agents/ppo.yaml`: feature set 2, residual corrections to the sensitivity "
         "prior); `ppo-v1` is the earlier default (geometry features, absolute keep-ratios).",
         "",
     ]
-    lines += ["## Summary", "", *_summary_lines(folders), ""]
+    lines += ["## Summary", "", *_summary_lines(folders), "", *_goal_lines(folders), ""]
     if missing:
         lines += [
             "Not run yet (the command above with `--resume` adds them): "

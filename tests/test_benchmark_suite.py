@@ -39,6 +39,9 @@ def test_suite_runs_then_page_only_rebuilds_and_lists_missing(tmp_path: Path) ->
     first = page.read_text()
     assert "## digits-cnn, MACs target 0.5, budget 12 full evaluations" in first
     assert "Not run yet" not in first and "## Transfer" not in first
+    # the goal line counts the settings where the summary ranks ppo first
+    goal = first.split("Goal at budget 12: ppo has the best mean validation accuracy on ")[1]
+    assert goal.startswith(f"{int('ppo ranks 1 of' in first)} of 1 settings")
 
     # a fresh clone holds only the kept data: the page comes back without rerunning
     kept = data / "digits-cnn-t0.5-b12.json.gz"
