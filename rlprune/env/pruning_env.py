@@ -137,8 +137,8 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
     `terminated=True` after the last unit; never truncated. The final `info`
     holds the candidate record (:meth:`rlprune.core.candidates.Candidate.to_dict`:
     `channels`, `keep_ratios`, `accuracy`, `macs`, `params`, `macs_ratio`,
-    `params_ratio`), `target` and `reward` (the episode's reward, without shaping). Candidates are cached by channel
-    configuration, so a repeated one costs nothing.
+    `params_ratio`), `target` and `reward` (the episode's reward, without shaping).
+    Candidates are cached by channel configuration, so a repeated one costs nothing.
 
     ## Arguments
 

@@ -299,7 +299,7 @@ def mobilenetv1(
     ``cfg`` rows are ``(out_channels, stride)`` of each block's pointwise conv and
     depthwise conv. Works for any ``input_size`` >= 4 (accepted for a uniform signature).
     """
-    _check_positive(in_channels=in_channels, num_classes=num_classes, stem=stem_channels)
+    _check_positive(in_channels=in_channels, num_classes=num_classes, stem_channels=stem_channels)
     if not cfg:
         raise ModelError("mobilenetv1 cfg is empty; give at least one (out_channels, stride)")
     layers: list[nn.Module] = _conv_bn_relu(in_channels, stem_channels)

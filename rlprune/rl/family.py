@@ -114,10 +114,10 @@ class FamilyEnv(gym.Env[np.ndarray, np.ndarray]):
     """Each episode, one member env (drawn uniformly) at one target (drawn from ``targets``).
 
     ``reset(options={"member": m, "target": t})`` fixes either (``m``: the member's index or
-    name). The reward at the last step
-    is the member env's reward minus the reward its prior allocation scores at that target
-    (every unit at action 0; evaluated once, then cached by the task). ``info`` carries
-    ``member`` (the env's name) and ``prior_reward``.
+    name). The reward at the last step is the member env's reward minus the reward its
+    prior allocation scores at that target (every unit at action 0; evaluated once, then
+    cached by the task). ``info`` carries ``member`` (the env's name), ``prior_reward`` and
+    ``reward`` (the episode's reward over the prior's, without shaping).
     """
 
     metadata: dict[str, Any] = {"render_modes": []}
