@@ -149,6 +149,7 @@ def test_a_killed_family_run_resumes_exactly(
     agent = load_agent_config("ppo", "digits-cnn")
     settings = FamilySettings(episodes=24, targets=target_grid(0.4, 0.6), save_every=8)
     whole = train_family(configs, agent, settings, tmp_path / "whole", tasks=tasks)
+    assert whole.episodes == 24 and not whole.interrupted
 
     def kill(episodes: int, row: dict) -> None:
         if episodes == 13:  # mid-rollout: the checkpoint at episode 8 is the last one
@@ -321,3 +322,26 @@ def test_transfer_suite_writes_verdicts_for_a_held_out_network(
         assert part in verdict
     assert "### digits-cnn (held out), MACs target 0.5" in text
     assert (tmp_path / "data" / "transfer-digits-cnn-t0.5.json.gz").is_file()
+
+
+def test_zero_shot_script_prints_one_line_per_env_and_target() -> None:
+    import re
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parent.parent / "scripts" / "zero_shot.py"
+    run = subprocess.run(
+        [sys.executable, str(script), "--envs", "digits-cnn", "--targets", "0.4,0.6"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    lines = [line for line in run.stdout.splitlines() if "zero-shot" in line]
+    pattern = r"digits-cnn @ (0\.\d): zero-shot val ([\d.]+) % at MACs ([\d.]+) \(cost ([\d.]+)"
+    found = [re.match(pattern, line) for line in lines]
+    assert all(found) and [m.group(1) for m in found if m] == ["0.4", "0.6"]
+    for m in found:
+        assert m is not None
+        assert float(m.group(3)) <= float(m.group(1)) + 1e-6  # the budget holds
+        assert float(m.group(4)) > 1  # probes + the one evaluation, charged

@@ -1,0 +1,50 @@
+"""A policy zero-shot on several networks and targets: one line each (probes + 1 evaluation).
+
+    python scripts/zero_shot.py --policy runs/.../policy \\
+        --envs fmnist-vgg,fmnist-mobilenetv2,examples/fmnist-custom.yaml --targets 0.3,0.5,0.7
+
+For a quick look at a candidate general policy before the full transfer suite
+(``scripts/transfer_suite.py``, which adds the baselines, seeds and fine-tuning): each
+line is the validation accuracy and MACs ratio of the policy's deterministic episode.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from rlprune.env.pruning_env import PruningEnv  # noqa: E402
+from rlprune.env.rollout import rollout  # noqa: E402
+from rlprune.presets.loader import GENERAL_POLICY, load_env_config  # noqa: E402
+from rlprune.rl.policy import env_config_for_policy, load_policy  # noqa: E402
+from rlprune.search.benchmark import load_task  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print one zero-shot line per (env, target)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--policy", type=Path, default=GENERAL_POLICY)
+    parser.add_argument("--envs", default="fmnist-vgg,fmnist-mobilenetv2")
+    parser.add_argument("--targets", default="0.3,0.5,0.7")
+    args = parser.parse_args(argv)
+    policy = load_policy(args.policy)
+    for env in args.envs.split(","):
+        spec = str(ROOT / env) if env.endswith((".yaml", ".yml")) else env
+        for target in (float(t) for t in args.targets.split(",")):
+            task = load_task(load_env_config(spec, {"target": target}), str(args.policy))
+            config = env_config_for_policy(task.config, policy, None)
+            candidate = rollout(policy, PruningEnv(task=task, config=config), seed=0)
+            print(
+                f"{Path(env).stem} @ {target}: zero-shot val {100 * candidate.accuracy:.2f} % "
+                f"at MACs {candidate.macs_ratio:.3f} (cost {task.charged():.1f} evaluations)",
+                flush=True,
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
