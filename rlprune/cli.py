@@ -237,18 +237,28 @@ def _command_line() -> str:
     return shlex.join(["rlprune", *sys.argv[1:]])
 
 
-def _episode_progress(total: int, label: str) -> tuple[Progress, Callable[[RunRecorder], None]]:
-    """A progress bar showing episodes, best accuracy and its MACs ratio."""
+def _status_progress(total: int, label: str) -> tuple[Progress, Callable[[int, str], None]]:
+    """A progress bar of ``total`` episodes with a status text; the callable sets both."""
     progress = Progress(
         TextColumn("{task.description}", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("{task.fields[best]}", markup=False),
+        TextColumn("{task.fields[status]}", markup=False),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=console,
     )
-    bar = progress.add_task(label, total=total, best="")
+    bar = progress.add_task(label, total=total, status="")
+
+    def set_status(completed: int, text: str) -> None:
+        progress.update(bar, completed=completed, status=text)
+
+    return progress, set_status
+
+
+def _episode_progress(total: int, label: str) -> tuple[Progress, Callable[[RunRecorder], None]]:
+    """A progress bar showing episodes, best accuracy and its MACs ratio."""
+    progress, set_status = _status_progress(total, label)
 
     def update(recorder: RunRecorder) -> None:
         best = recorder.best
@@ -257,7 +267,7 @@ def _episode_progress(total: int, label: str) -> tuple[Progress, Callable[[RunRe
             if best
             else ""
         )
-        progress.update(bar, completed=recorder.episodes, best=text)
+        set_status(recorder.episodes, text)
 
     return progress, update
 
@@ -450,20 +460,12 @@ def _run_family(
     run: Callable[[Callable[[int, dict[str, Any]], None]], FamilyResult],
 ) -> int:
     """Run a family training (``run(on_episode)``) under a progress bar and report it."""
-    progress = Progress(
-        TextColumn("{task.description}", markup=False),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[last]}", markup=False),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-    )
-    bar = progress.add_task(description, total=total, last="")
+    progress, set_status = _status_progress(total, description)
 
     def update(episodes: int, row: dict[str, Any]) -> None:
-        text = f"{row['member']} @ {row['target']:.2f}: {row['reward']:+.4f} vs prior"
-        progress.update(bar, completed=episodes, last=text)
+        set_status(
+            episodes, f"{row['member']} @ {row['target']:.2f}: {row['reward']:+.4f} vs prior"
+        )
 
     with progress:
         result = run(update)
