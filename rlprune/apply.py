@@ -18,12 +18,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
-from .core.config import EnvConfig
+from .core.config import TRUST_MODES, EnvConfig
 from .core.finetune import deliver
 from .env.pruning_env import PruningEnv
-from .env.rollout import rollout
 from .errors import ConfigError
 from .files import check_output_dir, publish_dir
 from .presets.loader import GENERAL_POLICY
@@ -32,7 +29,7 @@ from .reports.apply_report import ApplyReport, unit_rows, write_report
 from .reports.export import export_model
 from .reports.latency import compare_latency
 from .rl.agents import ON_POLICY
-from .rl.family import family_distance
+from .rl.family import zero_shot
 from .rl.policy import env_config_for_policy, load_policy
 from .rl.training import RunRecorder, TrainSettings, train
 
@@ -63,6 +60,9 @@ class ApplySettings:
     finetune_epochs: int = 0
     finetune_lr: float = 0.01
     seed: int = 0
+    trust: str = "family"
+    """One of :data:`rlprune.core.config.TRUST_MODES`: ``family`` plays the policy's prior
+    instead of its corrections on a network outside its training ranges."""
     latency_repeats: int = 20
     latency_batches: tuple[int, ...] = (1, 64)
 
@@ -71,6 +71,10 @@ class ApplySettings:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ConfigError(f"{name} must be an integer >= 0, got {value!r}")
+        if self.trust not in TRUST_MODES:
+            raise ConfigError(
+                f"unknown trust {self.trust!r}; choose one of: {', '.join(TRUST_MODES)}"
+            )
         if not self.finetune_lr > 0:
             raise ConfigError(f"finetune_lr must be positive, got {self.finetune_lr!r}")
         if self.latency_repeats < 1 or not all(b >= 1 for b in self.latency_batches):
@@ -126,9 +130,8 @@ def _apply(
     task = load_task(config)
     env = PruningEnv(task=task)
     stage("zero-shot episode")
-    observations: list[np.ndarray] = []
-    best = rollout(policy, env, seed=settings.seed, observations=observations)
-    outside = family_distance(policy.metadata, np.array(observations))
+    shot = zero_shot(policy, env, seed=settings.seed, trust=settings.trust)
+    best = shot.candidate
     mode = "zero-shot"
     if settings.adapt_episodes > 0:
         stage(f"adapting for {settings.adapt_episodes} episodes")
@@ -219,8 +222,10 @@ def _apply(
         policy_ranges=bool(policy.metadata.get("feature_ranges")),
         outside_family=[
             {"feature": name, "steps": steps, "distance": round(distance, 4)}
-            for name, steps, distance in outside
+            for name, steps, distance in shot.outside
         ],
+        deferred=shot.deferred,
+        prior=str(config.prior) if shot.deferred else "",
     )
     write_report(report, out)
     return report

@@ -23,7 +23,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from .core.config import EnvConfig, help_for
+from .core.config import TRUST_MODES, EnvConfig, help_for
 from .env.rewards import get_reward
 from .errors import RLPruneError, RunError, one_line
 from .files import check_output_dir
@@ -504,6 +504,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
         adapt_episodes=args.adapt_episodes,
         finetune_epochs=args.finetune_epochs,
         seed=args.seed,
+        trust=args.trust,
     )
     out = (
         Path(args.out)
@@ -552,6 +553,13 @@ def cmd_apply(args: argparse.Namespace) -> int:
             highlight=False,
             soft_wrap=True,
         )
+        if report.deferred:
+            console.print(
+                f"so the zero-shot episode played the policy's {report.prior} prior, not its "
+                "corrections (--trust always plays them anyway)",
+                highlight=False,
+                soft_wrap=True,
+            )
     elif report.policy_ranges:
         console.print("every observation lies inside the policy's training ranges", highlight=False)
     console.print(f"report and pruned model: {out}", highlight=False)
@@ -714,6 +722,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="fine-tune the pruned model on train",
     )
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--trust",
+        choices=TRUST_MODES,
+        default="family",
+        help="family (default): on a network outside the policy's training ranges, play its "
+        "prior instead of its corrections; always: play the corrections everywhere",
+    )
     add_worker_arguments(ap)
     ap.add_argument("--out", help="output folder (default: runs/{env}__apply__{seed}__{time})")
     ap.set_defaults(func=cmd_apply)

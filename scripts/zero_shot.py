@@ -5,7 +5,9 @@
 
 For a quick look at a candidate general policy before the full transfer suite
 (``scripts/transfer_suite.py``, which adds the baselines, seeds and fine-tuning): each
-line is the validation accuracy and MACs ratio of the policy's deterministic episode.
+line is the validation accuracy and MACs ratio of the policy's deterministic episode (its
+own corrections everywhere, unless ``--trust family``) and the features that fall outside
+its training ranges.
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from rlprune.core.config import TRUST_MODES  # noqa: E402
 from rlprune.env.pruning_env import PruningEnv  # noqa: E402
-from rlprune.env.rollout import rollout  # noqa: E402
 from rlprune.presets.loader import GENERAL_POLICY, load_env_config  # noqa: E402
+from rlprune.rl.family import zero_shot  # noqa: E402
 from rlprune.rl.policy import env_config_for_policy, load_policy  # noqa: E402
 from rlprune.search.benchmark import load_task  # noqa: E402
 
@@ -30,6 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--policy", type=Path, default=GENERAL_POLICY)
     parser.add_argument("--envs", default="fmnist-vgg,fmnist-mobilenetv2")
     parser.add_argument("--targets", default="0.3,0.5,0.7")
+    parser.add_argument(
+        "--trust", choices=TRUST_MODES, default="always", help="as rlprune apply --trust"
+    )
     args = parser.parse_args(argv)
     policy = load_policy(args.policy)
     for env in args.envs.split(","):
@@ -37,10 +43,14 @@ def main(argv: list[str] | None = None) -> int:
         for target in (float(t) for t in args.targets.split(",")):
             task = load_task(load_env_config(spec, {"target": target}), str(args.policy))
             config = env_config_for_policy(task.config, policy, None)
-            candidate = rollout(policy, PruningEnv(task=task, config=config), seed=0)
+            shot = zero_shot(policy, PruningEnv(task=task, config=config), trust=args.trust)
+            candidate = shot.candidate
+            outside = ", ".join(f"{name} {distance:.2f}" for name, _, distance in shot.outside)
             print(
                 f"{Path(env).stem} @ {target}: zero-shot val {100 * candidate.accuracy:.2f} % "
-                f"at MACs {candidate.macs_ratio:.3f} (cost {task.charged():.1f} evaluations)",
+                f"at MACs {candidate.macs_ratio:.3f} (cost {task.charged():.1f} evaluations)"
+                + (" [played the prior]" if shot.deferred else "")
+                + (f"; outside the family: {outside}" if outside else ""),
                 flush=True,
             )
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from pathlib import Path
 
@@ -11,9 +12,11 @@ import pytest
 import torch
 
 from rlprune.cli import main
+from rlprune.core.config import EnvConfig
 from rlprune.core.task import PruningTask
 from rlprune.env.features import features_for
 from rlprune.env.pruning_env import PruningEnv
+from rlprune.errors import ConfigError, RunError
 from rlprune.presets.loader import GENERAL_POLICY, load_env_config
 from rlprune.presets.tasks import build_config_model, load_data, load_task
 from rlprune.rl.agents import load_agent_config
@@ -276,6 +279,10 @@ def test_apply_without_policy_uses_the_general_policy(
     # digits (8x8 images, another dataset) lies outside the Fashion-MNIST family somewhere
     assert report["outside_family"]
     assert "outside the policy's training ranges" in printed
+    # so it played the policy's prior, not its corrections (--trust family, the default)
+    assert report["deferred"] is True and report["prior"] == "sensitivity"
+    assert "played the policy's sensitivity prior" in printed
+    assert "played the sensitivity prior" in (out / "report.md").read_text()
 
 
 @pytest.mark.slow
@@ -318,8 +325,11 @@ def test_transfer_suite_writes_verdicts_for_a_held_out_network(
     assert "policy zero-shot" in text and "digits-cnn, digits-plain" in text
     assert "- **digits-cnn @ 0.4**: zero-shot vs uniform" in text
     verdict = next(line for line in text.splitlines() if line.startswith("- **digits-cnn @ 0.5"))
-    for part in ("sensitivity", "single-target", "adapted vs random@12", "adapted vs tpe@12"):
+    for part in ("sensitivity", "adapted vs random@12", "adapted vs tpe@12"):
         assert part in verdict
+    # the single-target comparison is between both policies' own corrections
+    assert "budget-conditioned vs single-target" in verdict
+    assert "| transfer-always |" in text and "--trust family` plays it" in text
     assert "### digits-cnn (held out), MACs target 0.5" in text
     assert (tmp_path / "data" / "transfer-digits-cnn-t0.5.json.gz").is_file()
 
@@ -345,3 +355,67 @@ def test_zero_shot_script_prints_one_line_per_env_and_target() -> None:
         assert m is not None
         assert float(m.group(3)) <= float(m.group(1)) + 1e-6  # the budget holds
         assert float(m.group(4)) > 1  # probes + the one evaluation, charged
+
+
+class _ConstantPolicy:
+    """A stand-in for a loaded family policy: one action everywhere, given training ranges."""
+
+    def __init__(self, action: float, ranges: tuple[float, float], features: int = 2) -> None:
+        self.action = action
+        self.metadata = {
+            "feature_version": features,
+            "feature_ranges": {name: list(ranges) for name in features_for(features)},
+        }
+
+    def predict(self, observation: np.ndarray, deterministic: bool = True) -> tuple:
+        return np.array([self.action], dtype=np.float32), None
+
+
+@pytest.fixture(scope="module")
+def residual_env() -> PruningEnv:
+    return PruningEnv(preset="digits-cnn", agent="ppo", target=0.5)
+
+
+def test_zero_shot_plays_the_prior_outside_the_family(residual_env: PruningEnv) -> None:
+    from rlprune.env.rollout import PriorPlayer, rollout
+    from rlprune.rl.family import zero_shot
+
+    prior = rollout(PriorPlayer(), residual_env).channels
+    cutting = _ConstantPolicy(-0.8, (0.0, 1.0))  # every observation inside: trusted
+    inside = zero_shot(cutting, residual_env)  # type: ignore[arg-type]
+    assert not inside.deferred and inside.outside == []
+    assert not np.array_equal(inside.candidate.channels, prior)  # its corrections played
+    narrow = _ConstantPolicy(-0.8, (0.0, 0.0))  # nothing like this network seen in training
+    deferred = zero_shot(narrow, residual_env)  # type: ignore[arg-type]
+    assert deferred.deferred and deferred.outside
+    assert np.array_equal(deferred.candidate.channels, prior)
+    trusted = zero_shot(narrow, residual_env, trust="always")  # type: ignore[arg-type]
+    assert not trusted.deferred and trusted.outside
+    assert np.array_equal(trusted.candidate.channels, inside.candidate.channels)
+    with pytest.raises(ConfigError, match="unknown trust 'sometimes'"):
+        zero_shot(narrow, residual_env, trust="sometimes")  # type: ignore[arg-type]
+
+
+def test_zero_shot_never_defers_an_absolute_action_policy() -> None:
+    from rlprune.rl.family import zero_shot
+
+    env = PruningEnv(preset="digits-cnn", target=0.5)  # absolute actions: 0 is no prior
+    shot = zero_shot(_ConstantPolicy(0.0, (0.0, 0.0), features=1), env)  # type: ignore[arg-type]
+    assert shot.outside and not shot.deferred
+
+
+def test_a_kept_benchmark_from_before_trust_resumes_as_it_ran(tmp_path: Path) -> None:
+    from rlprune.search.benchmark import BenchmarkSettings, manifest_settings, prepare_out_dir
+
+    env = json.loads(json.dumps(dataclasses.asdict(EnvConfig()), default=list))
+    old = {"env": env, "settings": {"methods": ["transfer"], "evals": 5}}
+    (tmp_path / "benchmark.json").write_text(json.dumps(old))
+    before = {"env": env, "settings": {"methods": ["transfer"], "evals": 5, "trust": "always"}}
+    prepare_out_dir(tmp_path, before, overwrite=False, resume=True)  # what it ran: resumes
+    now = {"env": env, "settings": {"methods": ["transfer"], "evals": 5, "trust": "family"}}
+    with pytest.raises(RunError, match="other settings"):
+        prepare_out_dir(tmp_path, now, overwrite=False, resume=True)
+    # trust is recorded only where a transfer method plays it: other benchmarks resume
+    assert "trust" not in manifest_settings(BenchmarkSettings(methods=("random",), evals=5))
+    recorded = manifest_settings(BenchmarkSettings(methods=("transfer",), evals=5))
+    assert recorded["trust"] == "family"

@@ -22,6 +22,7 @@ __all__ = [
     "SHAPINGS",
     "FEATURE_SETS",
     "FIELDS",
+    "TRUST_MODES",
     "PRIORS",
     "EnvConfig",
     "help_for",
@@ -35,6 +36,10 @@ ANCHORS = ("prior", "best")
 SHAPINGS = ("none", "probes")
 """Dense reward shaping: none, or potential-based from the probes' additive drop model."""
 FEATURE_SETS = (1, 2)
+TRUST_MODES = ("family", "always")
+"""When a policy's corrections are played zero-shot: ``family``, only on a network whose
+observations lie inside the ranges the policy saw in training (elsewhere its residual
+prior is played instead); ``always``, on every network."""
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import numpy as np
 from ..core.candidates import Candidate
 from .pruning_env import PruningEnv
 
-__all__ = ["Predictor", "propose", "rollout"]
+__all__ = ["PriorPlayer", "Predictor", "propose", "rollout"]
 
 
 class Predictor(Protocol):
@@ -46,7 +46,23 @@ def rollout(
     return env.last_candidate
 
 
-def propose(policy: Predictor, env: PruningEnv, seed: int = 0) -> np.ndarray:
+class PriorPlayer:
+    """A policy that always answers action 0: in the residual action mode it plays the
+    env's prior allocation unchanged."""
+
+    def predict(
+        self, observation: np.ndarray, *, deterministic: bool = True
+    ) -> tuple[np.ndarray, None]:
+        """Action 0, whatever the observation."""
+        return np.zeros(1, dtype=np.float32), None
+
+
+def propose(
+    policy: Predictor,
+    env: PruningEnv,
+    seed: int = 0,
+    observations: list[np.ndarray] | None = None,
+) -> np.ndarray:
     """Play ``policy`` like :func:`rollout` but stop before the last step: the channel
     configuration that episode would evaluate, unevaluated.
 
@@ -54,9 +70,13 @@ def propose(policy: Predictor, env: PruningEnv, seed: int = 0) -> np.ndarray:
     ``rollout(policy, env, seed)`` would (the same actions, the same random draws), so a
     search can propose several candidates, score them in parallel with
     :meth:`~rlprune.core.task.PruningTask.prefetch` and then ask for each in turn.
+    ``observations``, when given, receives the observation of every step, as in
+    :func:`rollout`.
     """
     obs, _ = env.reset(seed=seed)
     while True:
+        if observations is not None:
+            observations.append(obs)
         action, _ = policy.predict(obs, deterministic=True)
         action = np.asarray(action, dtype=np.float32).reshape(1)
         channels = env.pending_channels(action)

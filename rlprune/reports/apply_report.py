@@ -89,6 +89,11 @@ class ApplyReport:
     empty when the network lies inside them (or the policy recorded no ranges)."""
     policy_ranges: bool = False
     """Whether the policy recorded its training ranges (family policies do)."""
+    deferred: bool = False
+    """Whether the zero-shot episode played the policy's prior instead of its corrections
+    (the network lies outside its training ranges; ``rlprune apply --trust family``)."""
+    prior: str = ""
+    """The prior played when :attr:`deferred` (e.g. ``sensitivity``)."""
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -259,6 +264,8 @@ def render_markdown(report: ApplyReport) -> str:
         headline += f" ({_percent(r.test_accuracy_finetuned)} after fine-tuning)"
 
     mode = r.mode if r.mode == "zero-shot" else f"adapted ({r.adapt_episodes} episodes)"
+    if r.deferred:
+        mode += f"; the zero-shot episode played the {r.prior} prior (outside the family)"
     finetune = f"{r.finetune_epochs} epochs" if r.finetune_epochs else "none"
     lines = [
         f"# rlprune apply: `{r.model}` on `{r.env}`",

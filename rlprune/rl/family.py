@@ -36,10 +36,12 @@ from stable_baselines3.common.logger import configure
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from ..core.config import EnvConfig, make_config
+from ..core.candidates import Candidate
+from ..core.config import TRUST_MODES, EnvConfig, make_config
 from ..core.task import PruningTask
 from ..env.features import action_space, features_for, observation_space
 from ..env.pruning_env import PruningEnv
+from ..env.rollout import PriorPlayer, propose, rollout
 from ..errors import ConfigError, RunError
 from ..files import atomic_write_json, atomic_write_text
 from ..presets.tasks import check_recorded_model, load_task, model_fingerprint
@@ -53,10 +55,11 @@ from .checkpoint import (
     restore,
     write_checkpoint,
 )
-from .policy import POLICY_ENV_KEYS, save_policy
+from .policy import POLICY_ENV_KEYS, LoadedPolicy, save_policy
 from .training import _clear_run_files, _logged_episodes, _sigterm_stops_like_ctrl_c, _truncate_log
 
 __all__ = [
+    "ZeroShot",
     "DEFAULT_TARGETS",
     "FamilyEnv",
     "FamilyResult",
@@ -65,6 +68,7 @@ __all__ = [
     "resume_family",
     "target_grid",
     "train_family",
+    "zero_shot",
 ]
 
 DEFAULT_TARGETS = (0.3, 0.7)
@@ -578,3 +582,37 @@ def family_distance(
             out.append((name, int(outside.sum()), float(distance.max())))
     out.sort(key=lambda item: -item[2])
     return out
+
+
+@dataclass(frozen=True)
+class ZeroShot:
+    """One zero-shot episode of a policy on a network."""
+
+    candidate: Candidate
+    """The evaluated configuration."""
+    outside: list[tuple[str, int, float]]
+    """:func:`family_distance` of the network's observations under the policy."""
+    deferred: bool
+    """Whether the prior was played instead of the policy's corrections."""
+
+
+def zero_shot(
+    policy: LoadedPolicy, env: PruningEnv, seed: int = 0, trust: str = "family"
+) -> ZeroShot:
+    """Run ``policy`` once on ``env``'s network; evaluate one configuration.
+
+    A dry pass (nothing evaluated) collects the observations the policy would see and
+    compares them with its training ranges (:func:`family_distance`). With ``trust="family"``
+    a residual policy whose network lies outside them plays its prior instead (action 0
+    at every unit): the corrections it learned are not trusted where it has seen nothing
+    like the network. Policies without recorded ranges, and absolute-action policies (whose
+    action 0 is no prior), always play as trained.
+    """
+    if trust not in TRUST_MODES:
+        raise ConfigError(f"unknown trust {trust!r}; choose one of: {', '.join(TRUST_MODES)}")
+    observations: list[np.ndarray] = []
+    propose(policy, env, seed=seed, observations=observations)
+    outside = family_distance(policy.metadata, np.array(observations))
+    deferred = trust == "family" and bool(outside) and env.config.action_mode == "residual"
+    candidate = rollout(PriorPlayer() if deferred else policy, env, seed=seed)
+    return ZeroShot(candidate, outside, deferred)
