@@ -10,7 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from rlprune.core.allocation import magnitude_channels, uniform_keep_ratio
+from rlprune.core.allocation import (
+    allocate_by_sensitivity,
+    magnitude_channels,
+    prior_channels,
+    sensitivity_curves,
+    uniform_keep_ratio,
+)
 from rlprune.core.candidates import SearchResult
 from rlprune.core.evaluate import Evaluator
 from rlprune.core.task import PruningTask, Timings
@@ -201,6 +207,28 @@ def test_sensitivity_spends_units_times_ratios_plus_one(digits: PruningTask) -> 
             others = [n for i, n in enumerate(probe.channels) if i != unit]
             assert others == [int(n) for i, n in enumerate(digits.max_channels) if i != unit]
     assert result.history[-1].macs <= TARGET * digits.analysis.macs
+
+
+def test_sensitivity_uses_its_budget_like_the_envs_prior(
+    make_small_task: Callable[..., PruningTask],
+) -> None:
+    task = make_small_task("residual")  # its greedy allocation leaves budget at 0.6
+    target = 0.6
+    result = search_sensitivity(task, target, 100, 0)
+    greedy = allocate_by_sensitivity(task, target, sensitivity_curves(task))
+    allocation = np.asarray(result.history[-1].channels)
+    budget = target * task.analysis.macs
+    # the budget the greedy allocation's last step leaves is given back: no unit can grow
+    assert np.all(allocation >= greedy) and not np.array_equal(allocation, greedy)
+    for i, options in enumerate(task.candidates):
+        larger = options[options > allocation[i]]
+        if larger.size:
+            grown = allocation.copy()
+            grown[i] = larger[0]
+            assert task.analysis.mac_model.macs(grown) > budget
+    assert task.analysis.mac_model.macs(allocation) <= budget
+    # and it is what a residual policy's action 0 plays
+    assert np.array_equal(allocation, prior_channels(task, target, "sensitivity"))
 
 
 def test_sensitivity_ratios_set_the_cost(custom: PruningTask) -> None:

@@ -39,6 +39,7 @@ __all__ = [
     "top_up",
     "uniform_channels",
     "uniform_keep_ratio",
+    "use_budget",
 ]
 
 SENSITIVITY_RATIOS: tuple[float, ...] = (0.25, 0.5, 0.75)
@@ -337,6 +338,13 @@ def top_up(
     return result
 
 
+def use_budget(task: PruningTask, channels: ChannelCounts, target: float) -> np.ndarray:
+    """``channels`` topped up (:func:`top_up`) to use the budget, the units it keeps the
+    largest share of first: what a heuristic leaves unspent goes back to the network."""
+    keep = np.asarray(channels, dtype=np.float64) / task.analysis.channels
+    return top_up(task, channels, target, [int(i) for i in np.argsort(-keep, kind="stable")])
+
+
 def prior_channels(
     task: PruningTask, target: float, prior: str, val_images: int | None = None
 ) -> np.ndarray:
@@ -356,7 +364,6 @@ def prior_channels(
             cached = magnitude_channels(task, target)
         else:
             cached = sensitivity_channels(task, target, val_images)
-        keep = np.asarray(cached, dtype=np.float64) / task.analysis.channels
-        cached = top_up(task, cached, target, [int(i) for i in np.argsort(-keep, kind="stable")])
+        cached = use_budget(task, cached, target)
         task.memo[key] = cached
     return np.array(cached, dtype=np.int64)

@@ -41,6 +41,7 @@ from ..core.allocation import (
     sensitivity_curves,
     snap_count,
     uniform_channels,
+    use_budget,
 )
 from ..core.budget import ChannelCounts
 from ..core.candidates import Candidate, SearchResult
@@ -385,7 +386,10 @@ def search_sensitivity(
     (:func:`~rlprune.core.allocation.sensitivity_curves`): units x ratios evaluations,
     all charged and in the history, even when snapping repeats a count.
     :func:`~rlprune.core.allocation.allocate_by_sensitivity` then meets the target
-    favouring the least sensitive units, and the allocation is evaluated (+1). Any
+    favouring the least sensitive units, the budget its last step leaves unspent is given
+    back (:func:`~rlprune.core.allocation.use_budget`: the same configuration as the
+    residual env's ``sensitivity`` prior, which a policy's action 0 plays), and the
+    allocation is evaluated (+1). Any
     evaluations left over are not spent. ``seed`` is unused: the method is deterministic.
 
     The probes usually exceed the budget; they are in the history but never the
@@ -405,6 +409,7 @@ def search_sensitivity(
     since = len(task.ledger)
     task.memo.clear()  # the method pays for its own probes
     channels = allocate_by_sensitivity(task, target, sensitivity_curves(task, ratios))
+    channels = use_budget(task, channels, target)
     play(task, task.fit_measured(channels, target), target)
     return task.search_result("sensitivity", since, target, start)
 
