@@ -103,6 +103,14 @@ def restore(data: Path, folder: Path) -> bool:
     return True
 
 
+def forget(folder: Path, methods: list[str]) -> None:
+    """Drop the kept results of ``methods`` from a restored folder, so that they run again
+    (after a change to those methods; the others' results stand)."""
+    for method in methods:
+        for path in (folder / "results").glob(f"{method}__*.json"):
+            path.unlink()
+
+
 def run_kept(
     task: PruningTask,
     settings: BenchmarkSettings,
@@ -285,6 +293,14 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "suite")
     parser.add_argument("--resume", action="store_true", help="keep finished results")
     parser.add_argument(
+        "--rerun",
+        type=lambda t: t.split(","),
+        default=[],
+        metavar="METHODS",
+        help="with --resume: run these methods again (after a change to them); the kept "
+        "results of the others stand",
+    )
+    parser.add_argument(
         "--data",
         type=Path,
         default=DATA,
@@ -321,8 +337,10 @@ def main() -> None:
             key = f"{env}-t{target}-b{budget}"
             if args.resume or args.page_only:
                 restore(args.data, args.out / key)
+            if args.resume:
+                forget(args.out / key, args.rerun)
             if args.page_only:
-                if _finished(args.out / key):
+                if finished(args.out / key):
                     folders[key] = args.out / key
                 else:
                     missing.append(key)
@@ -336,7 +354,7 @@ def main() -> None:
     write_markdown(args, folders, timings, sum(timings.values()), missing)
 
 
-def _finished(folder: Path) -> bool:
+def finished(folder: Path) -> bool:
     """Whether a benchmark folder holds a result for every (method, seed) of its manifest."""
     manifest = folder / "benchmark.json"
     if not manifest.is_file():

@@ -34,8 +34,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from benchmark_suite import DATA, restore, run_kept  # noqa: E402
+from benchmark_suite import DATA, finished, forget, restore, run_kept  # noqa: E402
 
+from rlprune.core.config import TRUST_MODES  # noqa: E402
 from rlprune.presets.loader import GENERAL_POLICY, load_env_config  # noqa: E402
 from rlprune.reports.tables import (  # noqa: E402
     MethodSeedResult,
@@ -43,7 +44,11 @@ from rlprune.reports.tables import (  # noqa: E402
     render_markdown,
     summarise,
 )
-from rlprune.search.benchmark import BenchmarkSettings, load_task  # noqa: E402
+from rlprune.search.benchmark import (  # noqa: E402
+    BenchmarkSettings,
+    load_task,
+    manifest_settings,
+)
 
 HELD_OUT = ("fmnist-vgg", "fmnist-mobilenetv2", "examples/fmnist-custom.yaml")
 TARGETS = (0.3, 0.5, 0.7)
@@ -73,10 +78,14 @@ def _run(
     methods: tuple[str, ...],
     policy: Path,
     args: argparse.Namespace,
+    trust: str | None = None,
 ) -> Path:
     out = args.out / key
     if args.resume:
         restore(args.data, out)
+        forget(out, [m for m in args.rerun if m in methods])
+        if finished(out):  # nothing to run (its policy need not be here any more)
+            return out
     config = load_env_config(_env_path(env), {"target": target})
     task = load_task(config, str(policy))
     settings = BenchmarkSettings(
@@ -87,7 +96,13 @@ def _run(
         finetune_images=args.finetune_images or None,
         policy=str(policy),
         adapt_episodes=args.adapt_episodes if "transfer-adapt" in methods else 0,
+        trust=trust or args.trust,
     )
+    if args.resume and args.rerun and (out / "benchmark.json").is_file():
+        # the methods run again under these settings; the others' results stand
+        manifest = json.loads((out / "benchmark.json").read_text())
+        manifest["settings"] = json.loads(json.dumps(manifest_settings(settings), default=list))
+        (out / "benchmark.json").write_text(json.dumps(manifest, indent=2))
     run_kept(task, settings, out, args.data, key, resume=args.resume)
     return out
 
@@ -129,6 +144,20 @@ def main() -> None:
     )
     parser.add_argument("--evals", type=int, default=50)
     parser.add_argument("--adapt-episodes", type=int, default=20)
+    parser.add_argument(
+        "--trust",
+        choices=TRUST_MODES,
+        default="family",
+        help="how the transfer methods play the policy zero-shot (as rlprune apply --trust)",
+    )
+    parser.add_argument(
+        "--rerun",
+        type=lambda t: t.split(","),
+        default=[],
+        metavar="METHODS",
+        help="with --resume: run these methods again (say, transfer,transfer-adapt after a "
+        "new policy or --trust); the kept results of the others stand",
+    )
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--finetune-images", type=int, default=10_000)
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "transfer")
@@ -155,8 +184,13 @@ def main() -> None:
                 methods = ("transfer", "transfer-adapt", *HEURISTICS, *SEARCHES)
             print(f"transfer: {label} at {target}", flush=True)
             results = _results(_run(key, env, target, methods, args.policy, args))
+            if args.trust != "always":  # the policy's own corrections, everywhere
+                raw = _run(f"{key}-always", env, target, ("transfer",), args.policy, args, "always")
+                results += _results(raw, rename="transfer-always")
             if target in singles:
-                single = _run(f"{key}-single", env, target, ("transfer",), singles[target], args)
+                single = _run(
+                    f"{key}-single", env, target, ("transfer",), singles[target], args, "always"
+                )
                 results += _results(single, rename="single-target")
             summaries = summarise(results)
             tables += [
@@ -171,9 +205,19 @@ def main() -> None:
             assert zero is not None
             parts = [
                 f"{m} {_verdict(zero, v)} ({100 * zero:.2f} vs {100 * v:.2f})"
-                for m in (*HEURISTICS, "single-target")
+                for m in HEURISTICS
                 if (v := _mean(results, m)) is not None
             ]
+            own = _mean(results, "transfer-always")
+            if own is not None and own != zero:
+                parts.append(f"the policy's own corrections {100 * own:.2f}")
+            single = _mean(results, "single-target")
+            if single is not None:  # both policies' own corrections, budget vs single target
+                mine = zero if own is None else own
+                parts.append(
+                    f"budget-conditioned vs single-target {_verdict(mine, single)} "
+                    f"({100 * mine:.2f} vs {100 * single:.2f})"
+                )
             adapted = _mean(results, "transfer-adapt")
             if adapted is not None:
                 parts += [
@@ -187,6 +231,7 @@ def main() -> None:
         "## Transfer: the general policy on networks it never saw",
         "",
         "Regenerate with `python scripts/transfer_suite.py"
+        + (f" --trust {args.trust}" if args.trust != "family" else "")
         + "".join(f" --single-target {t}={p}" for t, p in singles.items())
         + f"` ({(time.perf_counter() - began) / 60:.0f} min for this invocation on a "
         f"2-core CPU). Policy: `{_shown(args.policy)}`"
@@ -194,7 +239,17 @@ def main() -> None:
         + f", {meta['training_episodes']} episodes of PPO across "
         f"{', '.join(meta['family'])} at targets {meta['targets'][0]}-{meta['targets'][-1]} "
         f"(`{meta['command']}`). None of the networks below was in its training family. "
-        "`transfer` is the policy zero-shot (its probes + 1 evaluation); `transfer-adapt` "
+        "`transfer` is the policy zero-shot (its probes + 1 evaluation), as `rlprune apply "
+        f"--trust {args.trust}` plays it"
+        + (
+            " (on a network outside the policy's training ranges, the policy's prior instead "
+            "of its corrections); `transfer-always` plays its corrections everywhere "
+            "(`--trust always`), and the budget-conditioned vs single-target verdicts compare "
+            "both policies' own corrections"
+            if args.trust != "always"
+            else ""
+        )
+        + "; `transfer-adapt` "
         f"adds {args.adapt_episodes} PPO episodes on the new network; random and TPE get "
         f"{args.evals} evaluations; `single-target` is a policy trained on the same family "
         "at that target alone (`python scripts/train_general_policy.py --target T --episodes "

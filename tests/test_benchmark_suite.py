@@ -56,6 +56,13 @@ def test_suite_runs_then_page_only_rebuilds_and_lists_missing(tmp_path: Path) ->
     resumed = _suite("--budgets", "12", "--resume", *common, cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert json.loads((folder / "results" / "ppo__0.json").read_text()) == original
+    # --rerun runs the methods it names again, and only them
+    results = folder / "results"
+    kept = {name: (results / name).stat().st_mtime_ns for name in ("random__0.json", "ppo__0.json")}
+    rerun = _suite("--budgets", "12", "--resume", "--rerun", "random", *common, cwd=tmp_path)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert (results / "random__0.json").stat().st_mtime_ns > kept["random__0.json"]
+    assert (results / "ppo__0.json").stat().st_mtime_ns == kept["ppo__0.json"]
 
     # one finished setting and one not: the page keeps the first and names the second
     (folder / "results" / "random__0.json").rename(tmp_path / "held.json")

@@ -24,11 +24,10 @@ from typing import Any
 import numpy as np
 
 from ..core.candidates import Candidate, SearchResult, best_of, within_budget
-from ..core.config import EnvConfig, make_config
+from ..core.config import TRUST_MODES, EnvConfig, make_config
 from ..core.finetune import deliver
 from ..core.task import PruningTask
 from ..env.pruning_env import PruningEnv
-from ..env.rollout import rollout
 from ..errors import ConfigError, RunError
 from ..files import atomic_write_json, atomic_write_text
 from ..presets.tasks import load_task as load_preset_task
@@ -36,6 +35,7 @@ from ..reports.latency import compare_latency
 from ..reports.plots import plot_all
 from ..reports.tables import MethodSeedResult, comparison_lines, summarise, write_tables
 from ..rl.agents import load_agent_config
+from ..rl.family import zero_shot
 from ..rl.policy import env_config_for_policy, load_policy
 from ..rl.training import TrainSettings, train
 from .baselines import get_baseline
@@ -45,6 +45,7 @@ __all__ = [
     "MANIFEST",
     "BenchmarkSettings",
     "load_task",
+    "manifest_settings",
     "prepare_out_dir",
     "run_benchmark",
 ]
@@ -71,6 +72,9 @@ class BenchmarkSettings:
     """A policy trained elsewhere, for the ``transfer`` methods."""
     adapt_episodes: int = 0
     """Extra episodes for ``transfer-adapt`` (its cost: 1 + adapt_episodes evaluations)."""
+    trust: str = "family"
+    """The transfer methods' zero-shot episode, as ``rlprune apply --trust`` plays it
+    (:func:`rlprune.rl.family.zero_shot`)."""
     latency_repeats: int = 10
 
     def check(self, task: PruningTask) -> None:
@@ -84,6 +88,10 @@ class BenchmarkSettings:
             raise ConfigError("a method is listed twice in --methods; list each once")
         if self.seeds <= 0:
             raise ConfigError(f"--seeds must be a positive count, got {self.seeds}")
+        if self.trust not in TRUST_MODES:
+            raise ConfigError(
+                f"unknown trust {self.trust!r}; choose one of: {', '.join(TRUST_MODES)}"
+            )
         if self.evals <= 0:
             raise ConfigError(f"--evals must be positive, got {self.evals}")
         if self.finetune_images is not None and self.finetune_images < 1:
@@ -159,7 +167,7 @@ def _search_transfer(
     assert settings.policy is not None
     policy = load_policy(settings.policy)
     config = env_config_for_policy(task.config, policy, None)
-    rollout(policy, PruningEnv(task=task, config=config), seed=seed)
+    zero_shot(policy, PruningEnv(task=task, config=config), seed=seed, trust=settings.trust)
     if method == "transfer-adapt":
         result = train(
             config,
@@ -229,6 +237,20 @@ def _load_finished(path: Path, target: float) -> tuple[MethodSeedResult, SearchR
     return result, search
 
 
+SETTINGS_BEFORE: dict[str, Any] = {"trust": "always"}
+"""Benchmark settings added since a kept benchmark may have begun, at the value that
+reproduces what it ran (its transfer methods played the policy everywhere)."""
+
+
+def manifest_settings(settings: BenchmarkSettings) -> dict[str, Any]:
+    """The settings a benchmark records (``--resume`` compares them): ``trust`` only where
+    a transfer method plays it."""
+    recorded = dataclasses.asdict(settings)
+    if not any(m in TRANSFER_METHODS for m in settings.methods):
+        del recorded["trust"]
+    return recorded
+
+
 def prepare_out_dir(out: Path, manifest: dict[str, Any], *, overwrite: bool, resume: bool) -> None:
     """Refuse to mix results: an existing benchmark needs ``overwrite`` or a matching ``resume``."""
     existing = out / MANIFEST
@@ -243,6 +265,8 @@ def prepare_out_dir(out: Path, manifest: dict[str, Any], *, overwrite: bool, res
             # settings added to EnvConfig since that benchmark began count at their defaults
             defaults = json.loads(json.dumps(dataclasses.asdict(EnvConfig()), default=list))
             previous["env"] = {**defaults, **previous.get("env", {})}
+            before = {k: v for k, v in SETTINGS_BEFORE.items() if k in manifest["settings"]}
+            previous["settings"] = {**before, **previous.get("settings", {})}
             if previous != manifest:
                 raise RunError(
                     f"{out} holds a benchmark with other settings; --resume needs the same "
@@ -274,10 +298,7 @@ def run_benchmark(
     out = Path(out)
     settings.check(task)
     target = task.config.target_range[0]
-    manifest = {
-        "env": dataclasses.asdict(task.config),
-        "settings": dataclasses.asdict(settings),
-    }
+    manifest = {"env": dataclasses.asdict(task.config), "settings": manifest_settings(settings)}
     prepare_out_dir(
         out, json.loads(json.dumps(manifest, default=list)), overwrite=overwrite, resume=resume
     )
