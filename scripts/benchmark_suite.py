@@ -111,6 +111,18 @@ def forget(folder: Path, methods: list[str]) -> None:
             path.unlink()
 
 
+def add_rerun_argument(parser: argparse.ArgumentParser, example: str) -> None:
+    """``--rerun METHODS`` (for :func:`forget`), with an ``example`` of when to use it."""
+    parser.add_argument(
+        "--rerun",
+        type=lambda t: t.split(","),
+        default=[],
+        metavar="METHODS",
+        help=f"with --resume: run these methods again ({example}); the kept results of the "
+        "others stand",
+    )
+
+
 def run_kept(
     task: PruningTask,
     settings: BenchmarkSettings,
@@ -292,14 +304,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "suite")
     parser.add_argument("--resume", action="store_true", help="keep finished results")
-    parser.add_argument(
-        "--rerun",
-        type=lambda t: t.split(","),
-        default=[],
-        metavar="METHODS",
-        help="with --resume: run these methods again (after a change to them); the kept "
-        "results of the others stand",
-    )
+    add_rerun_argument(parser, "after a change to them")
     parser.add_argument(
         "--data",
         type=Path,

@@ -34,7 +34,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from benchmark_suite import DATA, finished, forget, restore, run_kept  # noqa: E402
+from benchmark_suite import (  # noqa: E402
+    DATA,
+    add_rerun_argument,
+    finished,
+    forget,
+    restore,
+    run_kept,
+)
 
 from rlprune.core.config import TRUST_MODES  # noqa: E402
 from rlprune.presets.loader import GENERAL_POLICY, load_env_config  # noqa: E402
@@ -150,14 +157,7 @@ def main() -> None:
         default="family",
         help="how the transfer methods play the policy zero-shot (as rlprune apply --trust)",
     )
-    parser.add_argument(
-        "--rerun",
-        type=lambda t: t.split(","),
-        default=[],
-        metavar="METHODS",
-        help="with --resume: run these methods again (say, transfer,transfer-adapt after a "
-        "new policy or --trust); the kept results of the others stand",
-    )
+    add_rerun_argument(parser, "say, transfer,transfer-adapt after a new policy or --trust")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--finetune-images", type=int, default=10_000)
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "transfer")
