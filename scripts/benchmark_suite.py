@@ -173,7 +173,7 @@ def _run_suite_entry(
     return out, time.perf_counter() - start
 
 
-def _elapsed(folder: Path) -> float:
+def elapsed(folder: Path) -> float:
     """Search seconds a benchmark folder took, from its result files (valid across --resume
     and independent of file times): every (method, seed)'s wall time, a deterministic
     method's once (its other seeds are copies)."""
@@ -355,7 +355,7 @@ def main() -> None:
     for folder in folders.values():
         store(folder, args.data)  # results finished earlier under --out are kept too
     print(f"suite finished in {(time.perf_counter() - began) / 60:.0f} min (this invocation)")
-    timings = {key: _elapsed(folder) for key, folder in folders.items()}
+    timings = {key: elapsed(folder) for key, folder in folders.items()}
     write_markdown(args, folders, timings, sum(timings.values()), missing)
 
 

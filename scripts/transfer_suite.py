@@ -28,7 +28,6 @@ import dataclasses
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,6 +36,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from benchmark_suite import (  # noqa: E402
     DATA,
     add_rerun_argument,
+    elapsed,
     finished,
     forget,
     restore,
@@ -86,11 +86,15 @@ def _run(
     policy: Path,
     args: argparse.Namespace,
     trust: str | None = None,
+    rerun: bool = True,
 ) -> Path:
+    """One benchmark folder, kept in --data; ``rerun`` lets --rerun drop its kept results
+    (the single-target folders' policies are not the one --rerun is about)."""
     out = args.out / key
     if args.resume:
         restore(args.data, out)
-        forget(out, [m for m in args.rerun if m in methods])
+        if rerun:
+            forget(out, [m for m in args.rerun if m in methods])
         if finished(out):  # nothing to run (its policy need not be here any more)
             return out
     config = load_env_config(_env_path(env), {"target": target})
@@ -170,7 +174,7 @@ def main() -> None:
     args = parser.parse_args()
     singles = {float(t): Path(p) for t, p in (item.split("=", 1) for item in args.single_target)}
     args.out.mkdir(parents=True, exist_ok=True)
-    began = time.perf_counter()
+    searched = 0.0  # seconds of search in every folder the page shows
     tables: list[str] = []
     verdicts: list[str] = []
     meta = json.loads((args.policy / "policy.json").read_text())
@@ -183,13 +187,22 @@ def main() -> None:
             if target == 0.5:
                 methods = ("transfer", "transfer-adapt", *HEURISTICS, *SEARCHES)
             print(f"transfer: {label} at {target}", flush=True)
-            results = _results(_run(key, env, target, methods, args.policy, args))
+            folder = _run(key, env, target, methods, args.policy, args)
+            searched += elapsed(folder)
+            results = _results(folder)
             if args.trust != "always":  # the policy's own corrections, everywhere
                 raw = _run(f"{key}-always", env, target, ("transfer",), args.policy, args, "always")
                 results += _results(raw, rename="transfer-always")
             if target in singles:
                 single = _run(
-                    f"{key}-single", env, target, ("transfer",), singles[target], args, "always"
+                    f"{key}-single",
+                    env,
+                    target,
+                    ("transfer",),
+                    singles[target],
+                    args,
+                    "always",
+                    rerun=False,
                 )
                 results += _results(single, rename="single-target")
             summaries = summarise(results)
@@ -233,8 +246,8 @@ def main() -> None:
         "Regenerate with `python scripts/transfer_suite.py"
         + (f" --trust {args.trust}" if args.trust != "family" else "")
         + "".join(f" --single-target {t}={p}" for t, p in singles.items())
-        + f"` ({(time.perf_counter() - began) / 60:.0f} min for this invocation on a "
-        f"2-core CPU). Policy: `{_shown(args.policy)}`"
+        + f"` ({searched / 60:.0f} min of search for the held-out rows, fine-tuning and "
+        f"timing not counted, on a 2-core CPU). Policy: `{_shown(args.policy)}`"
         + (" (the one `rlprune apply` uses without `--policy`)" if default else "")
         + f", {meta['training_episodes']} episodes of PPO across "
         f"{', '.join(meta['family'])} at targets {meta['targets'][0]}-{meta['targets'][-1]} "
