@@ -7,7 +7,8 @@ For a quick look at a candidate general policy before the full transfer suite
 (``scripts/transfer_suite.py``, which adds the baselines, seeds and fine-tuning): each
 line is the validation accuracy and MACs ratio of the policy's deterministic episode (its
 own corrections everywhere, unless ``--trust family``) and the features that fall outside
-its training ranges.
+its training ranges; for a residual policy, the accuracy of the prior it corrects (one more
+evaluation, not in the cost).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 from rlprune.core.config import TRUST_MODES  # noqa: E402
 from rlprune.env.pruning_env import PruningEnv  # noqa: E402
+from rlprune.env.rollout import PriorPlayer, rollout  # noqa: E402
 from rlprune.presets.loader import GENERAL_POLICY, load_env_config  # noqa: E402
 from rlprune.rl.family import zero_shot  # noqa: E402
 from rlprune.rl.policy import env_config_for_policy, load_policy  # noqa: E402
@@ -43,13 +45,20 @@ def main(argv: list[str] | None = None) -> int:
         for target in (float(t) for t in args.targets.split(",")):
             task = load_task(load_env_config(spec, {"target": target}), str(args.policy))
             config = env_config_for_policy(task.config, policy, None)
-            shot = zero_shot(policy, PruningEnv(task=task, config=config), trust=args.trust)
+            pruning_env = PruningEnv(task=task, config=config)
+            shot = zero_shot(policy, pruning_env, trust=args.trust)
             candidate = shot.candidate
+            cost = task.charged()
             outside = ", ".join(f"{name} {distance:.2f}" for name, _, distance in shot.outside)
+            prior = ""
+            if config.action_mode == "residual":  # what action 0 plays, for reference
+                played = rollout(PriorPlayer(), pruning_env)
+                prior = f"; its {config.prior} prior {100 * played.accuracy:.2f} %"
             print(
                 f"{Path(env).stem} @ {target}: zero-shot val {100 * candidate.accuracy:.2f} % "
-                f"at MACs {candidate.macs_ratio:.3f} (cost {task.charged():.1f} evaluations)"
+                f"at MACs {candidate.macs_ratio:.3f} (cost {cost:.1f} evaluations)"
                 + (" [played the prior]" if shot.deferred else "")
+                + prior
                 + (f"; outside the family: {outside}" if outside else ""),
                 flush=True,
             )

@@ -351,6 +351,7 @@ def test_zero_shot_script_prints_one_line_per_env_and_target() -> None:
     pattern = r"digits-cnn @ (0\.\d): zero-shot val ([\d.]+) % at MACs ([\d.]+) \(cost ([\d.]+)"
     found = [re.match(pattern, line) for line in lines]
     assert all(found) and [m.group(1) for m in found if m] == ["0.4", "0.6"]
+    assert all("its sensitivity prior" in line for line in lines)  # the default is residual
     for m in found:
         assert m is not None
         assert float(m.group(3)) <= float(m.group(1)) + 1e-6  # the budget holds
