@@ -110,6 +110,17 @@ def add_env_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--reward", help=help_for("reward"))
 
 
+def add_trust_argument(parser: argparse.ArgumentParser) -> None:
+    """``--trust``: how a policy's zero-shot episode treats a network outside its family."""
+    parser.add_argument(
+        "--trust",
+        choices=TRUST_MODES,
+        default="family",
+        help="family (default): on a network outside the policy's training ranges, play its "
+        "prior instead of its corrections; always: play the corrections everywhere",
+    )
+
+
 def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
     """``--workers``, ``--backend`` and ``--ray-address``: where candidates are scored."""
     group = parser.add_argument_group("scale-out")
@@ -592,6 +603,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         proxy_candidates=args.proxy_candidates,
         policy=args.policy,
         adapt_episodes=args.adapt_episodes,
+        trust=args.trust,
     )
     out = Path(args.out) if args.out else Path("results") / f"benchmark-{config.name}"
     check_output_dir(out)
@@ -722,13 +734,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="fine-tune the pruned model on train",
     )
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument(
-        "--trust",
-        choices=TRUST_MODES,
-        default="family",
-        help="family (default): on a network outside the policy's training ranges, play its "
-        "prior instead of its corrections; always: play the corrections everywhere",
-    )
+    add_trust_argument(ap)
     add_worker_arguments(ap)
     ap.add_argument("--out", help="output folder (default: runs/{env}__apply__{seed}__{time})")
     ap.set_defaults(func=cmd_apply)
@@ -767,6 +773,7 @@ def build_parser() -> argparse.ArgumentParser:
     bm.add_argument(
         "--adapt-episodes", type=_NON_NEGATIVE, default=0, help="episodes for transfer-adapt"
     )
+    add_trust_argument(bm)
     add_worker_arguments(bm)
     bm.add_argument("--out", help="output folder (default: results/benchmark-{env})")
     bm.add_argument("--overwrite", action="store_true", help="replace an existing benchmark")

@@ -189,6 +189,8 @@ def test_cli_policy_adds_the_transfer_methods(
                 str(trained_run),
                 "--adapt-episodes",
                 "2",
+                "--trust",
+                "always",
                 "--out",
                 str(tmp_path),
             ]
@@ -198,3 +200,5 @@ def test_cli_policy_adds_the_transfer_methods(
     names = sorted(p.name for p in (tmp_path / "results").iterdir())
     assert names == ["transfer-adapt__0.json", "transfer__0.json", "uniform__0.json"]
     assert "transfer-adapt" in capsys.readouterr().out
+    manifest = json.loads((tmp_path / "benchmark.json").read_text())
+    assert manifest["settings"]["trust"] == "always"  # as apply --trust always plays it
