@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .core.config import TRUST_MODES, EnvConfig
+from .core.config import EnvConfig, check_trust
 from .core.finetune import deliver
 from .env.pruning_env import PruningEnv
 from .errors import ConfigError
@@ -71,10 +71,7 @@ class ApplySettings:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ConfigError(f"{name} must be an integer >= 0, got {value!r}")
-        if self.trust not in TRUST_MODES:
-            raise ConfigError(
-                f"unknown trust {self.trust!r}; choose one of: {', '.join(TRUST_MODES)}"
-            )
+        check_trust(self.trust)
         if not self.finetune_lr > 0:
             raise ConfigError(f"finetune_lr must be positive, got {self.finetune_lr!r}")
         if self.latency_repeats < 1 or not all(b >= 1 for b in self.latency_batches):

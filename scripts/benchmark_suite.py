@@ -123,6 +123,15 @@ def add_rerun_argument(parser: argparse.ArgumentParser, example: str) -> None:
     )
 
 
+def check_rerun(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Exit with a usage error for a --rerun that would be ignored or names no method."""
+    if args.rerun and not args.resume:
+        parser.error("--rerun needs --resume: it drops kept results so that they run again")
+    unknown = [m for m in args.rerun if m not in ALL_METHODS]
+    if unknown:
+        parser.error(f"--rerun: unknown method {unknown[0]!r}; valid: {', '.join(ALL_METHODS)}")
+
+
 def run_kept(
     task: PruningTask,
     settings: BenchmarkSettings,
@@ -333,6 +342,7 @@ def main() -> None:
         "settings not finished yet are listed as missing",
     )
     args = parser.parse_args()
+    check_rerun(parser, args)
     args.out.mkdir(parents=True, exist_ok=True)
     began = time.perf_counter()
     folders: dict[str, Path] = {}

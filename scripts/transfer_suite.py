@@ -36,6 +36,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from benchmark_suite import (  # noqa: E402
     DATA,
     add_rerun_argument,
+    check_rerun,
     elapsed,
     finished,
     forget,
@@ -43,7 +44,7 @@ from benchmark_suite import (  # noqa: E402
     run_kept,
 )
 
-from rlprune.core.config import TRUST_MODES  # noqa: E402
+from rlprune.cli import add_trust_argument  # noqa: E402
 from rlprune.presets.loader import GENERAL_POLICY, load_env_config  # noqa: E402
 from rlprune.reports.tables import (  # noqa: E402
     MethodSeedResult,
@@ -155,12 +156,7 @@ def main() -> None:
     )
     parser.add_argument("--evals", type=int, default=50)
     parser.add_argument("--adapt-episodes", type=int, default=20)
-    parser.add_argument(
-        "--trust",
-        choices=TRUST_MODES,
-        default="family",
-        help="how the transfer methods play the policy zero-shot (as rlprune apply --trust)",
-    )
+    add_trust_argument(parser)  # as rlprune apply and benchmark take it
     add_rerun_argument(parser, "say, transfer,transfer-adapt after a new policy or --trust")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--finetune-images", type=int, default=10_000)
@@ -172,6 +168,7 @@ def main() -> None:
         "--no-page", action="store_true", help="do not rewrite BENCHMARKS.md afterwards"
     )
     args = parser.parse_args()
+    check_rerun(parser, args)
     singles = {float(t): Path(p) for t, p in (item.split("=", 1) for item in args.single_target)}
     args.out.mkdir(parents=True, exist_ok=True)
     searched = 0.0  # seconds of search in every folder the page shows

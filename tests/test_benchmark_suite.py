@@ -80,3 +80,18 @@ def test_suite_runs_then_page_only_rebuilds_and_lists_missing(tmp_path: Path) ->
     text = page.read_text()
     assert "## digits-cnn, MACs target 0.5, budget 12" in text
     assert "digits-cnn-t0.5-b12" not in text.split("Not run yet")[1].splitlines()[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--rerun", "sensitivity"], "--rerun needs --resume"),
+        (["--resume", "--rerun", "sensitivty"], "--rerun: unknown method 'sensitivty'"),
+    ],
+)
+def test_a_rerun_that_would_do_nothing_is_a_usage_error(
+    args: list[str], message: str, tmp_path: Path
+) -> None:
+    run = _suite(*args, "--out", str(tmp_path / "suite"), cwd=tmp_path)
+    assert run.returncode == 2 and message in run.stderr
+    assert "Traceback" not in run.stderr and not (tmp_path / "suite").exists()

@@ -23,6 +23,7 @@ __all__ = [
     "FEATURE_SETS",
     "FIELDS",
     "TRUST_MODES",
+    "check_trust",
     "PRIORS",
     "EnvConfig",
     "help_for",
@@ -40,6 +41,12 @@ TRUST_MODES = ("family", "always")
 """When a policy's corrections are played zero-shot: ``family``, only on a network whose
 observations lie inside the ranges the policy saw in training (elsewhere its residual
 prior is played instead); ``always``, on every network."""
+
+
+def check_trust(trust: str) -> None:
+    """Raise :class:`ConfigError` unless ``trust`` is one of :data:`TRUST_MODES`."""
+    if trust not in TRUST_MODES:
+        raise ConfigError(f"unknown trust {trust!r}; choose one of: {', '.join(TRUST_MODES)}")
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from ..core.candidates import Candidate
-from ..core.config import TRUST_MODES, EnvConfig, make_config
+from ..core.config import EnvConfig, check_trust, make_config
 from ..core.task import PruningTask
 from ..env.features import action_space, features_for, observation_space
 from ..env.pruning_env import PruningEnv
@@ -608,8 +608,7 @@ def zero_shot(
     like the network. Policies without recorded ranges, and absolute-action policies (whose
     action 0 is no prior), always play as trained.
     """
-    if trust not in TRUST_MODES:
-        raise ConfigError(f"unknown trust {trust!r}; choose one of: {', '.join(TRUST_MODES)}")
+    check_trust(trust)
     observations: list[np.ndarray] = []
     propose(policy, env, seed=seed, observations=observations)
     outside = family_distance(policy.metadata, np.array(observations))

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..core.candidates import Candidate, SearchResult, best_of, within_budget
-from ..core.config import TRUST_MODES, EnvConfig, make_config
+from ..core.config import EnvConfig, check_trust, make_config
 from ..core.finetune import deliver
 from ..core.task import PruningTask
 from ..env.pruning_env import PruningEnv
@@ -88,10 +88,7 @@ class BenchmarkSettings:
             raise ConfigError("a method is listed twice in --methods; list each once")
         if self.seeds <= 0:
             raise ConfigError(f"--seeds must be a positive count, got {self.seeds}")
-        if self.trust not in TRUST_MODES:
-            raise ConfigError(
-                f"unknown trust {self.trust!r}; choose one of: {', '.join(TRUST_MODES)}"
-            )
+        check_trust(self.trust)
         if self.evals <= 0:
             raise ConfigError(f"--evals must be positive, got {self.evals}")
         if self.finetune_images is not None and self.finetune_images < 1:
