@@ -2,7 +2,8 @@
 
 Zero-shot: the policy runs deterministically over the new model's units. With
 ``adapt_episodes`` it keeps training on the new model and the best candidate
-wins. The chosen network is pruned for real, its BatchNorm recalibrated,
+wins; with ``refine`` a local search of that many evaluations around the chosen
+configuration may replace it. The chosen network is pruned for real, its BatchNorm recalibrated,
 optionally fine-tuned, timed on the CPU against the original, exported so that
 plain PyTorch can load it, and described in ``report.json`` / ``report.md``.
 """
@@ -32,6 +33,7 @@ from .rl.agents import ON_POLICY
 from .rl.family import zero_shot
 from .rl.policy import env_config_for_policy, load_policy
 from .rl.training import RunRecorder, TrainSettings, train
+from .search.baselines import refine
 
 __all__ = ["ApplySettings", "apply_policy", "default_policy"]
 
@@ -57,6 +59,9 @@ class ApplySettings:
     target: float | None = None
     """MACs target; default: the env preset's (which must then be a single value)."""
     adapt_episodes: int = 0
+    refine: int = 0
+    """Evaluations of a local search around the chosen configuration
+    (:func:`rlprune.search.baselines.refine`) before it is delivered."""
     finetune_epochs: int = 0
     finetune_lr: float = 0.01
     seed: int = 0
@@ -67,7 +72,7 @@ class ApplySettings:
     latency_batches: tuple[int, ...] = (1, 64)
 
     def __post_init__(self) -> None:
-        for name in ("adapt_episodes", "finetune_epochs"):
+        for name in ("adapt_episodes", "refine", "finetune_epochs"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ConfigError(f"{name} must be an integer >= 0, got {value!r}")
@@ -130,6 +135,7 @@ def _apply(
     shot = zero_shot(policy, env, seed=settings.seed, trust=settings.trust)
     best = shot.candidate
     mode = "zero-shot"
+    improved = False
     if settings.adapt_episodes > 0:
         stage(f"adapting for {settings.adapt_episodes} episodes")
         result = train(
@@ -152,6 +158,12 @@ def _apply(
         if result.best is not None and result.best.candidate.accuracy > best.accuracy:
             best = task.evaluate(result.best.candidate.channels)
         mode = "adapted"
+    if settings.refine > 0:
+        stage(f"refining with {settings.refine} evaluations")
+        refined = refine(task, config.target_range[0], best, settings.refine, settings.seed)
+        improved = refined.best.accuracy > best.accuracy
+        if improved:
+            best = refined.best
 
     stage("pruning, scoring" + (" and fine-tuning" if settings.finetune_epochs else ""))
     delivered = deliver(
@@ -193,6 +205,8 @@ def _apply(
         target=float(config.target_range[0]),
         mode=mode,
         adapt_episodes=settings.adapt_episodes,
+        refine_evaluations=settings.refine,
+        refine_improved=improved,
         finetune_epochs=settings.finetune_epochs,
         units=unit_rows(task.analysis.units, best.channels),
         candidate=dataclasses.replace(best, accuracy=delivered.val_accuracy),

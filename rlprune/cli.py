@@ -28,7 +28,7 @@ from .env.rewards import get_reward
 from .errors import RLPruneError, RunError, one_line
 from .files import check_output_dir
 from .presets.loader import load_env_config
-from .search.methods import DEFAULT_METHODS, methods_help
+from .search.methods import DEFAULT_METHODS, TRANSFER_METHODS, methods_help
 from .version import __version__
 
 __all__ = ["build_parser", "main"]
@@ -513,6 +513,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
     settings = ApplySettings(
         target=args.target,
         adapt_episodes=args.adapt_episodes,
+        refine=args.refine,
         finetune_epochs=args.finetune_epochs,
         seed=args.seed,
         trust=args.trust,
@@ -550,6 +551,16 @@ def cmd_apply(args: argparse.Namespace) -> int:
             f"({row['speedup']:.2f}× faster)",
             highlight=False,
         )
+    if report.refine_evaluations:
+        console.print(
+            f"refined with {report.refine_evaluations} evaluations: "
+            + (
+                "a better configuration was found and delivered"
+                if report.refine_improved
+                else "none beat the policy's configuration, which was delivered"
+            ),
+            highlight=False,
+        )
     family = ", ".join(report.policy_family)
     console.print(f"policy: {report.policy} (trained on {family})", highlight=False, soft_wrap=True)
     if report.outside_family:
@@ -560,7 +571,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
                 f"{o['distance']:.2f} beyond)"
                 for o in report.outside_family
             )
-            + " — consider --adapt-episodes",
+            + " — consider --refine 20",
             highlight=False,
             soft_wrap=True,
         )
@@ -587,10 +598,10 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     if not methods:
         raise RunError(f"--methods {args.methods!r} names no method; e.g. --methods ppo,random")
-    if args.policy and not {"transfer", "transfer-adapt"} & set(methods):
+    if args.policy and not set(TRANSFER_METHODS) & set(methods):
         # --policy adds the transfer methods (zero-shot, and adapted when asked)
         methods += ["transfer"] + (["transfer-adapt"] if args.adapt_episodes else [])
-    if args.policy is None and {"transfer", "transfer-adapt"} & set(methods):
+    if args.policy is None and set(TRANSFER_METHODS) & set(methods):
         from .apply import default_policy
 
         args.policy = str(default_policy())  # the bundled general policy
@@ -728,6 +739,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--adapt-episodes", type=_NON_NEGATIVE, default=0, help="keep training on this model first"
     )
     ap.add_argument(
+        "--refine",
+        type=_NON_NEGATIVE,
+        default=0,
+        metavar="N",
+        help="then spend N evaluations on a TPE search within 0.25 keep-ratio of the policy's "
+        "configuration (e.g. 20; the best one found is delivered)",
+    )
+    ap.add_argument(
         "--finetune-epochs",
         type=_NON_NEGATIVE,
         default=0,
@@ -771,7 +790,10 @@ def build_parser() -> argparse.ArgumentParser:
         "transfer-adapt) methods (default for those methods: the bundled general policy)",
     )
     bm.add_argument(
-        "--adapt-episodes", type=_NON_NEGATIVE, default=0, help="episodes for transfer-adapt"
+        "--adapt-episodes",
+        type=_NON_NEGATIVE,
+        default=0,
+        help="episodes for transfer-adapt, evaluations for transfer-refine",
     )
     add_trust_argument(bm)
     add_worker_arguments(bm)

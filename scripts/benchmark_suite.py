@@ -28,6 +28,7 @@ import gzip
 import json
 import shutil
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from rlprune.core.task import PruningTask
@@ -369,15 +370,16 @@ def main() -> None:
     write_markdown(args, folders, timings, sum(timings.values()), missing)
 
 
-def finished(folder: Path) -> bool:
-    """Whether a benchmark folder holds a result for every (method, seed) of its manifest."""
+def finished(folder: Path, methods: Sequence[str] = ()) -> bool:
+    """Whether a benchmark folder holds a result for every (method, seed) of its manifest,
+    and for every one of ``methods`` (ones the manifest may not list yet)."""
     manifest = folder / "benchmark.json"
     if not manifest.is_file():
         return False
     settings = json.loads(manifest.read_text())["settings"]
     return all(
         (folder / "results" / f"{method}__{seed}.json").is_file()
-        for method in settings["methods"]
+        for method in {*settings["methods"], *methods}
         for seed in range(settings["seeds"])
     )
 

@@ -11,6 +11,8 @@ all charged in the benchmark's currency (full-evaluation equivalents, probes inc
   evaluation;
 - ``transfer-adapt`` (target 0.5): the same policy adapted with --adapt-episodes PPO
   episodes on the new network;
+- ``transfer-refine`` (target 0.5): its zero-shot configuration refined by a TPE search of
+  --adapt-episodes evaluations within 0.25 keep-ratio of it (``rlprune apply --refine``);
 - ``uniform``, ``magnitude``, ``sensitivity`` (every target) and ``random``, ``tpe`` with
   --evals evaluations (target 0.5);
 - ``single-target``: with ``--single-target T=PATH`` (one per target), a policy trained on the
@@ -62,6 +64,8 @@ HELD_OUT = ("fmnist-vgg", "fmnist-mobilenetv2", "examples/fmnist-custom.yaml")
 TARGETS = (0.3, 0.5, 0.7)
 HEURISTICS = ("uniform", "magnitude", "sensitivity")
 SEARCHES = ("random", "tpe")
+ADAPTED = {"transfer-adapt": "adapted", "transfer-refine": "refined"}
+"""The ways a policy spends --adapt-episodes more evaluations, and their verdicts' names."""
 
 
 def _label(env: str) -> str:
@@ -96,7 +100,7 @@ def _run(
         restore(args.data, out)
         if rerun:
             forget(out, [m for m in args.rerun if m in methods])
-        if finished(out):  # nothing to run (its policy need not be here any more)
+        if finished(out, methods):  # nothing to run (its policy need not be here any more)
             return out
     config = load_env_config(_env_path(env), {"target": target})
     task = load_task(config, str(policy))
@@ -107,7 +111,7 @@ def _run(
         finetune_epochs=1 if args.finetune_images else 0,
         finetune_images=args.finetune_images or None,
         policy=str(policy),
-        adapt_episodes=args.adapt_episodes if "transfer-adapt" in methods else 0,
+        adapt_episodes=args.adapt_episodes if set(ADAPTED) & set(methods) else 0,
         trust=trust or args.trust,
     )
     if args.resume and args.rerun and (out / "benchmark.json").is_file():
@@ -182,7 +186,7 @@ def main() -> None:
             key = f"transfer-{label}-t{target}"
             methods = ("transfer", *HEURISTICS)
             if target == 0.5:
-                methods = ("transfer", "transfer-adapt", *HEURISTICS, *SEARCHES)
+                methods = ("transfer", *ADAPTED, *HEURISTICS, *SEARCHES)
             print(f"transfer: {label} at {target}", flush=True)
             folder = _run(key, env, target, methods, args.policy, args)
             searched += elapsed(folder)
@@ -228,14 +232,15 @@ def main() -> None:
                     f"budget-conditioned vs single-target {_verdict(mine, single)} "
                     f"({100 * mine:.2f} vs {100 * single:.2f})"
                 )
-            adapted = _mean(results, "transfer-adapt")
-            if adapted is not None:
-                parts += [
-                    f"adapted vs {m}@{args.evals} {_verdict(adapted, v)} "
-                    f"({100 * adapted:.2f} vs {100 * v:.2f})"
-                    for m in SEARCHES
-                    if (v := _mean(results, m)) is not None
-                ]
+            for method, name in ADAPTED.items():
+                adapted = _mean(results, method)
+                if adapted is not None:
+                    parts += [
+                        f"{name} vs {m}@{args.evals} {_verdict(adapted, v)} "
+                        f"({100 * adapted:.2f} vs {100 * v:.2f})"
+                        for m in SEARCHES
+                        if (v := _mean(results, m)) is not None
+                    ]
             verdicts.append(f"- **{label} @ {target}**: zero-shot vs " + "; ".join(parts) + ".")
     lines = [
         "## Transfer: the general policy on networks it never saw",
@@ -260,7 +265,9 @@ def main() -> None:
             else ""
         )
         + "; `transfer-adapt` "
-        f"adds {args.adapt_episodes} PPO episodes on the new network; random and TPE get "
+        f"adds {args.adapt_episodes} PPO episodes on the new network, `transfer-refine` "
+        f"{args.adapt_episodes} evaluations of a TPE search within 0.25 keep-ratio of the "
+        "zero-shot configuration (`rlprune apply --refine`); random and TPE get "
         f"{args.evals} evaluations; `single-target` is a policy trained on the same family "
         "at that target alone (`python scripts/train_general_policy.py --target T --episodes "
         "400 --out runs/single-T`, not bundled: 400 episodes each, a third of the general "

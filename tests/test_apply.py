@@ -80,6 +80,23 @@ def test_adapt_and_finetune(trained_run: Path, tmp_path: Path) -> None:
     assert (out / "adapt" / "episodes.csv").is_file()
 
 
+def test_refine_searches_after_the_zero_shot_episode(
+    trained_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = ["apply", "--policy", str(trained_run), "--env", "digits-cnn", "--target", "0.4"]
+    assert main([*base, "--out", str(tmp_path / "zero")]) == 0
+    assert main([*base, "--refine", "5", "--out", str(tmp_path / "refined")]) == 0
+    zero = json.loads((tmp_path / "zero" / "report.json").read_text())
+    report = json.loads((tmp_path / "refined" / "report.json").read_text())
+    assert report["refine_evaluations"] == 5 and report["mode"] == "zero-shot"
+    accuracy = report["candidate"]["accuracy"]
+    assert accuracy >= zero["candidate"]["accuracy"]
+    assert report["refine_improved"] == (accuracy > zero["candidate"]["accuracy"])
+    assert report["candidate"]["macs_ratio"] <= 0.4 * 1.01
+    assert "refined with 5 evaluations" in capsys.readouterr().out
+    assert "refined with 5 evaluations" in (tmp_path / "refined" / "report.md").read_text()
+
+
 def test_policy_from_another_input_shape_still_applies(
     make_small_task: Callable[..., PruningTask], tmp_path: Path
 ) -> None:

@@ -123,11 +123,17 @@ def test_transfer_methods_count_their_cost(
     trained_run: Path, digits_task: PruningTask, tmp_path: Path
 ) -> None:
     settings = BenchmarkSettings(
-        methods=("transfer", "transfer-adapt"), evals=6, policy=str(trained_run), adapt_episodes=4
+        methods=("transfer", "transfer-adapt", "transfer-refine"),
+        evals=6,
+        policy=str(trained_run),
+        adapt_episodes=4,
     )
     results, _ = run_benchmark(digits_task, settings, tmp_path)
     used = {r.method: r.evaluations for r in results}
-    assert used == {"transfer": 1, "transfer-adapt": 5}
+    assert used == {"transfer": 1, "transfer-adapt": 5, "transfer-refine": 5}
+    by_method = {r.method: r for r in results}
+    # the refinement starts from the zero-shot configuration: never below it
+    assert by_method["transfer-refine"].val_accuracy >= by_method["transfer"].val_accuracy
 
 
 def test_cli_benchmark_errors_are_one_line(

@@ -325,11 +325,12 @@ def test_transfer_suite_writes_verdicts_for_a_held_out_network(
     assert "policy zero-shot" in text and "digits-cnn, digits-plain" in text
     assert "- **digits-cnn @ 0.4**: zero-shot vs uniform" in text
     verdict = next(line for line in text.splitlines() if line.startswith("- **digits-cnn @ 0.5"))
-    for part in ("sensitivity", "adapted vs random@12", "adapted vs tpe@12"):
+    for part in ("sensitivity", "adapted vs random@12", "adapted vs tpe@12", "refined vs tpe@12"):
         assert part in verdict
     # the single-target comparison is between both policies' own corrections
     assert "budget-conditioned vs single-target" in verdict
     assert "| transfer-always |" in text and "--trust family` plays it" in text
+    assert "| transfer-refine |" in text
     assert "### digits-cnn (held out), MACs target 0.5" in text
     assert (tmp_path / "data" / "transfer-digits-cnn-t0.5.json.gz").is_file()
 

@@ -30,7 +30,7 @@ from rlprune.errors import ConfigError
 from rlprune.rl.agents import build_algorithm, load_agent_config, make_agent_config
 from rlprune.rl.policy import env_config_for_policy, load_policy
 from rlprune.rl.training import TrainSettings, train
-from rlprune.search.baselines import EAGLEEYE_WINDOW, get_baseline
+from rlprune.search.baselines import EAGLEEYE_WINDOW, get_baseline, refine
 from rlprune.search.benchmark import BenchmarkSettings, run_benchmark
 
 TARGET = 0.5
@@ -262,6 +262,34 @@ def test_optuna_samplers_spend_the_budget_within_target(task: PruningTask, metho
     assert all(c.macs_ratio <= TARGET * 1.01 for c in result.history)
     again = get_baseline(method).search(task, TARGET, 6, 3)
     assert [c.channels for c in again.history] == [c.channels for c in result.history]
+
+
+def test_refine_spends_its_evaluations_and_never_reevaluates_its_start(task: PruningTask) -> None:
+    start = task.evaluate(uniform_channels(task, TARGET))
+    since = len(task.ledger)
+    result = refine(task, TARGET, start, 6, 0)
+    assert result.evaluations == pytest.approx(6) and len(result.history) == 6
+    assert task.charged(since) == pytest.approx(6)  # the start was told, not evaluated
+    assert all(c.macs_ratio <= TARGET * 1.01 for c in result.history)
+    again = refine(task, TARGET, start, 6, 0)
+    assert [c.channels for c in again.history] == [c.channels for c in result.history]
+    with pytest.raises(ConfigError, match="refine width"):
+        refine(task, TARGET, start, 6, 0, width=0.0)
+
+
+def test_refine_stays_near_its_start(task: PruningTask) -> None:
+    """Proposals come from a box around the start (the env's budget clipping may still
+    move a unit): a narrow box lands far nearer the start than a full-range TPE search."""
+    start = task.evaluate(uniform_channels(task, TARGET))
+    full = task.analysis.channels
+
+    def distance(result: object) -> float:
+        keeps = [np.asarray(c.channels) / full for c in result.history]  # type: ignore[attr-defined]
+        return float(np.mean([np.abs(k - np.asarray(start.channels) / full) for k in keeps]))
+
+    narrow = refine(task, TARGET, start, 8, 0, width=0.05)
+    free = get_baseline("tpe").search(task, TARGET, 8, 0)
+    assert distance(narrow) < 0.5 * distance(free)
 
 
 def test_benchmark_charges_the_prior_agent_for_its_probes(

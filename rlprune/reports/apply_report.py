@@ -94,11 +94,16 @@ class ApplyReport:
     (the network lies outside its training ranges; ``rlprune apply --trust family``)."""
     prior: str = ""
     """The prior played when :attr:`deferred` (e.g. ``sensitivity``)."""
+    refine_evaluations: int = 0
+    """Evaluations of the local search around the policy's configuration (0: none;
+    ``rlprune apply --refine``)."""
+    refine_improved: bool = False
+    """Whether that search found a more accurate configuration (then delivered instead)."""
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ConfigError(f"report mode must be one of {list(MODES)}, got {self.mode!r}")
-        for name in ("adapt_episodes", "finetune_epochs"):
+        for name in ("adapt_episodes", "finetune_epochs", "refine_evaluations"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
 
@@ -266,6 +271,12 @@ def render_markdown(report: ApplyReport) -> str:
     mode = r.mode if r.mode == "zero-shot" else f"adapted ({r.adapt_episodes} episodes)"
     if r.deferred:
         mode += f"; the zero-shot episode played the {r.prior} prior (outside the family)"
+    if r.refine_evaluations:
+        mode += f"; refined with {r.refine_evaluations} evaluations (" + (
+            "a better configuration found and delivered)"
+            if r.refine_improved
+            else "none better than the policy's)"
+        )
     finetune = f"{r.finetune_epochs} epochs" if r.finetune_epochs else "none"
     lines = [
         f"# rlprune apply: `{r.model}` on `{r.env}`",

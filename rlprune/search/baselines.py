@@ -61,6 +61,8 @@ __all__ = [
     "RandomPolicy",
     "get_baseline",
     "play",
+    "REFINE_WIDTH",
+    "refine",
     "search_cmaes",
     "search_eagleeye",
     "search_magnitude",
@@ -289,13 +291,18 @@ def _optuna_search(
     target: float,
     evals: int,
     seed: int,
+    *,
+    bounds: Sequence[tuple[float, float]] | None = None,
+    start: Candidate | None = None,
 ) -> SearchResult:
     """Optimise per-unit keep-ratios with an Optuna sampler; each trial is one episode.
 
     With K workers (:attr:`PruningTask.service`) K trials are asked for at once and told
     their scores together, so the samples depend on K (with one worker it is Optuna's
-    sequential ``optimize``)."""
-    start = time.perf_counter()
+    sequential ``optimize``). ``bounds`` (one ``(low, high)`` per unit; default the task's
+    keep range for every unit) is the search box; ``start``, an already evaluated
+    candidate, is told to the study as its first trial without being evaluated again."""
+    begun = time.perf_counter()
     _check_request(name, task, target, evals)
     try:
         import optuna
@@ -307,17 +314,30 @@ def _optuna_search(
     since = len(task.ledger)
     env = baseline_env(task, target)
     low, high = task.config.min_keep, task.config.max_keep
-    study = optuna.create_study(direction="maximize", sampler=sampler_factory(optuna, seed))
-
     units = len(task.analysis.units)
+    box = list(bounds) if bounds is not None else [(low, high)] * units
+    study = optuna.create_study(direction="maximize", sampler=sampler_factory(optuna, seed))
+    if start is not None:
+        keep = np.asarray(start.channels, dtype=np.float64) / task.analysis.channels
+        spaces: dict[str, optuna.distributions.BaseDistribution] = {
+            f"u{i}": optuna.distributions.FloatDistribution(a, b) for i, (a, b) in enumerate(box)
+        }
+        params = {
+            f"u{i}": float(np.clip(k, a, b))
+            for i, (k, (a, b)) in enumerate(zip(keep, box, strict=True))
+        }
+        study.add_trial(
+            optuna.trial.create_trial(params=params, distributions=spaces, value=start.accuracy)
+        )
+
     while (n := _batch(task, since, evals)) > 0:  # one trial per worker in flight
         trials = [study.ask() for _ in range(n)]
-        keeps = [[t.suggest_float(f"u{i}", low, high) for i in range(units)] for t in trials]
+        keeps = [[t.suggest_float(f"u{i}", a, b) for i, (a, b) in enumerate(box)] for t in trials]
         policies = [FixedRatioPolicy(k, env, low, high) for k in keeps]
         scored = _score_batch(task, [propose(p, env) for p in policies])
         for trial, candidate in zip(trials, scored, strict=True):
             study.tell(trial, candidate.accuracy)
-    return task.search_result(name, since, target, start)
+    return task.search_result(name, since, target, begun)
 
 
 def search_tpe(task: PruningTask, target: float, evals: int, seed: int) -> SearchResult:
@@ -332,6 +352,48 @@ def search_cmaes(task: PruningTask, target: float, evals: int, seed: int) -> Sea
     return _optuna_search(
         "cmaes", lambda optuna, s: optuna.samplers.CmaEsSampler(seed=s), task, target, evals, seed
     )
+
+
+REFINE_WIDTH = 0.25
+"""How far, in keep-ratio, :func:`refine` searches either side of its starting point."""
+
+
+def refine(
+    task: PruningTask,
+    target: float,
+    start: Candidate,
+    evals: int,
+    seed: int,
+    *,
+    width: float = REFINE_WIDTH,
+) -> SearchResult:
+    """A local search from an evaluated configuration (say, a policy's zero-shot episode).
+
+    Optuna's TPE over per-unit keep-ratios, each within ``width`` of ``start``'s (and the
+    task's keep range), through the env's budget clipping; ``start`` is told to the study
+    as its first trial, so it costs nothing again, and ``evals`` new evaluations follow.
+    The result holds only those: compare its best with ``start``.
+    """
+    if not 0.0 < width <= 1.0:
+        raise ConfigError(f"refine width {width} must be in (0, 1]; e.g. {REFINE_WIDTH}")
+    low, high = task.config.min_keep, task.config.max_keep
+    keep = np.asarray(start.channels, dtype=np.float64) / task.analysis.channels
+    bounds = [(max(low, k - width), min(high, k + width)) for k in keep]
+    return _optuna_search(
+        "refine",
+        lambda optuna, s: optuna.samplers.TPESampler(seed=s, n_startup_trials=REFINE_STARTUP),
+        task,
+        target,
+        evals,
+        seed,
+        bounds=bounds,
+        start=start,
+    )
+
+
+REFINE_STARTUP = 5
+"""Random trials in the box before :func:`refine`'s TPE models the scores (Optuna's
+default is 10, half of a 20-evaluation refinement)."""
 
 
 # --- uniform and global magnitude ------------------------------------------------------

@@ -38,7 +38,7 @@ from ..rl.agents import load_agent_config
 from ..rl.family import zero_shot
 from ..rl.policy import env_config_for_policy, load_policy
 from ..rl.training import TrainSettings, train
-from .baselines import get_baseline
+from .baselines import get_baseline, refine
 from .methods import METHODS, RECOMMENDED, TRANSFER_METHODS, valid_methods
 
 __all__ = [
@@ -71,7 +71,8 @@ class BenchmarkSettings:
     policy: str | None = None
     """A policy trained elsewhere, for the ``transfer`` methods."""
     adapt_episodes: int = 0
-    """Extra episodes for ``transfer-adapt`` (its cost: 1 + adapt_episodes evaluations)."""
+    """Extra episodes for ``transfer-adapt``, extra evaluations for ``transfer-refine`` (the
+    cost of either: the policy's probes + 1 + adapt_episodes evaluations)."""
     trust: str = "family"
     """The transfer methods' zero-shot episode, as ``rlprune apply --trust`` plays it
     (:func:`rlprune.rl.family.zero_shot`)."""
@@ -108,11 +109,12 @@ class BenchmarkSettings:
         if any(m in TRANSFER_METHODS for m in self.methods):
             if self.policy is None:
                 raise ConfigError("the transfer methods need --policy PATH (a trained policy)")
-            if "transfer-adapt" in self.methods and not 0 < self.adapt_episodes < self.evals:
-                raise ConfigError(
-                    f"transfer-adapt needs 0 < --adapt-episodes < --evals ({self.evals}), "
-                    f"got {self.adapt_episodes}"
-                )
+            for method in ("transfer-adapt", "transfer-refine"):
+                if method in self.methods and not 0 < self.adapt_episodes < self.evals:
+                    raise ConfigError(
+                        f"{method} needs 0 < --adapt-episodes < --evals ({self.evals}), "
+                        f"got {self.adapt_episodes}"
+                    )
 
 
 def _job_settings(episodes: int, seed: int) -> TrainSettings:
@@ -164,7 +166,9 @@ def _search_transfer(
     assert settings.policy is not None
     policy = load_policy(settings.policy)
     config = env_config_for_policy(task.config, policy, None)
-    zero_shot(policy, PruningEnv(task=task, config=config), seed=seed, trust=settings.trust)
+    shot = zero_shot(policy, PruningEnv(task=task, config=config), seed=seed, trust=settings.trust)
+    if method == "transfer-refine":
+        refine(task, config.target_range[0], shot.candidate, settings.adapt_episodes, seed)
     if method == "transfer-adapt":
         result = train(
             config,

@@ -32,7 +32,7 @@ class MethodInfo:
     description: str
 
 
-TRANSFER_METHODS = ("transfer", "transfer-adapt")
+TRANSFER_METHODS = ("transfer", "transfer-adapt", "transfer-refine")
 
 
 def _agent_description(name: str) -> str:
@@ -52,6 +52,12 @@ METHODS: dict[str, MethodInfo] = {
         "transfer-adapt",
         "transfer",
         "the --policy adapted for --adapt-episodes on this model (1 + episodes evaluations)",
+    ),
+    "transfer-refine": MethodInfo(
+        "transfer-refine",
+        "transfer",
+        "the --policy's zero-shot configuration refined by a TPE search of --adapt-episodes "
+        "evaluations within 0.25 keep-ratio of it (1 + that many evaluations)",
     ),
 }
 """Every method by name."""
