@@ -421,3 +421,30 @@ def test_a_kept_benchmark_from_before_trust_resumes_as_it_ran(tmp_path: Path) ->
     assert "trust" not in manifest_settings(BenchmarkSettings(methods=("random",), evals=5))
     recorded = manifest_settings(BenchmarkSettings(methods=("transfer",), evals=5))
     assert recorded["trust"] == "family"
+
+
+def test_refine_width_script_never_reports_below_the_zero_shot() -> None:
+    import re
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parent.parent / "scripts" / "refine_width.py"
+    run = subprocess.run(
+        [sys.executable, str(script), "--envs", "digits-cnn", "--widths", "0.1,0.3"]
+        + ["--evals", "3", "--seeds", "2"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    pattern = (
+        r"digits-cnn @ 0.5, width (0\.\d): zero-shot ([\d.]+) %, refined \(3 evaluations\) "
+        r"([\d.]+), ([\d.]+) %, mean ([\d.]+) %"
+    )
+    found = [re.match(pattern, line) for line in run.stdout.splitlines()]
+    assert [m.group(1) for m in found if m] == ["0.1", "0.3"]
+    for m in found:
+        assert m is not None
+        zero, first, second, mean = (float(m.group(i)) for i in range(2, 6))
+        assert first >= zero and second >= zero
+        assert mean == pytest.approx((first + second) / 2, abs=0.01)

@@ -1,0 +1,63 @@
+"""How wide `rlprune apply --refine`'s search box should be: each width on each network.
+
+    python scripts/refine_width.py --envs fmnist-vgg,fmnist-resnet20 --widths 0.15,0.25
+
+For every network, the bundled general policy's zero-shot configuration at --target (as
+`rlprune apply` plays it), then for each width and seed a refinement of --evals evaluations
+(:func:`rlprune.search.baselines.refine`); one line per width: the best validation accuracy
+per seed and their mean, beside the zero-shot's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from rlprune.env.pruning_env import PruningEnv  # noqa: E402
+from rlprune.presets.loader import GENERAL_POLICY, load_env_config  # noqa: E402
+from rlprune.rl.family import zero_shot  # noqa: E402
+from rlprune.rl.policy import env_config_for_policy, load_policy  # noqa: E402
+from rlprune.search.baselines import refine  # noqa: E402
+from rlprune.search.benchmark import load_task  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print one line per (env, width)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--policy", type=Path, default=GENERAL_POLICY)
+    parser.add_argument("--envs", default="fmnist-vgg,fmnist-resnet20")
+    parser.add_argument("--widths", default="0.15,0.25")
+    parser.add_argument("--target", type=float, default=0.5)
+    parser.add_argument("--evals", type=int, default=20)
+    parser.add_argument("--seeds", type=int, default=3)
+    args = parser.parse_args(argv)
+    policy = load_policy(args.policy)
+    for env in args.envs.split(","):
+        spec = str(ROOT / env) if env.endswith((".yaml", ".yml")) else env
+        task = load_task(load_env_config(spec, {"target": args.target}), str(args.policy))
+        config = env_config_for_policy(task.config, policy, None)
+        start = zero_shot(policy, PruningEnv(task=task, config=config)).candidate
+        for width in (float(w) for w in args.widths.split(",")):
+            best = [
+                max(
+                    start.accuracy,
+                    refine(task, args.target, start, args.evals, s, width=width).best.accuracy,
+                )
+                for s in range(args.seeds)
+            ]
+            print(
+                f"{Path(env).stem} @ {args.target}, width {width}: zero-shot "
+                f"{100 * start.accuracy:.2f} %, refined ({args.evals} evaluations) "
+                + ", ".join(f"{100 * b:.2f}" for b in best)
+                + f" %, mean {100 * sum(best) / len(best):.2f} %",
+                flush=True,
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
