@@ -571,7 +571,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
                 f"{o['distance']:.2f} beyond)"
                 for o in report.outside_family
             )
-            + " — consider --refine 20",
+            + ("" if report.refine_evaluations else " — consider --refine 20"),
             highlight=False,
             soft_wrap=True,
         )

@@ -279,10 +279,16 @@ def test_apply_without_policy_uses_the_general_policy(
     # digits (8x8 images, another dataset) lies outside the Fashion-MNIST family somewhere
     assert report["outside_family"]
     assert "outside the policy's training ranges" in printed
+    assert "consider --refine 20" in printed  # the way out, until it has been taken
     # so it played the policy's prior, not its corrections (--trust family, the default)
     assert report["deferred"] is True and report["prior"] == "sensitivity"
     assert "played the policy's sensitivity prior" in printed
     assert "played the sensitivity prior" in (out / "report.md").read_text()
+    refined = tmp_path / "refined"
+    args = ["apply", "--env", "digits-cnn", "--target", "0.5", "--refine", "2"]
+    assert main([*args, "--out", str(refined)]) == 0
+    printed = " ".join(capsys.readouterr().out.split())
+    assert "refined with 2 evaluations" in printed and "consider --refine" not in printed
 
 
 @pytest.mark.slow
