@@ -15,10 +15,11 @@ import dataclasses
 import secrets
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from .core.candidates import Candidate
 from .core.config import EnvConfig, check_trust
 from .core.finetune import deliver
 from .env.pruning_env import PruningEnv
@@ -91,11 +92,15 @@ def apply_policy(
     *,
     on_episode: Callable[[RunRecorder], None] | None = None,
     on_stage: Callable[[str], None] | None = None,
+    on_refine: Callable[[int, Candidate], None] | None = None,
 ) -> ApplyReport:
     """Prune ``env_config``'s model with a saved policy; write the model and report to ``out_dir``.
 
     ``policy_path`` ``None`` uses the bundled general policy
     (:data:`rlprune.presets.loader.GENERAL_POLICY`).
+
+    ``on_refine`` is told, after each batch of ``settings.refine``'s search, how many
+    evaluations it has spent and the best configuration so far (the policy's included).
 
     Everything is written to a staging folder next to ``out_dir`` and moved into it at
     the end, so a failure (a full disk included) leaves no half-written output.
@@ -104,7 +109,7 @@ def apply_policy(
     out = check_output_dir(out_dir)
     staging = out.parent / f".{out.name}.partial-{secrets.token_hex(4)}"
     try:
-        report = _apply(policy_path, env_config, settings, staging, on_episode, on_stage)
+        report = _apply(policy_path, env_config, settings, staging, on_episode, on_stage, on_refine)
         publish_dir(staging, out)
     except BaseException:
         if not existed and not any(out.iterdir()):
@@ -122,6 +127,7 @@ def _apply(
     out: Path,
     on_episode: Callable[[RunRecorder], None] | None,
     on_stage: Callable[[str], None] | None,
+    on_refine: Callable[[int, Candidate], None] | None = None,
 ) -> ApplyReport:
     start = time.perf_counter()
     stage = on_stage or (lambda _msg: None)
@@ -160,7 +166,16 @@ def _apply(
         mode = "adapted"
     if settings.refine > 0:
         stage(f"refining with {settings.refine} evaluations")
-        refined = refine(task, config.target_range[0], best, settings.refine, settings.seed)
+        start_candidate = best
+
+        def scored(so_far: Sequence[Candidate]) -> None:
+            if on_refine is not None:
+                leader = max([start_candidate, *so_far], key=lambda c: c.accuracy)
+                on_refine(len(so_far), leader)
+
+        refined = refine(
+            task, config.target_range[0], best, settings.refine, settings.seed, on_scored=scored
+        )
         improved = refined.best.accuracy > best.accuracy
         if improved:
             best = refined.best

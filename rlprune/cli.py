@@ -532,6 +532,12 @@ def cmd_apply(args: argparse.Namespace) -> int:
             out,
             on_episode=update,
             on_stage=lambda msg: progress.update(progress.task_ids[0], description=msg),
+            on_refine=lambda done, best: progress.update(
+                progress.task_ids[0],
+                total=settings.refine,
+                completed=done,
+                status=f"best acc {best.accuracy:.4f} @ MACs {best.macs_ratio:.3f}",
+            ),
         )
     console.print(
         f"MACs {format_count(report.macs_before)} → {format_count(report.macs_after)} "

@@ -97,6 +97,25 @@ def test_refine_searches_after_the_zero_shot_episode(
     assert "refined with 5 evaluations" in (tmp_path / "refined" / "report.md").read_text()
 
 
+def test_refine_reports_progress_after_each_batch(trained_run: Path, tmp_path: Path) -> None:
+    from rlprune.apply import ApplySettings, apply_policy
+    from rlprune.presets.loader import load_env_config
+
+    calls: list[tuple[int, float]] = []
+    report = apply_policy(
+        trained_run,
+        load_env_config("digits-cnn", {"target": 0.4}),
+        ApplySettings(refine=4),
+        tmp_path / "apply",
+        on_refine=lambda done, best: calls.append((done, best.accuracy)),
+    )
+    assert [done for done, _ in calls] == sorted({done for done, _ in calls})  # increasing
+    assert calls[-1][0] == 4  # every evaluation reported
+    leaders = [accuracy for _, accuracy in calls]
+    assert leaders == sorted(leaders)  # the best so far never drops
+    assert calls[-1][1] == pytest.approx(report.candidate.accuracy)  # and is what was delivered
+
+
 def test_policy_from_another_input_shape_still_applies(
     make_small_task: Callable[..., PruningTask], tmp_path: Path
 ) -> None:

@@ -294,6 +294,7 @@ def _optuna_search(
     *,
     bounds: Sequence[tuple[float, float]] | None = None,
     start: Candidate | None = None,
+    on_scored: Callable[[Sequence[Candidate]], None] | None = None,
 ) -> SearchResult:
     """Optimise per-unit keep-ratios with an Optuna sampler; each trial is one episode.
 
@@ -301,7 +302,8 @@ def _optuna_search(
     their scores together, so the samples depend on K (with one worker it is Optuna's
     sequential ``optimize``). ``bounds`` (one ``(low, high)`` per unit; default the task's
     keep range for every unit) is the search box; ``start``, an already evaluated
-    candidate, is told to the study as its first trial without being evaluated again."""
+    candidate, is told to the study as its first trial without being evaluated again;
+    ``on_scored`` receives every candidate scored so far after each batch (progress)."""
     begun = time.perf_counter()
     _check_request(name, task, target, evals)
     try:
@@ -337,6 +339,8 @@ def _optuna_search(
         scored = _score_batch(task, [propose(p, env) for p in policies])
         for trial, candidate in zip(trials, scored, strict=True):
             study.tell(trial, candidate.accuracy)
+        if on_scored is not None:
+            on_scored(task.ledger[since:])
     return task.search_result(name, since, target, begun)
 
 
@@ -366,13 +370,15 @@ def refine(
     seed: int,
     *,
     width: float = REFINE_WIDTH,
+    on_scored: Callable[[Sequence[Candidate]], None] | None = None,
 ) -> SearchResult:
     """A local search from an evaluated configuration (say, a policy's zero-shot episode).
 
     Optuna's TPE over per-unit keep-ratios, each within ``width`` of ``start``'s (and the
     task's keep range), through the env's budget clipping; ``start`` is told to the study
     as its first trial, so it costs nothing again, and ``evals`` new evaluations follow.
-    The result holds only those: compare its best with ``start``.
+    The result holds only those: compare its best with ``start``. ``on_scored`` receives
+    the candidates scored so far after each batch (for a progress bar).
     """
     if not 0.0 < width <= 1.0:
         raise ConfigError(f"refine width {width} must be in (0, 1]; e.g. {REFINE_WIDTH}")
@@ -388,6 +394,7 @@ def refine(
         seed,
         bounds=bounds,
         start=start,
+        on_scored=on_scored,
     )
 
 
