@@ -7,7 +7,9 @@ line and exits non-zero; messages name the bad value and the fix.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+import sys
+from collections.abc import Callable, Sequence
 
 __all__ = [
     "BudgetError",
@@ -19,6 +21,7 @@ __all__ = [
     "RunError",
     "one_line",
     "preview",
+    "run_script",
 ]
 
 
@@ -63,3 +66,21 @@ def preview(items: Sequence[str], limit: int = 3) -> str:
     shown = ", ".join(items[:limit])
     more = f", ... (+{len(items) - limit} more)" if len(items) > limit else ""
     return f"[{shown}{more}]"
+
+
+def run_script(main: Callable[[], int | None]) -> int:
+    """Run a script's ``main`` as the CLI runs a command: an :class:`RLPruneError` (a bad
+    ``--env``, a missing policy) is one line on stderr and exit status 2, Ctrl-C is 130;
+    ``RLPRUNE_DEBUG=1`` in the environment shows the traceback instead."""
+    try:
+        return int(main() or 0)
+    except RLPruneError as error:
+        if os.environ.get("RLPRUNE_DEBUG"):
+            raise
+        print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        if os.environ.get("RLPRUNE_DEBUG"):
+            raise
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -40,6 +40,7 @@ import time
 from pathlib import Path
 
 from rlprune.env.pruning_env import PruningEnv
+from rlprune.errors import run_script  # noqa: E402
 from rlprune.presets.loader import load_agent_values, load_env_config
 from rlprune.rl.agents import AgentConfig, load_agent_config, make_agent_config
 from rlprune.rl.training import TrainSettings, train
@@ -191,4 +192,4 @@ def render(rows: dict[str, list[dict]], args: argparse.Namespace) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run_script(main))

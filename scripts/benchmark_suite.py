@@ -32,6 +32,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from rlprune.core.task import PruningTask
+from rlprune.errors import run_script  # noqa: E402
 from rlprune.presets.loader import load_env_config
 from rlprune.reports.tables import MethodSeedResult, comparison_lines, render_markdown, summarise
 from rlprune.reports.versions import software_versions
@@ -478,4 +479,4 @@ def write_markdown(
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run_script(main))

@@ -23,6 +23,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from rlprune.errors import run_script  # noqa: E402
 from rlprune.presets.loader import load_env_config  # noqa: E402
 from rlprune.presets.tasks import load_task  # noqa: E402
 
@@ -79,4 +80,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_script(main))

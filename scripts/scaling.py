@@ -29,6 +29,7 @@ import torch
 
 from rlprune.core.task import PruningTask
 from rlprune.env.rollout import propose
+from rlprune.errors import run_script  # noqa: E402
 from rlprune.presets.loader import load_env_config
 from rlprune.presets.tasks import load_task
 from rlprune.search.baselines import RandomPolicy, baseline_env
@@ -160,4 +161,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run_script(main))

@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from rlprune.cli import main as rlprune_main  # noqa: E402
+from rlprune.errors import run_script  # noqa: E402
 from rlprune.presets.loader import GENERAL_POLICY  # noqa: E402
 
 FAMILY = ("fmnist-resnet20", "fmnist-resnet14-w24", "fmnist-resnet32-w12", "fmnist-regnet")
@@ -78,4 +79,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_script(main))

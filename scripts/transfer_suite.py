@@ -47,6 +47,7 @@ from benchmark_suite import (  # noqa: E402
 )
 
 from rlprune.cli import add_trust_argument  # noqa: E402
+from rlprune.errors import run_script  # noqa: E402
 from rlprune.presets.loader import GENERAL_POLICY, load_env_config  # noqa: E402
 from rlprune.reports.tables import (  # noqa: E402
     MethodSeedResult,
@@ -290,4 +291,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run_script(main))

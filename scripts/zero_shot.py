@@ -23,6 +23,7 @@ sys.path.insert(0, str(ROOT))
 from rlprune.core.config import TRUST_MODES  # noqa: E402
 from rlprune.env.pruning_env import PruningEnv  # noqa: E402
 from rlprune.env.rollout import PriorPlayer, rollout  # noqa: E402
+from rlprune.errors import run_script  # noqa: E402
 from rlprune.presets.loader import GENERAL_POLICY, load_env_config  # noqa: E402
 from rlprune.rl.family import zero_shot  # noqa: E402
 from rlprune.rl.policy import env_config_for_policy, load_policy  # noqa: E402
@@ -66,4 +67,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_script(main))

@@ -549,3 +549,40 @@ def test_files_a_resume_rewrites_may_be_damaged(
     assert main(["train", "--resume", str(run), "--episodes", "24"]) == 0
     assert json.loads((run / "best.json").read_text())["accuracy"] > 0
     assert len((run / "episodes.csv").read_text().splitlines()) == 25
+
+
+def test_run_script_turns_user_errors_into_one_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rlprune.errors import ConfigError, run_script
+
+    def bad() -> int:
+        raise ConfigError("unknown env preset 'nope';\n choose one of: a, b")
+
+    monkeypatch.delenv("RLPRUNE_DEBUG", raising=False)
+    assert run_script(bad) == 2
+    assert capsys.readouterr().err == "error: unknown env preset 'nope'; choose one of: a, b\n"
+    assert run_script(lambda: None) == 0 and run_script(lambda: 3) == 3
+    monkeypatch.setenv("RLPRUNE_DEBUG", "1")
+    with pytest.raises(ConfigError):
+        run_script(bad)
+
+
+@pytest.mark.parametrize(
+    ("script", "args"),
+    [("zero_shot.py", ["--envs", "nope"]), ("exhaustive.py", ["--env", "nope"])],
+)
+def test_scripts_report_a_bad_env_in_one_line(script: str, args: list[str]) -> None:
+    import os
+    import subprocess
+    import sys
+
+    path = Path(__file__).resolve().parent.parent / "scripts" / script
+    env = {k: v for k, v in os.environ.items() if k != "RLPRUNE_DEBUG"}
+    run = subprocess.run(
+        [sys.executable, str(path), *args], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert run.returncode == 2
+    assert "Traceback" not in run.stderr
+    assert run.stderr.strip().splitlines() == [run.stderr.strip()]
+    assert run.stderr.startswith("error: unknown env preset 'nope'")
