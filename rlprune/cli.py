@@ -461,7 +461,9 @@ def _resume_family(args: argparse.Namespace) -> int:
     return _run_family(
         f"resume {Path(args.resume).name}",
         total,
-        lambda update: resume_family(args.resume, episodes=args.episodes, on_episode=update),
+        lambda update: resume_family(
+            args.resume, episodes=args.episodes, on_episode=update, trust_dataset=args.dataset
+        ),
     )
 
 

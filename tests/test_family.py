@@ -68,6 +68,32 @@ def family(variant: Path) -> tuple[list, list[PruningTask]]:
     return configs, [load_task(c) for c in members]
 
 
+def test_family_resume_imports_dataset_code_only_if_unchanged(
+    variant: Path, tmp_path: Path
+) -> None:
+    from rlprune.errors import DatasetError
+
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    code = tmp_path / "mydata.py"
+    code.write_text((examples / "tensor_dataset.py").read_text())
+    spec = f"{code}:standardised"
+    configs = [load_env_config(e, {"dataset": spec}) for e in ("digits-cnn", str(variant))]
+    agent = load_agent_config("ppo", "digits-cnn")
+    settings = FamilySettings(episodes=8, targets=(0.5,), save_every=8)
+    train_family(configs, agent, settings, tmp_path / "run")
+    assert resume_family(tmp_path / "run", episodes=10).episodes == 10  # same file: resumes
+    code.write_text(code.read_text() + "\n# changed\n")
+    with pytest.raises(DatasetError, match="whose file changed since training.*--dataset"):
+        resume_family(tmp_path / "run", episodes=12)
+    with pytest.raises(RunError, match="conflicts with the family run"):
+        resume_family(tmp_path / "run", episodes=12, trust_dataset="digits")
+    assert resume_family(tmp_path / "run", episodes=12, trust_dataset=spec).episodes == 12
+    code.write_text(code.read_text() + "\n# changed again\n")  # the CLI's --dataset trusts it
+    assert main(["train", "--resume", str(tmp_path / "run"), "--episodes", "14"]) == 2
+    resumed = ["train", "--resume", str(tmp_path / "run"), "--episodes", "14", "--dataset", spec]
+    assert main(resumed) == 0
+
+
 def test_target_grid() -> None:
     assert target_grid(0.3, 0.7) == (0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7)
     assert target_grid(0.5, 0.5) == (0.5,)

@@ -44,7 +44,13 @@ from ..env.pruning_env import PruningEnv
 from ..env.rollout import PriorPlayer, propose, rollout
 from ..errors import ConfigError, RunError
 from ..files import atomic_write_json, atomic_write_text
-from ..presets.tasks import check_recorded_model, load_task, model_fingerprint
+from ..presets.tasks import (
+    check_recorded_dataset,
+    check_recorded_model,
+    dataset_fingerprint,
+    load_task,
+    model_fingerprint,
+)
 from ..reports.versions import software_versions
 from .agents import ON_POLICY, AgentConfig, build_algorithm, make_agent_config
 from .checkpoint import (
@@ -397,6 +403,8 @@ def train_family(
                     json.loads(json.dumps(dataclasses.asdict(c), default=list)) for c in configs
                 ],
                 "model_sha256": [model_fingerprint(c) for c in configs],
+                # a resume imports a member's dataset code only if its file is unchanged
+                "dataset_sha256": [dataset_fingerprint(c) for c in configs],
             },
         )
         atomic_write_text(run_dir / "command.txt", command + "\n")
@@ -503,16 +511,21 @@ def resume_family(
     *,
     episodes: int | None = None,
     on_episode: Callable[[int, dict[str, Any]], None] | None = None,
+    trust_dataset: str | None = None,
 ) -> FamilyResult:
     """Continue a family run (:func:`train_family`) from its last checkpoint, up to its
     episode count (or ``episodes``, recorded in ``family.json``). Without a checkpoint (killed
     before the first) the run starts again from the beginning; episodes logged after the
-    checkpoint run again and give the same rows.
+    checkpoint run again and give the same rows. A member's dataset code (a ``file.py:fn``
+    dataset) is imported only if its file is the one recorded at training time, or if
+    ``trust_dataset`` names it (``rlprune train --resume RUN --dataset SPEC``).
 
     Raises:
         RunError: the folder is not a family run, predates resumable family runs, a member's
-            model code changed, ``episodes`` is fewer than the run has done, or a file is
-            damaged.
+            model code changed, ``episodes`` is fewer than the run has done, ``trust_dataset``
+            is no member's dataset, or a file is damaged.
+        DatasetError: a member's dataset code changed (or was not recorded) and is not
+            trusted.
     """
     path = Path(run_dir)
     meta_file = path / "family.json"
@@ -535,6 +548,16 @@ def resume_family(
         raise RunError(f"{path} is not a readable family run ({exc}); start a new run") from None
     for config, recorded in zip(members, meta.get("model_sha256") or [], strict=False):
         check_recorded_model(config, recorded, f"family run {path}")
+    datasets = {c.dataset for c in members}
+    if trust_dataset is not None and trust_dataset not in datasets:
+        raise RunError(
+            f"--dataset {trust_dataset} conflicts with the family run in {path} (its members "
+            f"use {', '.join(sorted(datasets))}); a resumed run keeps its data: drop --dataset"
+        )
+    recorded_data = list(meta.get("dataset_sha256") or []) + [None] * len(members)
+    for config, recorded in zip(members, recorded_data, strict=False):
+        if config.dataset != trust_dataset:  # dataset code runs only unchanged, or trusted
+            check_recorded_dataset(config, recorded, f"family run {path}")
     done = _logged_episodes(path / "episodes.csv")
     if episodes is not None and episodes != settings.episodes:
         if episodes < done:
