@@ -3,9 +3,9 @@
 Zero-shot: the policy runs deterministically over the new model's units. With
 ``adapt_episodes`` it keeps training on the new model and the best candidate
 wins; with ``refine`` a local search of that many evaluations around the chosen
-configuration may replace it. The chosen network is pruned for real, its BatchNorm recalibrated,
-optionally fine-tuned, timed on the CPU against the original, exported so that
-plain PyTorch can load it, and described in ``report.json`` / ``report.md``.
+configuration may replace it. The chosen network is pruned for real, its BatchNorm
+recalibrated, optionally fine-tuned, timed on the CPU against the original, exported so
+that plain PyTorch can load it, and described in ``report.json`` / ``report.md``.
 """
 
 from __future__ import annotations

@@ -361,6 +361,10 @@ def search_cmaes(task: PruningTask, target: float, evals: int, seed: int) -> Sea
 REFINE_WIDTH = 0.25
 """How far, in keep-ratio, :func:`refine` searches either side of its starting point."""
 
+REFINE_STARTUP = 5
+"""Random trials in the box before :func:`refine`'s TPE models the scores (Optuna's
+default is 10, half of a 20-evaluation refinement)."""
+
 
 def refine(
     task: PruningTask,
@@ -383,7 +387,7 @@ def refine(
     if not 0.0 < width <= 1.0:
         raise ConfigError(f"refine width {width} must be in (0, 1]; e.g. {REFINE_WIDTH}")
     low, high = task.config.min_keep, task.config.max_keep
-    keep = np.asarray(start.channels, dtype=np.float64) / task.analysis.channels
+    keep = np.clip(np.asarray(start.channels, dtype=np.float64) / task.analysis.channels, low, high)
     bounds = [(max(low, k - width), min(high, k + width)) for k in keep]
     return _optuna_search(
         "refine",
@@ -396,11 +400,6 @@ def refine(
         start=start,
         on_scored=on_scored,
     )
-
-
-REFINE_STARTUP = 5
-"""Random trials in the box before :func:`refine`'s TPE models the scores (Optuna's
-default is 10, half of a 20-evaluation refinement)."""
 
 
 # --- uniform and global magnitude ------------------------------------------------------
