@@ -127,7 +127,7 @@ def _apply(
     out: Path,
     on_episode: Callable[[RunRecorder], None] | None,
     on_stage: Callable[[str], None] | None,
-    on_refine: Callable[[int, Candidate], None] | None = None,
+    on_refine: Callable[[int, Candidate], None] | None,
 ) -> ApplyReport:
     start = time.perf_counter()
     stage = on_stage or (lambda _msg: None)

@@ -40,7 +40,7 @@ import time
 from pathlib import Path
 
 from rlprune.env.pruning_env import PruningEnv
-from rlprune.errors import run_script  # noqa: E402
+from rlprune.errors import run_script
 from rlprune.presets.loader import load_agent_values, load_env_config
 from rlprune.rl.agents import AgentConfig, load_agent_config, make_agent_config
 from rlprune.rl.training import TrainSettings, train

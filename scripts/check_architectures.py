@@ -40,7 +40,7 @@ from rlprune.core.config import EnvConfig
 from rlprune.core.splits import from_tensors
 from rlprune.core.task import PruningTask
 from rlprune.env.pruning_env import PruningEnv
-from rlprune.errors import run_script  # noqa: E402
+from rlprune.errors import run_script
 from rlprune.models.specs import build_model
 from rlprune.reports.export import export_model
 

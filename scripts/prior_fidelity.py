@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 
 from rlprune.core.allocation import sensitivity_channels
-from rlprune.errors import run_script  # noqa: E402
+from rlprune.errors import run_script
 from rlprune.presets.loader import load_env_config
 from rlprune.presets.tasks import load_task
 

@@ -39,7 +39,7 @@ from rlprune.core.config import EnvConfig
 from rlprune.core.splits import DataSplits, from_tensors
 from rlprune.core.task import PruningTask
 from rlprune.env.pruning_env import PruningEnv
-from rlprune.errors import run_script  # noqa: E402
+from rlprune.errors import run_script
 from rlprune.presets.loader import load_env_config
 from rlprune.presets.tasks import load_task
 

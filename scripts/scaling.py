@@ -29,7 +29,7 @@ import torch
 
 from rlprune.core.task import PruningTask
 from rlprune.env.rollout import propose
-from rlprune.errors import run_script  # noqa: E402
+from rlprune.errors import run_script
 from rlprune.presets.loader import load_env_config
 from rlprune.presets.tasks import load_task
 from rlprune.search.baselines import RandomPolicy, baseline_env

@@ -455,7 +455,7 @@ def test_a_kept_benchmark_from_before_trust_resumes_as_it_ran(tmp_path: Path) ->
     assert recorded["trust"] == "family"
 
 
-def test_refine_width_script_never_reports_below_the_zero_shot() -> None:
+def test_refine_width_script_prints_each_width_with_its_seeds_and_mean() -> None:
     import re
     import subprocess
     import sys
