@@ -607,8 +607,9 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     if not methods:
         raise RunError(f"--methods {args.methods!r} names no method; e.g. --methods ppo,random")
     if args.policy and not set(TRANSFER_METHODS) & set(methods):
-        # --policy adds the transfer methods (zero-shot, and adapted when asked)
-        methods += ["transfer"] + (["transfer-adapt"] if args.adapt_episodes else [])
+        # --policy adds the transfer methods (zero-shot; adapted and refined when asked)
+        adapted = ["transfer-adapt", "transfer-refine"] if args.adapt_episodes else []
+        methods += ["transfer", *adapted]
     if args.policy is None and set(TRANSFER_METHODS) & set(methods):
         from .apply import default_policy
 
@@ -795,7 +796,8 @@ def build_parser() -> argparse.ArgumentParser:
     bm.add_argument(
         "--policy",
         help="a policy trained elsewhere: adds the transfer (and, with --adapt-episodes, "
-        "transfer-adapt) methods (default for those methods: the bundled general policy)",
+        "transfer-adapt and transfer-refine) methods (default for those methods: the bundled "
+        "general policy)",
     )
     bm.add_argument(
         "--adapt-episodes",

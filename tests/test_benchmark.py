@@ -204,7 +204,13 @@ def test_cli_policy_adds_the_transfer_methods(
         == 0
     )
     names = sorted(p.name for p in (tmp_path / "results").iterdir())
-    assert names == ["transfer-adapt__0.json", "transfer__0.json", "uniform__0.json"]
-    assert "transfer-adapt" in capsys.readouterr().out
+    assert names == [
+        "transfer-adapt__0.json",
+        "transfer-refine__0.json",
+        "transfer__0.json",
+        "uniform__0.json",
+    ]
+    out = capsys.readouterr().out
+    assert "transfer-adapt" in out and "transfer-refine" in out
     manifest = json.loads((tmp_path / "benchmark.json").read_text())
     assert manifest["settings"]["trust"] == "always"  # as apply --trust always plays it
