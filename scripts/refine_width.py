@@ -17,11 +17,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from rlprune.env.pruning_env import PruningEnv  # noqa: E402
 from rlprune.errors import run_script  # noqa: E402
 from rlprune.presets.loader import GENERAL_POLICY, load_env_config  # noqa: E402
-from rlprune.rl.family import zero_shot  # noqa: E402
-from rlprune.rl.policy import env_config_for_policy, load_policy  # noqa: E402
+from rlprune.rl.family import policy_env, zero_shot  # noqa: E402
+from rlprune.rl.policy import load_policy  # noqa: E402
 from rlprune.search.baselines import refine  # noqa: E402
 from rlprune.search.benchmark import load_task  # noqa: E402
 
@@ -40,8 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     for env in args.envs.split(","):
         spec = str(ROOT / env) if env.endswith((".yaml", ".yml")) else env
         task = load_task(load_env_config(spec, {"target": args.target}), str(args.policy))
-        config = env_config_for_policy(task.config, policy, None)
-        start = zero_shot(policy, PruningEnv(task=task, config=config)).candidate
+        start = zero_shot(policy, policy_env(policy, task)).candidate
         for width in (float(w) for w in args.widths.split(",")):
             best = [
                 max(

@@ -21,12 +21,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from rlprune.core.config import TRUST_MODES  # noqa: E402
-from rlprune.env.pruning_env import PruningEnv  # noqa: E402
 from rlprune.env.rollout import PriorPlayer, rollout  # noqa: E402
 from rlprune.errors import run_script  # noqa: E402
 from rlprune.presets.loader import GENERAL_POLICY, load_env_config  # noqa: E402
-from rlprune.rl.family import zero_shot  # noqa: E402
-from rlprune.rl.policy import env_config_for_policy, load_policy  # noqa: E402
+from rlprune.rl.family import policy_env, zero_shot  # noqa: E402
+from rlprune.rl.policy import load_policy  # noqa: E402
 from rlprune.search.benchmark import load_task  # noqa: E402
 
 
@@ -45,8 +44,8 @@ def main(argv: list[str] | None = None) -> int:
         spec = str(ROOT / env) if env.endswith((".yaml", ".yml")) else env
         for target in (float(t) for t in args.targets.split(",")):
             task = load_task(load_env_config(spec, {"target": target}), str(args.policy))
-            config = env_config_for_policy(task.config, policy, None)
-            pruning_env = PruningEnv(task=task, config=config)
+            pruning_env = policy_env(policy, task)
+            config = pruning_env.config
             shot = zero_shot(policy, pruning_env, trust=args.trust)
             candidate = shot.candidate
             cost = task.charged()

@@ -61,11 +61,12 @@ from .checkpoint import (
     restore,
     write_checkpoint,
 )
-from .policy import POLICY_ENV_KEYS, LoadedPolicy, save_policy
+from .policy import POLICY_ENV_KEYS, LoadedPolicy, env_config_for_policy, save_policy
 from .training import _clear_run_files, _logged_episodes, _sigterm_stops_like_ctrl_c, _truncate_log
 
 __all__ = [
     "ZeroShot",
+    "policy_env",
     "DEFAULT_TARGETS",
     "FamilyEnv",
     "FamilyResult",
@@ -617,6 +618,12 @@ class ZeroShot:
     """:func:`family_distance` of the network's observations under the policy."""
     deferred: bool
     """Whether the prior was played instead of the policy's corrections."""
+
+
+def policy_env(policy: LoadedPolicy, task: PruningTask) -> PruningEnv:
+    """The env on which ``policy`` plays ``task``'s network: the task's settings (target
+    included) with the policy's own env keys (action mode, prior, features, ...)."""
+    return PruningEnv(task=task, config=env_config_for_policy(task.config, policy, None))
 
 
 def zero_shot(

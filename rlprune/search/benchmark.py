@@ -35,7 +35,7 @@ from ..reports.latency import compare_latency
 from ..reports.plots import plot_all
 from ..reports.tables import MethodSeedResult, comparison_lines, summarise, write_tables
 from ..rl.agents import load_agent_config
-from ..rl.family import zero_shot
+from ..rl.family import policy_env, zero_shot
 from ..rl.policy import env_config_for_policy, load_policy
 from ..rl.training import TrainSettings, train
 from .baselines import get_baseline, refine
@@ -165,8 +165,9 @@ def _search_transfer(
     since = len(task.ledger)
     assert settings.policy is not None
     policy = load_policy(settings.policy)
-    config = env_config_for_policy(task.config, policy, None)
-    shot = zero_shot(policy, PruningEnv(task=task, config=config), seed=seed, trust=settings.trust)
+    env = policy_env(policy, task)
+    config = env.config
+    shot = zero_shot(policy, env, seed=seed, trust=settings.trust)
     if method == "transfer-refine":
         refine(task, config.target_range[0], shot.candidate, settings.adapt_episodes, seed)
     if method == "transfer-adapt":
