@@ -153,7 +153,8 @@ def main() -> None:
         action="append",
         default=[],
         metavar="T=PATH",
-        help="a policy trained on the family at target T alone (repeat per target)",
+        help="a policy trained on the family at target T alone (repeat per target, and per "
+        "training seed: with several, each plays once and the row's seeds are the policies)",
     )
     parser.add_argument("--envs", type=lambda t: t.split(","), default=list(HELD_OUT))
     parser.add_argument(
@@ -174,7 +175,10 @@ def main() -> None:
     )
     args = parser.parse_args()
     check_rerun(parser, args)
-    singles = {float(t): Path(p) for t, p in (item.split("=", 1) for item in args.single_target)}
+    singles: dict[float, list[Path]] = {}
+    for item in args.single_target:
+        t, p = item.split("=", 1)
+        singles.setdefault(float(t), []).append(Path(p))
     args.out.mkdir(parents=True, exist_ok=True)
     searched = 0.0  # seconds of search in every folder the page shows
     tables: list[str] = []
@@ -195,18 +199,22 @@ def main() -> None:
             if args.trust != "always":  # the policy's own corrections, everywhere
                 raw = _run(f"{key}-always", env, target, ("transfer",), args.policy, args, "always")
                 results += _results(raw, rename="transfer-always")
-            if target in singles:
+            policies = singles.get(target, [])
+            for k, policy in enumerate(policies):  # one folder per single-target policy
                 single = _run(
-                    f"{key}-single",
+                    f"{key}-single" + (f"-{k}" if k else ""),
                     env,
                     target,
                     ("transfer",),
-                    singles[target],
-                    args,
+                    policy,
+                    args if k == 0 else argparse.Namespace(**{**vars(args), "seeds": 1}),
                     "always",
                     rerun=False,
                 )
-                results += _results(single, rename="single-target")
+                found = _results(single, rename="single-target")
+                if len(policies) > 1:  # the row's seeds are the policies: each one's first
+                    found = [dataclasses.replace(r, seed=k) for r in found if r.seed == 0]
+                results += found
             summaries = summarise(results)
             tables += [
                 render_markdown(
@@ -248,7 +256,7 @@ def main() -> None:
         "",
         "Regenerate with `python scripts/transfer_suite.py"
         + (f" --trust {args.trust}" if args.trust != "family" else "")
-        + "".join(f" --single-target {t}={p}" for t, p in singles.items())
+        + "".join(f" --single-target {t}={p}" for t, ps in singles.items() for p in ps)
         + f"` ({searched / 60:.0f} min of search for the held-out rows, fine-tuning and "
         f"timing not counted, on a 2-core CPU). Policy: `{_shown(args.policy)}`"
         + (" (the one `rlprune apply` uses without `--policy`)" if default else "")
@@ -271,8 +279,16 @@ def main() -> None:
         "zero-shot configuration (`rlprune apply --refine`); random and TPE get "
         f"{args.evals} evaluations; `single-target` is a policy trained on the same family "
         "at that target alone (`python scripts/train_general_policy.py --target T --episodes "
-        "400 --out runs/single-T`, not bundled: 400 episodes each, a third of the general "
-        "policy's, so the three together cost what it cost). Every cost is in full-evaluation equivalents, probes charged. "
+        "400 --seed S --out runs/single-T-sS`, not bundled: 400 episodes each, a third of the "
+        "general policy's, so the three targets together cost what it cost)"
+        + (
+            f"; {max(len(ps) for ps in singles.values())} such policies per target (training "
+            "seeds), each played once: that row's seeds are the policies, so its spread is "
+            "the training seed's"
+            if any(len(ps) > 1 for ps in singles.values())
+            else ""
+        )
+        + ". Every cost is in full-evaluation equivalents, probes charged. "
         "Losses are shown as losses.",
         "",
         "### Verdicts (mean validation accuracy over seeds)",

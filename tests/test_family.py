@@ -348,7 +348,8 @@ def test_transfer_suite_writes_verdicts_for_a_held_out_network(
     args += ["--targets", "0.4,0.5", "--evals", "12", "--adapt-episodes", "3", "--seeds", "1"]
     args += ["--finetune-images", "0", "--out", str(tmp_path / "out"), "--data"]
     args += [str(tmp_path / "data"), "--markdown", str(page), "--no-page"]
-    args += ["--single-target", f"0.5={tmp_path / 'single' / 'policy'}"]
+    # two single-target policies (here the same one twice): each plays once, as seeds 0 and 1
+    args += ["--single-target", f"0.5={tmp_path / 'single' / 'policy'}"] * 2
     run = subprocess.run(
         [sys.executable, str(script), *args], capture_output=True, text=True, timeout=600
     )
@@ -365,6 +366,9 @@ def test_transfer_suite_writes_verdicts_for_a_held_out_network(
     assert "| transfer-refine |" in text
     assert "### digits-cnn (held out), MACs target 0.5" in text
     assert (tmp_path / "data" / "transfer-digits-cnn-t0.5.json.gz").is_file()
+    assert (tmp_path / "data" / "transfer-digits-cnn-t0.5-single-1.json.gz").is_file()
+    assert "single-target 2" in text  # one row, its seeds the two policies
+    assert "2 such policies per target" in text
 
 
 def test_zero_shot_script_prints_one_line_per_env_and_target() -> None:
