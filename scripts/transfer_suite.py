@@ -200,19 +200,22 @@ def main() -> None:
                 raw = _run(f"{key}-always", env, target, ("transfer",), args.policy, args, "always")
                 results += _results(raw, rename="transfer-always")
             policies = singles.get(target, [])
-            for k, policy in enumerate(policies):  # one folder per single-target policy
+            # one folder per single-target policy; with several, each plays once (seed 0)
+            once = args if len(policies) < 2 else argparse.Namespace(**{**vars(args), "seeds": 1})
+            for k, policy in enumerate(policies):
                 single = _run(
                     f"{key}-single" + (f"-{k}" if k else ""),
                     env,
                     target,
                     ("transfer",),
                     policy,
-                    args if k == 0 else argparse.Namespace(**{**vars(args), "seeds": 1}),
+                    once,
                     "always",
                     rerun=False,
                 )
                 found = _results(single, rename="single-target")
-                if len(policies) > 1:  # the row's seeds are the policies: each one's first
+                if len(policies) > 1:  # the row's seeds are the policies (a kept folder may
+                    # hold more seeds of its one policy, from a single-policy run)
                     found = [dataclasses.replace(r, seed=k) for r in found if r.seed == 0]
                 results += found
             summaries = summarise(results)
