@@ -15,8 +15,12 @@ all charged in the benchmark's currency (full-evaluation equivalents, probes inc
   --adapt-episodes evaluations within 0.25 keep-ratio of it (``rlprune apply --refine``);
 - ``uniform``, ``magnitude``, ``sensitivity`` (every target) and ``random``, ``tpe`` with
   --evals evaluations (target 0.5);
-- ``single-target``: with ``--single-target T=PATH`` (one per target), a policy trained on the
-  same family at that target alone, zero-shot: the budget-conditioned policy's reference.
+- ``single-target``: with ``--single-target T=PATH`` (per target, and per training seed), a
+  policy trained on the same family at that target alone, zero-shot: the budget-conditioned
+  policy's reference;
+- ``budget-conditioned``: with ``--budget-policy PATH`` (per training seed), the policy's own
+  corrections and those of other seeds of its recipe, so the single-target verdicts compare
+  training recipes, each a mean over its seeds.
 
 Writes docs/transfer.md (BENCHMARKS.md includes it; this script rewrites BENCHMARKS.md from
 the suite's finished results at the end) and keeps every setting's results, compressed, in
@@ -134,6 +138,18 @@ def _results(folder: Path, rename: str | None = None) -> list[MethodSeedResult]:
     return results
 
 
+def _seed_row(
+    folder: Path, seed: int, method: str, only: str | None = None
+) -> list[MethodSeedResult]:
+    """``folder``'s seed-0 result (of method ``only``, if given) as ``method``'s ``seed``: a
+    row whose seeds are policies (a kept folder may hold more seeds of its one policy)."""
+    return [
+        dataclasses.replace(r, method=method, seed=seed)
+        for r in _results(folder)
+        if r.seed == 0 and (only is None or r.method == only)
+    ]
+
+
 def _mean(results: list[MethodSeedResult], method: str) -> float | None:
     values = [r.val_accuracy for r in results if r.method == method]
     return sum(values) / len(values) if values else None
@@ -155,6 +171,15 @@ def main() -> None:
         metavar="T=PATH",
         help="a policy trained on the family at target T alone (repeat per target, and per "
         "training seed: with several, each plays once and the row's seeds are the policies)",
+    )
+    parser.add_argument(
+        "--budget-policy",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="PATH",
+        help="another training seed of --policy's recipe (repeat per seed): its own corrections "
+        "join --policy's in the budget-conditioned row the single-target verdicts use",
     )
     parser.add_argument("--envs", type=lambda t: t.split(","), default=list(HELD_OUT))
     parser.add_argument(
@@ -196,12 +221,28 @@ def main() -> None:
             folder = _run(key, env, target, methods, args.policy, args)
             searched += elapsed(folder)
             results = _results(folder)
+            raw = folder
             if args.trust != "always":  # the policy's own corrections, everywhere
                 raw = _run(f"{key}-always", env, target, ("transfer",), args.policy, args, "always")
                 results += _results(raw, rename="transfer-always")
+            single_run = argparse.Namespace(**{**vars(args), "seeds": 1})
+            if args.budget_policy:  # its corrections and other training seeds', once each
+                results += _seed_row(raw, 0, "budget-conditioned", "transfer")
+                for k, policy in enumerate(args.budget_policy, 1):
+                    other = _run(
+                        f"{key}-always-{k}",
+                        env,
+                        target,
+                        ("transfer",),
+                        policy,
+                        single_run,
+                        "always",
+                        rerun=False,
+                    )
+                    results += _seed_row(other, k, "budget-conditioned")
             policies = singles.get(target, [])
             # one folder per single-target policy; with several, each plays once (seed 0)
-            once = args if len(policies) < 2 else argparse.Namespace(**{**vars(args), "seeds": 1})
+            once = args if len(policies) < 2 else single_run
             for k, policy in enumerate(policies):
                 single = _run(
                     f"{key}-single" + (f"-{k}" if k else ""),
@@ -213,11 +254,10 @@ def main() -> None:
                     "always",
                     rerun=False,
                 )
-                found = _results(single, rename="single-target")
-                if len(policies) > 1:  # the row's seeds are the policies (a kept folder may
-                    # hold more seeds of its one policy, from a single-policy run)
-                    found = [dataclasses.replace(r, seed=k) for r in found if r.seed == 0]
-                results += found
+                if len(policies) > 1:  # the row's seeds are the policies
+                    results += _seed_row(single, k, "single-target")
+                else:
+                    results += _results(single, rename="single-target")
             summaries = summarise(results)
             tables += [
                 render_markdown(
@@ -239,7 +279,9 @@ def main() -> None:
                 parts.append(f"the policy's own corrections {100 * own:.2f}")
             single = _mean(results, "single-target")
             if single is not None:  # both policies' own corrections, budget vs single target
-                mine = zero if own is None else own
+                mine = _mean(results, "budget-conditioned")
+                if mine is None:
+                    mine = zero if own is None else own
                 parts.append(
                     f"budget-conditioned vs single-target {_verdict(mine, single)} "
                     f"({100 * mine:.2f} vs {100 * single:.2f})"
@@ -259,6 +301,7 @@ def main() -> None:
         "",
         "Regenerate with `python scripts/transfer_suite.py"
         + (f" --trust {args.trust}" if args.trust != "family" else "")
+        + "".join(f" --budget-policy {_shown(p)}" for p in args.budget_policy)
         + "".join(f" --single-target {t}={p}" for t, ps in singles.items() for p in ps)
         + f"` ({searched / 60:.0f} min of search for the held-out rows, fine-tuning and "
         f"timing not counted, on a 2-core CPU). Policy: `{_shown(args.policy)}`"
@@ -289,6 +332,15 @@ def main() -> None:
             "seeds), each played once: that row's seeds are the policies, so its spread is "
             "the training seed's"
             if any(len(ps) > 1 for ps in singles.values())
+            else ""
+        )
+        + (
+            f"; `budget-conditioned` is the policy's own corrections and those of "
+            f"{len(args.budget_policy)} more policies trained as it was but for the training "
+            "seed (`--seed 1`, ... of the command above), each played once: that row's seeds "
+            "are the policies, and the budget-conditioned vs single-target verdicts use its "
+            "mean"
+            if args.budget_policy
             else ""
         )
         + ". Every cost is in full-evaluation equivalents, probes charged. "

@@ -350,6 +350,8 @@ def test_transfer_suite_writes_verdicts_for_a_held_out_network(
     args += [str(tmp_path / "data"), "--markdown", str(page), "--no-page"]
     # two single-target policies (here the same one twice): each plays once, as seeds 0 and 1
     args += ["--single-target", f"0.5={tmp_path / 'single' / 'policy'}"] * 2
+    # another training seed of the budget-conditioned policy (here the single-target one)
+    args += ["--budget-policy", str(tmp_path / "single" / "policy")]
     run = subprocess.run(
         [sys.executable, str(script), *args], capture_output=True, text=True, timeout=600
     )
@@ -369,6 +371,21 @@ def test_transfer_suite_writes_verdicts_for_a_held_out_network(
     assert (tmp_path / "data" / "transfer-digits-cnn-t0.5-single-1.json.gz").is_file()
     assert "single-target 2" in text  # one row, its seeds the two policies
     assert "2 such policies per target" in text
+    # the budget-conditioned row: the policy's own corrections and the other seed's, once each
+    assert (tmp_path / "data" / "transfer-digits-cnn-t0.4-always-1.json.gz").is_file()
+    assert "budget-conditioned 2" in text and "1 more policies trained" in text
+    assert f"--budget-policy {tmp_path / 'single' / 'policy'}" in text
+    row = {
+        line.split("|")[1].strip(): line.split("|")[3].strip()
+        for line in text.split("MACs target 0.5")[1].splitlines()
+        if line.startswith("| ")
+    }
+    # its mean is the two policies' own corrections, so it lies between them (or equals both)
+    own, other = (
+        float(row[m].split(" ")[0].strip("*%")) for m in ("transfer-always", "single-target")
+    )
+    mean = float(row["budget-conditioned"].split(" ")[0].strip("*%"))
+    assert abs(mean - (own + other) / 2) < 0.011
 
 
 def test_zero_shot_script_prints_one_line_per_env_and_target() -> None:
