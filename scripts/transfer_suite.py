@@ -336,7 +336,9 @@ def main() -> None:
         )
         + (
             f"; `budget-conditioned` is the policy's own corrections and those of "
-            f"{len(args.budget_policy)} more policies trained as it was but for the training "
+            f"{len(args.budget_policy)} more "
+            + ("policy" if len(args.budget_policy) == 1 else "policies")
+            + " trained as it was but for the training "
             "seed (`--seed 1`, ... of the command above), each played once: that row's seeds "
             "are the policies, and the budget-conditioned vs single-target verdicts use its "
             "mean"

@@ -373,7 +373,7 @@ def test_transfer_suite_writes_verdicts_for_a_held_out_network(
     assert "2 such policies per target" in text
     # the budget-conditioned row: the policy's own corrections and the other seed's, once each
     assert (tmp_path / "data" / "transfer-digits-cnn-t0.4-always-1.json.gz").is_file()
-    assert "budget-conditioned 2" in text and "1 more policies trained" in text
+    assert "budget-conditioned 2" in text and "1 more policy trained" in text
     assert f"--budget-policy {tmp_path / 'single' / 'policy'}" in text
     row = {
         line.split("|")[1].strip(): line.split("|")[3].strip()
