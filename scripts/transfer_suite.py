@@ -138,15 +138,13 @@ def _results(folder: Path, rename: str | None = None) -> list[MethodSeedResult]:
     return results
 
 
-def _seed_row(
-    folder: Path, seed: int, method: str, only: str | None = None
-) -> list[MethodSeedResult]:
-    """``folder``'s seed-0 result (of method ``only``, if given) as ``method``'s ``seed``: a
-    row whose seeds are policies (a kept folder may hold more seeds of its one policy)."""
+def _seed_row(results: list[MethodSeedResult], seed: int, method: str) -> list[MethodSeedResult]:
+    """One policy's seed-0 ``transfer`` result as ``method``'s ``seed``: a row whose seeds are
+    policies (a kept folder may hold more seeds of its one policy)."""
     return [
         dataclasses.replace(r, method=method, seed=seed)
-        for r in _results(folder)
-        if r.seed == 0 and (only is None or r.method == only)
+        for r in results
+        if r.seed == 0 and r.method == "transfer"
     ]
 
 
@@ -204,6 +202,11 @@ def main() -> None:
     for item in args.single_target:
         t, p = item.split("=", 1)
         singles.setdefault(float(t), []).append(Path(p))
+    others = [*args.budget_policy, *(p for ps in singles.values() for p in ps)]
+    missing = [str(p) for p in others if not p.exists()]
+    if missing and not args.resume:  # with --resume, kept folders need no policy
+        parser.error(f"no policy at {', '.join(missing)}; give run folders or their policy/")
+    single_run = argparse.Namespace(**{**vars(args), "seeds": 1})  # one seed per policy
     args.out.mkdir(parents=True, exist_ok=True)
     searched = 0.0  # seconds of search in every folder the page shows
     tables: list[str] = []
@@ -221,13 +224,13 @@ def main() -> None:
             folder = _run(key, env, target, methods, args.policy, args)
             searched += elapsed(folder)
             results = _results(folder)
-            raw = folder
-            if args.trust != "always":  # the policy's own corrections, everywhere
+            own_run = results  # the policy's own corrections, everywhere
+            if args.trust != "always":
                 raw = _run(f"{key}-always", env, target, ("transfer",), args.policy, args, "always")
-                results += _results(raw, rename="transfer-always")
-            single_run = argparse.Namespace(**{**vars(args), "seeds": 1})
+                own_run = _results(raw)
+                results += [dataclasses.replace(r, method="transfer-always") for r in own_run]
             if args.budget_policy:  # its corrections and other training seeds', once each
-                results += _seed_row(raw, 0, "budget-conditioned", "transfer")
+                results += _seed_row(own_run, 0, "budget-conditioned")
                 for k, policy in enumerate(args.budget_policy, 1):
                     other = _run(
                         f"{key}-always-{k}",
@@ -239,7 +242,7 @@ def main() -> None:
                         "always",
                         rerun=False,
                     )
-                    results += _seed_row(other, k, "budget-conditioned")
+                    results += _seed_row(_results(other), k, "budget-conditioned")
             policies = singles.get(target, [])
             # one folder per single-target policy; with several, each plays once (seed 0)
             once = args if len(policies) < 2 else single_run
@@ -255,7 +258,7 @@ def main() -> None:
                     rerun=False,
                 )
                 if len(policies) > 1:  # the row's seeds are the policies
-                    results += _seed_row(single, k, "single-target")
+                    results += _seed_row(_results(single), k, "single-target")
                 else:
                     results += _results(single, rename="single-target")
             summaries = summarise(results)

@@ -388,6 +388,21 @@ def test_transfer_suite_writes_verdicts_for_a_held_out_network(
     assert abs(mean - (own + other) / 2) < 0.011
 
 
+def test_transfer_suite_refuses_a_missing_policy_before_any_work(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parent.parent / "scripts" / "transfer_suite.py"
+    args = ["--envs", "digits-cnn", "--out", str(tmp_path / "out"), "--no-page"]
+    args += ["--markdown", str(tmp_path / "t.md"), "--budget-policy", str(tmp_path / "gone")]
+    run = subprocess.run(
+        [sys.executable, str(script), *args], capture_output=True, text=True, timeout=300
+    )
+    assert run.returncode == 2
+    assert f"no policy at {tmp_path / 'gone'}" in run.stderr and "Traceback" not in run.stderr
+    assert not (tmp_path / "out").exists()  # failed before the first benchmark
+
+
 def test_zero_shot_script_prints_one_line_per_env_and_target() -> None:
     import re
     import subprocess
