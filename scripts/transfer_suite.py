@@ -119,7 +119,7 @@ def _run(
         adapt_episodes=args.adapt_episodes if set(ADAPTED) & set(methods) else 0,
         trust=trust or args.trust,
     )
-    if args.resume and args.rerun and (out / "benchmark.json").is_file():
+    if rerun and args.resume and args.rerun and (out / "benchmark.json").is_file():
         # the methods run again under these settings; the others' results stand
         manifest = json.loads((out / "benchmark.json").read_text())
         manifest["settings"] = json.loads(json.dumps(manifest_settings(settings), default=list))
@@ -208,7 +208,7 @@ def main() -> None:
         parser.error(f"no policy at {', '.join(missing)}; give run folders or their policy/")
     single_run = argparse.Namespace(**{**vars(args), "seeds": 1})  # one seed per policy
     args.out.mkdir(parents=True, exist_ok=True)
-    searched = 0.0  # seconds of search in every folder the page shows
+    searched = 0.0  # seconds of search in the held-out rows' folders (as the page says)
     tables: list[str] = []
     verdicts: list[str] = []
     meta = json.loads((args.policy / "policy.json").read_text())
