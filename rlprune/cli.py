@@ -79,6 +79,19 @@ def _target(text: str) -> float | tuple[float, float]:
         ) from None
 
 
+def _target_list(text: str) -> list[float]:
+    """An argparse type: MACs targets, comma-separated (``0.3,0.3,0.5``), each in (0, 1]."""
+    try:
+        values = [float(part) for part in text.split(",")]
+    except ValueError:
+        values = []
+    if not values or not all(0.0 < v <= 1.0 for v in values):
+        raise argparse.ArgumentTypeError(
+            f"expected fractions in (0, 1] separated by commas, such as 0.3,0.3,0.5, got {text!r}"
+        )
+    return values
+
+
 _POSITIVE = _count(1)
 _NON_NEGATIVE = _count(0)
 
@@ -305,6 +318,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume:
         for flag, value in (
             ("--weights", args.weights),
+            ("--targets", args.targets),
             ("--reward", args.reward),
             ("--normalize", args.normalize),
         ):
@@ -338,6 +352,11 @@ def cmd_train(args: argparse.Namespace) -> int:
             )
     elif args.env is not None and "," in args.env:
         return _train_family(args)
+    elif args.targets is not None:
+        raise RunError(
+            "--targets lists the targets a family's episodes draw from; one network takes "
+            "--target (a value, or LOW:HIGH), or give several envs: --env a,b,..."
+        )
     else:
         if args.env is None:  # None only so that --resume can tell a flag given
             args.env = "digits-cnn"
@@ -402,8 +421,12 @@ def _train_family(args: argparse.Namespace) -> int:
                 "name their own models"
             )
     names = [name.strip() for name in args.env.split(",") if name.strip()]
+    if args.targets is not None and args.target is not None:
+        raise RunError("--targets lists a family's targets and --target gives them; drop one")
     target = args.target if args.target is not None else DEFAULT_TARGETS
     targets = target_grid(*target) if isinstance(target, tuple) else (float(target),)
+    if args.targets is not None:  # drawn uniformly from the list: a repeat weighs double
+        targets = tuple(args.targets)
     # each member: its own preset with this command's overrides (the range is the family's)
     configs = [
         env_config_from_args(argparse.Namespace(**{**vars(args), "env": name, "target": None}))
@@ -441,6 +464,7 @@ def _resume_family(args: argparse.Namespace) -> int:
     given = {
         "--env": args.env,
         "--target": args.target,
+        "--targets": args.targets,
         "--agent": args.agent,
         "--seed": args.seed,
         "--n-envs": args.n_envs,
@@ -730,6 +754,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=_seconds,
         help="...or once this many seconds have passed, whichever comes first "
         "(default: 30; 0: not by time); the end and Ctrl-C/SIGTERM always checkpoint",
+    )
+    tr.add_argument(
+        "--targets",
+        type=_target_list,
+        metavar="T1,T2,...",
+        help="a family's targets, listed: each episode draws one uniformly, so a repeated "
+        "target is drawn more often (e.g. 0.3,0.3,0.4,0.5,0.6,0.7; instead of --target LOW:HIGH)",
     )
     tr.add_argument("--out", default="runs", help="folder for run folders (default: runs)")
     tr.add_argument("--resume", help="continue the run in this folder from its last checkpoint")

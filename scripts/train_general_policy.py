@@ -38,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--family", default=",".join(FAMILY), help="comma-separated env presets")
     parser.add_argument("--target", default="0.3:0.7", help="a target or LOW:HIGH")
+    parser.add_argument(
+        "--targets", help="instead of --target, the targets listed (repeats drawn more often)"
+    )
     parser.add_argument("--episodes", type=int, default=1500)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--agent", default="ppo")
@@ -52,8 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         "train",
         "--env",
         args.family,
-        "--target",
-        args.target,
+        *(["--targets", args.targets] if args.targets else ["--target", args.target]),
         "--episodes",
         str(args.episodes),
         "--seed",

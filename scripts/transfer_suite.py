@@ -310,7 +310,7 @@ def main() -> None:
         f"timing not counted, on a 2-core CPU). Policy: `{_shown(args.policy)}`"
         + (" (the one `rlprune apply` uses without `--policy`)" if default else "")
         + f", {meta['training_episodes']} episodes of PPO across "
-        f"{', '.join(meta['family'])} at targets {meta['targets'][0]}-{meta['targets'][-1]} "
+        f"{', '.join(meta['family'])} at targets {min(meta['targets'])}-{max(meta['targets'])} "
         f"(`{meta['command']}`). None of the networks below was in its training family. "
         "`transfer` is the policy zero-shot (its probes + 1 evaluation), as `rlprune apply "
         f"--trust {args.trust}` plays it"

@@ -278,6 +278,30 @@ def test_family_flags_that_name_one_network_are_errors(
     assert "expected a fraction such as 0.5 or a range" in capsys.readouterr().err
 
 
+def test_cli_family_targets_listed_with_repeats_are_drawn_from_as_given(
+    variant: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    runs = tmp_path / "runs"
+    argv = ["train", "--env", f"digits-cnn,{variant}", "--targets", "0.4,0.4,0.6"]
+    assert main([*argv, "--episodes", "8", "--out", str(runs)]) == 0
+    (run,) = runs.iterdir()
+    assert json.loads((run / "family.json").read_text())["train"]["targets"] == [0.4, 0.4, 0.6]
+    rows = list(csv.DictReader((run / "episodes.csv").open()))
+    assert len(rows) == 8 and {float(r["target"]) for r in rows} <= {0.4, 0.6}
+    assert load_policy(run / "policy").metadata["targets"] == [0.4, 0.4, 0.6]
+    capsys.readouterr()
+    # a list and a range at once, or a list for one network, is a one-line error
+    assert main([*argv, "--target", "0.3:0.7", "--out", str(tmp_path / "x")]) != 0
+    assert "--targets lists a family's targets and --target gives them" in capsys.readouterr().err
+    assert main(["train", "--env", "digits-cnn", "--targets", "0.3,0.5"]) != 0
+    err = capsys.readouterr().err
+    assert "one network takes --target" in err and "Traceback" not in err
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv[:-1], "0.3,1.5"])
+    assert exit_info.value.code == 2
+    assert "expected fractions in (0, 1]" in capsys.readouterr().err
+
+
 def test_the_bundled_general_policy_is_a_family_policy() -> None:
     policy = load_policy(GENERAL_POLICY)
     meta = policy.metadata
