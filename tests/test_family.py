@@ -540,3 +540,47 @@ def test_refine_width_script_prints_each_width_with_its_seeds_and_mean() -> None
         zero, first, second, mean = (float(m.group(i)) for i in range(2, 6))
         assert first >= zero and second >= zero
         assert mean == pytest.approx((first + second) / 2, abs=0.01)
+
+
+def test_select_checkpoint_scores_every_checkpoint_and_exports_the_best(
+    variant: Path, tmp_path: Path
+) -> None:
+    import re
+    import subprocess
+    import sys
+
+    runs = tmp_path / "runs"
+    argv = ["train", "--env", f"digits-cnn,{variant}", "--target", "0.4:0.6", "--episodes", "40"]
+    assert main([*argv, "--checkpoint-every", "4", "--out", str(runs)]) == 0
+    (run,) = runs.iterdir()
+    checkpoints = sorted(p.name for p in (run / "checkpoints").glob("ep*"))
+    assert len(checkpoints) >= 3
+    script = Path(__file__).resolve().parent.parent / "scripts" / "select_checkpoint.py"
+    out = tmp_path / "picked"
+    command = [sys.executable, str(script), "--runs", str(run), "--select-on", "digits-cnn"]
+    command += ["--report", str(variant), "--targets", "0.4,0.6", "--export", str(out)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    pattern = r".* (ep\d+): select-prior ([-+][\d.]+) report-prior ([-+][\d.]+) \| (.*)"
+    found = [m for m in map(re.match, [pattern] * 99, done.stdout.splitlines()) if m]
+    assert [m.group(1) for m in found] == checkpoints
+    for m in found:  # each checkpoint played both networks at both targets
+        assert len(re.findall(r"@0\.[46] [\d.]+", m.group(4))) == 4
+    best = max(found, key=lambda m: float(m.group(2))).group(1)
+    assert f"pick {run}: {best} " in done.stdout
+    assert f"spearman(select, report) over {len(checkpoints)} checkpoints" in done.stdout
+    exported = load_policy(out)
+    assert exported.metadata["selected"]["checkpoint"] == best
+    assert exported.metadata["family"] == load_policy(run / "policy").metadata["family"]
+    params = torch.load(run / "checkpoints" / best / "params.pt", weights_only=True)["policy"]
+    for name, tensor in exported.network.state_dict().items():
+        assert torch.equal(tensor, params[name])
+    # a folder without checkpoints is a one-line error
+    bad = subprocess.run(
+        [sys.executable, str(script), "--runs", str(tmp_path), "--select-on", "digits-cnn"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad.returncode != 0 and "has no checkpoints/" in bad.stderr
+    assert "Traceback" not in bad.stderr
