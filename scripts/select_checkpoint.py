@@ -47,6 +47,7 @@ class Scored:
     accuracy: dict[tuple[str, float], float] = field(default_factory=dict)
     select: float = 0.0
     report: float | None = None
+    targets: list[float] = field(default_factory=list)
 
 
 def _checkpoints(run: Path) -> list[Path]:
@@ -57,6 +58,13 @@ def _checkpoints(run: Path) -> list[Path]:
             "`rlprune train` (it checkpoints every --checkpoint-every episodes)"
         )
     return found
+
+
+def _load_checkpoint(policy: LoadedPolicy, checkpoint: Path) -> None:
+    """Put ``checkpoint``'s policy weights into ``policy`` (weights_only; eval mode)."""
+    params = torch.load(checkpoint / "params.pt", map_location="cpu", weights_only=True)
+    policy.network.load_state_dict(params["policy"])
+    policy.network.set_training_mode(False)
 
 
 def _run_targets(run: Path, targets: list[float]) -> list[float]:
@@ -129,10 +137,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         policy = load_policy(run / "policy")
         for checkpoint in checkpoints:
-            params = torch.load(checkpoint / "params.pt", map_location="cpu", weights_only=True)
-            policy.network.load_state_dict(params["policy"])
-            policy.network.set_training_mode(False)
-            item = Scored(run, checkpoint.name)
+            _load_checkpoint(policy, checkpoint)
+            item = Scored(run, checkpoint.name, targets=run_targets)
             item.select = _score(boards, policy, item, select, run_targets)
             if report:
                 item.report = _score(boards, policy, item, report, run_targets)
@@ -141,7 +147,10 @@ def main(argv: list[str] | None = None) -> int:
                 picks[run] = item
             cells = " ".join(f"{n}@{t} {a:.2f}" for (n, t), a in item.accuracy.items())
             shown = f" report-prior {item.report:+.2f}" if item.report is not None else ""
-            print(f"{run} {item.checkpoint}: select-prior {item.select:+.2f}{shown} | {cells}")
+            print(
+                f"{run} {item.checkpoint}: select-prior {item.select:+.2f}{shown} | {cells}",
+                flush=True,
+            )
     for run, item in picks.items():
         shown = f", report-prior {item.report:+.2f}" if item.report is not None else ""
         print(f"pick {run}: {item.checkpoint} (select-prior {item.select:+.2f}{shown})")
@@ -153,18 +162,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.export and picks:
         (item,) = picks.values()
         policy = load_policy(item.run / "policy")
-        params = torch.load(
-            item.run / "checkpoints" / item.checkpoint / "params.pt",
-            map_location="cpu",
-            weights_only=True,
-        )
-        policy.network.load_state_dict(params["policy"])
+        _load_checkpoint(policy, item.run / "checkpoints" / item.checkpoint)
         skip = {"format", "feature_version", "features", "rlprune_version"}
         metadata = {k: v for k, v in policy.metadata.items() if k not in skip}
         metadata["selected"] = {
             "checkpoint": item.checkpoint,
             "select_on": select,
-            "targets": targets,
+            "targets": item.targets,
             "select_minus_prior": round(item.select, 4),
         }
         out = save_policy(policy.network, args.export, metadata, policy.metadata["feature_version"])
