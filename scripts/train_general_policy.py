@@ -10,6 +10,14 @@ It is the same as ``rlprune train --env fmnist-resnet20,fmnist-resnet14-w24,... 
 0.3:0.7 --episodes N`` followed by a copy. The family leaves out every network the transfer
 table tests on (fmnist-vgg, fmnist-mobilenetv2, examples/fmnist-custom.yaml), so that table
 measures the shipped policy on networks it never saw.
+
+With ``--select-on NET1,NET2`` (networks outside both the family and the transfer table),
+the run checkpoints every ``--checkpoint-every`` episodes (default 50) and the checkpoint
+that plays those networks best against the prior (:mod:`rlprune.search.checkpoints`) is
+exported to ``RUN/selected`` and is what ``--install`` copies: longer training fits the
+family and transfers worse, and the selection networks rank checkpoints the way unseen
+networks do. Scores go to ``RUN/selection.jsonl``; rerunning the same selection reads them
+back (``python scripts/select_checkpoint.py --runs RUN --select-on ... --out ...``).
 """
 
 from __future__ import annotations
@@ -24,8 +32,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from rlprune.cli import main as rlprune_main  # noqa: E402
-from rlprune.errors import run_script  # noqa: E402
+from rlprune.errors import ConfigError, run_script  # noqa: E402
 from rlprune.presets.loader import GENERAL_POLICY  # noqa: E402
+from rlprune.search.checkpoints import Boards, export_pick, score_runs  # noqa: E402
 
 FAMILY = ("fmnist-resnet20", "fmnist-resnet14-w24", "fmnist-resnet32-w12", "fmnist-regnet")
 """The training family: ResNets of three depths/widths and a RegNetX (grouped convs)."""
@@ -48,7 +57,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--install", action="store_true", help=f"copy the policy to {GENERAL_POLICY}"
     )
+    parser.add_argument("--checkpoint-every", type=int, help="episodes between checkpoints")
+    parser.add_argument(
+        "--select-on", default="", help="pick the checkpoint that plays these networks best"
+    )
+    parser.add_argument(
+        "--select-targets", default="0.3,0.5,0.7", help="targets the pick is scored at"
+    )
     args = parser.parse_args(argv)
+    select = [n for n in args.select_on.split(",") if n]
+    every = args.checkpoint_every or (50 if select else None)
+    if every is not None and every < 1:
+        parser.error("--checkpoint-every must be a positive number of episodes")
     args.out.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=args.out, prefix="run-"))
     command = [
@@ -64,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         args.agent,
         "--out",
         str(staging),
+        *(["--checkpoint-every", str(every)] if every else []),
     ]
     sys.argv = ["rlprune", *command]  # the policy records the equivalent rlprune command
     code = rlprune_main(command)
@@ -71,11 +92,31 @@ def main(argv: list[str] | None = None) -> int:
         return code
     (run_dir,) = [p for p in staging.iterdir() if p.is_dir()]
     print(f"run folder: {run_dir}")
+    chosen = run_dir / "policy"
+    if select:
+        targets = [float(t) for t in args.select_targets.split(",")]
+        _, picks = score_runs(
+            [run_dir],
+            select,
+            [],
+            targets,
+            boards=Boards(ROOT),
+            results=run_dir / "selection.jsonl",
+            on_scored=lambda item: print(item.line(), flush=True),
+        )
+        if run_dir not in picks:
+            raise ConfigError(
+                f"the run's target ({args.target}) is not among --select-targets "
+                f"({args.select_targets}); add it there"
+            )
+        item = picks[run_dir]
+        chosen = export_pick(item, select, run_dir / "selected")
+        print(f"pick: {item.checkpoint} (select-prior {item.select:+.2f}): {chosen}")
     if args.install:
         shutil.rmtree(GENERAL_POLICY, ignore_errors=True)
         GENERAL_POLICY.mkdir(parents=True)
         for name in ("policy.pt", "policy.json"):
-            shutil.copy2(run_dir / "policy" / name, GENERAL_POLICY / name)
+            shutil.copy2(chosen / name, GENERAL_POLICY / name)
         print(f"installed: {GENERAL_POLICY}")
     return 0
 

@@ -558,8 +558,14 @@ def test_select_checkpoint_scores_every_checkpoint_and_exports_the_best(
     script = Path(__file__).resolve().parent.parent / "scripts" / "select_checkpoint.py"
     out = tmp_path / "picked"
     command = [sys.executable, str(script), "--runs", str(run), "--select-on", "digits-cnn"]
-    command += ["--report", str(variant), "--targets", "0.4,0.6", "--export", str(out)]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    command += ["--report", str(variant), "--targets", "0.4,0.6"]
+    results = tmp_path / "scores.jsonl"
+    done = subprocess.run(
+        [*command, "--export", str(out), "--out", str(results)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     pattern = r".* (ep\d+): select-prior ([-+][\d.]+) report-prior ([-+][\d.]+) \| (.*)"
     found = [m for m in map(re.match, [pattern] * 99, done.stdout.splitlines()) if m]
@@ -575,6 +581,21 @@ def test_select_checkpoint_scores_every_checkpoint_and_exports_the_best(
     params = torch.load(run / "checkpoints" / best / "params.pt", weights_only=True)["policy"]
     for name, tensor in exported.network.state_dict().items():
         assert torch.equal(tensor, params[name])
+    # --out kept one line per checkpoint; a rerun reads them back instead of playing again:
+    # a score edited in the file decides the pick
+    records = [json.loads(line) for line in results.read_text().splitlines()]
+    assert len(records) == len(checkpoints)
+    worst = min(found, key=lambda m: float(m.group(2))).group(1)
+    for record in records:
+        if json.loads(record["key"])[1] == worst:
+            record["select"] = 99.0
+    results.write_text("".join(json.dumps(r) + "\n" for r in records))
+    again = subprocess.run(
+        [*command, "--out", str(results)], capture_output=True, text=True, timeout=300
+    )
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert f"pick {run}: {worst} (select-prior +99.00" in again.stdout
+    assert len(results.read_text().splitlines()) == len(checkpoints)  # nothing replayed
     # a folder without checkpoints is a one-line error
     bad = subprocess.run(
         [sys.executable, str(script), "--runs", str(tmp_path), "--select-on", "digits-cnn"],
@@ -584,3 +605,34 @@ def test_select_checkpoint_scores_every_checkpoint_and_exports_the_best(
     )
     assert bad.returncode != 0 and "has no checkpoints/" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_train_general_policy_select_on_exports_the_checkpoint_that_plays_best(
+    variant: Path, tmp_path: Path
+) -> None:
+    import re
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parent.parent / "scripts" / "train_general_policy.py"
+    command = [sys.executable, str(script), "--family", f"digits-cnn,{variant}"]
+    command += ["--target", "0.4:0.6", "--episodes", "24", "--checkpoint-every", "8"]
+    command += ["--select-on", str(variant), "--select-targets", "0.4,0.6"]
+    done = subprocess.run(
+        [*command, "--out", str(tmp_path)], capture_output=True, text=True, timeout=400
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    (run,) = [p for p in tmp_path.glob("run-*/family__*") if p.is_dir()]
+    checkpoints = sorted(p.name for p in (run / "checkpoints").glob("ep*"))
+    assert len(checkpoints) >= 2
+    lines = re.findall(r" (ep\d+): select-prior ([-+][\d.]+) \|", done.stdout)
+    assert [name for name, _ in lines] == checkpoints
+    best = max(lines, key=lambda m: float(m[1]))[0]
+    assert f"pick: {best} " in done.stdout
+    assert len((run / "selection.jsonl").read_text().splitlines()) == len(checkpoints)
+    picked = load_policy(run / "selected")
+    assert picked.metadata["selected"]["checkpoint"] == best
+    assert picked.metadata["selected"]["select_on"] == [str(variant)]
+    params = torch.load(run / "checkpoints" / best / "params.pt", weights_only=True)["policy"]
+    for name, tensor in picked.network.state_dict().items():
+        assert torch.equal(tensor, params[name])
