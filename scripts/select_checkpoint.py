@@ -41,7 +41,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--out", type=Path, help="JSON-lines file of scores: appended as they come, reused on rerun"
     )
+    parser.add_argument(
+        "--episodes", help="LOW:HIGH, score only the checkpoints taken within these episodes"
+    )
     args = parser.parse_args(argv)
+    episodes = None
+    if args.episodes:
+        try:
+            low, high = (int(x) for x in args.episodes.split(":"))
+        except ValueError:
+            parser.error(f"--episodes {args.episodes!r}: give LOW:HIGH, e.g. 100:210")
+        episodes = (low, high)
     if args.export and len(args.runs) != 1:
         parser.error("--export writes one run's pick; give one --runs folder")
     select = [n for n in args.select_on.split(",") if n]
@@ -56,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         results=args.out,
         on_scored=lambda item: print(item.line(), flush=True),
         on_skipped=lambda run: print(f"{run}: trained for a target not in --targets; skipped"),
+        episodes=episodes,
     )
     for run, item in picks.items():
         shown = f", report-prior {item.report:+.2f}" if item.report is not None else ""

@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from rlprune.cli import main as rlprune_main  # noqa: E402
-from rlprune.errors import ConfigError, run_script  # noqa: E402
+from rlprune.errors import run_script  # noqa: E402
 from rlprune.presets.loader import GENERAL_POLICY  # noqa: E402
 from rlprune.search.checkpoints import Boards, export_pick, score_runs  # noqa: E402
 
@@ -66,9 +66,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     select = [n for n in args.select_on.split(",") if n]
-    every = args.checkpoint_every or (50 if select else None)
+    every = args.checkpoint_every
+    if every is None and select:
+        every = 50
     if every is not None and every < 1:
         parser.error("--checkpoint-every must be a positive number of episodes")
+    targets = [float(t) for t in args.select_targets.split(",")]
+    trained = set(args.targets.split(",")) if args.targets else {args.target}
+    (first, *_) = trained
+    if select and len(trained) == 1 and ":" not in first and float(first) not in targets:
+        # checked before training, not after it
+        parser.error(f"the run's target {first} is not among --select-targets; add it there")
     args.out.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=args.out, prefix="run-"))
     command = [
@@ -94,7 +102,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"run folder: {run_dir}")
     chosen = run_dir / "policy"
     if select:
-        targets = [float(t) for t in args.select_targets.split(",")]
         _, picks = score_runs(
             [run_dir],
             select,
@@ -104,11 +111,6 @@ def main(argv: list[str] | None = None) -> int:
             results=run_dir / "selection.jsonl",
             on_scored=lambda item: print(item.line(), flush=True),
         )
-        if run_dir not in picks:
-            raise ConfigError(
-                f"the run's target ({args.target}) is not among --select-targets "
-                f"({args.select_targets}); add it there"
-            )
         item = picks[run_dir]
         chosen = export_pick(item, select, run_dir / "selected")
         print(f"pick: {item.checkpoint} (select-prior {item.select:+.2f}): {chosen}")

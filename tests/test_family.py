@@ -596,6 +596,17 @@ def test_select_checkpoint_scores_every_checkpoint_and_exports_the_best(
     assert again.returncode == 0, again.stderr[-2000:]
     assert f"pick {run}: {worst} (select-prior +99.00" in again.stdout
     assert len(results.read_text().splitlines()) == len(checkpoints)  # nothing replayed
+    # --episodes keeps the checkpoints taken within LOW:HIGH (read back from --out too)
+    (first, second, *_) = checkpoints
+    window = f"{int(first[2:])}:{int(second[2:])}"
+    kept = subprocess.run(
+        [*command, "--out", str(results), "--episodes", window],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert kept.returncode == 0, kept.stderr[-2000:]
+    assert re.findall(r" (ep\d+): select-prior", kept.stdout) == [first, second]
     # a folder without checkpoints is a one-line error
     bad = subprocess.run(
         [sys.executable, str(script), "--runs", str(tmp_path), "--select-on", "digits-cnn"],
@@ -630,6 +641,13 @@ def test_train_general_policy_select_on_exports_the_checkpoint_that_plays_best(
     best = max(lines, key=lambda m: float(m[1]))[0]
     assert f"pick: {best} " in done.stdout
     assert len((run / "selection.jsonl").read_text().splitlines()) == len(checkpoints)
+    # a run whose one target would not be scored is refused before it trains
+    refused = [sys.executable, str(script), "--target", "0.45", "--select-on", "digits-cnn"]
+    bad = subprocess.run(
+        [*refused, "--out", str(tmp_path / "no")], capture_output=True, text=True, timeout=120
+    )
+    assert bad.returncode != 0 and "0.45 is not among --select-targets" in bad.stderr
+    assert not (tmp_path / "no").exists()
     picked = load_policy(run / "selected")
     assert picked.metadata["selected"]["checkpoint"] == best
     assert picked.metadata["selected"]["select_on"] == [str(variant)]

@@ -58,15 +58,20 @@ class Scored:
         return f"{self.run} {self.checkpoint}: select-prior {self.select:+.2f}{shown} | {cells}"
 
 
-def run_checkpoints(run: Path) -> list[Path]:
-    """The ``checkpoints/ep*`` folders of a run, in episode order; a one-line error if none."""
-    found = [p for p in (run / "checkpoints").glob("ep*") if (p / "params.pt").is_file()]
+def run_checkpoints(run: Path, episodes: tuple[int, int] | None = None) -> list[Path]:
+    """The ``checkpoints/ep*`` folders of a run, in episode order (only those taken within
+    ``episodes``, LOW and HIGH included, when given); a one-line error if none."""
+    found = sorted(p for p in (run / "checkpoints").glob("ep*") if (p / "params.pt").is_file())
+    if episodes is not None:
+        found = [p for p in found if episodes[0] <= int(p.name[2:]) <= episodes[1]]
     if not found:
         raise ConfigError(
-            f"run {str(run)!r} has no checkpoints/ep*/params.pt; give a folder made by "
-            "`rlprune train` (it checkpoints every --checkpoint-every episodes)"
+            f"run {str(run)!r} has no checkpoints/ep*/params.pt"
+            + (f" within episodes {episodes[0]}:{episodes[1]}" if episodes else "")
+            + "; give a folder made by `rlprune train` (it checkpoints every "
+            "--checkpoint-every episodes)"
         )
-    return sorted(found, key=lambda p: int(p.name[2:]) if p.name[2:].isdigit() else -1)
+    return found
 
 
 def load_checkpoint(policy: LoadedPolicy, checkpoint: Path) -> None:
@@ -168,6 +173,7 @@ def score_runs(
     results: Path | None = None,
     on_scored: Callable[[Scored], None] | None = None,
     on_skipped: Callable[[Path], None] | None = None,
+    episodes: tuple[int, int] | None = None,
 ) -> tuple[list[Scored], dict[Path, Scored]]:
     """Score every checkpoint of every run; return them all and each run's pick.
 
@@ -176,10 +182,11 @@ def score_runs(
     ``report`` networks (``None`` when there are none). The pick is the best ``select``.
     With ``results``, each score is appended there as a JSON line and a checkpoint already
     there (same weights, networks and targets) is read back instead of played again.
+    ``episodes`` keeps only the checkpoints taken within that range.
     """
     if not select:
         raise ConfigError("no networks to select on; give --select-on NET1,NET2,...")
-    plans = [(run, run_checkpoints(run), run_targets(run, targets)) for run in runs]
+    plans = [(run, run_checkpoints(run, episodes), run_targets(run, targets)) for run in runs]
     boards = boards or Boards()
     kept = _kept(results)
     scored: list[Scored] = []
