@@ -92,7 +92,7 @@ def apply_policy(
     *,
     on_episode: Callable[[RunRecorder], None] | None = None,
     on_stage: Callable[[str], None] | None = None,
-    on_refine: Callable[[int, Candidate], None] | None = None,
+    on_refine: Callable[[float, Candidate], None] | None = None,
 ) -> ApplyReport:
     """Prune ``env_config``'s model with a saved policy; write the model and report to ``out_dir``.
 
@@ -100,7 +100,8 @@ def apply_policy(
     (:data:`rlprune.presets.loader.GENERAL_POLICY`).
 
     ``on_refine`` is told, after each batch of ``settings.refine``'s search, how many
-    evaluations it has spent and the best configuration so far (the policy's included).
+    full evaluations it has spent (a screening evaluation counts its share) and the best
+    fully evaluated configuration so far (the policy's included).
 
     Everything is written to a staging folder next to ``out_dir`` and moved into it at
     the end, so a failure (a full disk included) leaves no half-written output.
@@ -127,7 +128,7 @@ def _apply(
     out: Path,
     on_episode: Callable[[RunRecorder], None] | None,
     on_stage: Callable[[str], None] | None,
-    on_refine: Callable[[int, Candidate], None] | None,
+    on_refine: Callable[[float, Candidate], None] | None,
 ) -> ApplyReport:
     start = time.perf_counter()
     stage = on_stage or (lambda _msg: None)
@@ -169,9 +170,10 @@ def _apply(
         start_candidate = best
 
         def scored(so_far: Sequence[Candidate]) -> None:
-            if on_refine is not None:
-                leader = max([start_candidate, *so_far], key=lambda c: c.accuracy)
-                on_refine(len(so_far), leader)
+            if on_refine is not None:  # screening scores are charged a share, never lead
+                full = [c for c in so_far if c.fidelity >= 1.0]
+                leader = max([start_candidate, *full], key=lambda c: c.accuracy)
+                on_refine(sum(c.fidelity for c in so_far), leader)
 
         refined = refine(
             task, config.target_range[0], best, settings.refine, settings.seed, on_scored=scored

@@ -784,7 +784,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         metavar="N",
         help="then spend N evaluations on a TPE search within 0.25 keep-ratio of the policy's "
-        "configuration (e.g. 20; the best one found is delivered)",
+        "configuration (e.g. 20): three quarters screen trials on a quarter of the validation "
+        "set each, the rest score the best screened in full; the best one found is delivered",
     )
     ap.add_argument(
         "--finetune-epochs",

@@ -1,11 +1,13 @@
-"""How wide `rlprune apply --refine`'s search box should be: each width on each network.
+"""How `rlprune apply --refine` should search: each box width and screening share per network.
 
     python scripts/refine_width.py --envs fmnist-vgg,fmnist-resnet20 --widths 0.15,0.25
+    python scripts/refine_width.py --envs fmnist-cnn --widths 0.25 --fidelities 1,0.25
 
 For every network, the bundled general policy's zero-shot configuration at --target (as
-`rlprune apply` plays it), then for each width and seed a refinement of --evals evaluations
-(:func:`rlprune.search.baselines.refine`); one line per width: the best validation accuracy
-per seed and their mean, beside the zero-shot's.
+`rlprune apply` plays it), then for each width, fidelity and seed a refinement of --evals
+evaluations (:func:`rlprune.search.baselines.refine`; fidelity 1 screens nothing); one line
+per width and fidelity: the best validation accuracy per seed and their mean, beside the
+zero-shot's.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from rlprune.errors import run_script  # noqa: E402
 from rlprune.presets.loader import GENERAL_POLICY, load_env_config  # noqa: E402
 from rlprune.rl.family import policy_env, zero_shot  # noqa: E402
 from rlprune.rl.policy import load_policy  # noqa: E402
-from rlprune.search.baselines import refine  # noqa: E402
+from rlprune.search.baselines import REFINE_FIDELITY, refine  # noqa: E402
 from rlprune.search.benchmark import load_task  # noqa: E402
 
 
@@ -31,6 +33,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--policy", type=Path, default=GENERAL_POLICY)
     parser.add_argument("--envs", default="fmnist-vgg,fmnist-resnet20")
     parser.add_argument("--widths", default="0.15,0.25")
+    parser.add_argument(
+        "--fidelities",
+        default=str(REFINE_FIDELITY),
+        help="screening shares of the validation set, comma-separated (1: no screening)",
+    )
     parser.add_argument("--target", type=float, default=0.5)
     parser.add_argument("--evals", type=int, default=20)
     parser.add_argument("--seeds", type=int, default=3)
@@ -41,20 +48,23 @@ def main(argv: list[str] | None = None) -> int:
         task = load_task(load_env_config(spec, {"target": args.target}), str(args.policy))
         start = zero_shot(policy, policy_env(policy, task)).candidate
         for width in (float(w) for w in args.widths.split(",")):
-            best = [
-                max(
-                    start.accuracy,
-                    refine(task, args.target, start, args.evals, s, width=width).best.accuracy,
+            for fidelity in (float(f) for f in args.fidelities.split(",")):
+                best = [
+                    max(
+                        start.accuracy,
+                        refine(
+                            task, args.target, start, args.evals, s, width=width, fidelity=fidelity
+                        ).best.accuracy,
+                    )
+                    for s in range(args.seeds)
+                ]
+                print(
+                    f"{Path(env).stem} @ {args.target}, width {width}, fidelity {fidelity}: "
+                    f"zero-shot {100 * start.accuracy:.2f} %, refined ({args.evals} evaluations) "
+                    + ", ".join(f"{100 * b:.2f}" for b in best)
+                    + f" %, mean {100 * sum(best) / len(best):.2f} %",
+                    flush=True,
                 )
-                for s in range(args.seeds)
-            ]
-            print(
-                f"{Path(env).stem} @ {args.target}, width {width}: zero-shot "
-                f"{100 * start.accuracy:.2f} %, refined ({args.evals} evaluations) "
-                + ", ".join(f"{100 * b:.2f}" for b in best)
-                + f" %, mean {100 * sum(best) / len(best):.2f} %",
-                flush=True,
-            )
     return 0
 
 

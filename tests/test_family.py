@@ -515,7 +515,7 @@ def test_a_kept_benchmark_from_before_trust_resumes_as_it_ran(tmp_path: Path) ->
     assert recorded["trust"] == "family"
 
 
-def test_refine_width_script_prints_each_width_with_its_seeds_and_mean() -> None:
+def test_refine_width_script_prints_each_width_and_fidelity_with_its_seeds_and_mean() -> None:
     import re
     import subprocess
     import sys
@@ -523,21 +523,26 @@ def test_refine_width_script_prints_each_width_with_its_seeds_and_mean() -> None
     script = Path(__file__).resolve().parent.parent / "scripts" / "refine_width.py"
     run = subprocess.run(
         [sys.executable, str(script), "--envs", "digits-cnn", "--widths", "0.1,0.3"]
-        + ["--evals", "3", "--seeds", "2"],
+        + ["--fidelities", "1,0.25", "--evals", "6", "--seeds", "2"],
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert run.returncode == 0, run.stderr[-2000:]
     pattern = (
-        r"digits-cnn @ 0.5, width (0\.\d): zero-shot ([\d.]+) %, refined \(3 evaluations\) "
-        r"([\d.]+), ([\d.]+) %, mean ([\d.]+) %"
+        r"digits-cnn @ 0.5, width (0\.\d), fidelity ([\d.]+): zero-shot ([\d.]+) %, "
+        r"refined \(6 evaluations\) ([\d.]+), ([\d.]+) %, mean ([\d.]+) %"
     )
     found = [re.match(pattern, line) for line in run.stdout.splitlines()]
-    assert [m.group(1) for m in found if m] == ["0.1", "0.3"]
+    assert [(m.group(1), m.group(2)) for m in found if m] == [
+        ("0.1", "1.0"),
+        ("0.1", "0.25"),
+        ("0.3", "1.0"),
+        ("0.3", "0.25"),
+    ]
     for m in found:
         assert m is not None
-        zero, first, second, mean = (float(m.group(i)) for i in range(2, 6))
+        zero, first, second, mean = (float(m.group(i)) for i in range(3, 7))
         assert first >= zero and second >= zero
         assert mean == pytest.approx((first + second) / 2, abs=0.01)
 

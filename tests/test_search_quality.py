@@ -267,14 +267,42 @@ def test_optuna_samplers_spend_the_budget_within_target(task: PruningTask, metho
 def test_refine_spends_its_evaluations_and_never_reevaluates_its_start(task: PruningTask) -> None:
     start = task.evaluate(uniform_channels(task, TARGET))
     since = len(task.ledger)
-    result = refine(task, TARGET, start, 6, 0)
+    result = refine(task, TARGET, start, 6, 0, fidelity=1.0)  # one stage: full evaluations
     assert result.evaluations == pytest.approx(6) and len(result.history) == 6
     assert task.charged(since) == pytest.approx(6)  # the start was told, not evaluated
     assert all(c.macs_ratio <= TARGET * 1.01 for c in result.history)
-    again = refine(task, TARGET, start, 6, 0)
+    again = refine(task, TARGET, start, 6, 0, fidelity=1.0)
     assert [c.channels for c in again.history] == [c.channels for c in result.history]
     with pytest.raises(ConfigError, match="refine width"):
         refine(task, TARGET, start, 6, 0, width=0.0)
+    with pytest.raises(ConfigError, match="refine fidelity"):
+        refine(task, TARGET, start, 6, 0, fidelity=0.0)
+
+
+def test_refine_screens_on_a_share_of_the_validation_set_then_scores_the_best_in_full(
+    task: PruningTask,
+) -> None:
+    """8 evaluations: 2 finalists (a quarter), 6 spent screening at a quarter of the
+    validation set each, so 24 screening trials; the finalists are the best-screened."""
+    start = task.evaluate(uniform_channels(task, TARGET))
+    since = len(task.ledger)
+    result = refine(task, TARGET, start, 8, 0)
+    assert task.charged(since) == pytest.approx(8) and result.evaluations == pytest.approx(8)
+    share = round(0.25 * task.val_size) / task.val_size
+    screened = [c for c in result.history if c.fidelity < 1.0]
+    final = [c for c in result.history if c.fidelity >= 1.0]
+    assert len(screened) == round(6 / share) and all(c.fidelity == share for c in screened)
+    assert all(c.channels != start.channels for c in final)  # the start is never rescored
+    scores: dict[tuple[int, ...], float] = {}
+    for c in screened:
+        if c.channels != start.channels:
+            scores.setdefault(c.channels, c.accuracy)
+    ranked = sorted(scores, key=lambda k: -scores[k])
+    assert [c.channels for c in final] == ranked[: len(final)] and len(final) == 2
+    assert result.best in final  # a screening score never counts as the result
+    assert result.best.accuracy == max(c.accuracy for c in final)
+    again = refine(task, TARGET, start, 8, 0)
+    assert [c.channels for c in again.history] == [c.channels for c in result.history]
 
 
 def test_refine_stays_near_its_start(task: PruningTask) -> None:

@@ -61,6 +61,8 @@ __all__ = [
     "RandomPolicy",
     "get_baseline",
     "play",
+    "REFINE_FIDELITY",
+    "REFINE_FINALISTS",
     "REFINE_WIDTH",
     "refine",
     "search_cmaes",
@@ -211,18 +213,21 @@ def search_random(task: PruningTask, target: float, evals: int, seed: int) -> Se
     return task.search_result("random", since, target, start)
 
 
-def _batch(task: PruningTask, since: int, evals: int) -> int:
-    """How many one-evaluation candidates to propose next: one per worker, as many as the
-    budget still allows."""
-    room = int(np.floor(evals - task.charged(since) + 1e-9))
+def _batch(task: PruningTask, since: int, evals: float, fidelity: float = 1.0) -> int:
+    """How many candidates of ``fidelity`` full evaluations each to propose next: one per
+    worker, as many as the budget still allows."""
+    room = int(np.floor((evals - task.charged(since)) / fidelity + 1e-9))
     return max(0, min(room, task.service.workers))
 
 
-def _score_batch(task: PruningTask, batch: Sequence[ChannelCounts]) -> list[Candidate]:
+def _score_batch(
+    task: PruningTask, batch: Sequence[ChannelCounts], val_images: int | None = None
+) -> list[Candidate]:
     """Score ``batch`` in parallel (:meth:`PruningTask.prefetch`), then request each in
-    order: the ledger is what sequential requests would have made it."""
-    task.prefetch(batch)
-    return [task.evaluate(channels) for channels in batch]
+    order: the ledger is what sequential requests would have made it. ``val_images``
+    scores on that many validation images (a screening evaluation; default all)."""
+    task.prefetch(batch, val_images)
+    return [task.evaluate(channels, val_images) for channels in batch]
 
 
 def search_eagleeye(
@@ -291,21 +296,38 @@ def _optuna_search(
     target: float,
     evals: int,
     seed: int,
+) -> SearchResult:
+    """Optimise per-unit keep-ratios with an Optuna sampler over the task's keep range;
+    each trial is one episode through the env's budget clipping (:func:`_run_study`)."""
+    begun = time.perf_counter()
+    _check_request(name, task, target, evals)
+    since = len(task.ledger)
+    _run_study(name, sampler_factory, task, target, evals, seed)
+    return task.search_result(name, since, target, begun)
+
+
+def _run_study(
+    name: str,
+    sampler_factory: Callable[[Any, int], Any],
+    task: PruningTask,
+    target: float,
+    evals: float,
+    seed: int,
     *,
     bounds: Sequence[tuple[float, float]] | None = None,
     start: Candidate | None = None,
-    on_scored: Callable[[Sequence[Candidate]], None] | None = None,
-) -> SearchResult:
-    """Optimise per-unit keep-ratios with an Optuna sampler; each trial is one episode.
+    val_images: int | None = None,
+    on_batch: Callable[[], None] | None = None,
+) -> None:
+    """Spend ``evals`` full evaluations on Optuna trials; the candidates land in the ledger.
 
     With K workers (:attr:`PruningTask.service`) K trials are asked for at once and told
     their scores together, so the samples depend on K (with one worker it is Optuna's
     sequential ``optimize``). ``bounds`` (one ``(low, high)`` per unit; default the task's
     keep range for every unit) is the search box; ``start``, an already evaluated
     candidate, is told to the study as its first trial without being evaluated again;
-    ``on_scored`` receives every candidate scored so far after each batch (progress)."""
-    begun = time.perf_counter()
-    _check_request(name, task, target, evals)
+    ``val_images`` scores each trial on that many validation images (a fraction of an
+    evaluation each); ``on_batch`` is called after each batch (progress)."""
     try:
         import optuna
     except ModuleNotFoundError:
@@ -314,6 +336,7 @@ def _optuna_search(
         ) from None
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     since = len(task.ledger)
+    fidelity = 1.0 if val_images is None else min(val_images, task.val_size) / task.val_size
     env = baseline_env(task, target)
     low, high = task.config.min_keep, task.config.max_keep
     units = len(task.analysis.units)
@@ -332,16 +355,15 @@ def _optuna_search(
             optuna.trial.create_trial(params=params, distributions=spaces, value=start.accuracy)
         )
 
-    while (n := _batch(task, since, evals)) > 0:  # one trial per worker in flight
+    while (n := _batch(task, since, evals, fidelity)) > 0:  # one trial per worker in flight
         trials = [study.ask() for _ in range(n)]
         keeps = [[t.suggest_float(f"u{i}", a, b) for i, (a, b) in enumerate(box)] for t in trials]
         policies = [FixedRatioPolicy(k, env, low, high) for k in keeps]
-        scored = _score_batch(task, [propose(p, env) for p in policies])
+        scored = _score_batch(task, [propose(p, env) for p in policies], val_images)
         for trial, candidate in zip(trials, scored, strict=True):
             study.tell(trial, candidate.accuracy)
-        if on_scored is not None:
-            on_scored(task.ledger[since:])
-    return task.search_result(name, since, target, begun)
+        if on_batch is not None:
+            on_batch()
 
 
 def search_tpe(task: PruningTask, target: float, evals: int, seed: int) -> SearchResult:
@@ -362,8 +384,16 @@ REFINE_WIDTH = 0.25
 """How far, in keep-ratio, :func:`refine` searches either side of its starting point."""
 
 REFINE_STARTUP = 5
-"""Random trials in the box before :func:`refine`'s TPE models the scores (Optuna's
-default is 10, half of a 20-evaluation refinement)."""
+"""The fewest random trials in the box before :func:`refine`'s TPE models the scores
+(a sixth of the screening trials when that is more)."""
+
+REFINE_FIDELITY = 0.25
+"""The share of the validation set a :func:`refine` screening evaluation scores on: each
+costs that much of a full evaluation, so a budget buys four times as many trials."""
+
+REFINE_FINALISTS = 5
+"""The most screened configurations :func:`refine` scores again on the whole validation
+set (a quarter of its budget, at least one)."""
 
 
 def refine(
@@ -374,32 +404,68 @@ def refine(
     seed: int,
     *,
     width: float = REFINE_WIDTH,
+    fidelity: float = REFINE_FIDELITY,
     on_scored: Callable[[Sequence[Candidate]], None] | None = None,
 ) -> SearchResult:
     """A local search from an evaluated configuration (say, a policy's zero-shot episode).
 
     Optuna's TPE over per-unit keep-ratios, each within ``width`` of ``start``'s (and the
     task's keep range), through the env's budget clipping; ``start`` is told to the study
-    as its first trial, so it costs nothing again, and ``evals`` new evaluations follow.
-    The result holds only those: compare its best with ``start``. ``on_scored`` receives
-    the candidates scored so far after each batch (for a progress bar).
+    as its first trial, so it costs nothing again. Two stages share the ``evals`` full
+    evaluations: TPE screens trials on a ``fidelity`` share of the validation set (each
+    charged that share), then the best-screened configurations, ``min(REFINE_FINALISTS,
+    evals // 4)`` of them and at least one, are scored on the whole set. Screening scores
+    are a fixed random subset's, unbiased for the full score, so the start's full score is
+    told beside them. ``fidelity=1`` (or a budget too small to screen) is one stage of full
+    evaluations. The result's best is a full evaluation from this call: compare it with
+    ``start``. ``on_scored`` receives the candidates scored so far after each batch (for a
+    progress bar; charge them by :attr:`Candidate.fidelity`).
     """
+    begun = time.perf_counter()
     if not 0.0 < width <= 1.0:
         raise ConfigError(f"refine width {width} must be in (0, 1]; e.g. {REFINE_WIDTH}")
+    if not 0.0 < fidelity <= 1.0:
+        raise ConfigError(f"refine fidelity {fidelity} must be in (0, 1]; e.g. {REFINE_FIDELITY}")
+    _check_request("refine", task, target, evals)
+    since = len(task.ledger)
     low, high = task.config.min_keep, task.config.max_keep
     keep = np.clip(np.asarray(start.channels, dtype=np.float64) / task.analysis.channels, low, high)
     bounds = [(max(low, k - width), min(high, k + width)) for k in keep]
-    return _optuna_search(
+    images = max(1, round(fidelity * task.val_size))
+    share = images / task.val_size
+    finalists = min(REFINE_FINALISTS, max(1, evals // 4))
+    screening = evals - finalists
+    trials = int(np.floor(screening / share + 1e-9))
+    staged = images < task.val_size and trials > finalists
+
+    def progress() -> None:
+        if on_scored is not None:
+            on_scored(task.ledger[since:])
+
+    _run_study(
         "refine",
-        lambda optuna, s: optuna.samplers.TPESampler(seed=s, n_startup_trials=REFINE_STARTUP),
+        lambda optuna, s: optuna.samplers.TPESampler(
+            seed=s, n_startup_trials=max(REFINE_STARTUP, trials // 6 if staged else 0)
+        ),
         task,
         target,
-        evals,
+        screening if staged else evals,
         seed,
         bounds=bounds,
         start=start,
-        on_scored=on_scored,
+        val_images=images if staged else None,
+        on_batch=progress,
     )
+    if staged:
+        screened: dict[tuple[int, ...], float] = {}
+        for candidate in task.ledger[since:]:
+            if tuple(candidate.channels) != tuple(start.channels):
+                screened.setdefault(tuple(candidate.channels), candidate.accuracy)
+        best = sorted(screened, key=lambda c: -screened[c])[:finalists]
+        for at in range(0, len(best), task.service.workers):
+            _score_batch(task, best[at : at + task.service.workers])
+            progress()
+    return task.search_result("refine", since, target, begun)
 
 
 # --- uniform and global magnitude ------------------------------------------------------

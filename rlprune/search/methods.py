@@ -57,7 +57,8 @@ METHODS: dict[str, MethodInfo] = {
         "transfer-refine",
         "transfer",
         "the --policy's zero-shot configuration refined by a TPE search of --adapt-episodes "
-        "evaluations within 0.25 keep-ratio of it (1 + that many evaluations)",
+        "evaluations within 0.25 keep-ratio of it, three quarters screening on a quarter of "
+        "the validation set, the best screened then scored in full (1 + that many evaluations)",
     ),
 }
 """Every method by name."""
