@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from rlprune.errors import run_script  # noqa: E402
-from rlprune.presets.loader import load_env_config  # noqa: E402
+from rlprune.presets.loader import env_spec, load_env_config  # noqa: E402
 from rlprune.presets.tasks import load_task  # noqa: E402
 
 
@@ -58,8 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--target", type=float, default=0.5)
     parser.add_argument("--limit", type=int, default=5000, help="refuse larger frontiers")
     args = parser.parse_args(argv)
-    spec = str(ROOT / args.env) if args.env.endswith((".yaml", ".yml")) else args.env
-    task = load_task(load_env_config(spec, {"target": args.target}))
+    task = load_task(load_env_config(env_spec(args.env, ROOT), {"target": args.target}))
     start = time.perf_counter()
     configs = frontier(task, args.target)
     if len(configs) > args.limit:

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from rlprune.errors import run_script  # noqa: E402
-from rlprune.presets.loader import GENERAL_POLICY, load_env_config  # noqa: E402
+from rlprune.presets.loader import GENERAL_POLICY, env_spec, load_env_config  # noqa: E402
 from rlprune.rl.family import policy_env, zero_shot  # noqa: E402
 from rlprune.rl.policy import load_policy  # noqa: E402
 from rlprune.search.baselines import REFINE_FIDELITY, refine  # noqa: E402
@@ -44,8 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     policy = load_policy(args.policy)
     for env in args.envs.split(","):
-        spec = str(ROOT / env) if env.endswith((".yaml", ".yml")) else env
-        task = load_task(load_env_config(spec, {"target": args.target}), str(args.policy))
+        task = load_task(
+            load_env_config(env_spec(env, ROOT), {"target": args.target}), str(args.policy)
+        )
         start = zero_shot(policy, policy_env(policy, task)).candidate
         for width in (float(w) for w in args.widths.split(",")):
             for fidelity in (float(f) for f in args.fidelities.split(",")):

@@ -52,7 +52,7 @@ from benchmark_suite import (  # noqa: E402
 
 from rlprune.cli import add_trust_argument  # noqa: E402
 from rlprune.errors import run_script  # noqa: E402
-from rlprune.presets.loader import GENERAL_POLICY, load_env_config  # noqa: E402
+from rlprune.presets.loader import GENERAL_POLICY, env_spec, load_env_config  # noqa: E402
 from rlprune.reports.tables import (  # noqa: E402
     MethodSeedResult,
     comparison_lines,
@@ -78,7 +78,7 @@ def _label(env: str) -> str:
 
 
 def _env_path(env: str) -> str:
-    return str(ROOT / env) if env.endswith(".yaml") else env
+    return env_spec(env, ROOT)
 
 
 def _shown(path: Path) -> str:

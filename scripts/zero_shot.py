@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 from rlprune.core.config import TRUST_MODES  # noqa: E402
 from rlprune.env.rollout import PriorPlayer, rollout  # noqa: E402
 from rlprune.errors import run_script  # noqa: E402
-from rlprune.presets.loader import GENERAL_POLICY, load_env_config  # noqa: E402
+from rlprune.presets.loader import GENERAL_POLICY, env_spec, load_env_config  # noqa: E402
 from rlprune.rl.family import policy_env, zero_shot  # noqa: E402
 from rlprune.rl.policy import load_policy  # noqa: E402
 from rlprune.search.benchmark import load_task  # noqa: E402
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     policy = load_policy(args.policy)
     for env in args.envs.split(","):
-        spec = str(ROOT / env) if env.endswith((".yaml", ".yml")) else env
+        spec = env_spec(env, ROOT)
         for target in (float(t) for t in args.targets.split(",")):
             task = load_task(load_env_config(spec, {"target": target}), str(args.policy))
             pruning_env = policy_env(policy, task)

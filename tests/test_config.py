@@ -12,7 +12,7 @@ from rlprune.env.pruning_env import PruningEnv
 from rlprune.errors import BudgetError, ConfigError, DatasetError, ModelError
 from rlprune.models.specs import build_model
 from rlprune.models.weights import save_weights
-from rlprune.presets.loader import available_presets, load_env_config
+from rlprune.presets.loader import available_presets, env_spec, load_env_config
 from rlprune.presets.tasks import load_task
 from tests.conftest import CUSTOM_MODEL
 
@@ -36,6 +36,21 @@ def test_overrides_and_yaml_path(tmp_path: Path) -> None:
     assert config.name == "mine" and config.model == "vgg" and config.seed == 3
     assert config.target == 0.4 and config.reward == "acc"
     assert load_env_config(str(preset)).target_range == (0.3, 0.6)
+
+
+def test_env_spec_finds_a_relative_yaml_under_the_root_from_any_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "envs").mkdir()
+    (tmp_path / "envs" / "mine.yaml").write_text("model: vgg\ndataset: digits\nseed: 3\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # the relative path does not resolve from here
+    assert load_env_config(env_spec("envs/mine.yaml", tmp_path)).seed == 3
+    assert env_spec("digits-cnn", tmp_path) == "digits-cnn"  # a bundled name is left alone
+    assert env_spec("envs/mine.yaml") == "envs/mine.yaml"  # no root: as given
+    absolute = str(tmp_path / "envs" / "mine.yaml")
+    assert env_spec(absolute, tmp_path / "other") == absolute
 
 
 @pytest.mark.parametrize("target", [0.0, -0.1, 1.5])

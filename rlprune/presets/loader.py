@@ -26,6 +26,7 @@ __all__ = [
     "POLICY_DIR",
     "available_agents",
     "available_presets",
+    "env_spec",
     "load_agent_values",
     "load_env_config",
     "read_preset",
@@ -98,6 +99,15 @@ def read_preset(kind: str, path: Path) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise ConfigError(f"{kind} preset {str(path)!r} {_SHAPES[kind]}")
     return raw
+
+
+def env_spec(name: str, root: Path | None = None) -> str:
+    """``name`` as :func:`load_env_config` takes it: a bundled preset name as given, a
+    relative YAML path (``.yaml``/``.yml``) looked up under ``root`` when one is given (a
+    script's repository, so it runs from any working directory)."""
+    if root is not None and name.endswith((".yaml", ".yml")):
+        return str(root / name)  # an absolute name stays itself
+    return name
 
 
 def load_env_config(

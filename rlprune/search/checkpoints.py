@@ -23,7 +23,7 @@ import torch
 from ..env.pruning_env import PruningEnv
 from ..env.rollout import PriorPlayer, rollout
 from ..errors import ConfigError
-from ..presets.loader import load_env_config
+from ..presets.loader import env_spec, load_env_config
 from ..rl.family import policy_env
 from ..rl.policy import POLICY_ENV_KEYS, LoadedPolicy, load_policy, save_policy
 from .benchmark import load_task
@@ -109,9 +109,7 @@ class Boards:
         settings = {k: policy.metadata.get(k) for k in (*POLICY_ENV_KEYS, "feature_version")}
         key = (name, target, json.dumps(settings, sort_keys=True))
         if key not in self.envs:
-            yaml = name.endswith((".yaml", ".yml"))
-            spec = str(self.root / name) if yaml and self.root is not None else name
-            config = load_env_config(spec, {"target": target})
+            config = load_env_config(env_spec(name, self.root), {"target": target})
             env = policy_env(policy, load_task(config, str(policy.path)))
             self.envs[key] = (env, 100 * rollout(PriorPlayer(), env).accuracy)
         return self.envs[key]
