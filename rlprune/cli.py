@@ -31,7 +31,7 @@ from .presets.loader import load_env_config
 from .search.methods import DEFAULT_METHODS, TRANSFER_METHODS, methods_help
 from .version import __version__
 
-__all__ = ["build_parser", "main"]
+__all__ = ["add_trust_argument", "build_parser", "fraction_list", "main"]
 
 if TYPE_CHECKING:
     from .rl.family import FamilyResult
@@ -79,8 +79,9 @@ def _target(text: str) -> float | tuple[float, float]:
         ) from None
 
 
-def _target_list(text: str) -> list[float]:
-    """An argparse type: MACs targets, comma-separated (``0.3,0.3,0.5``), each in (0, 1]."""
+def fraction_list(text: str) -> list[float]:
+    """An argparse type: fractions in (0, 1], comma-separated (MACs targets such as
+    ``0.3,0.3,0.5``; scripts take keep-ratio widths and validation shares the same way)."""
     try:
         values = [float(part) for part in text.split(",")]
     except ValueError:
@@ -757,7 +758,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tr.add_argument(
         "--targets",
-        type=_target_list,
+        type=fraction_list,
         metavar="T1,T2,...",
         help="a family's targets, listed: each episode draws one uniformly, so a repeated "
         "target is drawn more often (e.g. 0.3,0.3,0.4,0.5,0.6,0.7; instead of --target LOW:HIGH)",

@@ -19,6 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from rlprune.cli import fraction_list  # noqa: E402
 from rlprune.errors import run_script  # noqa: E402
 from rlprune.presets.loader import GENERAL_POLICY, env_spec, load_env_config  # noqa: E402
 from rlprune.rl.family import policy_env, zero_shot  # noqa: E402
@@ -32,10 +33,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--policy", type=Path, default=GENERAL_POLICY)
     parser.add_argument("--envs", default="fmnist-vgg,fmnist-resnet20")
-    parser.add_argument("--widths", default="0.15,0.25")
+    parser.add_argument("--widths", type=fraction_list, default=[0.15, 0.25])
     parser.add_argument(
         "--fidelities",
-        default=str(REFINE_FIDELITY),
+        type=fraction_list,
+        default=[REFINE_FIDELITY],
         help="screening shares of the validation set, comma-separated (1: no screening)",
     )
     parser.add_argument("--target", type=float, default=0.5)
@@ -48,8 +50,8 @@ def main(argv: list[str] | None = None) -> int:
             load_env_config(env_spec(env, ROOT), {"target": args.target}), str(args.policy)
         )
         start = zero_shot(policy, policy_env(policy, task)).candidate
-        for width in (float(w) for w in args.widths.split(",")):
-            for fidelity in (float(f) for f in args.fidelities.split(",")):
+        for width in args.widths:
+            for fidelity in args.fidelities:
                 best = [
                     max(
                         start.accuracy,

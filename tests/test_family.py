@@ -545,6 +545,13 @@ def test_refine_width_script_prints_each_width_and_fidelity_with_its_seeds_and_m
         zero, first, second, mean = (float(m.group(i)) for i in range(3, 7))
         assert first >= zero and second >= zero
         assert mean == pytest.approx((first + second) / 2, abs=0.01)
+    bad = subprocess.run(
+        [sys.executable, str(script), "--envs", "digits-cnn", "--fidelities", "abc"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad.returncode == 2 and "--fidelities" in bad.stderr and "Traceback" not in bad.stderr
 
 
 def test_select_checkpoint_scores_every_checkpoint_and_exports_the_best(

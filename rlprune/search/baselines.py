@@ -437,6 +437,7 @@ def refine(
     screening = evals - finalists
     trials = int(np.floor(screening / share + 1e-9))
     staged = images < task.val_size and trials > finalists
+    startup = max(REFINE_STARTUP, trials // 6) if staged else REFINE_STARTUP
 
     def progress() -> None:
         if on_scored is not None:
@@ -444,9 +445,7 @@ def refine(
 
     _run_study(
         "refine",
-        lambda optuna, s: optuna.samplers.TPESampler(
-            seed=s, n_startup_trials=max(REFINE_STARTUP, trials // 6 if staged else 0)
-        ),
+        lambda optuna, s: optuna.samplers.TPESampler(seed=s, n_startup_trials=startup),
         task,
         target,
         screening if staged else evals,
@@ -459,10 +458,10 @@ def refine(
     if staged:
         screened: dict[tuple[int, ...], float] = {}
         for candidate in task.ledger[since:]:
-            if tuple(candidate.channels) != tuple(start.channels):
-                screened.setdefault(tuple(candidate.channels), candidate.accuracy)
+            if candidate.channels != start.channels:
+                screened.setdefault(candidate.channels, candidate.accuracy)
         best = sorted(screened, key=lambda c: -screened[c])[:finalists]
-        for at in range(0, len(best), task.service.workers):
+        for at in range(0, len(best), task.service.workers):  # a batch each: progress
             _score_batch(task, best[at : at + task.service.workers])
             progress()
     return task.search_result("refine", since, target, begun)
