@@ -254,6 +254,7 @@ def _apply(
         ],
         deferred=shot.deferred,
         prior=str(config.prior) if shot.deferred else "",
+        correction_scale=shot.scale,
     )
     write_report(report, out)
     return report

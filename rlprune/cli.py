@@ -610,8 +610,8 @@ def cmd_apply(args: argparse.Namespace) -> int:
         )
         if report.deferred:
             console.print(
-                f"so the zero-shot episode played the policy's {report.prior} prior, not its "
-                "corrections (--trust always plays them anyway)",
+                f"so the zero-shot episode played {report.played()} (--trust always plays "
+                "its corrections in full)",
                 highlight=False,
                 soft_wrap=True,
             )

@@ -148,6 +148,28 @@ def _seed_row(results: list[MethodSeedResult], seed: int, method: str) -> list[M
     ]
 
 
+def _recipe(meta: dict) -> str:
+    """How the policy was trained, for the page: one run, or an ensemble of runs and the
+    command that bundled them."""
+    span = f"at targets {min(meta['targets'])}-{max(meta['targets'])}"
+    family = ", ".join(meta["family"])
+    if meta.get("members", 1) == 1:
+        return (
+            f"{meta['training_episodes']} episodes of PPO across {family} {span} "
+            f"(`{meta['command']}`)"
+        )
+    commands = "; ".join(f"`{c}`" for c in meta["member_commands"])
+    selection = meta["scale_selection"]
+    gains = ", ".join(f"{s} {g:+.2f}" for s, g in selection["gain_over_prior"].items())
+    return (
+        f"an ensemble of {meta['members']} PPO runs ({meta['training_episodes']} episodes in "
+        f"all) across {family} {span} ({commands}), bundled by `{selection['command']}`, which "
+        f"played it at each strength on {', '.join(selection['select_on'])} (mean gain over "
+        f"the prior, points: {gains}) and kept {float(meta['outside_scale']):g} as its "
+        "off-family strength"
+    )
+
+
 def _mean(results: list[MethodSeedResult], method: str) -> float | None:
     values = [r.val_accuracy for r in results if r.method == method]
     return sum(values) / len(values) if values else None
@@ -309,14 +331,13 @@ def main() -> None:
         + f"` ({searched / 60:.0f} min of search for the held-out rows, fine-tuning and "
         f"timing not counted, on a 2-core CPU). Policy: `{_shown(args.policy)}`"
         + (" (the one `rlprune apply` uses without `--policy`)" if default else "")
-        + f", {meta['training_episodes']} episodes of PPO across "
-        f"{', '.join(meta['family'])} at targets {min(meta['targets'])}-{max(meta['targets'])} "
-        f"(`{meta['command']}`). None of the networks below was in its training family. "
+        + f", {_recipe(meta)}. None of the networks below was in its training family. "
         "`transfer` is the policy zero-shot (its probes + 1 evaluation), as `rlprune apply "
         f"--trust {args.trust}` plays it"
         + (
-            " (on a network outside the policy's training ranges, the policy's prior instead "
-            "of its corrections); `transfer-always` plays its corrections everywhere "
+            " (on a network outside the policy's training ranges, its corrections damped to "
+            f"{float(meta.get('outside_scale', 0)):g} of their strength; 0 plays the prior "
+            "alone); `transfer-always` plays its corrections in full everywhere "
             "(`--trust always`), and the budget-conditioned vs single-target verdicts compare "
             "both policies' own corrections"
             if args.trust != "always"

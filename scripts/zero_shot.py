@@ -7,8 +7,9 @@ For a quick look at a candidate general policy before the full transfer suite
 (``scripts/transfer_suite.py``, which adds the baselines, seeds and fine-tuning): each
 line is the validation accuracy and MACs ratio of the policy's deterministic episode (its
 own corrections everywhere, unless ``--trust family``) and the features that fall outside
-its training ranges; for a residual policy, the accuracy of the prior it corrects (one more
-evaluation, not in the cost).
+its training ranges (with ``--trust family``, the corrections played there at the
+policy's off-family strength, 0 being its prior); for a residual policy, the accuracy of
+the prior it corrects (one more evaluation, not in the cost).
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"{Path(env).stem} @ {target}: zero-shot val {100 * candidate.accuracy:.2f} % "
                 f"at MACs {candidate.macs_ratio:.3f} (cost {cost:.1f} evaluations)"
-                + (" [played the prior]" if shot.deferred else "")
+                + (f" [outside the family: corrections at {shot.scale:g}]" if shot.deferred else "")
                 + prior
                 + (f"; outside the family: {outside}" if outside else ""),
                 flush=True,

@@ -311,6 +311,16 @@ def test_the_bundled_general_policy_is_a_family_policy() -> None:
         assert held_out not in meta["family"]
     assert meta["targets"][0] <= 0.3 and meta["targets"][-1] >= 0.7
     assert meta["feature_ranges"] and meta["command"].startswith("rlprune train")
+    # an ensemble of family runs, its off-family strength chosen on networks outside both
+    # its family and the transfer table
+    assert len(policy.networks) == meta["members"] == len(meta["member_commands"]) >= 2
+    assert all(c.startswith("rlprune train --env") for c in meta["member_commands"])
+    selection = meta["scale_selection"]
+    assert policy.outside_scale == max(
+        (float(s) for s in selection["gain_over_prior"]),
+        key=lambda s: (selection["gain_over_prior"][f"{s:g}"], -s),
+    )
+    assert not set(selection["select_on"]) & {*meta["family"], "fmnist-vgg", "fmnist-mobilenetv2"}
     size = sum(p.stat().st_size for p in GENERAL_POLICY.iterdir())
     assert size < 400_000
 
@@ -330,10 +340,14 @@ def test_apply_without_policy_uses_the_general_policy(
     assert report["outside_family"]
     assert "outside the policy's training ranges" in printed
     assert "consider --refine 20" in printed  # the way out, until it has been taken
-    # so it played the policy's prior, not its corrections (--trust family, the default)
+    # so it played the policy's corrections damped to its off-family strength, not in full
+    # (--trust family, the default)
     assert report["deferred"] is True and report["prior"] == "sensitivity"
-    assert "played the policy's sensitivity prior" in printed
-    assert "played the sensitivity prior" in (out / "report.md").read_text()
+    strength = load_policy(GENERAL_POLICY).outside_scale
+    assert 0 < strength < 1 and report["correction_scale"] == strength
+    played = f"its corrections to the sensitivity prior at {strength:.0%} strength"
+    assert f"played {played} (--trust always plays its corrections in full)" in printed
+    assert f"played {played} (outside the family)" in (out / "report.md").read_text()
     refined = tmp_path / "refined"
     args = ["apply", "--env", "digits-cnn", "--target", "0.5", "--refine", "2"]
     assert main([*args, "--out", str(refined)]) == 0
@@ -454,8 +468,15 @@ def test_zero_shot_script_prints_one_line_per_env_and_target() -> None:
 class _ConstantPolicy:
     """A stand-in for a loaded family policy: one action everywhere, given training ranges."""
 
-    def __init__(self, action: float, ranges: tuple[float, float], features: int = 2) -> None:
+    def __init__(
+        self,
+        action: float,
+        ranges: tuple[float, float],
+        features: int = 2,
+        outside_scale: float = 0.0,
+    ) -> None:
         self.action = action
+        self.outside_scale = outside_scale
         self.metadata = {
             "feature_version": features,
             "feature_ranges": {name: list(ranges) for name in features_for(features)},
@@ -488,6 +509,116 @@ def test_zero_shot_plays_the_prior_outside_the_family(residual_env: PruningEnv) 
     assert np.array_equal(trusted.candidate.channels, inside.candidate.channels)
     with pytest.raises(ConfigError, match="unknown trust 'sometimes'"):
         zero_shot(narrow, residual_env, trust="sometimes")  # type: ignore[arg-type]
+
+
+def test_zero_shot_outside_the_family_damps_corrections_to_the_policys_scale(
+    residual_env: PruningEnv,
+) -> None:
+    from rlprune.env.rollout import Damped, PriorPlayer, rollout
+    from rlprune.rl.family import zero_shot
+
+    prior = rollout(PriorPlayer(), residual_env).channels
+    full = rollout(_ConstantPolicy(-0.8, (0.0, 1.0)), residual_env).channels
+    damped = _ConstantPolicy(-0.8, (0.0, 0.0), outside_scale=0.5)  # outside, played at half
+    shot = zero_shot(damped, residual_env)  # type: ignore[arg-type]
+    assert shot.deferred and shot.scale == 0.5
+    half = rollout(Damped(_ConstantPolicy(-0.4, (0.0, 1.0)), 1.0), residual_env).channels
+    assert np.array_equal(shot.candidate.channels, half)  # -0.8 at half strength is -0.4
+    assert not np.array_equal(half, prior) and not np.array_equal(half, full)
+    always = zero_shot(damped, residual_env, trust="always")  # type: ignore[arg-type]
+    assert always.scale == 1.0 and np.array_equal(always.candidate.channels, full)
+
+
+def _perturbed_copy(folder: Path, noise: float, **metadata: object) -> Path:
+    """The bundled general policy's first member, its weights moved by ``noise`` (seeded),
+    ``metadata`` merged in: a single policy that plays differently from the others."""
+    from rlprune.rl.policy import save_policy
+
+    policy = load_policy(GENERAL_POLICY)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for tensor in policy.network.parameters():
+            tensor.add_(noise * torch.randn_like(tensor))
+    skip = {"format", "feature_version", "features", "rlprune_version", "outside_scale"}
+    skip |= {"scale_selection", "member_commands"}  # what the bundle added
+    meta = {k: v for k, v in policy.metadata.items() if k not in skip} | metadata
+    return save_policy(policy.network, folder, meta, policy.metadata["feature_version"])
+
+
+def test_an_ensemble_plays_the_mean_of_its_members_and_keeps_their_ranges(
+    tmp_path: Path,
+) -> None:
+    from rlprune.rl.policy import save_ensemble
+
+    ranges = dict(load_policy(GENERAL_POLICY).metadata["feature_ranges"])
+    wider = {**ranges, "target": [0.1, 0.9]}
+    first = _perturbed_copy(tmp_path / "first", 0.0)
+    other = _perturbed_copy(tmp_path / "other", 0.3, feature_ranges=wider)
+    members = [load_policy(first), load_policy(other)]
+    out = save_ensemble(members, tmp_path / "ensemble", {"outside_scale": 0.25})
+    ensemble = load_policy(out)
+    assert len(ensemble.networks) == 2 and ensemble.metadata["members"] == 2
+    assert ensemble.outside_scale == 0.25 and members[0].outside_scale == 0.0
+    assert ensemble.metadata["feature_ranges"]["target"] == [0.1, 0.9]  # the union
+    assert ensemble.metadata["training_episodes"] == 2 * members[0].metadata["training_episodes"]
+    for loaded, member in zip(ensemble.networks, members, strict=True):
+        for name, tensor in member.network.state_dict().items():
+            assert torch.equal(loaded.state_dict()[name], tensor)
+    observations = np.random.default_rng(0).uniform(0, 1, (5, len(features_for(2))))
+    for obs in observations.astype(np.float32):
+        actions = [m.predict(obs)[0] for m in members]
+        assert not np.allclose(actions[0], actions[1])  # the members disagree
+        assert np.allclose(ensemble.predict(obs)[0], np.mean(actions, axis=0), atol=1e-6)
+    unlike = load_policy(_perturbed_copy(tmp_path / "unlike", 0.1, prior="magnitude"))
+    with pytest.raises(ConfigError, match="differs from .* in prior"):
+        save_ensemble([members[0], unlike], tmp_path / "bad", {})
+    with pytest.raises(ConfigError, match="is an ensemble already"):
+        save_ensemble([ensemble, members[0]], tmp_path / "bad", {})
+    with pytest.raises(ConfigError, match="at least two"):
+        save_ensemble(members[:1], tmp_path / "bad", {})
+
+
+def test_bundle_policy_picks_the_strength_that_plays_the_selection_networks_best(
+    tmp_path: Path,
+) -> None:
+    import re
+    import subprocess
+    import sys
+
+    first = _perturbed_copy(tmp_path / "first", 0.0)
+    other = _perturbed_copy(tmp_path / "other", 0.3)
+    script = Path(__file__).resolve().parent.parent / "scripts" / "bundle_policy.py"
+    out = tmp_path / "bundle"
+    command = [sys.executable, str(script), "--members", str(first), str(other)]
+    command += ["--select-on", "digits-cnn", "--targets", "0.4,0.6", "--scales", "0,0.5,1"]
+    done = subprocess.run(
+        [*command, "--out", str(out)], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    pattern = r".* scale ([\d.]+): select-prior ([-+][\d.]+) \| (.*)"
+    found = [m for m in map(re.match, [pattern] * 99, done.stdout.splitlines()) if m]
+    assert [m.group(1) for m in found] == ["0", "0.5", "1"]
+    assert float(found[0].group(2)) == 0.0  # strength 0 is the prior itself
+    for m in found:
+        assert len(re.findall(r"digits-cnn@0\.[46] [\d.]+", m.group(3))) == 2
+    scores = {float(m.group(1)): float(m.group(2)) for m in found}
+    best = max(scores, key=lambda s: (scores[s], -s))
+    bundle = load_policy(out)
+    assert bundle.outside_scale == pytest.approx(best)
+    assert f"off-family strength: {best:g}; ensemble of 2" in done.stdout
+    selection = bundle.metadata["scale_selection"]
+    assert selection["select_on"] == ["digits-cnn"] and selection["targets"] == [0.4, 0.6]
+    assert selection["gain_over_prior"] == pytest.approx(
+        {f"{s:g}": v for s, v in scores.items()}, abs=0.01
+    )
+    bad = subprocess.run(
+        [*command[:-1], "0,1.5", "--out", str(tmp_path / "no")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad.returncode == 2 and "--scales" in bad.stderr and "Traceback" not in bad.stderr
+    assert not (tmp_path / "no").exists()
 
 
 def test_zero_shot_never_defers_an_absolute_action_policy() -> None:

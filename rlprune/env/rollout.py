@@ -9,7 +9,7 @@ import numpy as np
 from ..core.candidates import Candidate
 from .pruning_env import PruningEnv
 
-__all__ = ["PriorPlayer", "Predictor", "propose", "rollout"]
+__all__ = ["Damped", "PriorPlayer", "Predictor", "propose", "rollout"]
 
 
 class Predictor(Protocol):
@@ -55,6 +55,22 @@ class PriorPlayer:
     ) -> tuple[np.ndarray, None]:
         """Action 0, whatever the observation."""
         return np.zeros(1, dtype=np.float32), None
+
+
+class Damped:
+    """Plays ``policy``'s action times ``scale``: in the residual action mode, its
+    corrections to the prior at that strength (0 plays the prior, 1 the corrections in
+    full)."""
+
+    def __init__(self, policy: Predictor, scale: float) -> None:
+        self.policy, self.scale = policy, float(scale)
+
+    def predict(
+        self, observation: np.ndarray, *, deterministic: bool = True
+    ) -> tuple[np.ndarray, None]:
+        """``policy``'s action for ``observation``, scaled."""
+        action, _ = self.policy.predict(observation, deterministic=deterministic)
+        return np.asarray(action, dtype=np.float32) * np.float32(self.scale), None
 
 
 def propose(

@@ -90,15 +90,26 @@ class ApplyReport:
     policy_ranges: bool = False
     """Whether the policy recorded its training ranges (family policies do)."""
     deferred: bool = False
-    """Whether the zero-shot episode played the policy's prior instead of its corrections
-    (the network lies outside its training ranges; ``rlprune apply --trust family``)."""
+    """Whether the zero-shot episode damped the policy's corrections to
+    :attr:`correction_scale` (the network lies outside its training ranges; ``rlprune
+    apply --trust family``)."""
     prior: str = ""
-    """The prior played when :attr:`deferred` (e.g. ``sensitivity``)."""
+    """The prior the corrections apply to, when :attr:`deferred` (e.g. ``sensitivity``)."""
+    correction_scale: float = 1.0
+    """The strength at which the zero-shot episode played the corrections (0: the prior
+    alone; 1: in full)."""
     refine_evaluations: int = 0
     """Evaluations of the local search around the policy's configuration (0: none;
     ``rlprune apply --refine``)."""
     refine_improved: bool = False
     """Whether that search found a more accurate configuration (then delivered instead)."""
+
+    def played(self) -> str:
+        """What a deferred zero-shot episode played, in words: the prior alone, or the
+        policy's corrections to it at a strength."""
+        if self.correction_scale <= 0:
+            return f"the {self.prior} prior"
+        return f"its corrections to the {self.prior} prior at {self.correction_scale:.0%} strength"
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -270,7 +281,7 @@ def render_markdown(report: ApplyReport) -> str:
 
     mode = r.mode if r.mode == "zero-shot" else f"adapted ({r.adapt_episodes} episodes)"
     if r.deferred:
-        mode += f"; the zero-shot episode played the {r.prior} prior (outside the family)"
+        mode += f"; the zero-shot episode played {r.played()} (outside the family)"
     if r.refine_evaluations:
         mode += f"; refined with {r.refine_evaluations} evaluations (" + (
             "a better configuration found and delivered)"

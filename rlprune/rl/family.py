@@ -41,7 +41,7 @@ from ..core.config import EnvConfig, check_trust, make_config
 from ..core.task import PruningTask
 from ..env.features import action_space, features_for, observation_space
 from ..env.pruning_env import PruningEnv
-from ..env.rollout import PriorPlayer, propose, rollout
+from ..env.rollout import Damped, Predictor, PriorPlayer, propose, rollout
 from ..errors import ConfigError, RunError
 from ..files import atomic_write_json, atomic_write_text
 from ..presets.tasks import (
@@ -617,7 +617,10 @@ class ZeroShot:
     outside: list[tuple[str, int, float]]
     """:func:`family_distance` of the network's observations under the policy."""
     deferred: bool
-    """Whether the prior was played instead of the policy's corrections."""
+    """Whether the policy's corrections were damped (to :attr:`scale`; 0, the prior alone)
+    because the network lies outside its training ranges."""
+    scale: float = 1.0
+    """The strength at which the corrections were played (1: in full)."""
 
 
 def policy_env(policy: LoadedPolicy, task: PruningTask) -> PruningEnv:
@@ -633,15 +636,20 @@ def zero_shot(
 
     A dry pass (nothing evaluated) collects the observations the policy would see and
     compares them with its training ranges (:func:`family_distance`). With ``trust="family"``
-    a residual policy whose network lies outside them plays its prior instead (action 0
-    at every unit): the corrections it learned are not trusted where it has seen nothing
-    like the network. Policies without recorded ranges, and absolute-action policies (whose
-    action 0 is no prior), always play as trained.
+    a residual policy whose network lies outside them plays its corrections damped to its
+    :attr:`~rlprune.rl.policy.LoadedPolicy.outside_scale` (0 by default: its prior, action
+    0 at every unit): the corrections it learned are not trusted in full where it has seen
+    nothing like the network. Policies without recorded ranges, and absolute-action
+    policies (whose action 0 is no prior), always play as trained.
     """
     check_trust(trust)
     observations: list[np.ndarray] = []
     propose(policy, env, seed=seed, observations=observations)
     outside = family_distance(policy.metadata, np.array(observations))
     deferred = trust == "family" and bool(outside) and env.config.action_mode == "residual"
-    candidate = rollout(PriorPlayer() if deferred else policy, env, seed=seed)
-    return ZeroShot(candidate, outside, deferred)
+    scale = policy.outside_scale if deferred else 1.0
+    player: Predictor = policy
+    if deferred:
+        player = Damped(policy, scale) if scale > 0 else PriorPlayer()
+    candidate = rollout(player, env, seed=seed)
+    return ZeroShot(candidate, outside, deferred, scale)

@@ -6,6 +6,10 @@ A policy folder holds ``policy.pt`` (a state dict, loaded with
 was trained on, training episodes, best result, and the agent preset needed to
 rebuild the network). The observation is architecture-independent, so a policy
 runs on any network whose env uses the same feature-set version.
+
+An ensemble (:func:`save_ensemble`) is the same artifact with several networks' weights
+in one ``policy.pt`` (``member0.*``, ``member1.*``, ...) and ``"members": N`` in its
+metadata; it plays the mean of its members' actions.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +48,7 @@ __all__ = [
     "env_config_for_policy",
     "load_policy",
     "resolve_policy_dir",
+    "save_ensemble",
     "save_policy",
 ]
 
@@ -62,11 +67,22 @@ def save_policy(
     metadata: Mapping[str, Any],
     feature_version: int = FEATURE_VERSION,
 ) -> Path:
-    """Write ``network``'s weights and ``metadata`` (plus the feature-set version) to ``out_dir``."""
+    """Write ``network``'s weights and ``metadata`` (plus the feature-set version) to
+    ``out_dir``; one network, so an ensemble's member count in ``metadata`` is dropped."""
+    single = {k: v for k, v in metadata.items() if k != "members"}
+    return _write(out_dir, network.state_dict(), single, feature_version)
+
+
+def _write(
+    out_dir: str | Path,
+    state: Mapping[str, torch.Tensor],
+    metadata: Mapping[str, Any],
+    feature_version: int,
+) -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
-    torch.save(network.state_dict(), buffer)
+    torch.save(dict(state), buffer)
     atomic_write_bytes(out / WEIGHTS_FILE, buffer.getvalue())
     meta = {
         "format": "rlprune-policy",
@@ -79,20 +95,96 @@ def save_policy(
     return out
 
 
+_MEMBER_KEYS = ("feature_version", "action_mode", "prior", "residual_scale", "min_keep")
+
+
+def save_ensemble(
+    policies: Sequence[LoadedPolicy], out_dir: str | Path, metadata: Mapping[str, Any]
+) -> Path:
+    """Write ``policies`` as one ensemble policy: every member's weights in one
+    ``policy.pt``, the first member's metadata updated with ``metadata``, its training
+    ranges (``feature_ranges``) the union of the members', ``members`` their number and
+    ``member_commands`` the commands that trained them.
+
+    Raises:
+        ConfigError: fewer than two members, or members that do not play alike (another
+            feature set, action mode, prior, agent network or action bounds).
+    """
+    if len(policies) < 2:
+        raise ConfigError("an ensemble needs at least two policies; give two or more")
+    nested = [str(p.path) for p in policies if p.others]
+    if nested:
+        raise ConfigError(f"{nested[0]!r} is an ensemble already; give single policies")
+    first = policies[0]
+    for other in policies[1:]:
+        differs = [k for k in _MEMBER_KEYS if other.metadata.get(k) != first.metadata.get(k)]
+        if other.metadata.get("agent") != first.metadata.get("agent"):
+            differs.append("agent")
+        if differs:
+            raise ConfigError(
+                f"policy {str(other.path)!r} differs from {str(first.path)!r} in "
+                f"{', '.join(differs)}; an ensemble's members must play alike"
+            )
+    ranges: dict[str, list[float]] = {}
+    for policy in policies:
+        for name, (low, high) in (policy.metadata.get("feature_ranges") or {}).items():
+            seen = ranges.setdefault(name, [low, high])
+            seen[0], seen[1] = min(seen[0], low), max(seen[1], high)
+    skip = {"format", "feature_version", "features", "rlprune_version", "members"}
+    meta = {k: v for k, v in first.metadata.items() if k not in skip}
+    meta.update(
+        feature_ranges=ranges,
+        members=len(policies),
+        member_commands=[p.metadata.get("command") for p in policies],
+        training_episodes=sum(int(p.metadata.get("training_episodes") or 0) for p in policies),
+    )
+    meta.update(metadata)
+    state = {
+        f"member{i}.{key}": tensor
+        for i, policy in enumerate(policies)
+        for key, tensor in policy.network.state_dict().items()
+    }
+    return _write(out_dir, state, meta, int(first.metadata["feature_version"]))
+
+
 @dataclass
 class LoadedPolicy:
-    """A policy network with its metadata; speaks ``predict(obs, deterministic)`` like SB3."""
+    """A policy network with its metadata; speaks ``predict(obs, deterministic)`` like SB3.
+
+    An ensemble's further members are in ``others``; it plays the mean of the members'
+    actions.
+    """
 
     network: BasePolicy
     metadata: dict[str, Any]
     agent: AgentConfig
     path: Path
+    others: tuple[BasePolicy, ...] = ()
+
+    @property
+    def networks(self) -> tuple[BasePolicy, ...]:
+        """Every member's network (one, unless the policy is an ensemble)."""
+        return (self.network, *self.others)
+
+    @property
+    def outside_scale(self) -> float:
+        """The strength, 0 to 1, at which ``rlprune apply --trust family`` plays this
+        policy's corrections on a network outside its training ranges: 0 (the prior alone)
+        unless the policy records one (``outside_scale``, chosen on networks outside its
+        family by ``scripts/bundle_policy.py``)."""
+        return float(self.metadata.get("outside_scale", 0.0))
 
     def predict(
         self, observation: np.ndarray, deterministic: bool = True
     ) -> tuple[np.ndarray, None]:
-        """The action for ``observation`` (the distribution's mode when ``deterministic``)."""
+        """The action for ``observation`` (the distribution's mode when ``deterministic``;
+        an ensemble's mean over its members)."""
         action, _ = self.network.predict(observation, deterministic=deterministic)
+        if self.others:
+            actions = [action] + [
+                net.predict(observation, deterministic=deterministic)[0] for net in self.others
+            ]
+            action = np.mean(actions, axis=0).astype(np.asarray(action).dtype)
         return action, None
 
 
@@ -152,8 +244,16 @@ def load_policy(path: str | Path) -> LoadedPolicy:
             "env": agent_meta.get("env", {}),
         },
     )
+    members = metadata.get("members", 1)
+    if not isinstance(members, int) or members < 1:
+        raise ConfigError(
+            f"{folder / METADATA_FILE} is damaged: 'members' must be a positive integer; "
+            "re-save the policy"
+        )
     try:
-        network = build_policy(agent, observation_space(version), action_space())
+        networks = [
+            build_policy(agent, observation_space(version), action_space()) for _ in range(members)
+        ]
     except (TypeError, ValueError, KeyError) as exc:
         raise ConfigError(
             f"{folder / METADATA_FILE} describes a network that cannot be built "
@@ -161,13 +261,26 @@ def load_policy(path: str | Path) -> LoadedPolicy:
         ) from None
     try:
         state = torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True)
-        network.load_state_dict(state)
+        if members == 1:
+            networks[0].load_state_dict(state)
+        for i, network in enumerate(networks if members > 1 else []):
+            prefix = f"member{i}."
+            network.load_state_dict(
+                {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+            )
     except Exception as exc:  # corrupt file or a network that does not match the metadata
         raise ConfigError(
             f"cannot load policy weights {str(folder / WEIGHTS_FILE)!r}: {str(exc).splitlines()[0]}"
         ) from None
-    network.set_training_mode(False)
-    return LoadedPolicy(network=network, metadata=metadata, agent=agent, path=folder)
+    for network in networks:
+        network.set_training_mode(False)
+    return LoadedPolicy(
+        network=networks[0],
+        metadata=metadata,
+        agent=agent,
+        path=folder,
+        others=tuple(networks[1:]),
+    )
 
 
 def env_config_for_policy(

@@ -7,6 +7,9 @@ both the family and the networks the policy will be judged on, and the one whose
 validation accuracy there is furthest above the prior's is the pick. Scores are appended
 to a JSON-lines file as they come, so an interrupted selection resumes without replaying
 what it has scored.
+
+:func:`pick_scale` chooses, the same way, the strength at which a policy (an ensemble of
+such picks, typically) plays its corrections on networks outside its family.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import Any
 import torch
 
 from ..env.pruning_env import PruningEnv
-from ..env.rollout import PriorPlayer, rollout
+from ..env.rollout import Damped, PriorPlayer, rollout
 from ..errors import ConfigError
 from ..presets.loader import env_spec, load_env_config
 from ..rl.family import policy_env
@@ -33,6 +36,7 @@ __all__ = [
     "Scored",
     "export_pick",
     "load_checkpoint",
+    "pick_scale",
     "run_checkpoints",
     "run_targets",
     "score_runs",
@@ -115,15 +119,22 @@ class Boards:
         return self.envs[key]
 
     def gain(
-        self, policy: LoadedPolicy, item: Scored, names: Sequence[str], targets: Sequence[float]
+        self,
+        policy: LoadedPolicy,
+        item: Scored,
+        names: Sequence[str],
+        targets: Sequence[float],
+        scale: float = 1.0,
     ) -> float:
-        """Play ``policy`` on every network and target; record each accuracy in ``item``;
-        return the mean gain over the prior, in points."""
+        """Play ``policy`` (its corrections at strength ``scale``) on every network and
+        target; record each accuracy in ``item``; return the mean gain over the prior, in
+        points."""
+        player = policy if scale == 1 else Damped(policy, scale)
         gains = []
         for name in names:
             for target in targets:
                 env, prior = self.get(policy, name, target)
-                accuracy = 100 * rollout(policy, env).accuracy
+                accuracy = 100 * rollout(player, env).accuracy
                 item.accuracy[(name, target)] = accuracy
                 gains.append(accuracy - prior)
         return sum(gains) / len(gains)
@@ -232,3 +243,38 @@ def export_pick(item: Scored, select: Sequence[str], out: Path) -> Path:
         "select_minus_prior": round(item.select, 4),
     }
     return save_policy(policy.network, out, metadata, policy.metadata["feature_version"])
+
+
+def pick_scale(
+    policy: LoadedPolicy,
+    select: Sequence[str],
+    targets: Sequence[float],
+    scales: Sequence[float],
+    *,
+    boards: Boards | None = None,
+    on_scored: Callable[[Scored], None] | None = None,
+) -> tuple[float, list[Scored]]:
+    """The strength at which ``policy`` should play its corrections on networks outside its
+    family, and every strength's score.
+
+    Each of ``scales`` (0 is the prior alone, 1 the corrections in full) plays ``policy``
+    once on every ``select`` network at every target; its score is the mean accuracy gain
+    over the prior there (:meth:`Boards.gain`). The pick is the best score, the weaker
+    strength on a tie, so a policy that does not beat its prior there gets 0.
+    """
+    if not select:
+        raise ConfigError("no networks to select on; give --select-on NET1,NET2,...")
+    if not scales or any(not 0 <= s <= 1 for s in scales):
+        raise ConfigError(f"scales must lie in [0, 1], got {list(scales)}; e.g. 0,0.25,0.5,1")
+    boards = boards or Boards()
+    scored = []
+    best = 0.0, 0.0  # (score, scale): the prior scores 0 by definition
+    for scale in sorted(set(scales)):
+        item = Scored(policy.path, f"scale {scale:g}", [float(t) for t in targets])
+        item.select = boards.gain(policy, item, select, item.targets, scale=scale)
+        scored.append(item)
+        if item.select > best[0] + 1e-9:
+            best = item.select, scale
+        if on_scored is not None:
+            on_scored(item)
+    return best[1], scored

@@ -1,0 +1,103 @@
+"""Bundle family policies into one ensemble and choose how strongly it plays off-family.
+
+    python scripts/bundle_policy.py --members runs/skew400-s3/RUN runs/skew400-s4/RUN \\
+        runs/skew400-s5/RUN --select-on fmnist-cnn,fmnist-mobilenetv1 \\
+        --targets 0.3,0.5,0.7 --scales 0,0.25,0.5,0.75,1 --out runs/bundle [--install]
+
+The members (policy folders or run folders, all trained alike: same feature set, prior and
+agent) become one policy that plays the mean of their actions (``save_ensemble``). On a
+network outside the training ranges, ``rlprune apply`` (``--trust family``) plays its
+corrections to the prior damped to a strength; this script picks that strength: each of
+``--scales`` plays the ensemble once (probes + 1 evaluation) on every ``--select-on``
+network at every target, and the best mean accuracy gain over the prior wins (0, the prior
+alone, unless some strength beats it; the weaker on a tie). The selection networks should
+lie outside both the training family and the networks the policy will be judged on. The
+scores go into the policy's metadata (``outside_scale``, ``scale_selection``);
+``--install`` copies the bundle to ``policies/general`` (what ``rlprune apply`` uses
+without ``--policy``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from rlprune.cli import fraction_list  # noqa: E402
+from rlprune.errors import run_script  # noqa: E402
+from rlprune.presets.loader import GENERAL_POLICY  # noqa: E402
+from rlprune.rl.policy import METADATA_FILE, WEIGHTS_FILE, load_policy, save_ensemble  # noqa: E402
+from rlprune.search.checkpoints import Boards, pick_scale  # noqa: E402
+
+
+def strengths(text: str) -> list[float]:
+    """An argparse type: strengths in [0, 1], comma-separated (0 plays the prior alone)."""
+    try:
+        values = [float(part) for part in text.split(",")]
+    except ValueError:
+        values = []
+    if not values or not all(0.0 <= v <= 1.0 for v in values):
+        raise argparse.ArgumentTypeError(
+            f"expected strengths in [0, 1] separated by commas, such as 0,0.5,1, got {text!r}"
+        )
+    return values
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Write the ensemble with its chosen off-family strength; print every strength's score."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--members", nargs="+", type=Path, required=True)
+    parser.add_argument("--select-on", required=True, help="networks to select on, a,b,...")
+    parser.add_argument("--targets", type=fraction_list, default=[0.3, 0.5, 0.7])
+    parser.add_argument("--scales", type=strengths, default=[0, 0.25, 0.5, 0.75, 1])
+    parser.add_argument("--out", type=Path, required=True, help="the bundle's policy folder")
+    parser.add_argument(
+        "--install", action="store_true", help=f"copy the bundle to {GENERAL_POLICY}"
+    )
+    args = parser.parse_args(argv)
+    if len(args.members) < 2:
+        parser.error("--members: an ensemble needs at least two policies")
+    select = [n for n in args.select_on.split(",") if n]
+    members = [load_policy(m) for m in args.members]
+    out = save_ensemble(members, args.out, {"outside_scale": 0.0})
+    ensemble = load_policy(out)
+    scale, scored = pick_scale(
+        ensemble,
+        select,
+        args.targets,
+        args.scales,
+        boards=Boards(ROOT),
+        on_scored=lambda item: print(item.line(), flush=True),
+    )
+    command = " ".join(["python", "scripts/bundle_policy.py", *(argv or sys.argv[1:])])
+    save_ensemble(
+        members,
+        out,
+        {
+            "outside_scale": scale,
+            "scale_selection": {
+                "select_on": select,
+                "targets": args.targets,
+                "gain_over_prior": {
+                    s.checkpoint.removeprefix("scale "): round(s.select, 4) for s in scored
+                },
+                "command": command,
+            },
+        },
+    )
+    print(f"off-family strength: {scale:g}; ensemble of {len(members)}: {out}")
+    if args.install:
+        shutil.rmtree(GENERAL_POLICY, ignore_errors=True)
+        GENERAL_POLICY.mkdir(parents=True)
+        for name in (WEIGHTS_FILE, METADATA_FILE):
+            shutil.copy2(out / name, GENERAL_POLICY / name)
+        print(f"installed: {GENERAL_POLICY}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_script(main))
