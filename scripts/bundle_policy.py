@@ -20,7 +20,6 @@ without ``--policy``).
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 from pathlib import Path
 
@@ -30,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 from rlprune.cli import fraction_list  # noqa: E402
 from rlprune.errors import run_script  # noqa: E402
 from rlprune.presets.loader import GENERAL_POLICY  # noqa: E402
-from rlprune.rl.policy import METADATA_FILE, WEIGHTS_FILE, load_policy, save_ensemble  # noqa: E402
+from rlprune.rl.policy import install_policy, load_policy, save_ensemble  # noqa: E402
 from rlprune.search.checkpoints import Boards, pick_scale  # noqa: E402
 
 
@@ -91,11 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"off-family strength: {scale:g}; ensemble of {len(members)}: {out}")
     if args.install:
-        shutil.rmtree(GENERAL_POLICY, ignore_errors=True)
-        GENERAL_POLICY.mkdir(parents=True)
-        for name in (WEIGHTS_FILE, METADATA_FILE):
-            shutil.copy2(out / name, GENERAL_POLICY / name)
-        print(f"installed: {GENERAL_POLICY}")
+        print(f"installed: {install_policy(out, GENERAL_POLICY)}")
     return 0
 
 

@@ -29,7 +29,6 @@ back (``python scripts/select_checkpoint.py --runs RUN --select-on ... --out ...
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -40,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 from rlprune.cli import main as rlprune_main  # noqa: E402
 from rlprune.errors import run_script  # noqa: E402
 from rlprune.presets.loader import GENERAL_POLICY  # noqa: E402
+from rlprune.rl.policy import install_policy  # noqa: E402
 from rlprune.search.checkpoints import Boards, export_pick, score_runs  # noqa: E402
 
 FAMILY = ("fmnist-resnet20", "fmnist-resnet14-w24", "fmnist-resnet32-w12", "fmnist-regnet")
@@ -121,11 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         chosen = export_pick(item, select, run_dir / "selected")
         print(f"pick: {item.checkpoint} (select-prior {item.select:+.2f}): {chosen}")
     if args.install:
-        shutil.rmtree(GENERAL_POLICY, ignore_errors=True)
-        GENERAL_POLICY.mkdir(parents=True)
-        for name in ("policy.pt", "policy.json"):
-            shutil.copy2(chosen / name, GENERAL_POLICY / name)
-        print(f"installed: {GENERAL_POLICY}")
+        print(f"installed: {install_policy(chosen, GENERAL_POLICY)}")
     return 0
 
 

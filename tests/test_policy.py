@@ -12,7 +12,7 @@ import torch
 
 from rlprune.env.features import FEATURE_VERSION, FEATURES
 from rlprune.errors import ConfigError
-from rlprune.rl.policy import load_policy
+from rlprune.rl.policy import install_policy, load_policy
 
 
 def test_policy_loads_from_run_or_policy_folder(trained_run: Path) -> None:
@@ -30,6 +30,20 @@ def test_policy_loads_from_run_or_policy_folder(trained_run: Path) -> None:
     a1, _ = policy.predict(obs)
     a2, _ = load_policy(trained_run / "policy" / "policy.json").predict(obs)
     assert a1.shape == (1,) and np.array_equal(a1, a2)
+
+
+def test_install_policy_replaces_the_destination_with_the_policy_alone(
+    trained_run: Path, tmp_path: Path
+) -> None:
+    dest = tmp_path / "general"
+    dest.mkdir()
+    (dest / "stale.txt").write_text("from the policy installed before")
+    assert install_policy(trained_run / "policy", dest) == dest
+    assert sorted(p.name for p in dest.iterdir()) == ["policy.json", "policy.pt"]
+    obs = np.linspace(0, 1, len(FEATURES), dtype=np.float32)
+    installed, original = load_policy(dest), load_policy(trained_run)
+    assert np.array_equal(installed.predict(obs)[0], original.predict(obs)[0])
+    assert installed.metadata == original.metadata
 
 
 def test_missing_and_non_policy_paths(tmp_path: Path) -> None:

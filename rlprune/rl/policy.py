@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +47,7 @@ __all__ = [
     "WEIGHTS_FILE",
     "LoadedPolicy",
     "env_config_for_policy",
+    "install_policy",
     "load_policy",
     "resolve_policy_dir",
     "save_ensemble",
@@ -145,6 +147,23 @@ def save_ensemble(
         for key, tensor in policy.network.state_dict().items()
     }
     return _write(out_dir, state, meta, int(first.metadata["feature_version"]))
+
+
+def _member_state(state: Mapping[str, torch.Tensor], index: int) -> dict[str, torch.Tensor]:
+    """An ensemble member's weights out of the ensemble's state dict (``member{index}.*``)."""
+    prefix = f"member{index}."
+    return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+def install_policy(folder: str | Path, destination: str | Path) -> Path:
+    """Replace ``destination`` with a copy of the policy in ``folder`` (its weights and
+    metadata only); the scripts' ``--install`` uses it to replace ``policies/general``."""
+    source, dest = Path(folder), Path(destination)
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir(parents=True)
+    for name in (WEIGHTS_FILE, METADATA_FILE):
+        shutil.copy2(source / name, dest / name)
+    return dest
 
 
 @dataclass
@@ -261,13 +280,9 @@ def load_policy(path: str | Path) -> LoadedPolicy:
         ) from None
     try:
         state = torch.load(folder / WEIGHTS_FILE, map_location="cpu", weights_only=True)
-        if members == 1:
-            networks[0].load_state_dict(state)
-        for i, network in enumerate(networks if members > 1 else []):
-            prefix = f"member{i}."
-            network.load_state_dict(
-                {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
-            )
+        parts = [state] if members == 1 else [_member_state(state, i) for i in range(members)]
+        for network, part in zip(networks, parts, strict=True):
+            network.load_state_dict(part)
     except Exception as exc:  # corrupt file or a network that does not match the metadata
         raise ConfigError(
             f"cannot load policy weights {str(folder / WEIGHTS_FILE)!r}: {str(exc).splitlines()[0]}"
