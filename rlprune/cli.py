@@ -131,7 +131,9 @@ def add_trust_argument(parser: argparse.ArgumentParser) -> None:
         choices=TRUST_MODES,
         default="family",
         help="family (default): on a network outside the policy's training ranges, play its "
-        "prior instead of its corrections; always: play the corrections everywhere",
+        "corrections to the prior damped to the policy's off-family strength (the prior alone "
+        "when that is 0, as for a single policy); always: play the corrections in full "
+        "everywhere",
     )
 
 
@@ -533,6 +535,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
     """Apply a saved policy to a model and export the pruned model with a report."""
     from .apply import ApplySettings, apply_policy
     from .reports.apply_report import format_count
+    from .reports.latency import speed_words
     from .rl.training import run_folder_name
 
     use_workers(args)
@@ -578,12 +581,14 @@ def cmd_apply(args: argparse.Namespace) -> int:
         ),
         highlight=False,
     )
-    for batch, row in sorted(report.latency.items()):
-        console.print(
-            f"CPU latency batch {batch}: {row['before_ms']:.2f} ms → {row['after_ms']:.2f} ms "
-            f"({row['speedup']:.2f}× faster)",
-            highlight=False,
-        )
+    timed = [("CPU", report.latency), (report.device, report.latency_gpu or {})]
+    for where, rows in timed:
+        for batch, row in sorted(rows.items()):
+            console.print(
+                f"{where} latency batch {batch}: {row['before_ms']:.2f} ms → "
+                f"{row['after_ms']:.2f} ms ({speed_words(row['speedup'])})",
+                highlight=False,
+            )
     if report.refine_evaluations:
         console.print(
             f"refined with {report.refine_evaluations} evaluations: "

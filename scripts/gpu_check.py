@@ -6,7 +6,11 @@
 For each task, the same seeded episodes run with ``--device cpu`` and, when torch sees a
 CUDA device, with ``--device cuda``: the script checks that both pick the same channels
 (the choices are structural, so they must match exactly) and that their validation
-accuracies agree within 0.5 points, and prints seconds per episode on each device. The
+accuracies agree within 0.5 points, and prints seconds per episode on each device. Then it
+times each task's model against the same model pruned to half its MACs (one keep-ratio for
+every unit, ``uniform_channels``) on each device, batch 1 and --batch (median of
+--repeats, synchronised on the GPU), so the speedup a pruned model brings on a GPU is
+measured, not assumed. The
 large task is a CIFAR-style ResNet of depth 50 from rlprune's zoo (width 16) on random
 224x224 images: a network of ResNet-50's depth and about its MACs per image, not
 torchvision's ResNet-50; it checks speed and agreement, not accuracy. Without a GPU only
@@ -24,6 +28,7 @@ import warnings
 import numpy as np
 import torch
 
+from rlprune.core.allocation import uniform_channels
 from rlprune.core.config import EnvConfig, make_config
 from rlprune.core.splits import from_tensors
 from rlprune.core.task import PruningTask
@@ -32,9 +37,10 @@ from rlprune.errors import run_script
 from rlprune.models.specs import build_model
 from rlprune.presets.loader import load_env_config
 from rlprune.presets.tasks import load_task
+from rlprune.reports.latency import compare_latency
 
 
-def large_task(device: str) -> PruningTask:
+def large_task(device: str, round_to: int | None = None) -> PruningTask:
     """A depth-50 zoo ResNet on random 224x224 RGB images (10 classes)."""
     g = torch.Generator().manual_seed(0)
 
@@ -53,6 +59,7 @@ def large_task(device: str) -> PruningTask:
             "calibration_batches": 2,
             "batch_size": 16,
             "device": device,
+            "round_to": round_to,
         }
     )
     return PruningTask.from_model(model.eval(), data, config)
@@ -82,11 +89,34 @@ def episodes(
     return chosen, accuracies, statistics.median(seconds)
 
 
+def latency_rows(name: str, task: PruningTask, batch: int, repeats: int) -> list[str]:
+    """Original vs pruned to half the MACs (uniform keep-ratio), timed on the task's device."""
+    pruned = task.prune(uniform_channels(task, 0.5)).model
+    speed = compare_latency(
+        task.on_device(task.model),
+        pruned.to(task.device),
+        task.data.input_shape,
+        batch_sizes=(1, batch),
+        repeats=repeats,
+        device=task.device,
+    )
+    return [
+        f"| {name} | {task.device} | {b} | {s.before.median_ms:.2f} | {s.after.median_ms:.2f} "
+        f"| {s.speedup:.2f}x |"
+        for b, s in speed.items()
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--episodes", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-large", action="store_true", help="only fmnist-resnet20")
+    parser.add_argument("--batch", type=int, default=32, help="the latency leg's large batch")
+    parser.add_argument("--repeats", type=int, default=10, help="timed passes per model")
+    parser.add_argument(
+        "--round-to", type=int, default=None, help="keep channel counts multiples of this"
+    )
     args = parser.parse_args()
     warnings.simplefilter("ignore", UserWarning)
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -94,10 +124,12 @@ def main() -> None:
         print("no CUDA device: only the CPU leg runs (nothing to compare)")
     else:
         print(f"GPU: {torch.cuda.get_device_name(0)}")
-    builders = {"fmnist-resnet20": lambda d: preset_task(load_env_config("fmnist-resnet20"), d)}
+    small = load_env_config("fmnist-resnet20", {"round_to": args.round_to})
+    builders = {"fmnist-resnet20": lambda d: preset_task(small, d)}
     if not args.skip_large:
-        builders["resnet50-224 (random data)"] = large_task
+        builders["resnet50-224 (random data)"] = lambda d: large_task(d, args.round_to)
     failed = False
+    timings: list[str] = []
     print(f"| task | device | analysis s | s / episode ({args.episodes} episodes) |")
     print("| --- | --- | ---: | ---: |")
     for name, build in builders.items():
@@ -107,6 +139,7 @@ def main() -> None:
             task = build(device)
             analysis = time.perf_counter() - start
             runs[device] = episodes(task, args.episodes, args.seed)
+            timings += latency_rows(name, task, args.batch, args.repeats)
             print(
                 f"| {name} | {task.device} | {analysis:.1f} | {runs[device][2]:.3f} |", flush=True
             )
@@ -119,6 +152,10 @@ def main() -> None:
                 f"  {name}: same channels {same}, largest accuracy gap {100 * gap:.2f} points, "
                 f"GPU speedup {runs['cpu'][2] / runs['cuda'][2]:.1f}x: {'ok' if ok else 'FAILED'}"
             )
+    print("\nlatency, original vs pruned to 0.5 of its MACs (uniform keep-ratio), median ms:")
+    print("| task | device | batch | original | pruned | speedup |")
+    print("| --- | --- | ---: | ---: | ---: | ---: |")
+    print("\n".join(timings))
     raise SystemExit(1 if failed else 0)
 
 

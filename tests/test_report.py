@@ -220,3 +220,12 @@ def test_report_defaults_record_installed_versions() -> None:
     assert report.versions == software_versions()
     assert report.exported == {}
     assert report.latency == {}
+
+
+def test_a_slower_pruned_model_is_reported_as_slower(tmp_path: Path) -> None:
+    latency = {1: {"before_ms": 0.62, "after_ms": 0.68, "speedup": 0.62 / 0.68}}
+    report = make_report(latency=latency, device="cuda:0", latency_gpu=latency)
+    text = write_report(report, tmp_path)[1].read_text()
+    assert "| final vs original | 0.50× | 0.36× | -0.6 pp | -0.5 pp | 1.10× slower |" in text
+    assert "- cuda:0 latency, batch 1: 0.62 ms → 0.68 ms (1.10× slower)" in text
+    assert "faster" not in text

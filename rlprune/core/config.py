@@ -39,8 +39,9 @@ SHAPINGS = ("none", "probes")
 FEATURE_SETS = (1, 2)
 TRUST_MODES = ("family", "always")
 """When a policy's corrections are played zero-shot: ``family``, only on a network whose
-observations lie inside the ranges the policy saw in training (elsewhere its residual
-prior is played instead); ``always``, on every network."""
+observations lie inside the ranges the policy saw in training (elsewhere they are damped to
+the policy's ``outside_scale``, and its residual prior alone is played when that is 0);
+``always``, in full on every network."""
 
 
 def check_trust(trust: str) -> None:

@@ -19,6 +19,7 @@ from ..core.analysis import PrunableUnit
 from ..core.candidates import Candidate
 from ..errors import ConfigError
 from ..files import atomic_path
+from .latency import speed_words
 from .versions import software_versions
 
 __all__ = [
@@ -315,7 +316,7 @@ def render_markdown(report: ApplyReport) -> str:
         *(
             [
                 f"- {r.device} latency, batch {b}: {_ms(v['before_ms'])} → {_ms(v['after_ms'])} "
-                f"({v['speedup']:.2f}× faster)"
+                f"({speed_words(v['speedup'])})"
                 for b, v in sorted(r.latency_gpu.items())
             ]
             if r.latency_gpu
@@ -389,7 +390,7 @@ def _summary_table(r: ApplyReport) -> list[str]:
             f"{r.params_ratio:.2f}×",
             _points(r.val_accuracy_before, r.val_accuracy_finetuned, r.val_accuracy_after),
             _points(r.test_accuracy_before, r.test_accuracy_finetuned, r.test_accuracy_after),
-            *(f"{r.latency[b]['speedup']:.2f}× faster" for b in batches),
+            *(speed_words(r.latency[b]["speedup"]) for b in batches),
         ]
     )
     return [

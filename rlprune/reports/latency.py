@@ -60,6 +60,14 @@ class LatencySpeedup:
         }
 
 
+def speed_words(speedup: float) -> str:
+    """``"1.45× faster"``, or ``"1.09× slower"`` when the pruned model lost time (a speedup
+    below 1 printed as "0.92× faster" reads as a gain)."""
+    if speedup >= 1:
+        return f"{speedup:.2f}× faster"
+    return f"{1 / speedup:.2f}× slower"
+
+
 def measure_latency(
     model: nn.Module,
     input_shape: tuple[int, int, int],
