@@ -20,7 +20,12 @@ all charged in the benchmark's currency (full-evaluation equivalents, probes inc
   policy's reference;
 - ``budget-conditioned``: with ``--budget-policy PATH`` (per training seed), the policy's own
   corrections and those of other seeds of its recipe, so the single-target verdicts compare
-  training recipes, each a mean over its seeds.
+  training recipes, each a mean over its seeds;
+- ``single-target-ensemble``: with ``--single-ensemble T=PATH`` (one per target), the
+  single-target policies of T bundled as the general policy was (``scripts/bundle_policy.py``
+  with ``--targets T``), played in full (``--trust always``) and as ``rlprune apply`` plays it
+  (``single-target-ensemble-applied``): the like-for-like reference, the same number of
+  networks and of training episodes as the general policy.
 
 Writes docs/transfer.md (BENCHMARKS.md includes it; this script rewrites BENCHMARKS.md from
 the suite's finished results at the end) and keeps every setting's results, compressed, in
@@ -170,6 +175,24 @@ def _recipe(meta: dict) -> str:
     )
 
 
+ENSEMBLE_ROWS = {
+    "always": "single-target-ensemble",
+    "family": "single-target-ensemble-applied",
+}
+"""How a --single-ensemble policy is played (--trust), and its rows' names."""
+
+
+def _bundled(policy: Path) -> str:
+    """How a bundled policy was made and the off-family strength it kept, from its metadata
+    (its path alone once it is gone)."""
+    path = policy / "policy.json"
+    if not path.is_file():
+        return f"`{_shown(policy)}`"
+    meta = json.loads(path.read_text())
+    made = meta.get("scale_selection", {}).get("command", _shown(policy))
+    return f"`{made}`, kept strength {float(meta.get('outside_scale', 0)):g}"
+
+
 def _mean(results: list[MethodSeedResult], method: str) -> float | None:
     values = [r.val_accuracy for r in results if r.method == method]
     return sum(values) / len(values) if values else None
@@ -201,6 +224,14 @@ def main() -> None:
         help="another training seed of --policy's recipe (repeat per seed): its own corrections "
         "join --policy's in the budget-conditioned row the single-target verdicts use",
     )
+    parser.add_argument(
+        "--single-ensemble",
+        action="append",
+        default=[],
+        metavar="T=PATH",
+        help="the single-target policies of target T bundled into one ensemble (one per "
+        "target): compared with the general policy in full and as apply plays both",
+    )
     parser.add_argument("--envs", type=lambda t: t.split(","), default=list(HELD_OUT))
     parser.add_argument(
         "--targets", type=lambda t: [float(x) for x in t.split(",")], default=list(TARGETS)
@@ -224,7 +255,12 @@ def main() -> None:
     for item in args.single_target:
         t, p = item.split("=", 1)
         singles.setdefault(float(t), []).append(Path(p))
-    others = [*args.budget_policy, *(p for ps in singles.values() for p in ps)]
+    ensembles = {float(t): Path(p) for t, p in (i.split("=", 1) for i in args.single_ensemble)}
+    others = [
+        *args.budget_policy,
+        *(p for ps in singles.values() for p in ps),
+        *ensembles.values(),
+    ]
     missing = [str(p) for p in others if not p.exists()]
     if missing and not args.resume:  # with --resume, kept folders need no policy
         parser.error(f"no policy at {', '.join(missing)}; give run folders or their policy/")
@@ -283,6 +319,19 @@ def main() -> None:
                     results += _seed_row(_results(single), k, "single-target")
                 else:
                     results += _results(single, rename="single-target")
+            if target in ensembles:  # the like-for-like reference, in full and as applied
+                for trust, method in ENSEMBLE_ROWS.items():
+                    ensemble = _run(
+                        f"{key}-single-ensemble-{trust}",
+                        env,
+                        target,
+                        ("transfer",),
+                        ensembles[target],
+                        args,
+                        trust,
+                        rerun=False,
+                    )
+                    results += _results(ensemble, rename=method)
             summaries = summarise(results)
             tables += [
                 render_markdown(
@@ -311,6 +360,16 @@ def main() -> None:
                     f"budget-conditioned vs single-target {_verdict(mine, single)} "
                     f"({100 * mine:.2f} vs {100 * single:.2f})"
                 )
+            ens_full = _mean(results, "single-target-ensemble")
+            ens_applied = _mean(results, "single-target-ensemble-applied")
+            if ens_full is not None and ens_applied is not None:
+                full = zero if own is None else own
+                parts += [
+                    f"general vs single-target ensemble, in full {_verdict(full, ens_full)} "
+                    f"({100 * full:.2f} vs {100 * ens_full:.2f})",
+                    f"as applied {_verdict(zero, ens_applied)} "
+                    f"({100 * zero:.2f} vs {100 * ens_applied:.2f})",
+                ]
             for method, name in ADAPTED.items():
                 adapted = _mean(results, method)
                 if adapted is not None:
@@ -328,6 +387,7 @@ def main() -> None:
         + (f" --trust {args.trust}" if args.trust != "family" else "")
         + "".join(f" --budget-policy {_shown(p)}" for p in args.budget_policy)
         + "".join(f" --single-target {t}={p}" for t, ps in singles.items() for p in ps)
+        + "".join(f" --single-ensemble {t}={_shown(p)}" for t, p in ensembles.items())
         + f"` ({searched / 60:.0f} min of search for the held-out rows, fine-tuning and "
         f"timing not counted, on a 2-core CPU). Policy: `{_shown(args.policy)}`"
         + (" (the one `rlprune apply` uses without `--policy`)" if default else "")
@@ -369,6 +429,16 @@ def main() -> None:
             "are the policies, and the budget-conditioned vs single-target verdicts use its "
             "mean"
             if args.budget_policy
+            else ""
+        )
+        + (
+            "; `single-target-ensemble` is the three single-target policies of that target "
+            "bundled as the general policy was, selecting its strength at that target alone ("
+            + "; ".join(f"{t}: {_bundled(p)}" for t, p in sorted(ensembles.items()))
+            + "): as many networks and training episodes as the general policy, for one "
+            "target. It is played in full (`--trust always`) and, as "
+            "`single-target-ensemble-applied`, as `rlprune apply` plays it"
+            if ensembles
             else ""
         )
         + ". Every cost is in full-evaluation equivalents, probes charged. "

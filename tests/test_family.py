@@ -29,7 +29,7 @@ from rlprune.rl.family import (
     target_grid,
     train_family,
 )
-from rlprune.rl.policy import load_policy
+from rlprune.rl.policy import load_policy, save_ensemble
 
 pytestmark = [pytest.mark.filterwarnings("ignore:.*near chance")]
 
@@ -390,6 +390,10 @@ def test_transfer_suite_writes_verdicts_for_a_held_out_network(
     args += ["--single-target", f"0.5={tmp_path / 'single' / 'policy'}"] * 2
     # another training seed of the budget-conditioned policy (here the single-target one)
     args += ["--budget-policy", str(tmp_path / "single" / "policy")]
+    # the single-target policies bundled (here the same one twice: it plays as that one)
+    single = load_policy(tmp_path / "single" / "policy")
+    save_ensemble([single, single], tmp_path / "ensemble", {"outside_scale": 0.5})
+    args += ["--single-ensemble", f"0.5={tmp_path / 'ensemble'}"]
     run = subprocess.run(
         [sys.executable, str(script), *args], capture_output=True, text=True, timeout=600
     )
@@ -424,6 +428,18 @@ def test_transfer_suite_writes_verdicts_for_a_held_out_network(
     )
     mean = float(row["budget-conditioned"].split(" ")[0].strip("*%"))
     assert abs(mean - (own + other) / 2) < 0.011
+    # the ensemble of two copies plays as its member does, in full; both of its rows are kept
+    ensemble, single_row = (
+        float(row[m].split(" ")[0].strip("*%")) for m in ("single-target-ensemble", "single-target")
+    )
+    assert ensemble == single_row
+    assert "| single-target-ensemble-applied |" in text
+    for trust in ("always", "family"):
+        kept = tmp_path / "data" / f"transfer-digits-cnn-t0.5-single-ensemble-{trust}.json.gz"
+        assert kept.is_file()
+    assert "general vs single-target ensemble, in full" in verdict and "as applied" in verdict
+    assert f"--single-ensemble 0.5={tmp_path / 'ensemble'}" in text
+    assert "kept strength 0.5" in text
 
 
 def test_transfer_suite_refuses_a_missing_policy_before_any_work(tmp_path: Path) -> None:
@@ -548,8 +564,6 @@ def _perturbed_copy(folder: Path, noise: float, **metadata: object) -> Path:
 def test_an_ensemble_plays_the_mean_of_its_members_and_keeps_their_ranges(
     tmp_path: Path,
 ) -> None:
-    from rlprune.rl.policy import save_ensemble
-
     ranges = dict(load_policy(GENERAL_POLICY).metadata["feature_ranges"])
     wider = {**ranges, "target": [0.1, 0.9]}
     first = _perturbed_copy(tmp_path / "first", 0.0)
