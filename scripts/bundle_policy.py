@@ -12,7 +12,9 @@ corrections to the prior damped to a strength; this script picks that strength: 
 network at every target, and the best mean accuracy gain over the prior wins (0, the prior
 alone, unless some strength beats it; the weaker on a tie). The selection networks should
 lie outside both the training family and the networks the policy will be judged on. The
-scores go into the policy's metadata (``outside_scale``, ``scale_selection``);
+scores go into the policy's metadata (``outside_scale``, ``scale_selection``), each as it
+is measured: interrupted, the bundle left behind is valid, plays the prior alone off-family
+and keeps the scores so far (marked ``unfinished``);
 ``--install`` copies the bundle to ``policies/general`` (what ``rlprune apply`` uses
 without ``--policy``).
 """
@@ -20,17 +22,20 @@ without ``--policy``).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from rlprune.cli import fraction_list  # noqa: E402
 from rlprune.errors import run_script  # noqa: E402
+from rlprune.files import atomic_write_json  # noqa: E402
 from rlprune.presets.loader import GENERAL_POLICY  # noqa: E402
 from rlprune.rl.policy import install_policy, load_policy, save_ensemble  # noqa: E402
-from rlprune.search.checkpoints import Boards, pick_scale  # noqa: E402
+from rlprune.search.checkpoints import Boards, Scored, pick_scale  # noqa: E402
 
 
 def strengths(text: str) -> list[float]:
@@ -62,32 +67,29 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--members: an ensemble needs at least two policies")
     select = [n for n in args.select_on.split(",") if n]
     members = [load_policy(m) for m in args.members]
+    # written first, playing the prior alone off-family: valid whatever happens next
     out = save_ensemble(members, args.out, {"outside_scale": 0.0})
     ensemble = load_policy(out)
-    scale, scored = pick_scale(
-        ensemble,
-        select,
-        args.targets,
-        args.scales,
-        boards=Boards(ROOT),
-        on_scored=lambda item: print(item.line(), flush=True),
-    )
     command = " ".join(["python", "scripts/bundle_policy.py", *(argv or sys.argv[1:])])
-    save_ensemble(
-        members,
-        out,
-        {
-            "outside_scale": scale,
-            "scale_selection": {
-                "select_on": select,
-                "targets": args.targets,
-                "gain_over_prior": {
-                    s.checkpoint.removeprefix("scale "): round(s.select, 4) for s in scored
-                },
-                "command": command,
-            },
-        },
+    done: list[Scored] = []
+
+    def selection(finished: bool) -> dict[str, Any]:
+        gains = {s.checkpoint.removeprefix("scale "): round(s.select, 4) for s in done}
+        record = {"select_on": select, "targets": args.targets, "gain_over_prior": gains}
+        return {**record, "command": command, **({} if finished else {"unfinished": True})}
+
+    def keep(item: Scored) -> None:
+        """Each strength's score into the bundle's metadata as it comes (an interrupted
+        selection keeps what it measured), then onto the screen."""
+        done.append(item)
+        meta = json.loads((out / "policy.json").read_text())
+        atomic_write_json(out / "policy.json", {**meta, "scale_selection": selection(False)})
+        print(item.line(), flush=True)
+
+    scale, _ = pick_scale(
+        ensemble, select, args.targets, args.scales, boards=Boards(ROOT), on_scored=keep
     )
+    save_ensemble(members, out, {"outside_scale": scale, "scale_selection": selection(True)})
     print(f"off-family strength: {scale:g}; ensemble of {len(members)}: {out}")
     if args.install:
         print(f"installed: {install_policy(out, GENERAL_POLICY)}")

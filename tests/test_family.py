@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -633,6 +634,24 @@ def test_bundle_policy_picks_the_strength_that_plays_the_selection_networks_best
     )
     assert bad.returncode == 2 and "--scales" in bad.stderr and "Traceback" not in bad.stderr
     assert not (tmp_path / "no").exists()
+    # interrupted after its first strength: a valid bundle that keeps the score it measured
+    cut = tmp_path / "cut"
+    many = ",".join(f"{s / 10:g}" for s in range(11))  # work left when the signal lands
+    running = subprocess.Popen(
+        [*command[:-1], many, "--out", str(cut)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert running.stdout is not None
+    first_line = next(line for line in running.stdout if " scale 0:" in line)
+    running.send_signal(signal.SIGINT)
+    assert running.wait(timeout=120) != 0
+    kept = load_policy(cut)
+    assert kept.outside_scale == 0 and kept.metadata["scale_selection"]["unfinished"] is True
+    assert kept.metadata["scale_selection"]["gain_over_prior"]["0"] == 0.0
+    assert "scale 0: select-prior +0.00" in first_line
+    assert "unfinished" not in selection  # the finished run's
 
 
 def test_zero_shot_never_defers_an_absolute_action_policy() -> None:
