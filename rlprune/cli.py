@@ -847,7 +847,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_worker_arguments(bm)
     bm.add_argument("--out", help="output folder (default: results/benchmark-{env})")
     bm.add_argument("--overwrite", action="store_true", help="replace an existing benchmark")
-    bm.add_argument("--resume", action="store_true", help="finish an interrupted benchmark")
+    bm.add_argument(
+        "--resume",
+        action="store_true",
+        help="finish an interrupted benchmark, or add seeds to one (the same command with "
+        "a larger --seeds: the kept seeds stand)",
+    )
     bm.set_defaults(func=cmd_benchmark)
     return parser
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -62,6 +63,16 @@ def test_refuses_to_mix_results_and_resumes_missing_ones(
     # uniform is deterministic: seed 1 repeats seed 0 without a new search
     uniform = [r for r in results if r.method == "uniform"]
     assert uniform[0].val_accuracy == uniform[1].val_accuracy and uniform[1].seed == 1
+    # more seeds: the kept ones stand, only the new seed runs, and the manifest says 3
+    started.clear()
+    more = dataclasses.replace(settings, seeds=3)
+    results, _ = run_benchmark(
+        digits_task, more, tmp_path, resume=True, on_start=lambda m, s: started.append((m, s))
+    )
+    assert sorted(started) == [("random", 2), ("uniform", 2)] and len(results) == 6
+    assert json.loads((tmp_path / "benchmark.json").read_text())["settings"]["seeds"] == 3
+    with pytest.raises(RunError, match="other settings"):  # fewer seeds would drop results
+        run_benchmark(digits_task, settings, tmp_path, resume=True)
     other = BenchmarkSettings(methods=("uniform",), evals=3)
     with pytest.raises(RunError, match="other settings"):
         run_benchmark(digits_task, other, tmp_path, resume=True)

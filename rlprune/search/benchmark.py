@@ -253,6 +253,14 @@ def manifest_settings(settings: BenchmarkSettings) -> dict[str, Any]:
     return recorded
 
 
+def _more_seeds(previous: dict[str, Any], manifest: dict[str, Any]) -> bool:
+    """Whether ``manifest`` is ``previous`` with more seeds: each (method, seed) runs alone
+    from its own seed, so the kept seeds' results stand beside the new ones'."""
+    before, now = previous.get("settings", {}), manifest["settings"]
+    same = {**previous, "settings": {**before, "seeds": now.get("seeds")}} == manifest
+    return same and int(now.get("seeds", 1)) > int(before.get("seeds", 1))
+
+
 def prepare_out_dir(out: Path, manifest: dict[str, Any], *, overwrite: bool, resume: bool) -> None:
     """Refuse to mix results: an existing benchmark needs ``overwrite`` or a matching ``resume``."""
     existing = out / MANIFEST
@@ -269,11 +277,14 @@ def prepare_out_dir(out: Path, manifest: dict[str, Any], *, overwrite: bool, res
             previous["env"] = {**defaults, **previous.get("env", {})}
             before = {k: v for k, v in SETTINGS_BEFORE.items() if k in manifest["settings"]}
             previous["settings"] = {**before, **previous.get("settings", {})}
-            if previous != manifest:
+            grown = _more_seeds(previous, manifest)
+            if previous != manifest and not grown:
                 raise RunError(
                     f"{out} holds a benchmark with other settings; --resume needs the same "
-                    "command (or use --overwrite, or another --out)"
+                    "command, or only more --seeds (or use --overwrite, or another --out)"
                 )
+            if grown:  # the kept seeds stand; the new ones run
+                atomic_write_json(existing, manifest)
         else:
             raise RunError(
                 f"{out} already holds a benchmark; pass --resume to finish it, --overwrite to "
