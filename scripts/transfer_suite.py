@@ -193,6 +193,20 @@ def _bundled(policy: Path) -> str:
     return f"`{made}`, kept strength {float(meta.get('outside_scale', 0)):g}"
 
 
+def target_path(text: str) -> tuple[float, Path]:
+    """An argparse type: ``T=PATH``, a MACs target in (0, 1] and a policy folder."""
+    t, sep, path = text.partition("=")
+    try:
+        target = float(t)
+    except ValueError:
+        target = -1.0
+    if not sep or not path or not 0 < target <= 1:
+        raise argparse.ArgumentTypeError(
+            f"expected T=PATH with a target in (0, 1], such as 0.5=runs/single, got {text!r}"
+        )
+    return target, Path(path)
+
+
 def _mean(results: list[MethodSeedResult], method: str) -> float | None:
     values = [r.val_accuracy for r in results if r.method == method]
     return sum(values) / len(values) if values else None
@@ -211,6 +225,7 @@ def main() -> None:
         "--single-target",
         action="append",
         default=[],
+        type=target_path,
         metavar="T=PATH",
         help="a policy trained on the family at target T alone (repeat per target, and per "
         "training seed: with several, each plays once and the row's seeds are the policies)",
@@ -228,6 +243,7 @@ def main() -> None:
         "--single-ensemble",
         action="append",
         default=[],
+        type=target_path,
         metavar="T=PATH",
         help="the single-target policies of target T bundled into one ensemble (one per "
         "target): compared with the general policy in full and as apply plays both",
@@ -252,10 +268,9 @@ def main() -> None:
     args = parser.parse_args()
     check_rerun(parser, args)
     singles: dict[float, list[Path]] = {}
-    for item in args.single_target:
-        t, p = item.split("=", 1)
-        singles.setdefault(float(t), []).append(Path(p))
-    ensembles = {float(t): Path(p) for t, p in (i.split("=", 1) for i in args.single_ensemble)}
+    for t, p in args.single_target:
+        singles.setdefault(t, []).append(p)
+    ensembles = dict(args.single_ensemble)
     others = [
         *args.budget_policy,
         *(p for ps in singles.values() for p in ps),

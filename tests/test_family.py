@@ -455,6 +455,15 @@ def test_transfer_suite_refuses_a_missing_policy_before_any_work(tmp_path: Path)
     )
     assert run.returncode == 2
     assert f"no policy at {tmp_path / 'gone'}" in run.stderr and "Traceback" not in run.stderr
+    for flag, value in (("--single-target", "0.5"), ("--single-ensemble", "abc=runs/x")):
+        bad = subprocess.run(
+            [sys.executable, str(script), *args[:-2], flag, value],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert bad.returncode == 2 and "Traceback" not in bad.stderr
+        assert f"argument {flag}: expected T=PATH" in bad.stderr and repr(value) in bad.stderr
     assert not (tmp_path / "out").exists()  # failed before the first benchmark
 
 
