@@ -70,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     # written first, playing the prior alone off-family: valid whatever happens next
     out = save_ensemble(members, args.out, {"outside_scale": 0.0})
     ensemble = load_policy(out)
+    meta = json.loads((out / "policy.json").read_text())
     command = " ".join(["python", "scripts/bundle_policy.py", *(argv or sys.argv[1:])])
     done: list[Scored] = []
 
@@ -82,7 +83,6 @@ def main(argv: list[str] | None = None) -> int:
         """Each strength's score into the bundle's metadata as it comes (an interrupted
         selection keeps what it measured), then onto the screen."""
         done.append(item)
-        meta = json.loads((out / "policy.json").read_text())
         atomic_write_json(out / "policy.json", {**meta, "scale_selection": selection(False)})
         print(item.line(), flush=True)
 

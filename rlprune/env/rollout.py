@@ -9,7 +9,7 @@ import numpy as np
 from ..core.candidates import Candidate
 from .pruning_env import PruningEnv
 
-__all__ = ["Damped", "PriorPlayer", "Predictor", "propose", "rollout"]
+__all__ = ["Damped", "PriorPlayer", "Predictor", "at_strength", "propose", "rollout"]
 
 
 class Predictor(Protocol):
@@ -71,6 +71,14 @@ class Damped:
         """``policy``'s action for ``observation``, scaled."""
         action, _ = self.policy.predict(observation, deterministic=deterministic)
         return np.asarray(action, dtype=np.float32) * np.float32(self.scale), None
+
+
+def at_strength(policy: Predictor, scale: float) -> Predictor:
+    """``policy`` playing its corrections at strength ``scale``: itself at 1, the prior
+    alone (:class:`PriorPlayer`, no forward pass) at 0, else :class:`Damped`."""
+    if scale >= 1:
+        return policy
+    return Damped(policy, scale) if scale > 0 else PriorPlayer()
 
 
 def propose(

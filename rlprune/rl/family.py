@@ -41,7 +41,7 @@ from ..core.config import EnvConfig, check_trust, make_config
 from ..core.task import PruningTask
 from ..env.features import action_space, features_for, observation_space
 from ..env.pruning_env import PruningEnv
-from ..env.rollout import Damped, Predictor, PriorPlayer, propose, rollout
+from ..env.rollout import at_strength, propose, rollout
 from ..errors import ConfigError, RunError
 from ..files import atomic_write_json, atomic_write_text
 from ..presets.tasks import (
@@ -648,8 +648,5 @@ def zero_shot(
     outside = family_distance(policy.metadata, np.array(observations))
     deferred = trust == "family" and bool(outside) and env.config.action_mode == "residual"
     scale = policy.outside_scale if deferred else 1.0
-    player: Predictor = policy
-    if deferred:
-        player = Damped(policy, scale) if scale > 0 else PriorPlayer()
-    candidate = rollout(player, env, seed=seed)
+    candidate = rollout(at_strength(policy, scale), env, seed=seed)
     return ZeroShot(candidate, outside, deferred, scale)

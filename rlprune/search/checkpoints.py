@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from ..env.pruning_env import PruningEnv
-from ..env.rollout import Damped, PriorPlayer, rollout
+from ..env.rollout import PriorPlayer, at_strength, rollout
 from ..errors import ConfigError
 from ..presets.loader import env_spec, load_env_config
 from ..rl.family import policy_env
@@ -129,7 +129,7 @@ class Boards:
         """Play ``policy`` (its corrections at strength ``scale``) on every network and
         target; record each accuracy in ``item``; return the mean gain over the prior, in
         points."""
-        player = policy if scale == 1 else Damped(policy, scale)
+        player = at_strength(policy, scale)
         gains = []
         for name in names:
             for target in targets:
