@@ -35,16 +35,16 @@ if hasattr(os, "register_at_fork"):
 from .version import __version__  # noqa: E402
 
 if TYPE_CHECKING:
-    from .core.analysis import ModelAnalysis, PrunableUnit, analyse
-    from .core.candidates import Candidate
-    from .core.config import EnvConfig
-    from .core.prune import PruneResult, prune
-    from .core.splits import DataSplits, from_tensors
-    from .core.task import PruningTask
     from .env.features import FEATURE_VERSION, FEATURES
     from .env.pruning_env import PruningEnv
+    from .evaluation.candidates import Candidate
+    from .evaluation.config import EnvConfig
+    from .evaluation.splits import DataSplits, from_tensors
+    from .evaluation.task import PruningTask
     from .presets.loader import load_env_config
     from .presets.tasks import load_task
+    from .pruning.analysis import ModelAnalysis, PrunableUnit, analyse
+    from .pruning.surgeon import PruneResult, prune
 
 ENV_ID = "rlprune/LayerPrune-v0"
 
@@ -54,19 +54,19 @@ if ENV_ID not in gymnasium.registry:
 _LAZY: dict[str, str] = {
     "FEATURES": "rlprune.env.features",
     "FEATURE_VERSION": "rlprune.env.features",
-    "Candidate": "rlprune.core.candidates",
-    "DataSplits": "rlprune.core.splits",
-    "EnvConfig": "rlprune.core.config",
-    "ModelAnalysis": "rlprune.core.analysis",
-    "PrunableUnit": "rlprune.core.analysis",
-    "PruneResult": "rlprune.core.prune",
+    "Candidate": "rlprune.evaluation.candidates",
+    "DataSplits": "rlprune.evaluation.splits",
+    "EnvConfig": "rlprune.evaluation.config",
+    "ModelAnalysis": "rlprune.pruning.analysis",
+    "PrunableUnit": "rlprune.pruning.analysis",
+    "PruneResult": "rlprune.pruning.surgeon",
     "PruningEnv": "rlprune.env.pruning_env",
-    "PruningTask": "rlprune.core.task",
-    "analyse": "rlprune.core.analysis",
-    "from_tensors": "rlprune.core.splits",
+    "PruningTask": "rlprune.evaluation.task",
+    "analyse": "rlprune.pruning.analysis",
+    "from_tensors": "rlprune.evaluation.splits",
     "load_env_config": "rlprune.presets.loader",
     "load_task": "rlprune.presets.tasks",
-    "prune": "rlprune.core.prune",
+    "prune": "rlprune.pruning.surgeon",
 }
 
 __all__ = [

@@ -19,11 +19,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .core.candidates import Candidate
-from .core.config import EnvConfig, check_trust
-from .core.finetune import deliver
 from .env.pruning_env import PruningEnv
 from .errors import ConfigError
+from .evaluation.candidates import Candidate
+from .evaluation.config import EnvConfig, check_trust
+from .evaluation.finetune import deliver
 from .files import check_output_dir, publish_dir
 from .presets.loader import GENERAL_POLICY
 from .presets.tasks import load_task
@@ -67,7 +67,7 @@ class ApplySettings:
     finetune_lr: float = 0.01
     seed: int = 0
     trust: str = "family"
-    """One of :data:`rlprune.core.config.TRUST_MODES`: ``family`` plays the policy's prior
+    """One of :data:`rlprune.evaluation.config.TRUST_MODES`: ``family`` plays the policy's prior
     instead of its corrections on a network outside its training ranges."""
     latency_repeats: int = 20
     latency_batches: tuple[int, ...] = (1, 64)

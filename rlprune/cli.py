@@ -23,9 +23,9 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from .core.config import TRUST_MODES, EnvConfig, help_for
 from .env.rewards import get_reward
 from .errors import RLPruneError, RunError, one_line
+from .evaluation.config import TRUST_MODES, EnvConfig, help_for
 from .files import check_output_dir
 from .presets.loader import load_env_config
 from .search.methods import DEFAULT_METHODS, TRANSFER_METHODS, methods_help
@@ -162,7 +162,7 @@ def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
 
 def use_workers(args: argparse.Namespace) -> None:
     """Apply ``--workers/--backend/--ray-address`` to every task this command builds."""
-    from .core.service import set_default_backend
+    from .evaluation.backends import set_default_backend
 
     set_default_backend(args.backend, args.workers, ray_address=args.ray_address)
 
@@ -892,7 +892,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 1
     finally:
-        service = sys.modules.get("rlprune.core.service")
+        service = sys.modules.get("rlprune.evaluation.backends")
         if service is not None:
             service.close_all()  # worker processes and Ray actors end with the command
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import torch
 
-from .core.config import EnvConfig
-from .core.devices import resolve_device
-from .core.finetune import FitResult, train_classifier
 from .errors import ConfigError, RunError
+from .evaluation.config import EnvConfig
+from .evaluation.devices import resolve_device
+from .evaluation.finetune import FitResult, train_classifier
 from .models.weights import save_weights
 from .presets.tasks import build_config_model, load_data
 

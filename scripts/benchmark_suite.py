@@ -31,8 +31,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from rlprune.core.task import PruningTask
 from rlprune.errors import run_script
+from rlprune.evaluation.task import PruningTask
 from rlprune.presets.loader import load_env_config
 from rlprune.reports.tables import MethodSeedResult, comparison_lines, render_markdown, summarise
 from rlprune.reports.versions import software_versions

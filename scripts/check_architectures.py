@@ -35,12 +35,12 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from rlprune.core.candidates import Candidate
-from rlprune.core.config import EnvConfig
-from rlprune.core.splits import from_tensors
-from rlprune.core.task import PruningTask
 from rlprune.env.pruning_env import PruningEnv
 from rlprune.errors import run_script
+from rlprune.evaluation.candidates import Candidate
+from rlprune.evaluation.config import EnvConfig
+from rlprune.evaluation.splits import from_tensors
+from rlprune.evaluation.task import PruningTask
 from rlprune.models.specs import build_model
 from rlprune.reports.export import export_model
 

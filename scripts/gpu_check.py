@@ -28,15 +28,15 @@ import warnings
 import numpy as np
 import torch
 
-from rlprune.core.allocation import uniform_channels
-from rlprune.core.config import EnvConfig, make_config
-from rlprune.core.splits import from_tensors
-from rlprune.core.task import PruningTask
 from rlprune.env.pruning_env import PruningEnv
 from rlprune.errors import run_script
+from rlprune.evaluation.config import EnvConfig, make_config
+from rlprune.evaluation.splits import from_tensors
+from rlprune.evaluation.task import PruningTask
 from rlprune.models.specs import build_model
 from rlprune.presets.loader import load_env_config
 from rlprune.presets.tasks import load_task
+from rlprune.priors import uniform_channels
 from rlprune.reports.latency import compare_latency
 
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import argparse
 
-from rlprune.core.allocation import sensitivity_channels
 from rlprune.errors import run_script
 from rlprune.presets.loader import load_env_config
 from rlprune.presets.tasks import load_task
+from rlprune.priors import sensitivity_channels
 
 
 def main() -> None:

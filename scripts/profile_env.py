@@ -35,11 +35,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from rlprune.core.config import EnvConfig
-from rlprune.core.splits import DataSplits, from_tensors
-from rlprune.core.task import PruningTask
 from rlprune.env.pruning_env import PruningEnv
 from rlprune.errors import run_script
+from rlprune.evaluation.config import EnvConfig
+from rlprune.evaluation.splits import DataSplits, from_tensors
+from rlprune.evaluation.task import PruningTask
 from rlprune.presets.loader import load_env_config
 from rlprune.presets.tasks import load_task
 

@@ -27,9 +27,9 @@ import warnings
 import numpy as np
 import torch
 
-from rlprune.core.task import PruningTask
 from rlprune.env.rollout import propose
 from rlprune.errors import run_script
+from rlprune.evaluation.task import PruningTask
 from rlprune.presets.loader import load_env_config
 from rlprune.presets.tasks import load_task
 from rlprune.search.baselines import RandomPolicy, baseline_env

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from rlprune.core.config import make_config
-from rlprune.core.splits import DataSplits, from_tensors
-from rlprune.core.task import PruningTask
+from rlprune.evaluation.config import make_config
+from rlprune.evaluation.splits import DataSplits, from_tensors
+from rlprune.evaluation.task import PruningTask
 from rlprune.models.specs import build_model
 from rlprune.presets.loader import load_env_config
 from rlprune.presets.tasks import load_task

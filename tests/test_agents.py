@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from stable_baselines3 import DDPG, PPO, TD3
 
-from rlprune.core.task import PruningTask
 from rlprune.errors import ConfigError
+from rlprune.evaluation.task import PruningTask
 from rlprune.presets.loader import available_agents
 from rlprune.rl.agents import build_algorithm, load_agent_config
 from rlprune.rl.training import make_vec_env

@@ -9,9 +9,9 @@ import pytest
 import torch
 from torch import nn
 
-from rlprune.core.analysis import analyse
-from rlprune.core.task import PruningTask
 from rlprune.errors import ModelError
+from rlprune.evaluation.task import PruningTask
+from rlprune.pruning.analysis import analyse
 from tests.conftest import SMALL_MODELS
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from rlprune.cli import main
-from rlprune.core.task import PruningTask
+from rlprune.evaluation.task import PruningTask
 from rlprune.rl.agents import load_agent_config
 from rlprune.rl.training import TrainSettings, train
 

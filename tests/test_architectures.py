@@ -20,13 +20,15 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from rlprune.cli import main
-from rlprune.core.analysis import analyse
-from rlprune.core.candidates import Candidate
-from rlprune.core.config import EnvConfig
-from rlprune.core.prune import Surgeon, build_graph, iter_groups, leaf_macs
-from rlprune.core.task import PruningTask
 from rlprune.env.pruning_env import PruningEnv
 from rlprune.errors import ModelError
+from rlprune.evaluation.candidates import Candidate
+from rlprune.evaluation.config import EnvConfig
+from rlprune.evaluation.task import PruningTask
+from rlprune.pruning.analysis import analyse
+from rlprune.pruning.groups import build_graph, iter_groups
+from rlprune.pruning.macs import leaf_macs
+from rlprune.pruning.surgeon import Surgeon
 from tests.conftest import synthetic_data
 from tests.nets import STRUCTURES, channel_shuffle
 

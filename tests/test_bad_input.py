@@ -20,9 +20,9 @@ import yaml
 import rlprune
 from rlprune.apply import ApplySettings
 from rlprune.cli import main
-from rlprune.core.task import PruningTask
 from rlprune.env.pruning_env import PruningEnv
 from rlprune.errors import RLPruneError
+from rlprune.evaluation.task import PruningTask
 
 ROOT = Path(__file__).resolve().parent.parent
 DIGITS = yaml.safe_load((ROOT / "envs" / "digits-cnn.yaml").read_text())

@@ -10,17 +10,17 @@ import numpy as np
 import pytest
 import torch
 
-from rlprune.core.allocation import (
+from rlprune.errors import BudgetError, ConfigError
+from rlprune.evaluation.candidates import SearchResult
+from rlprune.evaluation.scoring import Evaluator
+from rlprune.evaluation.task import PruningTask, Timings
+from rlprune.priors import (
     allocate_by_sensitivity,
     magnitude_channels,
     prior_channels,
     sensitivity_curves,
     uniform_keep_ratio,
 )
-from rlprune.core.candidates import SearchResult
-from rlprune.core.evaluate import Evaluator
-from rlprune.core.task import PruningTask, Timings
-from rlprune.errors import BudgetError, ConfigError
 from rlprune.search.baselines import (
     BASELINES,
     BaselineMethod,
@@ -289,7 +289,7 @@ def test_fixed_configurations_replay_exactly_through_the_env(
 ) -> None:
     """Heuristics are scored through predict() and the env, like agents, and the env keeps
     their configuration as given."""
-    from rlprune.core.allocation import magnitude_channels, uniform_channels
+    from rlprune.priors import magnitude_channels, uniform_channels
     from rlprune.search.baselines import play
 
     task = make_small_task(family)

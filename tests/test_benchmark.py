@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from rlprune.cli import main
-from rlprune.core.task import PruningTask
 from rlprune.errors import ConfigError, RunError
+from rlprune.evaluation.task import PruningTask
 from rlprune.search.benchmark import BenchmarkSettings, run_benchmark
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from rlprune.core.candidates import Candidate, SearchResult, best_of
 from rlprune.errors import ConfigError
+from rlprune.evaluation.candidates import Candidate, SearchResult, best_of
 from rlprune.reports.plots import PLOT_FILES, method_colors, plot_all
 from rlprune.reports.tables import (
     TABLE_FILES,

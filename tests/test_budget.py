@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rlprune.core.task import PruningTask
 from rlprune.env.pruning_env import PruningEnv
+from rlprune.evaluation.task import PruningTask
 
 ACTIONS = st.lists(st.floats(-1.0, 1.0, allow_nan=False), min_size=64, max_size=64)
 
@@ -61,7 +61,7 @@ def test_env_repairs_overshoot_when_the_macs_model_is_approximate(
     make_small_task: Callable[..., PruningTask],
 ) -> None:
     """If the fitted model under-predicts, the env measures and shrinks until the target holds."""
-    from rlprune.core.task import PruningTask as Task
+    from rlprune.evaluation.task import PruningTask as Task
 
     base = make_small_task("residual")
     biased = dataclasses.replace(

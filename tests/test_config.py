@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from rlprune.core.task import PruningTask
 from rlprune.env.pruning_env import PruningEnv
 from rlprune.errors import BudgetError, ConfigError, DatasetError, ModelError
+from rlprune.evaluation.task import PruningTask
 from rlprune.models.specs import build_model
 from rlprune.models.weights import save_weights
 from rlprune.presets.loader import available_presets, env_spec, load_env_config

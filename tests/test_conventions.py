@@ -15,8 +15,8 @@ from torch import nn
 
 import rlprune
 from rlprune.cli import main
-from rlprune.core.task import PruningTask
 from rlprune.env.pruning_env import PruningEnv
+from rlprune.evaluation.task import PruningTask
 from rlprune.rl.agents import load_agent_config
 from rlprune.rl.training import TrainSettings, train
 from rlprune.search.benchmark import BenchmarkSettings, run_benchmark

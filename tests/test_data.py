@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from rlprune.core.splits import DataSplits, from_tensors, make_loader
 from rlprune.data import datasets as data
 from rlprune.data.datasets import load_dataset
 from rlprune.errors import ConfigError, DatasetError
+from rlprune.evaluation.splits import DataSplits, from_tensors, make_loader
 
 N_TRAIN, N_TEST, SIDE = 60, 20, 28
 

@@ -14,11 +14,11 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset, TensorDataset
 
-from rlprune.core.config import make_config
-from rlprune.core.evaluate import split_accuracy
-from rlprune.core.finetune import train_classifier
 from rlprune.data.datasets import load_dataset
 from rlprune.errors import ConfigError, DatasetError
+from rlprune.evaluation.config import make_config
+from rlprune.evaluation.finetune import train_classifier
+from rlprune.evaluation.scoring import split_accuracy
 from rlprune.presets.loader import load_env_config
 from rlprune.presets.tasks import load_task
 

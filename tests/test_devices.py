@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from rlprune.cli import main
-from rlprune.core.config import make_config
-from rlprune.core.devices import autocast, resolve_device
-from rlprune.core.finetune import deliver, train_classifier
-from rlprune.core.task import PruningTask
 from rlprune.errors import ConfigError, ModelError
+from rlprune.evaluation.config import make_config
+from rlprune.evaluation.devices import autocast, resolve_device
+from rlprune.evaluation.finetune import deliver, train_classifier
+from rlprune.evaluation.task import PruningTask
 from rlprune.reports.latency import compare_latency
 
 CUDA = torch.cuda.is_available()

@@ -12,10 +12,10 @@ from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import rlprune
-from rlprune.core.task import PruningTask
 from rlprune.env.features import FEATURE_VERSION, FEATURES
 from rlprune.env.pruning_env import PruningEnv
 from rlprune.errors import ConfigError, ResetNeeded
+from rlprune.evaluation.task import PruningTask
 
 
 def _run_episode(env: gymnasium.Env, actions: list[float], seed: int = 0) -> list:

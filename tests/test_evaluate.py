@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from rlprune.core.evaluate import Evaluator, accuracy, calibrate_batchnorm
+from rlprune.evaluation.scoring import Evaluator, accuracy, calibrate_batchnorm
 
 
 def _net() -> nn.Module:

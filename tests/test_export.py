@@ -14,12 +14,12 @@ import pytest
 import torch
 from torch import nn
 
-from rlprune.core.analysis import analyse
-from rlprune.core.prune import prune
 from rlprune.errors import ConfigError, ModelError
 from rlprune.files import atomic_path
 from rlprune.models.specs import build_model
 from rlprune.models.zoo import digits_cnn
+from rlprune.pruning.analysis import analyse
+from rlprune.pruning.surgeon import prune
 from rlprune.reports import export
 from rlprune.reports.export import ExportedFiles, architecture, export_model, load_exported
 

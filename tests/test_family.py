@@ -13,11 +13,11 @@ import pytest
 import torch
 
 from rlprune.cli import main
-from rlprune.core.config import EnvConfig
-from rlprune.core.task import PruningTask
 from rlprune.env.features import features_for
 from rlprune.env.pruning_env import PruningEnv
 from rlprune.errors import ConfigError, RunError
+from rlprune.evaluation.config import EnvConfig
+from rlprune.evaluation.task import PruningTask
 from rlprune.presets.loader import GENERAL_POLICY, load_env_config
 from rlprune.presets.tasks import build_config_model, load_data, load_task
 from rlprune.rl.agents import load_agent_config

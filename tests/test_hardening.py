@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from rlprune.cli import main
-from rlprune.core.task import PruningTask
 from rlprune.errors import ModelError
+from rlprune.evaluation.task import PruningTask
 from rlprune.models.specs import check_recorded_spec, spec_fingerprint
 from rlprune.presets.tasks import warn_if_near_chance
 

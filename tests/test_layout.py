@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from rlprune.cli import build_parser
-from rlprune.core.candidates import Candidate
+from rlprune.evaluation.candidates import Candidate
 from rlprune.search.methods import DEFAULT_METHODS, METHODS, methods_help
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,7 +40,7 @@ def test_public_api_is_importable_lazily() -> None:
     import rlprune
 
     assert rlprune.PruningEnv.__module__ == "rlprune.env.pruning_env"
-    assert rlprune.PruningTask.__module__ == "rlprune.core.task"
+    assert rlprune.PruningTask.__module__ == "rlprune.evaluation.task"
     assert set(rlprune.__all__) <= set(dir(rlprune))
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         rlprune.nope  # noqa: B018

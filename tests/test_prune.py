@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from rlprune.core.prune import keep_count, prune
 from rlprune.errors import ConfigError
 from rlprune.models.specs import build_model
+from rlprune.pruning.surgeon import keep_count, prune
 
 
 def _model(spec: str, **kwargs: object) -> nn.Module:

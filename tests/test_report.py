@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from rlprune.core.analysis import analyse
-from rlprune.core.candidates import Candidate
 from rlprune.errors import ConfigError
+from rlprune.evaluation.candidates import Candidate
 from rlprune.models.zoo import digits_cnn
+from rlprune.pruning.analysis import analyse
 from rlprune.reports.apply_report import (
     ApplyReport,
     format_count,

@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 
 from rlprune.cli import main
-from rlprune.core.task import PruningTask
 from rlprune.env.pruning_env import PruningEnv
+from rlprune.evaluation.task import PruningTask
 from rlprune.rl.agents import load_agent_config
 from rlprune.rl.training import (
     RunRecorder,

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 from rlprune.cli import main as cli_main
-from rlprune.core.candidates import SearchResult
-from rlprune.core.service import ProcessPool, set_default_backend
-from rlprune.core.task import PruningTask
+from rlprune.evaluation.backends import ProcessPool, set_default_backend
+from rlprune.evaluation.candidates import SearchResult
+from rlprune.evaluation.task import PruningTask
 from rlprune.presets.loader import load_env_config
 from rlprune.presets.tasks import load_task
 from rlprune.search.baselines import search_eagleeye, search_random, search_sensitivity

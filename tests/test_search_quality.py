@@ -14,19 +14,19 @@ import torch
 from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
-from rlprune.core.allocation import (
+from rlprune.env.features import FEATURES_V2
+from rlprune.env.pruning_env import PruningEnv
+from rlprune.errors import ConfigError
+from rlprune.evaluation.candidates import Candidate, best_of
+from rlprune.evaluation.config import make_config
+from rlprune.evaluation.task import PruningTask, Timings
+from rlprune.priors import (
     SENSITIVITY_RATIOS,
     curve_arrays,
     prior_channels,
     sensitivity_curves,
     uniform_channels,
 )
-from rlprune.core.candidates import Candidate, best_of
-from rlprune.core.config import make_config
-from rlprune.core.task import PruningTask, Timings
-from rlprune.env.features import FEATURES_V2
-from rlprune.env.pruning_env import PruningEnv
-from rlprune.errors import ConfigError
 from rlprune.rl.agents import build_algorithm, load_agent_config, make_agent_config
 from rlprune.rl.policy import env_config_for_policy, load_policy
 from rlprune.rl.training import TrainSettings, train
@@ -356,7 +356,7 @@ def test_short_finetune_and_proxy_correlation(task: PruningTask, tmp_path: Path)
 def test_finetune_stops_after_max_images(task: PruningTask) -> None:
     import copy
 
-    from rlprune.core.finetune import train_classifier
+    from rlprune.evaluation.finetune import train_classifier
 
     model = copy.deepcopy(task.model)
     calls: list[int] = []

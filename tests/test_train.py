@@ -11,9 +11,9 @@ import pytest
 import torch
 import yaml
 
-from rlprune.core.config import make_config
-from rlprune.core.task import PruningTask
 from rlprune.errors import RunError
+from rlprune.evaluation.config import make_config
+from rlprune.evaluation.task import PruningTask
 from rlprune.rl import checkpoint as checkpoint_module
 from rlprune.rl.agents import load_agent_config
 from rlprune.rl.training import (

@@ -10,8 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-from rlprune.core.splits import check_model_fits
 from rlprune.errors import ModelError
+from rlprune.evaluation.splits import check_model_fits
 from rlprune.models import zoo
 from rlprune.models.specs import build_model, resolve_factory
 from rlprune.models.weights import load_weights, save_weights
@@ -77,8 +77,8 @@ def test_zoo_model_structure(name: str) -> None:
 
 
 def test_digits_cnn_trains_quickly() -> None:
-    from rlprune.core.splits import make_loader
     from rlprune.data.datasets import load_dataset
+    from rlprune.evaluation.splits import make_loader
 
     torch.manual_seed(0)
     splits = load_dataset("digits", seed=0)
@@ -121,8 +121,8 @@ def test_mobilenetv2_has_depthwise_and_residual_blocks() -> None:
 
 
 def test_mobilenetv1_depthwise_convs_prune_with_the_conv_feeding_them() -> None:
-    from rlprune.core.config import make_config
-    from rlprune.core.task import PruningTask
+    from rlprune.evaluation.config import make_config
+    from rlprune.evaluation.task import PruningTask
     from tests.conftest import synthetic_data
 
     torch.manual_seed(0)
@@ -145,8 +145,8 @@ def test_mobilenetv1_depthwise_convs_prune_with_the_conv_feeding_them() -> None:
 
 
 def test_regnet_has_grouped_bottlenecks_that_prune_by_whole_groups() -> None:
-    from rlprune.core.config import make_config
-    from rlprune.core.task import PruningTask
+    from rlprune.evaluation.config import make_config
+    from rlprune.evaluation.task import PruningTask
     from tests.conftest import synthetic_data
 
     torch.manual_seed(0)

@@ -8,7 +8,7 @@ Built-in datasets:
 
 Anything else comes in through a dataset factory (``"package.module:factory"`` or
 ``"path/file.py:factory"``, see :func:`load_dataset`) or
-:func:`rlprune.core.splits.from_tensors`.
+:func:`rlprune.evaluation.splits.from_tensors`.
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Subset, TensorDataset
 
-from ..core.code import is_code_spec, resolve_callable
-from ..core.splits import DataSplits
+from ..code import is_code_spec, resolve_callable
 from ..errors import ConfigError, DatasetError, one_line
+from ..evaluation.splits import DataSplits
 
 __all__ = [
     "DATASET_NAMES",

@@ -10,7 +10,13 @@ import gymnasium as gym
 import numpy as np
 import torch_pruning as tp
 
-from ..core.allocation import (
+from ..errors import ResetNeeded
+from ..evaluation.candidates import Candidate, within_budget
+from ..evaluation.config import EnvConfig, make_config
+from ..evaluation.task import PruningTask
+from ..presets.loader import load_agent_values, load_env_config
+from ..presets.tasks import load_task
+from ..priors import (
     SENSITIVITY_RATIOS,
     curve_arrays,
     group_scores,
@@ -20,13 +26,7 @@ from ..core.allocation import (
     sensitivity_curves,
     top_up,
 )
-from ..core.budget import channel_bounds
-from ..core.candidates import Candidate, within_budget
-from ..core.config import EnvConfig, make_config
-from ..core.task import PruningTask
-from ..errors import ResetNeeded
-from ..presets.loader import load_agent_values, load_env_config
-from ..presets.tasks import load_task
+from ..pruning.macs import channel_bounds
 from .features import action_space, action_to_keep, features_for, observation_space
 from .rewards import Outcome, get_reward
 
@@ -135,7 +135,7 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
     ## Episode End
 
     `terminated=True` after the last unit; never truncated. The final `info`
-    holds the candidate record (:meth:`rlprune.core.candidates.Candidate.to_dict`:
+    holds the candidate record (:meth:`rlprune.evaluation.candidates.Candidate.to_dict`:
     `channels`, `keep_ratios`, `accuracy`, `macs`, `params`, `macs_ratio`,
     `params_ratio`), `target` and `reward` (the episode's reward, without shaping).
     Candidates are cached by channel configuration, so a repeated one costs nothing.
@@ -145,8 +145,8 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
     `preset` (bundled name or YAML path, default `digits-cnn`) and optional
     overrides `model` (zoo name, `"pkg.module:factory"` or
     `"path/file.py:factory"`), `weights`, `dataset`, `target`, `reward`,
-    `fill_budget`; or a ready `task` (:class:`rlprune.core.task.PruningTask`),
-    optionally with a `config` (:class:`rlprune.core.config.EnvConfig`) for the env's
+    `fill_budget`; or a ready `task` (:class:`rlprune.evaluation.task.PruningTask`),
+    optionally with a `config` (:class:`rlprune.evaluation.config.EnvConfig`) for the env's
     own settings (features, action mode, reward, target) over the task's.
     `agent` (a bundled agent preset name such as `"ppo"`, or a YAML path) applies that
     preset's `env:` settings, as `rlprune train --agent` does: with `agent="ppo"` the env
@@ -436,7 +436,7 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
         """The channel configuration ``step(action)`` would send for evaluation, or ``None``
         when that step does not end the episode. Changes nothing: a vectorised env or a
         batched search collects these to score them in parallel first
-        (:meth:`rlprune.core.task.PruningTask.prefetch`)."""
+        (:meth:`rlprune.evaluation.task.PruningTask.prefetch`)."""
         t = self._step
         if t != len(self.units) - 1:
             return None

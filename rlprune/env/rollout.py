@@ -6,7 +6,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ..core.candidates import Candidate
+from ..evaluation.candidates import Candidate
 from .pruning_env import PruningEnv
 
 __all__ = ["Damped", "PriorPlayer", "Predictor", "at_strength", "propose", "rollout"]
@@ -93,7 +93,7 @@ def propose(
     ``task.evaluate(propose(policy, env, seed))`` charges and returns what
     ``rollout(policy, env, seed)`` would (the same actions, the same random draws), so a
     search can propose several candidates, score them in parallel with
-    :meth:`~rlprune.core.task.PruningTask.prefetch` and then ask for each in turn.
+    :meth:`~rlprune.evaluation.task.PruningTask.prefetch` and then ask for each in turn.
     ``observations``, when given, receives the observation of every step, as in
     :func:`rollout`.
     """

@@ -19,7 +19,7 @@ from typing import Any
 
 from torch import nn
 
-from ..core.code import fingerprint, resolve_callable
+from ..code import fingerprint, resolve_callable
 from ..errors import ModelError, one_line
 from .zoo import MODELS
 

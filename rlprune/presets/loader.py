@@ -1,6 +1,6 @@
 """One loader for every preset: bundled name or YAML path, read safely, checked, merged.
 
-Env presets (``envs/*.yaml``) become an :class:`~rlprune.core.config.EnvConfig`; agent
+Env presets (``envs/*.yaml``) become an :class:`~rlprune.evaluation.config.EnvConfig`; agent
 presets (``agents/*.yaml``, rl-baselines3-zoo style: a ``default:`` entry and optional
 per-env entries) become a plain mapping that :mod:`rlprune.rl.agents` validates against
 the algorithm it names. Both kinds are found, read and checked by the same code.
@@ -16,8 +16,8 @@ from typing import Any
 
 import yaml
 
-from ..core.config import EnvConfig, make_config
 from ..errors import ConfigError
+from ..evaluation.config import EnvConfig, make_config
 
 __all__ = [
     "AGENT_DIR",

@@ -1,4 +1,4 @@
-"""Build a :class:`~rlprune.core.task.PruningTask` from an env preset: data, model, weights.
+"""Build a :class:`~rlprune.evaluation.task.PruningTask` from an env preset: data, model, weights.
 
 This is where a preset's names meet the bundled datasets (:mod:`rlprune.data`) and
 models (:mod:`rlprune.models`); the core never imports either.
@@ -13,12 +13,12 @@ from pathlib import Path
 
 from torch import nn
 
-from ..core.code import fingerprint, is_code_spec
-from ..core.config import EnvConfig
-from ..core.splits import DataSplits, check_model_fits
-from ..core.task import PruningTask
+from ..code import fingerprint, is_code_spec
 from ..data.datasets import load_dataset
 from ..errors import DatasetError, ModelError
+from ..evaluation.config import EnvConfig
+from ..evaluation.splits import DataSplits, check_model_fits
+from ..evaluation.task import PruningTask
 from ..models.specs import build_model, check_recorded_spec, spec_fingerprint
 from ..models.weights import load_weights
 from .loader import load_env_config

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..core.analysis import PrunableUnit
-from ..core.candidates import Candidate
 from ..errors import ConfigError
+from ..evaluation.candidates import Candidate
 from ..files import atomic_path
+from ..pruning.analysis import PrunableUnit
 from .latency import speed_words
 from .versions import software_versions
 
@@ -187,7 +187,7 @@ def unit_rows(
     """The report's per-unit rows from an analysis and the kept channel counts.
 
     ``channels_after`` is one count per unit in order, or ``{unit name: count}`` as in
-    :attr:`rlprune.core.prune.PruneResult.channels` (units it omits kept every channel).
+    :attr:`rlprune.pruning.surgeon.PruneResult.channels` (units it omits kept every channel).
     """
     if isinstance(channels_after, Mapping):
         counts = [int(channels_after.get(u.name, u.out_channels)) for u in units]

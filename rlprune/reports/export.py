@@ -105,7 +105,7 @@ def export_model(
 
     Args:
         model: the (pruned) network; it must return one tensor.
-        example_inputs: e.g. :attr:`rlprune.core.task.PruningTask.example_inputs`.
+        example_inputs: e.g. :attr:`rlprune.evaluation.task.PruningTask.example_inputs`.
         out_dir: created if missing.
         onnx: ``True`` writes ``pruned_model.onnx`` (needs the ``onnx`` extra),
             ``False`` skips it, ``None`` writes it when the ``onnx`` package is importable

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..core.candidates import SearchResult
 from ..errors import ConfigError
+from ..evaluation.candidates import SearchResult
 from ..files import atomic_path
 from .tables import MethodSeedResult
 
@@ -81,7 +81,7 @@ def plot_all(
     """Write ``accuracy_vs_macs.png``, ``sample_efficiency.png`` and ``keep_ratios.png``.
 
     Args:
-        histories: per method, one :class:`~rlprune.core.candidates.SearchResult` per seed.
+        histories: per method, one :class:`~rlprune.evaluation.candidates.SearchResult` per seed.
         results: the per-seed results (the keep-ratio plot shows, per method, the seed
             with the best validation accuracy).
         out_dir: folder for the PNGs (created if missing).

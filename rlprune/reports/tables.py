@@ -36,8 +36,8 @@ from typing import Any
 
 import numpy as np
 
-from ..core.candidates import Candidate
 from ..errors import ConfigError
+from ..evaluation.candidates import Candidate
 from ..files import atomic_write_json, atomic_write_text
 
 __all__ = [

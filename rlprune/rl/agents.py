@@ -30,8 +30,8 @@ from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.vec_env import VecEnv
 from torch import nn
 
-from ..core.config import EnvConfig, make_config
 from ..errors import ConfigError, one_line
+from ..evaluation.config import EnvConfig, make_config
 from ..presets.loader import load_agent_values
 
 __all__ = [

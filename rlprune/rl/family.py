@@ -36,13 +36,13 @@ from stable_baselines3.common.logger import configure
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from ..core.candidates import Candidate
-from ..core.config import EnvConfig, check_trust, make_config
-from ..core.task import PruningTask
 from ..env.features import action_space, features_for, observation_space
 from ..env.pruning_env import PruningEnv
 from ..env.rollout import at_strength, propose, rollout
 from ..errors import ConfigError, RunError
+from ..evaluation.candidates import Candidate
+from ..evaluation.config import EnvConfig, check_trust, make_config
+from ..evaluation.task import PruningTask
 from ..files import atomic_write_json, atomic_write_text
 from ..presets.tasks import (
     check_recorded_dataset,

@@ -28,7 +28,6 @@ import torch
 from stable_baselines3.common.policies import BasePolicy
 from torch import nn
 
-from ..core.config import EnvConfig, make_config
 from ..env.features import (
     FEATURE_SETS,
     FEATURE_VERSION,
@@ -37,6 +36,7 @@ from ..env.features import (
     observation_space,
 )
 from ..errors import ConfigError, one_line
+from ..evaluation.config import EnvConfig, make_config
 from ..files import atomic_write_bytes, atomic_write_json
 from ..version import __version__
 from .agents import AgentConfig, build_policy, make_agent_config

@@ -50,11 +50,11 @@ from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from ..core.candidates import Candidate
-from ..core.config import EnvConfig, make_config
-from ..core.task import PruningTask
 from ..env.pruning_env import PruningEnv
 from ..errors import ConfigError, RunError
+from ..evaluation.candidates import Candidate
+from ..evaluation.config import EnvConfig, make_config
+from ..evaluation.task import PruningTask
 from ..files import atomic_write_bytes, atomic_write_json, atomic_write_text
 from ..presets.tasks import (
     check_recorded_dataset,

@@ -21,7 +21,7 @@ method is charged is read from the task's ledger (:meth:`PruningTask.charged`):
   (units x ratios + 1 evaluations).
 
 Every method meets the MACs budget: its best candidate is chosen among the
-full-fidelity candidates within it (:func:`rlprune.core.candidates.best_of`).
+full-fidelity candidates within it (:func:`rlprune.evaluation.candidates.best_of`).
 """
 
 from __future__ import annotations
@@ -34,7 +34,14 @@ from typing import Any
 
 import numpy as np
 
-from ..core.allocation import (
+from ..env.features import keep_to_action
+from ..env.pruning_env import PruningEnv
+from ..env.rollout import propose, rollout
+from ..errors import BudgetError, ConfigError
+from ..evaluation.candidates import Candidate, SearchResult
+from ..evaluation.config import make_config
+from ..evaluation.task import PruningTask
+from ..priors import (
     SENSITIVITY_RATIOS,
     allocate_by_sensitivity,
     magnitude_channels,
@@ -43,14 +50,7 @@ from ..core.allocation import (
     uniform_channels,
     use_budget,
 )
-from ..core.budget import ChannelCounts
-from ..core.candidates import Candidate, SearchResult
-from ..core.config import make_config
-from ..core.task import PruningTask
-from ..env.features import keep_to_action
-from ..env.pruning_env import PruningEnv
-from ..env.rollout import propose, rollout
-from ..errors import BudgetError, ConfigError
+from ..pruning.macs import ChannelCounts
 
 __all__ = [
     "BASELINES",
@@ -487,7 +487,7 @@ def search_uniform(task: PruningTask, target: float, evals: int, seed: int) -> S
 def search_magnitude(task: PruningTask, target: float, evals: int, seed: int) -> SearchResult:
     """Global magnitude pruning (torch-pruning's global ranking, L1 group importance).
 
-    One evaluation of :func:`~rlprune.core.allocation.magnitude_channels`; ``seed`` is unused.
+    One evaluation of :func:`~rlprune.priors.magnitude_channels`; ``seed`` is unused.
     """
     start = time.perf_counter()
     _check_request("magnitude", task, target, evals)
@@ -516,11 +516,11 @@ def search_sensitivity(
 
     Each unit is pruned alone (the others at full width) to each of ``ratios``,
     snapped to its allowed counts, and evaluated at full fidelity
-    (:func:`~rlprune.core.allocation.sensitivity_curves`): units x ratios evaluations,
+    (:func:`~rlprune.priors.sensitivity_curves`): units x ratios evaluations,
     all charged and in the history, even when snapping repeats a count.
-    :func:`~rlprune.core.allocation.allocate_by_sensitivity` then meets the target
+    :func:`~rlprune.priors.allocate_by_sensitivity` then meets the target
     favouring the least sensitive units, the budget its last step leaves unspent is given
-    back (:func:`~rlprune.core.allocation.use_budget`: the same configuration as the
+    back (:func:`~rlprune.priors.use_budget`: the same configuration as the
     residual env's ``sensitivity`` prior, which a policy's action 0 plays), and the
     allocation is evaluated (+1). Any
     evaluations left over are not spent. ``seed`` is unused: the method is deterministic.

@@ -23,12 +23,12 @@ from typing import Any
 
 import numpy as np
 
-from ..core.candidates import Candidate, SearchResult, best_of, within_budget
-from ..core.config import EnvConfig, check_trust, make_config
-from ..core.finetune import deliver
-from ..core.task import PruningTask
 from ..env.pruning_env import PruningEnv
 from ..errors import ConfigError, RunError
+from ..evaluation.candidates import Candidate, SearchResult, best_of, within_budget
+from ..evaluation.config import EnvConfig, check_trust, make_config
+from ..evaluation.finetune import deliver
+from ..evaluation.task import PruningTask
 from ..files import atomic_write_json, atomic_write_text
 from ..presets.tasks import load_task as load_preset_task
 from ..reports.latency import compare_latency

@@ -18,7 +18,7 @@ from collections.abc import Callable, Container, Mapping
 from pathlib import Path
 from typing import Any
 
-from ..errors import RLPruneError, one_line, preview
+from .errors import RLPruneError, one_line, preview
 
 __all__ = ["fingerprint", "is_code_spec", "resolve_callable", "source_file"]
 

@@ -1,8 +1,8 @@
 """The evaluation service: where candidate networks are pruned and scored.
 
 Searches never call a backend themselves. They ask the task
-(:meth:`rlprune.core.task.PruningTask.evaluate`) for one candidate, or hand it a batch
-of channel configurations to score ahead (:meth:`~rlprune.core.task.PruningTask.prefetch`);
+(:meth:`rlprune.evaluation.task.PruningTask.evaluate`) for one candidate, or hand it a batch
+of channel configurations to score ahead (:meth:`~rlprune.evaluation.task.PruningTask.prefetch`);
 the task keeps the cache and the cost ledger in the driver and sends the configurations it
 has not scored yet to its backend:
 
@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import torch
 
 from ..errors import ConfigError, RLPruneError
-from .evaluate import to_fast_layout
+from .scoring import to_fast_layout
 
 if TYPE_CHECKING:
     from .task import PruningTask

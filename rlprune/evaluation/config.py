@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..pruning.importance import IMPORTANCE
 from .devices import DEVICE_PATTERN
-from .prune import IMPORTANCE
 
 __all__ = [
     "ACTION_MODES",
@@ -31,7 +31,7 @@ __all__ = [
 ]
 
 PRIORS = ("uniform", "magnitude", "sensitivity")
-"""Prior allocations (:mod:`rlprune.core.allocation`) the residual action mode starts from."""
+"""Prior allocations (:mod:`rlprune.priors`) the residual action mode starts from."""
 ACTION_MODES = ("absolute", "residual")
 ANCHORS = ("prior", "best")
 SHAPINGS = ("none", "probes")

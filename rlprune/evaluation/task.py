@@ -20,22 +20,14 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from ..errors import BudgetError
-from .analysis import ModelAnalysis, analyse
-from .budget import ChannelCounts, channel_candidates
+from ..pruning.analysis import ModelAnalysis, analyse
+from ..pruning.macs import ChannelCounts, channel_candidates
+from ..pruning.surgeon import PruneResult, Surgeon, keep_count, prune, unit_step
+from .backends import Backend, InProcess, Request, Scored, TaskRecipe, default_backend, make_backend
 from .candidates import Candidate, SearchResult, best_of
 from .config import EnvConfig
 from .devices import resolve_device
-from .evaluate import Evaluator, split_accuracy
-from .prune import PruneResult, Surgeon, keep_count, prune, unit_step
-from .service import (
-    Backend,
-    InProcess,
-    Request,
-    Scored,
-    TaskRecipe,
-    default_backend,
-    make_backend,
-)
+from .scoring import Evaluator, split_accuracy
 from .splits import DataSplits, check_model_fits
 
 __all__ = ["PruningTask", "Timings"]
@@ -57,7 +49,7 @@ class PruningTask:
     """A trained model, its data and everything computed once about it.
 
     Build it with :func:`rlprune.load_task` (presets) or :meth:`from_model` (your own
-    model and :class:`~rlprune.core.splits.DataSplits`).
+    model and :class:`~rlprune.evaluation.splits.DataSplits`).
     """
 
     config: EnvConfig
@@ -85,7 +77,7 @@ class PruningTask:
     """How a worker rebuilds this task (set by :func:`rlprune.load_task`); ``None``: from
     the model, data and config themselves."""
     backend: Backend | None = None
-    """Where evaluations run (:mod:`rlprune.core.service`); ``None``: in this process."""
+    """Where evaluations run (:mod:`rlprune.evaluation.backends`); ``None``: in this process."""
     _prefetched: set[tuple[tuple[int, ...], int]] = field(default_factory=set, repr=False)
 
     @classmethod
@@ -313,7 +305,7 @@ class PruningTask:
     @property
     def service(self) -> Backend:
         """The :attr:`backend`: the one set with :meth:`use_backend`, else the process's
-        default (:func:`rlprune.core.service.set_default_backend`; in-process unless set)."""
+        default (:func:`rlprune.evaluation.backends.set_default_backend`; in-process unless set)."""
         if self.backend is None:
             self.backend = default_backend(self)
         return self.backend

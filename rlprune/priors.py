@@ -17,11 +17,11 @@ import numpy as np
 import torch
 import torch_pruning as tp
 
-from ..errors import ConfigError
-from .budget import ChannelCounts
-from .config import PRIORS
-from .prune import build_graph, iter_groups
-from .task import PruningTask
+from .errors import ConfigError
+from .evaluation.config import PRIORS
+from .evaluation.task import PruningTask
+from .pruning.groups import build_graph, iter_groups
+from .pruning.macs import ChannelCounts
 
 __all__ = [
     "SENSITIVITY_RATIOS",

@@ -17,7 +17,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from .candidates import Candidate
-from .evaluate import split_accuracy
+from .scoring import split_accuracy
 from .splits import DataSplits, make_loader
 from .task import PruningTask
 

@@ -15,18 +15,10 @@ import torch
 from torch import nn
 
 from ..errors import ModelError
-from .budget import MacModel
-from .prune import (
-    PRUNABLE_TYPES,
-    GroupInfo,
-    Importance,
-    Surgeon,
-    first_line,
-    is_depthwise,
-    keep_count,
-    leaf_macs,
-    unit_step,
-)
+from .groups import PRUNABLE_TYPES, GroupInfo, first_line, is_depthwise
+from .importance import Importance
+from .macs import MacModel, leaf_macs
+from .surgeon import Surgeon, keep_count, unit_step
 
 __all__ = ["ModelAnalysis", "PrunableUnit", "analyse"]
 
@@ -54,7 +46,7 @@ class PrunableUnit:
     groups: int = 1
     """Channel groups (a grouped conv): kept channels are a multiple of this."""
     key: str = ""
-    """The unit's name in its :class:`~rlprune.core.prune.Surgeon` (its first layer in
+    """The unit's name in its :class:`~rlprune.pruning.surgeon.Surgeon` (its first layer in
     module order); empty: same as :attr:`name`."""
 
 
@@ -318,7 +310,7 @@ def analyse(
 ) -> ModelAnalysis:
     """Find the prunable units of ``model`` and fit its MACs model.
 
-    Traces the model once (a :class:`~rlprune.core.prune.Surgeon`, kept on the
+    Traces the model once (a :class:`~rlprune.pruning.surgeon.Surgeon`, kept on the
     analysis to prune copies later without re-tracing), probes every unit at half
     its channels on a weightless ``meta`` copy (shapes only, so a probe costs no
     arithmetic), and checks the fitted MACs model once against torch-pruning's

@@ -4,18 +4,26 @@ The :class:`MacModel` predicts what torch-pruning's op counter will measure on a
 pruned model from the channels kept in each unit, without pruning anything. It is
 a sum of constant, linear and bilinear terms: a conv's MACs are proportional to
 its input channels (one unit) times its output channels (another unit), a
-BatchNorm's to its channels. :func:`rlprune.core.analysis.analyse` fits it exactly
+BatchNorm's to its channels. :func:`rlprune.pruning.analysis.analyse` fits it exactly
 from one probe prune per unit, so clipping costs microseconds per step.
 """
-
-from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import torch
+from torch import nn
+from torch_pruning.utils import op_counter as tp_op_counter
 
-__all__ = ["ChannelCounts", "MacModel", "channel_bounds", "channel_candidates"]
+__all__ = [
+    "ChannelCounts",
+    "MacModel",
+    "channel_bounds",
+    "channel_candidates",
+    "count_macs_params",
+    "leaf_macs",
+]
 
 ChannelCounts = Sequence[int] | np.ndarray
 """Kept channels of every unit, in unit order: a sequence of ints or an integer array."""
@@ -106,3 +114,43 @@ def channel_bounds(
         else:
             lo_i = mid + 1
     return int(candidates[lo_i]), hi
+
+
+def leaf_macs(model: nn.Module, example_inputs: torch.Tensor) -> dict[str, float]:
+    """MACs per leaf module, by torch-pruning's op counter's per-layer rules.
+
+    Registers the counter's own hooks (``torch_pruning.utils.op_counter.MODULES_MAPPING``)
+    on ``model`` for one forward pass. Unlike ``tp.utils.count_ops_and_params`` it does
+    not deep-copy the model first, which on a deep network costs more than the forward
+    pass. Modules the counter does not know count zero, as there.
+    """
+    mapping = tp_op_counter.MODULES_MAPPING
+    counted: list[tuple[str, nn.Module]] = []
+    handles = []
+    for name, module in model.named_modules():
+        hook = mapping.get(type(module))
+        if hook is None:
+            continue
+        module.__flops__ = 0
+        handles.append(module.register_forward_hook(hook))
+        counted.append((name, module))
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(example_inputs)
+    finally:
+        model.train(was_training)
+        for handle in handles:
+            handle.remove()
+    batch = max(int(example_inputs.shape[0]), 1)
+    leaves: dict[str, float] = {}
+    for name, module in counted:
+        leaves[name] = float(module.__dict__.pop("__flops__")) / batch
+    return leaves
+
+
+def count_macs_params(model: nn.Module, example_inputs: torch.Tensor) -> tuple[int, int]:
+    """MACs (torch-pruning's op counter's rules, see :func:`leaf_macs`) and parameters."""
+    macs = sum(leaf_macs(model, example_inputs).values())
+    return int(round(macs)), sum(p.numel() for p in model.parameters())

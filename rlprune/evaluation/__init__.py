@@ -1,0 +1,1 @@
+"""Evaluating candidates: the task, its data splits, scoring backends, fine-tuning."""

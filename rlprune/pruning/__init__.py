@@ -1,0 +1,1 @@
+"""Pruning a network: its units and MACs model, channel importance, the surgeon."""
