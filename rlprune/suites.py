@@ -1,0 +1,180 @@
+"""Benchmark suites that outlive a session: results kept, compressed, in a committed folder.
+
+A suite runs many benchmark folders (``benchmark.json``, ``results/METHOD__SEED.json``,
+``proxy.json``; :func:`rlprune.search.benchmark.run_benchmark` writes them). Each folder's
+manifest, results and proxy are kept as one gzip JSON file in a data folder that is
+committed (a few KB per result), updated after every result, so that a fresh clone can
+:func:`restore` them, finish the suite across sessions and rebuild its pages without
+running again what they show. ``experiments/benchmark_suite.py`` (BENCHMARKS.md) and
+``experiments/transfer_suite.py`` (its transfer section) keep their results this way.
+
+Weights paths in a kept manifest are relative to the repository (``root``), so that the
+data does not name the machine it ran on.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from .evaluation.task import PruningTask
+from .reports.tables import MethodSeedResult
+from .search.baselines import get_baseline
+from .search.benchmark import BenchmarkSettings, run_benchmark
+from .search.methods import METHODS
+
+__all__ = [
+    "elapsed",
+    "finished",
+    "folder_results",
+    "forget",
+    "rerun_error",
+    "restore",
+    "run_kept",
+    "store",
+]
+
+
+def _portable(path: str | None, root: Path, *, inward: bool) -> str | None:
+    """A weights path relative to ``root`` (``inward=False``) or back (``True``)."""
+    if not path:
+        return path
+    if inward:
+        return path if Path(path).is_absolute() else str(root / path)
+    try:
+        return str(Path(path).resolve().relative_to(root))
+    except ValueError:  # outside the repository: kept as it is
+        return path
+
+
+def store(folder: Path, data: Path, root: Path) -> Path | None:
+    """Keep a benchmark folder's manifest, results and proxy in ``data`` (one gzip JSON,
+    named after the folder); ``None`` when the folder has no manifest yet."""
+    manifest_path = folder / "benchmark.json"
+    if not manifest_path.is_file():
+        return None
+    manifest = json.loads(manifest_path.read_text())
+    manifest["env"]["weights"] = _portable(manifest["env"].get("weights"), root, inward=False)
+    proxy = folder / "proxy.json"
+    payload = {
+        "manifest": manifest,
+        "results": {
+            p.stem: json.loads(p.read_text()) for p in sorted((folder / "results").glob("*.json"))
+        },
+        "proxy": json.loads(proxy.read_text()) if proxy.is_file() else None,
+    }
+    data.mkdir(parents=True, exist_ok=True)
+    path = data / f"{folder.name}.json.gz"
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
+    path.write_bytes(gzip.compress(text, mtime=0))
+    return path
+
+
+def restore(data: Path, folder: Path, root: Path) -> bool:
+    """Write what ``data`` keeps of ``folder`` into it (never over existing files);
+    whether it keeps anything."""
+    path = data / f"{folder.name}.json.gz"
+    if not path.is_file():
+        return False
+    payload = json.loads(gzip.decompress(path.read_bytes()))
+    manifest = payload["manifest"]
+    manifest["env"]["weights"] = _portable(manifest["env"].get("weights"), root, inward=True)
+    (folder / "results").mkdir(parents=True, exist_ok=True)
+    files = {folder / "benchmark.json": manifest}
+    files.update({folder / "results" / f"{k}.json": v for k, v in payload["results"].items()})
+    if payload.get("proxy") is not None:
+        files[folder / "proxy.json"] = payload["proxy"]
+    for file, content in files.items():
+        if not file.is_file():
+            file.write_text(json.dumps(content, indent=2))
+    return True
+
+
+def forget(folder: Path, methods: Sequence[str]) -> None:
+    """Drop the results of ``methods`` from a (restored) folder, so that they run again
+    (after a change to those methods; the others' results stand)."""
+    for method in methods:
+        for path in (folder / "results").glob(f"{method}__*.json"):
+            path.unlink()
+
+
+def rerun_error(rerun: Sequence[str], resume: bool) -> str | None:
+    """Why a suite's ``--rerun METHODS`` would be ignored or names no method (``None`` if
+    it is fine): it drops kept results, so it needs ``--resume``."""
+    if rerun and not resume:
+        return "--rerun needs --resume: it drops kept results so that they run again"
+    unknown = [m for m in rerun if m not in METHODS]
+    if unknown:
+        return f"--rerun: unknown method {unknown[0]!r}; valid: {', '.join(METHODS)}"
+    return None
+
+
+def finished(folder: Path, methods: Sequence[str] = ()) -> bool:
+    """Whether a benchmark folder holds a result for every (method, seed) of its manifest,
+    and for every one of ``methods`` (ones the manifest may not list yet)."""
+    manifest = folder / "benchmark.json"
+    if not manifest.is_file():
+        return False
+    settings = json.loads(manifest.read_text())["settings"]
+    return all(
+        (folder / "results" / f"{method}__{seed}.json").is_file()
+        for method in {*settings["methods"], *methods}
+        for seed in range(settings["seeds"])
+    )
+
+
+def folder_results(folder: Path) -> list[MethodSeedResult]:
+    """Every (method, seed) result of a benchmark folder, in file-name order."""
+    return [
+        MethodSeedResult.from_dict(json.loads(p.read_text())["result"])
+        for p in sorted((folder / "results").glob("*.json"))
+    ]
+
+
+def elapsed(folder: Path) -> float:
+    """Search seconds a benchmark folder took, from its result files (valid across resumes
+    and independent of file times): every (method, seed)'s wall time, a deterministic
+    method's once (its other seeds are copies)."""
+    total = 0.0
+    for path in (folder / "results").glob("*.json"):
+        result = json.loads(path.read_text())["result"]
+        method, seed = result["method"], int(result["seed"])
+        spec = METHODS.get(method)
+        copied = (
+            spec is not None
+            and spec.kind == "baseline"
+            and not get_baseline(method).seeded
+            and seed > 0
+        )
+        if not copied:
+            total += float(result["wall_time_s"])
+    return total
+
+
+def run_kept(
+    task: PruningTask,
+    settings: BenchmarkSettings,
+    out: Path,
+    data: Path,
+    root: Path,
+    label: str,
+    *,
+    resume: bool,
+) -> None:
+    """Run one benchmark folder (continuing it with ``resume`` when it has a manifest),
+    printing a line per result and keeping the folder in ``data`` after every one."""
+    resume_it = resume and (out / "benchmark.json").is_file()
+
+    def keep(result: MethodSeedResult, done: int, total: int) -> None:
+        print(
+            f"  [{label}] {done}/{total} {result.method} seed {result.seed}: "
+            f"val {result.val_accuracy:.4f} test {result.test_accuracy:.4f} "
+            f"(cost {result.evaluations:.1f})",
+            flush=True,
+        )
+        store(out, data, root)
+
+    run_benchmark(task, settings, out, resume=resume_it, overwrite=not resume_it, on_result=keep)
+    store(out, data, root)  # with the proxy
