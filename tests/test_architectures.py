@@ -217,3 +217,31 @@ def test_sweep_script_prints_a_row_per_model_and_totals() -> None:
     assert len(rows) == 2 and all(row.rstrip().endswith("ok") for row in rows)
     assert int(rows[0].split()[3]) > 0 and int(rows[1].split()[3]) == 0  # frozen layers
     assert "2/2 models ok; 1 with frozen layers" in result.stdout
+
+
+def test_build_classifier_takes_a_model_spec_without_torchvision() -> None:
+    from rlprune.models.vision import build_classifier
+
+    spec = f"{Path(__file__).parent / 'nets.py'}:shuffle_net"
+    model = build_classifier(spec, size=16)
+    assert not model.training  # eval mode: BatchNorm statistics stay as built
+    x = torch.randn(2, 3, 16, 16)
+    assert model(x).shape == (2, 10)
+    assert torch.equal(build_classifier(spec, size=16)(x), model(x))  # seeded weights
+
+
+def test_a_missing_torchvision_is_a_one_line_model_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+    import importlib.util
+
+    from rlprune.models.vision import build_classifier, torchvision_models
+
+    def absent(name: str) -> object:
+        raise ModuleNotFoundError(f"No module named {name!r}")
+
+    monkeypatch.setattr(importlib, "import_module", absent)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(ModelError, match="torchvision is not installed; pip install torchvision"):
+        torchvision_models()
+    with pytest.raises(ModelError, match="torchvision is not installed"):
+        build_classifier("resnet18")  # a torchvision name needs it; a spec does not
