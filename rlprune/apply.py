@@ -48,7 +48,7 @@ def default_policy() -> Path:
     if not (GENERAL_POLICY / "policy.json").is_file():
         raise ConfigError(
             f"no bundled general policy at {GENERAL_POLICY}; pass --policy (a run folder), or "
-            "make one with `python scripts/train_general_policy.py`"
+            "make one with `python experiments/train_general_policy.py`"
         )
     return GENERAL_POLICY
 

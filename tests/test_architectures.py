@@ -201,9 +201,9 @@ def test_info_lists_frozen_layers_with_the_reason(
 
 
 def test_sweep_script_prints_a_row_per_model_and_totals() -> None:
-    """scripts/check_architectures.py (torchvision's CNNs) on model specs instead."""
+    """tools/check_architectures.py (torchvision's CNNs) on model specs instead."""
     nets = Path(__file__).parent / "nets.py"
-    script = Path(__file__).parent.parent / "scripts" / "check_architectures.py"
+    script = Path(__file__).parent.parent / "tools" / "check_architectures.py"
     specs = f"{nets}:shuffle_net,{nets}:dense_net"
     result = subprocess.run(
         [sys.executable, str(script), "--models", specs, "--size", "16", "--target", "0.6"],

@@ -577,7 +577,7 @@ def test_scripts_report_a_bad_env_in_one_line(script: str, args: list[str]) -> N
     import subprocess
     import sys
 
-    path = Path(__file__).resolve().parent.parent / "scripts" / script
+    path = Path(__file__).resolve().parent.parent / "experiments" / script
     env = {k: v for k, v in os.environ.items() if k != "RLPRUNE_DEBUG"}
     run = subprocess.run(
         [sys.executable, str(path), *args], capture_output=True, text=True, timeout=120, env=env

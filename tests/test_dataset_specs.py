@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -227,7 +228,7 @@ def test_png_folder_streams_through_search_and_finetuning(tmp_path: Path) -> Non
 
 @pytest.mark.slow
 def test_peak_memory_does_not_grow_with_the_dataset(tmp_path: Path) -> None:
-    """scripts/profile_env.py --memory on 2,000 and 6,000 PNGs (64x64): in memory, the
+    """tools/profile_env.py --memory on 2,000 and 6,000 PNGs (64x64): in memory, the
     extra 4,000 images would take 4,000 x 3 x 64 x 64 x 4 bytes = 188 MiB."""
     peaks = {}
     for n in (2000, 6000):
@@ -240,12 +241,14 @@ def test_peak_memory_does_not_grow_with_the_dataset(tmp_path: Path) -> None:
             "normalize: none\nval_size: 0.5\ncalibration_batches: 2\nbatch_size: 32\n"
         )
         run = subprocess.run(
-            [sys.executable, str(ROOT / "scripts" / "profile_env.py"), "--env", str(preset)]
+            [sys.executable, str(ROOT / "tools" / "profile_env.py"), "--env", str(preset)]
             + ["--memory", "--episodes", "1"],
             capture_output=True,
             text=True,
             timeout=600,
-            env={"OMP_NUM_THREADS": "1", "PATH": str(Path(sys.executable).parent)},
+            # the rlprune under test (PYTHONPATH, when set, names its tree), nothing else
+            env={"OMP_NUM_THREADS": "1", "PATH": str(Path(sys.executable).parent)}
+            | {k: v for k, v in os.environ.items() if k == "PYTHONPATH"},
         )
         assert run.returncode == 0, run.stderr[-2000:]
         found = re.search(r"peak RSS ([\d.]+) MB", run.stdout)

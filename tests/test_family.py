@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import shutil
 import signal
 from pathlib import Path
 
@@ -382,7 +383,7 @@ def test_transfer_suite_writes_verdicts_for_a_held_out_network(
         tasks=tasks,
     )
     page = tmp_path / "transfer.md"
-    script = Path(__file__).resolve().parent.parent / "scripts" / "transfer_suite.py"
+    script = Path(__file__).resolve().parent.parent / "experiments" / "transfer_suite.py"
     args = ["--policy", str(tmp_path / "run" / "policy"), "--envs", "digits-cnn"]
     args += ["--targets", "0.4,0.5", "--evals", "12", "--adapt-episodes", "3", "--seeds", "1"]
     args += ["--finetune-images", "0", "--out", str(tmp_path / "out"), "--data"]
@@ -417,7 +418,7 @@ def test_transfer_suite_writes_verdicts_for_a_held_out_network(
     # the budget-conditioned row: the policy's own corrections and the other seed's, once each
     assert (tmp_path / "data" / "transfer-digits-cnn-t0.4-always-1.json.gz").is_file()
     assert "budget-conditioned 2" in text and "1 more policy trained" in text
-    assert f"--budget-policy {tmp_path / 'single' / 'policy'}" in text
+    assert "`--budget-policy PATH` once per other training seed of the policy (1)" in text
     row = {
         line.split("|")[1].strip(): line.split("|")[3].strip()
         for line in text.split("MACs target 0.5")[1].splitlines()
@@ -439,15 +440,30 @@ def test_transfer_suite_writes_verdicts_for_a_held_out_network(
         kept = tmp_path / "data" / f"transfer-digits-cnn-t0.5-single-ensemble-{trust}.json.gz"
         assert kept.is_file()
     assert "general vs single-target ensemble, in full" in verdict and "as applied" in verdict
-    assert f"--single-ensemble 0.5={tmp_path / 'ensemble'}" in text
+    assert "`--single-ensemble T=PATH` once per single-target ensemble (1)" in text
     assert "kept strength 0.5" in text
+    # the page comes back from the kept data alone: no benchmark folder, no policy folder
+    assert "Regenerate with `python experiments/transfer_suite.py --page-only`" in text
+    assert (tmp_path / "data" / "transfer.json").is_file()
+    for folder in ("out", "ensemble", "single"):
+        shutil.rmtree(tmp_path / folder)
+    again = tmp_path / "again.md"
+    rebuild = [sys.executable, str(script), "--page-only", "--data", str(tmp_path / "data")]
+    rebuild += ["--out", str(tmp_path / "out"), "--markdown", str(again), "--no-page"]
+    rebuilt = subprocess.run(rebuild, capture_output=True, text=True, timeout=300)
+    assert rebuilt.returncode == 0, rebuilt.stderr[-2000:]
+    assert again.read_text() == text
+    # it takes the run's settings from the record, not from flags it would ignore
+    refused = subprocess.run([*rebuild, "--evals", "5"], capture_output=True, text=True)
+    assert refused.returncode == 2 and "--page-only rebuilds the page" in refused.stderr
+    assert "drop --evals" in refused.stderr
 
 
 def test_transfer_suite_refuses_a_missing_policy_before_any_work(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    script = Path(__file__).resolve().parent.parent / "scripts" / "transfer_suite.py"
+    script = Path(__file__).resolve().parent.parent / "experiments" / "transfer_suite.py"
     args = ["--envs", "digits-cnn", "--out", str(tmp_path / "out"), "--no-page"]
     args += ["--markdown", str(tmp_path / "t.md"), "--budget-policy", str(tmp_path / "gone")]
     run = subprocess.run(
@@ -472,7 +488,7 @@ def test_zero_shot_script_prints_one_line_per_env_and_target() -> None:
     import subprocess
     import sys
 
-    script = Path(__file__).resolve().parent.parent / "scripts" / "zero_shot.py"
+    script = Path(__file__).resolve().parent.parent / "experiments" / "zero_shot.py"
     run = subprocess.run(
         [sys.executable, str(script), "--envs", "digits-cnn", "--targets", "0.4,0.6"],
         capture_output=True,
@@ -611,7 +627,7 @@ def test_bundle_policy_picks_the_strength_that_plays_the_selection_networks_best
 
     first = _perturbed_copy(tmp_path / "first", 0.0)
     other = _perturbed_copy(tmp_path / "other", 0.3)
-    script = Path(__file__).resolve().parent.parent / "scripts" / "bundle_policy.py"
+    script = Path(__file__).resolve().parent.parent / "experiments" / "bundle_policy.py"
     out = tmp_path / "bundle"
     command = [sys.executable, str(script), "--members", str(first), str(other)]
     command += ["--select-on", "digits-cnn", "--targets", "0.4,0.6", "--scales", "0,0.5,1"]
@@ -693,7 +709,7 @@ def test_refine_width_script_prints_each_width_and_fidelity_with_its_seeds_and_m
     import subprocess
     import sys
 
-    script = Path(__file__).resolve().parent.parent / "scripts" / "refine_width.py"
+    script = Path(__file__).resolve().parent.parent / "experiments" / "refine_width.py"
     run = subprocess.run(
         [sys.executable, str(script), "--envs", "digits-cnn", "--widths", "0.1,0.3"]
         + ["--fidelities", "1,0.25", "--evals", "6", "--seeds", "2"],
@@ -740,7 +756,7 @@ def test_select_checkpoint_scores_every_checkpoint_and_exports_the_best(
     (run,) = runs.iterdir()
     checkpoints = sorted(p.name for p in (run / "checkpoints").glob("ep*"))
     assert len(checkpoints) >= 3
-    script = Path(__file__).resolve().parent.parent / "scripts" / "select_checkpoint.py"
+    script = Path(__file__).resolve().parent.parent / "experiments" / "select_checkpoint.py"
     out = tmp_path / "picked"
     command = [sys.executable, str(script), "--runs", str(run), "--select-on", "digits-cnn"]
     command += ["--report", str(variant), "--targets", "0.4,0.6"]
@@ -810,7 +826,7 @@ def test_train_general_policy_select_on_exports_the_checkpoint_that_plays_best(
     import subprocess
     import sys
 
-    script = Path(__file__).resolve().parent.parent / "scripts" / "train_general_policy.py"
+    script = Path(__file__).resolve().parent.parent / "experiments" / "train_general_policy.py"
     command = [sys.executable, str(script), "--family", f"digits-cnn,{variant}"]
     command += ["--target", "0.4:0.6", "--episodes", "24", "--checkpoint-every", "8"]
     command += ["--select-on", str(variant), "--select-targets", "0.4,0.6"]

@@ -1,7 +1,9 @@
-"""The layout's promises: imports flow one way, light rooms stay light, scripts are shims."""
+"""The layout's promises: imports flow one way, light rooms stay light, experiments stand alone."""
 
 from __future__ import annotations
 
+import ast
+import importlib.util
 import json
 import subprocess
 import sys
@@ -9,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from rlprune.arguments import build_parser as arguments_parser
 from rlprune.cli import build_parser
 from rlprune.evaluation.candidates import Candidate
 from rlprune.search.methods import DEFAULT_METHODS, METHODS, methods_help
@@ -54,20 +57,44 @@ def test_import_contracts_hold() -> None:
     assert "0 broken" in result.stdout
 
 
-@pytest.mark.parametrize(
-    ("script", "command"),
-    [("train_agent.py", "train"), ("apply_policy.py", "apply"), ("benchmark.py", "benchmark")],
-)
-def test_scripts_are_shims_over_the_cli(script: str, command: str) -> None:
-    out = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / script), "--help"],
-        check=True,
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-    ).stdout
-    sub = build_parser()._subparsers._group_actions[0].choices[command]  # type: ignore[union-attr]
-    assert out.split("\n", 1)[1] == sub.format_help().split("\n", 1)[1]
+HARNESSES = sorted([*(ROOT / "experiments").glob("*.py"), *(ROOT / "tools").glob("*.py")])
+
+
+def test_experiments_and_tools_stand_alone() -> None:
+    """Each file under experiments/ and tools/ imports the library, never another of them,
+    and never edits sys.path: one file reads on its own, as CleanRL's do."""
+    assert len(HARNESSES) >= 14
+    names = {path.stem for path in HARNESSES} | {p.stem for p in (ROOT / "scripts").glob("*.py")}
+    for path in HARNESSES:
+        tree = ast.parse(path.read_text())
+        imported = {
+            alias.name.split(".")[0]
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Import)
+            for alias in node.names
+        } | {
+            (node.module or "").split(".")[0]
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom)
+        }
+        assert not imported & names, f"{path.name} imports {imported & names}"
+        assert "sys.path" not in path.read_text(), path.name
+
+
+@pytest.mark.parametrize("path", HARNESSES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_every_harness_takes_its_arguments_from_one_dataclass(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = importlib.util.spec_from_file_location(f"harness_{path.stem}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)  # dataclasses resolve names there
+    spec.loader.exec_module(module)  # defines Args and main; runs nothing
+    text = arguments_parser(module.Args).format_help()
+    fields = module.Args.__dataclass_fields__
+    for name, field in fields.items():
+        assert f"--{name.replace('_', '-')}" in text
+        assert field.metadata.get("help"), f"{path.name}: --{name} has no help"
 
 
 def test_method_help_and_defaults_come_from_the_registry() -> None:

@@ -42,7 +42,7 @@ POLICY_DIR = PRESET_ROOT / "policies"
 """Bundled policies (``policies/``, linked into the package)."""
 GENERAL_POLICY = POLICY_DIR / "general"
 """The general policy ``rlprune apply`` uses when no ``--policy`` is given
-(made by ``scripts/train_general_policy.py``)."""
+(made by ``experiments/train_general_policy.py``)."""
 _DIRS = {"env": ENV_DIR, "agent": AGENT_DIR}
 _SHAPES = {
     "env": "must be a mapping of keys to values",

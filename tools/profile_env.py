@@ -1,9 +1,9 @@
 """Where does an episode's time go? Prints the per-episode split for a preset.
 
-    python scripts/profile_env.py --env digits-cnn --episodes 30
-    python scripts/profile_env.py --arch resnet50 --size 224 --runs 5   # a torchvision CNN
-    python scripts/profile_env.py --env digits-cnn --memory --episodes 2000
-    python scripts/profile_env.py --env my-images.yaml --memory --episodes 3   # peak RSS
+    python tools/profile_env.py --env digits-cnn --episodes 30
+    python tools/profile_env.py --arch resnet50 --size 224 --runs 5   # a torchvision CNN
+    python tools/profile_env.py --env digits-cnn --memory --episodes 2000
+    python tools/profile_env.py --env my-images.yaml --memory --episodes 3   # peak RSS
 
 With ``--memory`` it instead runs random-action episodes through one task (the
 candidate cache kept, so the cache and every distinct pruned shape count) and prints
@@ -12,8 +12,8 @@ factory's splits streamed from disk, the peak does not grow with the dataset's s
 
 With ``--arch`` the network is a torchvision classification CNN (random weights, a few
 random images as data: the split between surgery and forward passes is what is
-measured, not accuracy); see ``scripts/check_architectures.py`` for how torchvision's
-model definitions are imported. ``--runs`` repeats the analysis and reports its median.
+measured, not accuracy); torchvision's model definitions are imported as
+``tools/check_architectures.py`` imports them (:mod:`rlprune.models.vision`). ``--runs`` repeats the analysis and reports its median.
 
 Analysis runs once per task; every episode then steps through the units (env),
 prunes a copy (torch-pruning), recalibrates BatchNorm and scores on the
@@ -23,18 +23,19 @@ each episode, so every episode pays for a full evaluation. Reports medians.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
 import statistics
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
+from rlprune.arguments import arg, parse
 from rlprune.env.pruning_env import PruningEnv
 from rlprune.errors import run_script
 from rlprune.evaluation.config import EnvConfig
@@ -44,23 +45,27 @@ from rlprune.presets.loader import load_env_config
 from rlprune.presets.tasks import load_task
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--env", default="digits-cnn", help="preset name or YAML path")
-    parser.add_argument("--episodes", type=int, default=30, help="episodes to time")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--memory", action="store_true", help="print resident memory after 100 and all episodes"
-    )
-    parser.add_argument("--dataset", help="dataset override (name, folder or factory spec)")
-    parser.add_argument("--arch", help="a torchvision CNN (e.g. resnet50) instead of --env")
-    parser.add_argument("--size", type=int, default=224, help="input size with --arch")
-    parser.add_argument("--runs", type=int, default=1, help="analyses to time (median)")
-    args = parser.parse_args()
+@dataclass
+class Args:
+    """The profile's arguments (``--flag-name`` for each field)."""
+
+    env: str = arg("digits-cnn", "preset name or YAML path")
+    episodes: int = arg(30, "episodes to time")
+    seed: int = arg(0, "seed of the random actions")
+    memory: bool = arg(False, "print resident memory after 100 and all episodes")
+    dataset: str | None = arg(None, "dataset override (name, folder or factory spec)")
+    arch: str | None = arg(None, "a torchvision CNN (e.g. resnet50) instead of --env")
+    size: int = arg(224, "input size with --arch")
+    runs: int = arg(1, "analyses to time (median)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print where an episode's time goes (or, with --memory, the resident memory)."""
+    args = parse(Args, argv, description=__doc__.splitlines()[0])
     warnings.simplefilter("ignore", UserWarning)
     if args.memory:
         memory(args)
-        return
+        return 0
 
     t0 = time.perf_counter()
     if args.arch:
@@ -108,7 +113,7 @@ def main() -> None:
 
     print(
         f"env {config.name}: {len(task.analysis.units)} units, "
-        f"{len(task.evaluator.val_x)} validation images, "
+        f"{task.val_size} validation images, "
         f"{config.calibration_batches}x{config.batch_size} calibration images"
     )
     print(f"setup (data + model load + analysis): {setup * 1000:.0f} ms once")
@@ -124,13 +129,14 @@ def main() -> None:
         f"env + pruning overhead (prune + other): median {statistics.median(overhead):.1%} "
         f"of an episode, {statistics.median(nonforward) * 1000:.1f} ms"
     )
+    return 0
 
 
-def torchvision_task(arch: str, size: int) -> tuple[Any, DataSplits, EnvConfig]:
+def torchvision_task(arch: str, size: int) -> tuple[nn.Module, DataSplits, EnvConfig]:
     """A torchvision CNN with random weights and 8 random images per split."""
-    from check_architectures import build, torchvision_models
+    from rlprune.models.vision import build_classifier  # torchvision only with --arch
 
-    model = build(torchvision_models(), arch)
+    model = build_classifier(arch, size)
     g = torch.Generator().manual_seed(0)
     x = torch.randn(24, 3, size, size, generator=g)
     y = torch.randint(0, 10, (24,), generator=g)
@@ -152,7 +158,7 @@ def rss_mb() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def memory(args: argparse.Namespace) -> None:
+def memory(args: Args) -> None:
     """RSS after 100 episodes and after ``args.episodes`` (random actions, one task)."""
     task = load_task(load_env_config(args.env, {"dataset": args.dataset}))
     env = PruningEnv(task=task)

@@ -4,12 +4,12 @@ One PPO agent (the default ``ppo`` preset: feature set 2, corrections to the sen
 prior) trained across a family of networks at MACs targets 0.30-0.70, then copied into
 ``policies/general`` (the package's bundled policy) with ``--install``::
 
-    python scripts/train_general_policy.py --episodes 1500 --install
+    python experiments/train_general_policy.py --episodes 1500 --install
 
 The bundled policy is an ensemble of three such runs (seeds 3-5, 400 episodes each, low
 targets drawn more often: ``--targets 0.3,0.3,0.35,0.35,0.4,0.4,0.45,0.5,0.55,0.6,0.65,0.7
 --episodes 400 --seed S``), bundled and given its off-family strength by
-``scripts/bundle_policy.py --members R3 R4 R5 --select-on fmnist-cnn,fmnist-mobilenetv1
+``experiments/bundle_policy.py --members R3 R4 R5 --select-on fmnist-cnn,fmnist-mobilenetv1
 --install``; its metadata records every command.
 
 It is the same as ``rlprune train --env fmnist-resnet20,fmnist-resnet14-w24,... --target
@@ -19,28 +19,28 @@ measures the shipped policy on networks it never saw.
 
 With ``--select-on NET1,NET2`` (networks outside both the family and the transfer table),
 the run checkpoints every ``--checkpoint-every`` episodes (default 50) and the checkpoint
-that plays those networks best against the prior (:mod:`rlprune.search.checkpoints`) is
+that plays those networks best against the prior (:mod:`rlprune.selection`) is
 exported to ``RUN/selected`` and is what ``--install`` copies: longer training fits the
 family and transfers worse, and the selection networks rank checkpoints the way unseen
 networks do. Scores go to ``RUN/selection.jsonl``; rerunning the same selection reads them
-back (``python scripts/select_checkpoint.py --runs RUN --select-on ... --out ...``).
+back (``python experiments/select_checkpoint.py --runs RUN --select-on ... --out ...``).
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from rlprune.arguments import arg, parse
+from rlprune.cli import main as rlprune_main
+from rlprune.errors import run_script
+from rlprune.presets.loader import GENERAL_POLICY
+from rlprune.rl.policy import install_policy
+from rlprune.selection import Boards, export_pick, score_runs
 
-from rlprune.cli import main as rlprune_main  # noqa: E402
-from rlprune.errors import run_script  # noqa: E402
-from rlprune.presets.loader import GENERAL_POLICY  # noqa: E402
-from rlprune.rl.policy import install_policy  # noqa: E402
-from rlprune.search.checkpoints import Boards, export_pick, score_runs  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 FAMILY = ("fmnist-resnet20", "fmnist-resnet14-w24", "fmnist-resnet32-w12", "fmnist-regnet")
 """The training family: ResNets of three depths/widths and a RegNetX (grouped convs)."""
@@ -48,41 +48,54 @@ HELD_OUT = ("fmnist-vgg", "fmnist-mobilenetv2", "examples/fmnist-custom.yaml")
 """Networks the general policy never sees in training (the transfer table's rows)."""
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Train the family policy; with ``--install``, replace ``policies/general`` with it."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--family", default=",".join(FAMILY), help="comma-separated env presets")
-    parser.add_argument("--target", default="0.3:0.7", help="a target or LOW:HIGH")
-    parser.add_argument(
-        "--targets", help="instead of --target, the targets listed (repeats drawn more often)"
+@dataclass
+class Args:
+    """The training's arguments (``--flag-name`` for each field)."""
+
+    family: str = arg(",".join(FAMILY), "comma-separated env presets")
+    target: str = arg("0.3:0.7", "a target or LOW:HIGH")
+    targets: str | None = arg(
+        None, "instead of --target, the targets listed (repeats drawn more often)"
     )
-    parser.add_argument("--episodes", type=int, default=1500)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--agent", default="ppo")
-    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "general")
-    parser.add_argument(
-        "--install", action="store_true", help=f"copy the policy to {GENERAL_POLICY}"
+    episodes: int = arg(1500, "PPO episodes across the family")
+    seed: int = arg(0, "the training seed")
+    agent: str = arg("ppo", "agent preset")
+    out: Path = arg(ROOT / "runs" / "general", "where the run folder goes")
+    install: bool = arg(False, f"copy the policy to {GENERAL_POLICY}")
+    checkpoint_every: int | None = arg(
+        None, "episodes between checkpoints (default with --select-on: 50)"
     )
-    parser.add_argument("--checkpoint-every", type=int, help="episodes between checkpoints")
-    parser.add_argument(
-        "--select-on", default="", help="pick the checkpoint that plays these networks best"
-    )
-    parser.add_argument(
-        "--select-targets", default="0.3,0.5,0.7", help="targets the pick is scored at"
-    )
-    args = parser.parse_args(argv)
-    select = [n for n in args.select_on.split(",") if n]
-    every = args.checkpoint_every
-    if every is None and select:
-        every = 50
-    if every is not None and every < 1:
-        parser.error("--checkpoint-every must be a positive number of episodes")
+    select_on: str = arg("", "pick the checkpoint that plays these networks best")
+    select_targets: str = arg("0.3,0.5,0.7", "targets the pick is scored at")
+
+    @property
+    def select(self) -> list[str]:
+        """The networks to select on."""
+        return [n for n in self.select_on.split(",") if n]
+
+    @property
+    def every(self) -> int | None:
+        """Episodes between checkpoints: 50 by default when a checkpoint is picked."""
+        return 50 if self.checkpoint_every is None and self.select else self.checkpoint_every
+
+
+def check(args: Args) -> str | None:
+    """Settings that would fail, refused before training rather than after it."""
+    if args.every is not None and args.every < 1:
+        return "--checkpoint-every must be a positive number of episodes"
     targets = [float(t) for t in args.select_targets.split(",")]
     trained = set(args.targets.split(",")) if args.targets else {args.target}
     (first, *_) = trained
-    if select and len(trained) == 1 and ":" not in first and float(first) not in targets:
-        # checked before training, not after it
-        parser.error(f"the run's target {first} is not among --select-targets; add it there")
+    if args.select and len(trained) == 1 and ":" not in first and float(first) not in targets:
+        return f"the run's target {first} is not among --select-targets; add it there"
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Train the family policy; with ``--install``, replace ``policies/general`` with it."""
+    args = parse(Args, argv, description=__doc__.splitlines()[0], check=check)
+    select, every = args.select, args.every
+    targets = [float(t) for t in args.select_targets.split(",")]
     args.out.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=args.out, prefix="run-"))
     command = [

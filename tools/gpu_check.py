@@ -1,7 +1,7 @@
 """Do the CPU and the GPU agree? Analysis plus random-action episodes on each device.
 
-    python scripts/gpu_check.py                 # fmnist-resnet20 and a ResNet-50-size task
-    python scripts/gpu_check.py --episodes 5 --skip-large
+    python tools/gpu_check.py                 # fmnist-resnet20 and a ResNet-50-size task
+    python tools/gpu_check.py --episodes 5 --skip-large
 
 For each task, the same seeded episodes run with ``--device cpu`` and, when torch sees a
 CUDA device, with ``--device cuda``: the script checks that both pick the same channels
@@ -19,15 +19,18 @@ the CPU leg runs, and the script says so.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import statistics
 import time
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
+from rlprune.arguments import arg, parse
 from rlprune.env.pruning_env import PruningEnv
 from rlprune.errors import run_script
 from rlprune.evaluation.config import EnvConfig, make_config
@@ -80,7 +83,8 @@ def episodes(
         task.cache.clear()
         start = time.perf_counter()
         env.reset(seed=seed + episode)
-        done, info = False, {}
+        done = False
+        info: dict[str, Any] = {}
         while not done:
             _, _, done, _, info = env.step(rng.uniform(-1, 1, size=1).astype(np.float32))
         seconds.append(time.perf_counter() - start)
@@ -107,17 +111,21 @@ def latency_rows(name: str, task: PruningTask, batch: int, repeats: int) -> list
     ]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--episodes", type=int, default=20)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--skip-large", action="store_true", help="only fmnist-resnet20")
-    parser.add_argument("--batch", type=int, default=32, help="the latency leg's large batch")
-    parser.add_argument("--repeats", type=int, default=10, help="timed passes per model")
-    parser.add_argument(
-        "--round-to", type=int, default=None, help="keep channel counts multiples of this"
-    )
-    args = parser.parse_args()
+@dataclass
+class Args:
+    """The check's arguments (``--flag-name`` for each field)."""
+
+    episodes: int = arg(20, "seeded random-action episodes per task and device")
+    seed: int = arg(0, "seed of the episodes")
+    skip_large: bool = arg(False, "only fmnist-resnet20")
+    batch: int = arg(32, "the latency leg's large batch")
+    repeats: int = arg(10, "timed passes per model")
+    round_to: int | None = arg(None, "keep channel counts multiples of this")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Check CPU/GPU agreement per task, then time original vs pruned; 1 if they disagree."""
+    args = parse(Args, argv, description=__doc__.splitlines()[0])
     warnings.simplefilter("ignore", UserWarning)
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     if len(devices) == 1:
@@ -125,7 +133,9 @@ def main() -> None:
     else:
         print(f"GPU: {torch.cuda.get_device_name(0)}")
     small = load_env_config("fmnist-resnet20", {"round_to": args.round_to})
-    builders = {"fmnist-resnet20": lambda d: preset_task(small, d)}
+    builders: dict[str, Callable[[str], PruningTask]] = {
+        "fmnist-resnet20": lambda d: preset_task(small, d)
+    }
     if not args.skip_large:
         builders["resnet50-224 (random data)"] = lambda d: large_task(d, args.round_to)
     failed = False
@@ -156,7 +166,7 @@ def main() -> None:
     print("| task | device | batch | original | pruned | speedup |")
     print("| --- | --- | ---: | ---: | ---: | ---: |")
     print("\n".join(timings))
-    raise SystemExit(1 if failed else 0)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """How `rlprune apply --refine` should search: each box width and screening share per network.
 
-    python scripts/refine_width.py --envs fmnist-vgg,fmnist-resnet20 --widths 0.15,0.25
-    python scripts/refine_width.py --envs fmnist-cnn --widths 0.25 --fidelities 1,0.25
+    python experiments/refine_width.py --envs fmnist-vgg,fmnist-resnet20 --widths 0.15,0.25
+    python experiments/refine_width.py --envs fmnist-cnn --widths 0.25 --fidelities 1,0.25
 
 For every network, the bundled general policy's zero-shot configuration at --target (as
 `rlprune apply` plays it), then for each width, fidelity and seed a refinement of --evals
@@ -12,38 +12,43 @@ zero-shot's.
 
 from __future__ import annotations
 
-import argparse
-import sys
+from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from rlprune.arguments import arg, parse
+from rlprune.cli import fraction_list
+from rlprune.errors import run_script
+from rlprune.presets.loader import GENERAL_POLICY, env_spec, load_env_config
+from rlprune.rl.family import policy_env, zero_shot
+from rlprune.rl.policy import load_policy
+from rlprune.search.baselines import REFINE_FIDELITY, refine
+from rlprune.search.benchmark import load_task
 
-from rlprune.cli import fraction_list  # noqa: E402
-from rlprune.errors import run_script  # noqa: E402
-from rlprune.presets.loader import GENERAL_POLICY, env_spec, load_env_config  # noqa: E402
-from rlprune.rl.family import policy_env, zero_shot  # noqa: E402
-from rlprune.rl.policy import load_policy  # noqa: E402
-from rlprune.search.baselines import REFINE_FIDELITY, refine  # noqa: E402
-from rlprune.search.benchmark import load_task  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Args:
+    """The sweep's arguments (``--flag-name`` for each field)."""
+
+    policy: Path = arg(GENERAL_POLICY, "policy folder (default: the bundled general policy)")
+    envs: str = arg("fmnist-vgg,fmnist-resnet20", "networks, comma-separated")
+    widths: list[float] = arg(
+        [0.15, 0.25], "box widths in keep-ratio, comma-separated", parse=fraction_list
+    )
+    fidelities: list[float] = arg(
+        [REFINE_FIDELITY],
+        "screening shares of the validation set, comma-separated (1: no screening)",
+        parse=fraction_list,
+    )
+    target: float = arg(0.5, "MACs target")
+    evals: int = arg(20, "evaluations per refinement")
+    seeds: int = arg(3, "refinements per width and fidelity")
 
 
 def main(argv: list[str] | None = None) -> int:
     """Print one line per (env, width)."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--policy", type=Path, default=GENERAL_POLICY)
-    parser.add_argument("--envs", default="fmnist-vgg,fmnist-resnet20")
-    parser.add_argument("--widths", type=fraction_list, default=[0.15, 0.25])
-    parser.add_argument(
-        "--fidelities",
-        type=fraction_list,
-        default=[REFINE_FIDELITY],
-        help="screening shares of the validation set, comma-separated (1: no screening)",
-    )
-    parser.add_argument("--target", type=float, default=0.5)
-    parser.add_argument("--evals", type=int, default=20)
-    parser.add_argument("--seeds", type=int, default=3)
-    args = parser.parse_args(argv)
+    args = parse(Args, argv, description=__doc__.splitlines()[0])
     policy = load_policy(args.policy)
     for env in args.envs.split(","):
         task = load_task(

@@ -1,6 +1,6 @@
 """What bought the default agent's gain? One component of ``agents/ppo.yaml`` off at a time.
 
-    python scripts/ablation.py --env fmnist-resnet20 --target 0.5 --evals 50 --seeds 1
+    python experiments/ablation.py --env fmnist-resnet20 --target 0.5 --evals 50 --seeds 1
 
 Variants (each an agent preset = ``ppo`` with some ``env:`` settings changed; the PPO
 hyperparameters stay):
@@ -32,13 +32,15 @@ which BENCHMARKS.md includes when it is ``docs/ablation.md``).
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import statistics
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from rlprune.arguments import arg, parse
 from rlprune.env.pruning_env import PruningEnv
 from rlprune.errors import run_script
 from rlprune.presets.loader import load_agent_values, load_env_config
@@ -75,6 +77,28 @@ AGENT_CHANGES: dict[str, dict[str, object]] = {
 """Variants that also change a PPO setting (the rest change ``env:`` settings only)."""
 
 
+def variant_list(text: str) -> list[str]:
+    """An argparse type: variant names, comma-separated."""
+    return text.split(",")
+
+
+@dataclass
+class Args:
+    """The ablation's arguments (``--flag-name`` for each field)."""
+
+    env: str = arg("fmnist-resnet20", "preset name or YAML path")
+    target: float = arg(0.5, "MACs target")
+    evals: int = arg(50, "full-evaluation equivalents per variant and seed, probes included")
+    seeds: int = arg(1, "seeds per variant")
+    variants: list[str] = arg(
+        list(VARIANTS), f"comma-separated, of: {', '.join(VARIANTS)}", parse=variant_list
+    )
+    out: Path = arg(
+        ROOT / "results" / "ablation", "one JSON per variant and seed (a rerun resumes)"
+    )
+    markdown: Path | None = arg(None, "also write the table here (docs/ablation.md)")
+
+
 def variant_agent(name: str, env_name: str) -> AgentConfig:
     """The agent of one ablation variant."""
     if name == "v1":
@@ -85,7 +109,17 @@ def variant_agent(name: str, env_name: str) -> AgentConfig:
     return make_agent_config(f"ppo-{name}", values)
 
 
-def run_variant(name: str, env: str, target: float, evals: int, seed: int, out: Path) -> dict:
+def unknown_variant(args: Args) -> str | None:
+    """A usage error for a variant this script does not know."""
+    unknown = [v for v in args.variants if v not in VARIANTS]
+    if unknown:
+        return f"--variants: unknown variant {unknown[0]!r}; valid: {', '.join(VARIANTS)}"
+    return None
+
+
+def run_variant(
+    name: str, env: str, target: float, evals: int, seed: int, out: Path
+) -> dict[str, Any]:
     """One (variant, seed) search at ``evals`` full-evaluation equivalents."""
     task = load_task(load_env_config(env, {"target": target}), None)
     agent = variant_agent(name, task.config.name)
@@ -112,21 +146,12 @@ def run_variant(name: str, env: str, target: float, evals: int, seed: int, out: 
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--env", default="fmnist-resnet20")
-    parser.add_argument("--target", type=float, default=0.5)
-    parser.add_argument("--evals", type=int, default=50)
-    parser.add_argument("--seeds", type=int, default=1)
-    parser.add_argument("--variants", default=",".join(VARIANTS))
-    parser.add_argument("--out", type=Path, default=ROOT / "results" / "ablation")
-    parser.add_argument(
-        "--markdown", type=Path, default=None, help="also write the table here (docs/ablation.md)"
-    )
-    args = parser.parse_args()
+def main(argv: list[str] | None = None) -> int:
+    """Run every (variant, seed) not run yet; print (and write) the table."""
+    args = parse(Args, argv, description=__doc__.splitlines()[0], check=unknown_variant)
     out = args.out / f"{args.env}-t{args.target}-b{args.evals}"
-    rows: dict[str, list[dict]] = {}
-    for name in args.variants.split(","):
+    rows: dict[str, list[dict[str, Any]]] = {}
+    for name in args.variants:
         for seed in range(args.seeds):
             path = out / f"{name}__{seed}.json"
             if not path.is_file():
@@ -140,6 +165,7 @@ def main() -> None:
     if args.markdown is not None:
         args.markdown.parent.mkdir(parents=True, exist_ok=True)
         args.markdown.write_text(text)
+    return 0
 
 
 # what each variant takes away from the full agent
@@ -158,7 +184,7 @@ EFFECTS = {
 }
 
 
-def render(rows: dict[str, list[dict]], args: argparse.Namespace) -> str:
+def render(rows: dict[str, list[dict[str, Any]]], args: Args) -> str:
     """The ablation as markdown: the table, then one line per component with its effect."""
     means = {
         name: statistics.mean(100 * r["val_accuracy"] for r in group)
@@ -167,7 +193,7 @@ def render(rows: dict[str, list[dict]], args: argparse.Namespace) -> str:
     lines = [
         f"# Ablation: {args.env} @ {args.target}, {args.evals} evaluations, {args.seeds} seed(s)",
         "",
-        f"`python scripts/ablation.py --env {args.env} --target {args.target} "
+        f"`python experiments/ablation.py --env {args.env} --target {args.target} "
         f"--evals {args.evals} --seeds {args.seeds} --variants {','.join(rows)}` "
         "(validation accuracy after BatchNorm recalibration, before fine-tuning; every "
         "variant charged like the benchmark).",

@@ -1,6 +1,6 @@
 """Pick a family run's checkpoint by how it plays networks outside its family.
 
-    python scripts/select_checkpoint.py --runs runs/skew-s0/family__ppo__0__... \\
+    python experiments/select_checkpoint.py --runs runs/skew-s0/family__ppo__0__... \\
         --select-on fmnist-cnn,fmnist-mobilenetv1 \\
         --report fmnist-vgg,fmnist-mobilenetv2,examples/fmnist-custom.yaml \\
         --targets 0.3,0.5,0.7 [--export runs/skew-s0/selected]
@@ -14,46 +14,62 @@ its pick; ``--export`` writes it as a policy folder (one run only). With ``--rep
 same is measured on the networks the policy is judged on, and the Spearman correlation
 between the two scores over all checkpoints says whether the selection networks predict
 them. With ``--out FILE``, scores are appended to FILE as they come and a rerun reads them
-back instead of playing those checkpoints again (the logic: :mod:`rlprune.search.checkpoints`).
+back instead of playing those checkpoints again (the logic: :mod:`rlprune.selection`).
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
+from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from rlprune.arguments import arg, parse
+from rlprune.errors import run_script
+from rlprune.selection import Boards, export_pick, score_runs
 
-from rlprune.errors import run_script  # noqa: E402
-from rlprune.search.checkpoints import Boards, export_pick, score_runs  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def episode_range(text: str) -> tuple[int, int]:
+    """An argparse type: ``LOW:HIGH``, a range of episodes (both included)."""
+    try:
+        low, high = (int(x) for x in text.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"give LOW:HIGH, e.g. 100:210, got {text!r}") from None
+    return low, high
+
+
+@dataclass
+class Args:
+    """The selection's arguments (``--flag-name`` for each field)."""
+
+    runs: list[Path] = arg(help="run folders made by rlprune train --checkpoint-every", nargs="+")
+    select_on: str = arg(help="networks to select on, a,b,...")
+    report: str = arg("", "networks to report on, a,b,...")
+    targets: str = arg("0.3,0.5,0.7", "targets each checkpoint is played at, a,b,...")
+    export: Path | None = arg(None, "write the pick as a policy (one run)")
+    out: Path | None = arg(
+        None, "JSON-lines file of scores: appended as they come, reused on rerun"
+    )
+    episodes: tuple[int, int] | None = arg(
+        None,
+        "LOW:HIGH, score only the checkpoints taken within these episodes",
+        parse=episode_range,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     """Score every checkpoint, print one line each and each run's pick."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", nargs="+", type=Path, required=True)
-    parser.add_argument("--select-on", required=True, help="networks to select on, a,b,...")
-    parser.add_argument("--report", default="", help="networks to report on, a,b,...")
-    parser.add_argument("--targets", default="0.3,0.5,0.7")
-    parser.add_argument("--export", type=Path, help="write the pick as a policy (one run)")
-    parser.add_argument(
-        "--out", type=Path, help="JSON-lines file of scores: appended as they come, reused on rerun"
+    args = parse(
+        Args,
+        argv,
+        description=__doc__.splitlines()[0],
+        check=lambda a: (
+            "--export writes one run's pick; give one --runs folder"
+            if a.export and len(a.runs) != 1
+            else None
+        ),
     )
-    parser.add_argument(
-        "--episodes", help="LOW:HIGH, score only the checkpoints taken within these episodes"
-    )
-    args = parser.parse_args(argv)
-    episodes = None
-    if args.episodes:
-        try:
-            low, high = (int(x) for x in args.episodes.split(":"))
-        except ValueError:
-            parser.error(f"--episodes {args.episodes!r}: give LOW:HIGH, e.g. 100:210")
-        episodes = (low, high)
-    if args.export and len(args.runs) != 1:
-        parser.error("--export writes one run's pick; give one --runs folder")
     select = [n for n in args.select_on.split(",") if n]
     report = [n for n in args.report.split(",") if n]
     targets = [float(t) for t in args.targets.split(",")]
@@ -66,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         results=args.out,
         on_scored=lambda item: print(item.line(), flush=True),
         on_skipped=lambda run: print(f"{run}: trained for a target not in --targets; skipped"),
-        episodes=episodes,
+        episodes=args.episodes,
     )
     for run, item in picks.items():
         shown = f", report-prior {item.report:+.2f}" if item.report is not None else ""

@@ -1,7 +1,8 @@
 """Regenerate BENCHMARKS.md: the Fashion-MNIST suite and the transfer table.
 
-    python scripts/benchmark_suite.py            # hours on a 2-core CPU with the defaults
-    python scripts/benchmark_suite.py --resume   # finish an interrupted suite
+    python experiments/benchmark_suite.py --page-only  # seconds: the page from the kept results
+    python experiments/benchmark_suite.py              # hours on a 2-core CPU with the defaults
+    python experiments/benchmark_suite.py --resume     # finish an interrupted suite
 
 1. Suite: fmnist-resnet20 at targets 0.5 and 0.3, fmnist-vgg and fmnist-mobilenetv2
    at 0.5; every default method (rlprune.search.methods.DEFAULT_METHODS, the
@@ -9,37 +10,44 @@
    --seeds seeds. Every method's best gets one fine-tuning pass over --finetune-images
    training images; at every budget, --proxy-candidates evaluated candidates are
    fine-tuned the same way for the Spearman correlation of the search's proxy.
-2. Transfer: the page includes docs/transfer.md, written by scripts/transfer_suite.py (the
-   general policy on networks outside its training family), unless --no-transfer.
+2. Transfer: the page includes docs/transfer.md, written by experiments/transfer_suite.py
+   (the general policy on networks outside its training family), unless --no-transfer;
+   and docs/ablation.md, written by experiments/ablation.py.
 
 Results go to --out (default results/suite, not committed); the tables are written
 into BENCHMARKS.md and the plots copied to docs/benchmarks/. Each setting's manifest,
 per-(method, seed) results and proxy figures are also kept, compressed, in --data
-(default docs/benchmarks/data/, committed: a few KB per result), updated after every
-result: with --resume or --page-only a fresh clone restores them into --out first, so
-the suite can be finished across sessions and the page rebuilt without rerunning what
-it shows.
+(default docs/benchmarks/data/, committed: a few KB per result; :mod:`rlprune.suites`),
+updated after every result: with --resume or --page-only a fresh clone restores them into
+--out first, so the suite can be finished across sessions and the page rebuilt without
+rerunning what it shows.
 """
 
 from __future__ import annotations
 
-import argparse
-import gzip
 import json
 import shutil
 import time
-from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
+from rlprune.arguments import arg, parse
 from rlprune.errors import run_script
-from rlprune.evaluation.task import PruningTask
 from rlprune.presets.loader import load_env_config
-from rlprune.reports.tables import MethodSeedResult, comparison_lines, render_markdown, summarise
+from rlprune.reports.tables import MethodSeedResult, render_markdown, summarise
 from rlprune.reports.versions import software_versions
-from rlprune.search.baselines import get_baseline
-from rlprune.search.benchmark import BenchmarkSettings, load_task, run_benchmark
+from rlprune.search.benchmark import BenchmarkSettings, load_task
 from rlprune.search.methods import DEFAULT_METHODS, RECOMMENDED
-from rlprune.search.methods import METHODS as ALL_METHODS
+from rlprune.suites import (
+    elapsed,
+    finished,
+    folder_results,
+    forget,
+    rerun_error,
+    restore,
+    run_kept,
+    store,
+)
 
 SUITE = (
     ("fmnist-resnet20", 0.5),
@@ -52,121 +60,67 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "docs" / "benchmarks" / "data"
 
 
-def _portable(path: str | None, *, inward: bool) -> str | None:
-    """A weights path relative to the repository (``inward=False``) or back (``True``)."""
-    if not path:
-        return path
-    if inward:
-        return path if Path(path).is_absolute() else str(ROOT / path)
-    try:
-        return str(Path(path).resolve().relative_to(ROOT))
-    except ValueError:  # outside the repository: kept as it is
-        return path
+def int_list(text: str) -> list[int]:
+    """An argparse type: whole numbers, comma-separated."""
+    return [int(part) for part in text.split(",")]
 
 
-def store(folder: Path, data: Path) -> Path | None:
-    """Keep a suite folder's manifest, results and proxy in ``data`` (one gzip JSON)."""
-    manifest_path = folder / "benchmark.json"
-    if not manifest_path.is_file():
-        return None
-    manifest = json.loads(manifest_path.read_text())
-    manifest["env"]["weights"] = _portable(manifest["env"].get("weights"), inward=False)
-    proxy = folder / "proxy.json"
-    payload = {
-        "manifest": manifest,
-        "results": {
-            p.stem: json.loads(p.read_text()) for p in sorted((folder / "results").glob("*.json"))
-        },
-        "proxy": json.loads(proxy.read_text()) if proxy.is_file() else None,
-    }
-    data.mkdir(parents=True, exist_ok=True)
-    path = data / f"{folder.name}.json.gz"
-    text = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
-    path.write_bytes(gzip.compress(text, mtime=0))
-    return path
+def method_list(text: str) -> list[str]:
+    """An argparse type: method names, comma-separated."""
+    return text.split(",")
 
 
-def restore(data: Path, folder: Path) -> bool:
-    """Write what ``data`` keeps of ``folder`` into it (never over existing files)."""
-    path = data / f"{folder.name}.json.gz"
-    if not path.is_file():
-        return False
-    payload = json.loads(gzip.decompress(path.read_bytes()))
-    manifest = payload["manifest"]
-    manifest["env"]["weights"] = _portable(manifest["env"].get("weights"), inward=True)
-    (folder / "results").mkdir(parents=True, exist_ok=True)
-    files = {folder / "benchmark.json": manifest}
-    files.update({folder / "results" / f"{k}.json": v for k, v in payload["results"].items()})
-    if payload.get("proxy") is not None:
-        files[folder / "proxy.json"] = payload["proxy"]
-    for file, content in files.items():
-        if not file.is_file():
-            file.write_text(json.dumps(content, indent=2))
-    return True
+def env_targets(text: str) -> list[tuple[str, float]]:
+    """An argparse type: ``env@target`` settings, comma-separated."""
+    return [(env, float(target)) for env, target in (item.split("@") for item in text.split(","))]
 
 
-def forget(folder: Path, methods: list[str]) -> None:
-    """Drop the kept results of ``methods`` from a restored folder, so that they run again
-    (after a change to those methods; the others' results stand)."""
-    for method in methods:
-        for path in (folder / "results").glob(f"{method}__*.json"):
-            path.unlink()
+@dataclass
+class Args:
+    """The suite's arguments (``--flag-name`` for each field)."""
 
-
-def add_rerun_argument(parser: argparse.ArgumentParser, example: str) -> None:
-    """``--rerun METHODS`` (for :func:`forget`), with an ``example`` of when to use it."""
-    parser.add_argument(
-        "--rerun",
-        type=lambda t: t.split(","),
-        default=[],
+    budgets: list[int] = arg(
+        [50, 200],
+        "comma-separated budgets in full evaluations per method and seed",
+        parse=int_list,
+    )
+    finetune_images: int = arg(
+        10_000, "one fine-tuning pass over this many training images for every best (0: none)"
+    )
+    proxy_candidates: int = arg(20, "candidates for the proxy correlation")
+    seeds: int = arg(3, "seeds per method")
+    out: Path = arg(ROOT / "results" / "suite", "where the benchmark folders go (not committed)")
+    resume: bool = arg(False, "keep finished results")
+    rerun: list[str] = arg(
+        [],
+        "with --resume: run these methods again (after a change to them); the kept results "
+        "of the others stand",
+        parse=method_list,
         metavar="METHODS",
-        help=f"with --resume: run these methods again ({example}); the kept results of the "
-        "others stand",
+    )
+    data: Path = arg(
+        DATA,
+        "where each setting's results are kept (committed); --resume and --page-only "
+        "restore them into --out first",
+    )
+    settings: list[tuple[str, float]] = arg(
+        list(SUITE),
+        "comma-separated env@target (default: the Fashion-MNIST suite)",
+        parse=env_targets,
+    )
+    markdown: Path = arg(ROOT / "BENCHMARKS.md", "where to write the page")
+    no_transfer: bool = arg(
+        False,
+        "leave out the transfer section (docs/transfer.md, from experiments/transfer_suite.py)",
+    )
+    page_only: bool = arg(
+        False,
+        "run nothing: write the page from the finished results under --out (restored from "
+        "--data); settings not finished yet are listed as missing",
     )
 
 
-def check_rerun(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """Exit with a usage error for a --rerun that would be ignored or names no method."""
-    if args.rerun and not args.resume:
-        parser.error("--rerun needs --resume: it drops kept results so that they run again")
-    unknown = [m for m in args.rerun if m not in ALL_METHODS]
-    if unknown:
-        parser.error(f"--rerun: unknown method {unknown[0]!r}; valid: {', '.join(ALL_METHODS)}")
-
-
-def run_kept(
-    task: PruningTask,
-    settings: BenchmarkSettings,
-    out: Path,
-    data: Path,
-    label: str,
-    *,
-    resume: bool,
-) -> None:
-    """Run one benchmark folder (continuing it with ``resume``), keeping its results in
-    ``data`` after every result, so that it can be resumed from a fresh clone."""
-    resume_it = resume and (out / "benchmark.json").is_file()
-    run_benchmark(
-        task,
-        settings,
-        out,
-        resume=resume_it,
-        overwrite=not resume_it,
-        on_result=lambda r, done, total: (
-            print(
-                f"  [{label}] {done}/{total} {r.method} seed {r.seed}: "
-                f"val {r.val_accuracy:.4f} test {r.test_accuracy:.4f} (cost {r.evaluations:.1f})",
-                flush=True,
-            ),
-            store(out, data),
-        ),
-    )
-    store(out, data)  # with the proxy
-
-
-def _run_suite_entry(
-    env: str, target: float, budget: int, args: argparse.Namespace
-) -> tuple[Path, float]:
+def _run_suite_entry(env: str, target: float, budget: int, args: Args) -> tuple[Path, float]:
     out = args.out / f"{env}-t{target}-b{budget}"
     start = time.perf_counter()
     task = load_task(load_env_config(env, {"target": target}), None)
@@ -180,35 +134,8 @@ def _run_suite_entry(
         # depend on which other budgets the same command ran (--resume compares them)
         proxy_candidates=args.proxy_candidates,
     )
-    run_kept(task, settings, out, args.data, f"{env} t={target}", resume=args.resume)
+    run_kept(task, settings, out, args.data, ROOT, f"{env} t={target}", resume=args.resume)
     return out, time.perf_counter() - start
-
-
-def elapsed(folder: Path) -> float:
-    """Search seconds a benchmark folder took, from its result files (valid across --resume
-    and independent of file times): every (method, seed)'s wall time, a deterministic
-    method's once (its other seeds are copies)."""
-    total = 0.0
-    for path in (folder / "results").glob("*.json"):
-        result = json.loads(path.read_text())["result"]
-        method, seed = result["method"], int(result["seed"])
-        spec = ALL_METHODS.get(method)
-        copied = (
-            spec is not None
-            and spec.kind == "baseline"
-            and not get_baseline(method).seeded
-            and seed > 0
-        )
-        if not copied:
-            total += float(result["wall_time_s"])
-    return total
-
-
-def _results(folder: Path) -> list[MethodSeedResult]:
-    return [
-        MethodSeedResult.from_dict(json.loads(p.read_text())["result"])
-        for p in sorted((folder / "results").glob("*.json"))
-    ]
 
 
 def _ordered(results: list[MethodSeedResult], order: tuple[str, ...]) -> list[MethodSeedResult]:
@@ -224,7 +151,7 @@ def _summary_lines(folders: dict[str, Path]) -> list[str]:
     for key, folder in folders.items():
         if key.startswith("transfer-"):
             continue
-        summaries = {s.method: s for s in summarise(_results(folder))}
+        summaries = {s.method: s for s in summarise(folder_results(folder))}
         ranked = sorted(summaries.values(), key=lambda s: -s.val_accuracy.mean)
         ours, top = summaries[RECOMMENDED], ranked[0]
         rank = [s.method for s in ranked].index(RECOMMENDED) + 1
@@ -265,7 +192,7 @@ def _goal_lines(folders: dict[str, Path], tolerance: float = 0.2) -> list[str]:
     for key, folder in folders.items():
         if key.startswith("transfer-"):
             continue
-        summaries = {s.method: s for s in summarise(_results(folder))}
+        summaries = {s.method: s for s in summarise(folder_results(folder))}
         best_val = max(summaries.values(), key=lambda s: s.val_accuracy.mean)
         tuned = {m: s.test_accuracy_finetuned for m, s in summaries.items()}
         close = None
@@ -295,56 +222,14 @@ def _goal_lines(folders: dict[str, Path], tolerance: float = 0.2) -> list[str]:
     return lines[:-1]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--budgets",
-        type=lambda text: [int(b) for b in text.split(",")],
-        default=[50, 200],
-        help="comma-separated budgets in full evaluations per method and seed",
+def main(argv: list[str] | None = None) -> int:
+    """Run (or restore) every setting at every budget, keep the results, write the page."""
+    args = parse(
+        Args,
+        argv,
+        description=__doc__.splitlines()[0],
+        check=lambda a: rerun_error(a.rerun, a.resume),
     )
-    parser.add_argument(
-        "--finetune-images",
-        type=int,
-        default=10_000,
-        help="one fine-tuning pass over this many training images for every best (0: none)",
-    )
-    parser.add_argument(
-        "--proxy-candidates", type=int, default=20, help="candidates for the proxy correlation"
-    )
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--out", type=Path, default=ROOT / "results" / "suite")
-    parser.add_argument("--resume", action="store_true", help="keep finished results")
-    add_rerun_argument(parser, "after a change to them")
-    parser.add_argument(
-        "--data",
-        type=Path,
-        default=DATA,
-        help="where each setting's results are kept (committed); --resume and --page-only "
-        "restore them into --out first",
-    )
-    parser.add_argument(
-        "--settings",
-        type=lambda text: [(e, float(t)) for e, t in (item.split("@") for item in text.split(","))],
-        default=list(SUITE),
-        help="comma-separated env@target (default: the Fashion-MNIST suite)",
-    )
-    parser.add_argument(
-        "--markdown", type=Path, default=ROOT / "BENCHMARKS.md", help="where to write the page"
-    )
-    parser.add_argument(
-        "--no-transfer",
-        action="store_true",
-        help="leave out the transfer section (docs/transfer.md, from scripts/transfer_suite.py)",
-    )
-    parser.add_argument(
-        "--page-only",
-        action="store_true",
-        help="run nothing: write the page from the finished results under --out; "
-        "settings not finished yet are listed as missing",
-    )
-    args = parser.parse_args()
-    check_rerun(parser, args)
     args.out.mkdir(parents=True, exist_ok=True)
     began = time.perf_counter()
     folders: dict[str, Path] = {}
@@ -353,7 +238,7 @@ def main() -> None:
         for budget in args.budgets:
             key = f"{env}-t{target}-b{budget}"
             if args.resume or args.page_only:
-                restore(args.data, args.out / key)
+                restore(args.data, args.out / key, ROOT)
             if args.resume:
                 forget(args.out / key, args.rerun)
             if args.page_only:
@@ -365,28 +250,15 @@ def main() -> None:
             print(f"suite: {env} at target {target}, budget {budget}", flush=True)
             folders[key], _ = _run_suite_entry(env, target, budget, args)
     for folder in folders.values():
-        store(folder, args.data)  # results finished earlier under --out are kept too
+        store(folder, args.data, ROOT)  # results finished earlier under --out are kept too
     print(f"suite finished in {(time.perf_counter() - began) / 60:.0f} min (this invocation)")
     timings = {key: elapsed(folder) for key, folder in folders.items()}
     write_markdown(args, folders, timings, sum(timings.values()), missing)
-
-
-def finished(folder: Path, methods: Sequence[str] = ()) -> bool:
-    """Whether a benchmark folder holds a result for every (method, seed) of its manifest,
-    and for every one of ``methods`` (ones the manifest may not list yet)."""
-    manifest = folder / "benchmark.json"
-    if not manifest.is_file():
-        return False
-    settings = json.loads(manifest.read_text())["settings"]
-    return all(
-        (folder / "results" / f"{method}__{seed}.json").is_file()
-        for method in {*settings["methods"], *methods}
-        for seed in range(settings["seeds"])
-    )
+    return 0
 
 
 def write_markdown(
-    args: argparse.Namespace,
+    args: Args,
     folders: dict[str, Path],
     timings: dict[str, float],
     total: float,
@@ -396,15 +268,30 @@ def write_markdown(
     plots = args.markdown.parent / "docs" / "benchmarks"
     plots.mkdir(parents=True, exist_ok=True)
     versions = software_versions()
+    flags = (
+        f" --budgets {','.join(map(str, args.budgets))} --seeds {args.seeds} "
+        f"--finetune-images {args.finetune_images} --proxy-candidates {args.proxy_candidates}"
+        + (
+            f" --settings {','.join(f'{e}@{t}' for e, t in args.settings)}"
+            if args.settings != list(SUITE)
+            else ""
+        )
+        + (" --no-transfer" if args.no_transfer else "")
+    )
     lines = [
         "# Benchmarks",
         "",
-        "Regenerate this page with `python scripts/benchmark_suite.py "
-        f"--budgets {','.join(map(str, args.budgets))} --seeds {args.seeds} "
-        f"--finetune-images {args.finetune_images} --proxy-candidates {args.proxy_candidates}"
-        + (" --no-transfer" if args.no_transfer else "")
-        + "` (add `--resume` to finish an interrupted run, `--page-only` to rewrite the page "
-        "from finished results). "
+        "Regenerate this page from the results kept in docs/benchmarks/data/ with "
+        f"`python experiments/benchmark_suite.py{flags} --page-only` (seconds: nothing runs "
+        "again"
+        + (
+            "; `python experiments/transfer_suite.py --page-only` rebuilds the transfer "
+            "section, then this page"
+            if not args.no_transfer
+            else ""
+        )
+        + "). Without `--page-only` the same command runs the searches again (add `--resume` "
+        "to finish an interrupted run). "
         f"The searches shown took {total / 60:.0f} min on a 2-core CPU (wall time, "
         "fine-tuning and the proxy not included; "
         f"{', '.join(f'{k} {v / 60:.1f} min' for k, v in timings.items())}); "
@@ -427,9 +314,8 @@ def write_markdown(
     lines += ["## Summary", "", *_summary_lines(folders), "", *_goal_lines(folders), ""]
     if missing:
         lines += [
-            "Not run yet (the command above with `--resume` adds them): "
-            + ", ".join(missing)
-            + ".",
+            "Not run yet (the command above with `--resume` instead of `--page-only` runs "
+            "them): " + ", ".join(missing) + ".",
             "",
         ]
     earlier = args.markdown.parent / "docs" / "benchmarks-earlier.md"
@@ -451,14 +337,13 @@ def write_markdown(
     for key, folder in folders.items():
         if key.startswith("transfer-"):
             continue
-        results = _ordered(_results(folder), METHODS)
+        results = _ordered(folder_results(folder), METHODS)
         env, rest = key.rsplit("-t", 1)
         target, budget = rest.split("-b")
         lines += [
             render_markdown(
                 summarise(results),
                 title=f"{env}, MACs target {target}, budget {budget} full evaluations",
-                notes=comparison_lines(summarise(results), reference=RECOMMENDED),
             ).replace("# ", "## ", 1),
             "",
         ]

@@ -1,6 +1,6 @@
 """Bundle family policies into one ensemble and choose how strongly it plays off-family.
 
-    python scripts/bundle_policy.py --members runs/skew400-s3/RUN runs/skew400-s4/RUN \\
+    python experiments/bundle_policy.py --members runs/skew400-s3/RUN runs/skew400-s4/RUN \\
         runs/skew400-s5/RUN --select-on fmnist-cnn,fmnist-mobilenetv1 \\
         --targets 0.3,0.5,0.7 --scales 0,0.25,0.5,0.75,1 --out runs/bundle [--install]
 
@@ -24,18 +24,19 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from rlprune.arguments import arg, parse
+from rlprune.cli import fraction_list
+from rlprune.errors import run_script
+from rlprune.files import atomic_write_json
+from rlprune.presets.loader import GENERAL_POLICY
+from rlprune.rl.policy import install_policy, load_policy, save_ensemble
+from rlprune.selection import Boards, Scored, pick_scale
 
-from rlprune.cli import fraction_list  # noqa: E402
-from rlprune.errors import run_script  # noqa: E402
-from rlprune.files import atomic_write_json  # noqa: E402
-from rlprune.presets.loader import GENERAL_POLICY  # noqa: E402
-from rlprune.rl.policy import install_policy, load_policy, save_ensemble  # noqa: E402
-from rlprune.search.checkpoints import Boards, Scored, pick_scale  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def strengths(text: str) -> list[float]:
@@ -51,27 +52,43 @@ def strengths(text: str) -> list[float]:
     return values
 
 
+@dataclass
+class Args:
+    """The bundle's arguments (``--flag-name`` for each field)."""
+
+    members: list[Path] = arg(
+        help="the members: policy folders or run folders, all trained alike", nargs="+"
+    )
+    select_on: str = arg(help="networks to select on, a,b,...")
+    out: Path = arg(help="the bundle's policy folder")
+    targets: list[float] = arg(
+        [0.3, 0.5, 0.7], "targets each strength is played at, a,b,...", parse=fraction_list
+    )
+    scales: list[float] = arg(
+        [0, 0.25, 0.5, 0.75, 1],
+        "strengths to try, a,b,... (0: the prior alone, 1: the corrections in full)",
+        parse=strengths,
+    )
+    install: bool = arg(False, f"copy the bundle to {GENERAL_POLICY}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Write the ensemble with its chosen off-family strength; print every strength's score."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--members", nargs="+", type=Path, required=True)
-    parser.add_argument("--select-on", required=True, help="networks to select on, a,b,...")
-    parser.add_argument("--targets", type=fraction_list, default=[0.3, 0.5, 0.7])
-    parser.add_argument("--scales", type=strengths, default=[0, 0.25, 0.5, 0.75, 1])
-    parser.add_argument("--out", type=Path, required=True, help="the bundle's policy folder")
-    parser.add_argument(
-        "--install", action="store_true", help=f"copy the bundle to {GENERAL_POLICY}"
+    args = parse(
+        Args,
+        argv,
+        description=__doc__.splitlines()[0],
+        check=lambda a: (
+            "--members: an ensemble needs at least two policies" if len(a.members) < 2 else None
+        ),
     )
-    args = parser.parse_args(argv)
-    if len(args.members) < 2:
-        parser.error("--members: an ensemble needs at least two policies")
     select = [n for n in args.select_on.split(",") if n]
     members = [load_policy(m) for m in args.members]
     # written first, playing the prior alone off-family: valid whatever happens next
     out = save_ensemble(members, args.out, {"outside_scale": 0.0})
     ensemble = load_policy(out)
     meta = json.loads((out / "policy.json").read_text())
-    command = " ".join(["python", "scripts/bundle_policy.py", *(argv or sys.argv[1:])])
+    command = " ".join(["python", "experiments/bundle_policy.py", *(argv or sys.argv[1:])])
     done: list[Scored] = []
 
     def selection(finished: bool) -> dict[str, Any]:

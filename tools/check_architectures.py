@@ -1,8 +1,8 @@
 """Sweep torchvision's classification CNNs through rlprune: one row per model, then totals.
 
-    python scripts/check_architectures.py                     # every CNN at 64x64
-    python scripts/check_architectures.py --size 224 --models resnet50,densenet121
-    python scripts/check_architectures.py --models tests/nets.py:shuffle_net   # any model spec
+    python tools/check_architectures.py                     # every CNN at 64x64
+    python tools/check_architectures.py --size 224 --models resnet50,densenet121
+    python tools/check_architectures.py --models tests/nets.py:shuffle_net   # any model spec
 
 For each model (random weights, 10 classes, a few random images as data) it times the
 analysis (`PruningTask.from_model`), runs random-action episodes at the target through
@@ -14,84 +14,56 @@ torch-pruning's MACs, which also count BatchNorm and activations).
 
 torchvision's PyPI wheel is built against a CUDA torch and its compiled ops do not load
 beside the CPU torch used here; only its model definitions (plain Python) are used, so
-they are imported without torchvision's `__init__` when the normal import fails.
+they are imported without torchvision's `__init__` when the normal import fails
+(:mod:`rlprune.models.vision`).
 Transformers (ViT, Swin, MaxViT) are not CNNs and are left out.
 """
 
 from __future__ import annotations
 
-import argparse
-import importlib.util
 import statistics
-import sys
 import tempfile
 import time
 import types
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from rlprune.arguments import arg, parse
 from rlprune.env.pruning_env import PruningEnv
 from rlprune.errors import run_script
 from rlprune.evaluation.candidates import Candidate
 from rlprune.evaluation.config import EnvConfig
 from rlprune.evaluation.splits import from_tensors
 from rlprune.evaluation.task import PruningTask
-from rlprune.models.specs import build_model
+from rlprune.models.vision import build_classifier, torchvision_models
 from rlprune.reports.export import export_model
 
 NOT_CNN = ("vit_", "swin_", "maxvit_")
 AT_299 = ("inception_v3",)
 
 
-def torchvision_models() -> types.ModuleType:
-    """``torchvision.models``, imported without torchvision's compiled ops if need be."""
-    try:
-        import torchvision.models as models
+@dataclass
+class Args:
+    """The sweep's arguments (``--flag-name`` for each field)."""
 
-        return models
-    except Exception:  # the CUDA-built wheel's ops do not load: skip torchvision/__init__
-        for name in [n for n in sys.modules if n.startswith("torchvision")]:
-            del sys.modules[name]
-        spec = importlib.util.find_spec("torchvision")
-        if spec is None or spec.submodule_search_locations is None:
-            raise SystemExit(
-                "error: torchvision is not installed; pip install torchvision "
-                "(only its model definitions are used)"
-            ) from None
-        package = types.ModuleType("torchvision")
-        package.__path__ = list(spec.submodule_search_locations)
-        package.__spec__ = spec
-        sys.modules["torchvision"] = package
-        import torchvision.models as models
-
-        return models
+    models: str | None = arg(None, "comma-separated names or model specs (default: every CNN)")
+    size: int = arg(64, "input size (inception_v3: 299)")
+    target: float = arg(0.5, "MACs target")
+    episodes: int = arg(3, "random-action episodes")
+    images: int = arg(8, "images per split")
+    threads: int = arg(0, "torch threads (0: default)")
 
 
 def cnn_names(models: types.ModuleType) -> list[str]:
     """Every classification model in ``torchvision.models`` that is a CNN."""
     names: list[str] = models.list_models(module=models)
     return [n for n in names if not n.startswith(NOT_CNN)]
-
-
-def build(models: types.ModuleType | None, name: str, size: int = 224) -> nn.Module:
-    """``name`` with random weights and 10 classes (no auxiliary heads): a torchvision
-    model name, or a model spec (``file.py:factory``, ``pkg.module:factory``)."""
-    if ":" in name:
-        torch.manual_seed(0)
-        spec_model: nn.Module = build_model(name, in_channels=3, num_classes=10, input_size=size)
-        return spec_model.eval()
-    assert models is not None
-    kwargs: dict[str, object] = {"num_classes": 10, "weights": None}
-    if name in ("googlenet", "inception_v3"):
-        kwargs.update(aux_logits=False, init_weights=False)
-    torch.manual_seed(0)
-    model: nn.Module = models.get_model(name, **kwargs)
-    return model.eval()
 
 
 def flops(model: nn.Module, x: torch.Tensor) -> int:
@@ -120,12 +92,12 @@ class Row:
     status: str = "ok"
 
 
-def check(models: types.ModuleType | None, name: str, args: argparse.Namespace) -> Row:
+def check(models: types.ModuleType | None, name: str, args: Args) -> Row:
     """Analyse, search, prune, count and export one model."""
     size = 299 if name in AT_299 else args.size
     row = Row(name, size)
     try:
-        model = build(models, name, size)
+        model = build_classifier(name, size, models)
         n = args.images
         g = torch.Generator().manual_seed(0)
         x = torch.randn(3 * n, 3, size, size, generator=g)
@@ -155,7 +127,8 @@ def check(models: types.ModuleType | None, name: str, args: argparse.Namespace) 
             before = task.timings.prune
             t0 = time.perf_counter()
             env.reset(seed=episode)
-            done, info = False, {}
+            done = False
+            info: dict[str, Any] = {}
             while not done:
                 _, _, done, _, info = env.step(rng.uniform(-1, 1, size=1).astype(np.float32))
             times.append(time.perf_counter() - t0)
@@ -183,15 +156,9 @@ def check(models: types.ModuleType | None, name: str, args: argparse.Namespace) 
     return row
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", help="comma-separated names (default: every CNN)")
-    parser.add_argument("--size", type=int, default=64, help="input size (inception_v3: 299)")
-    parser.add_argument("--target", type=float, default=0.5, help="MACs target")
-    parser.add_argument("--episodes", type=int, default=3, help="random-action episodes")
-    parser.add_argument("--images", type=int, default=8, help="images per split")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
-    args = parser.parse_args()
+def main(argv: list[str] | None = None) -> int:
+    """Print one row per model, then totals; exit status 1 unless every row is ok."""
+    args = parse(Args, argv, description=__doc__.splitlines()[0])
     if args.threads:
         torch.set_num_threads(args.threads)
     names = args.models.split(",") if args.models else None
@@ -224,8 +191,7 @@ def main() -> None:
         f"{sum(r.exact for r in ok)}/{len(ok)} with an exact MACs model; analysis median "
         f"{statistics.median([r.analysis_s for r in ok]) if ok else float('nan'):.2f} s"
     )
-    if len(ok) < len(rows):
-        raise SystemExit(1)
+    return 0 if len(ok) == len(rows) else 1
 
 
 if __name__ == "__main__":

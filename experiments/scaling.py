@@ -1,7 +1,7 @@
 """Candidate evaluations per second with the in-process default and with K workers.
 
-    python scripts/scaling.py --env fmnist-resnet20 --evals 24 --runs 3
-    python scripts/scaling.py --env fmnist-resnet20 --backends local,process:1,process:2,ray:2
+    python experiments/scaling.py --env fmnist-resnet20 --evals 24 --runs 3
+    python experiments/scaling.py --env fmnist-resnet20 --backends local,process:1,process:2,ray:2
 
 Each configuration scores ``--evals`` distinct random channel configurations (random
 search's proposals, new ones every run, so nothing comes from the cache) through
@@ -18,15 +18,16 @@ bound how many workers one driver can keep busy: about
 
 from __future__ import annotations
 
-import argparse
 import pickle
 import statistics
 import time
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from rlprune.arguments import arg, parse
 from rlprune.env.rollout import propose
 from rlprune.errors import run_script
 from rlprune.evaluation.task import PruningTask
@@ -107,17 +108,22 @@ def round_trip_ray(task: PruningTask) -> float:
 DEFAULT_THREADS = torch.get_num_threads()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--env", default="fmnist-resnet20", help="preset name or YAML path")
-    parser.add_argument("--evals", type=int, default=24, help="evaluations timed per run")
-    parser.add_argument("--runs", type=int, default=3, help="runs per backend (median)")
-    parser.add_argument(
-        "--backends",
-        default="local,local:1,process:1,process:2",
-        help="comma-separated name[:workers] (local, process, ray)",
+@dataclass
+class Args:
+    """The measurement's arguments (``--flag-name`` for each field)."""
+
+    env: str = arg("fmnist-resnet20", "preset name or YAML path")
+    evals: int = arg(24, "evaluations timed per run")
+    runs: int = arg(3, "runs per backend (median)")
+    backends: str = arg(
+        "local,local:1,process:1,process:2",
+        "comma-separated name[:workers] (local, process, ray)",
     )
-    args = parser.parse_args()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Time every backend, then what the driver pays per candidate."""
+    args = parse(Args, argv, description=__doc__.splitlines()[0])
     warnings.simplefilter("ignore", UserWarning)
     task = load_task(load_env_config(args.env))
     print(
@@ -158,6 +164,7 @@ def main() -> None:
         f"  one driver keeps about {per_eval / (propose_s + trip):.0f} workers busy "
         "(seconds per evaluation / driver seconds per candidate)"
     )
+    return 0
 
 
 if __name__ == "__main__":

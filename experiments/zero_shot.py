@@ -1,10 +1,10 @@
 """A policy zero-shot on several networks and targets: one line each (probes + 1 evaluation).
 
-    python scripts/zero_shot.py --policy runs/.../policy \\
+    python experiments/zero_shot.py --policy runs/.../policy \\
         --envs fmnist-vgg,fmnist-mobilenetv2,examples/fmnist-custom.yaml --targets 0.3,0.5,0.7
 
 For a quick look at a candidate general policy before the full transfer suite
-(``scripts/transfer_suite.py``, which adds the baselines, seeds and fine-tuning): each
+(``experiments/transfer_suite.py``, which adds the baselines, seeds and fine-tuning): each
 line is the validation accuracy and MACs ratio of the policy's deterministic episode (its
 own corrections everywhere, unless ``--trust family``) and the features that fall outside
 its training ranges (with ``--trust family``, the corrections played there at the
@@ -14,32 +14,34 @@ the prior it corrects (one more evaluation, not in the cost).
 
 from __future__ import annotations
 
-import argparse
-import sys
+from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from rlprune.arguments import arg, parse
+from rlprune.env.rollout import PriorPlayer, rollout
+from rlprune.errors import run_script
+from rlprune.evaluation.config import TRUST_MODES
+from rlprune.presets.loader import GENERAL_POLICY, env_spec, load_env_config
+from rlprune.rl.family import policy_env, zero_shot
+from rlprune.rl.policy import load_policy
+from rlprune.search.benchmark import load_task
 
-from rlprune.env.rollout import PriorPlayer, rollout  # noqa: E402
-from rlprune.errors import run_script  # noqa: E402
-from rlprune.evaluation.config import TRUST_MODES  # noqa: E402
-from rlprune.presets.loader import GENERAL_POLICY, env_spec, load_env_config  # noqa: E402
-from rlprune.rl.family import policy_env, zero_shot  # noqa: E402
-from rlprune.rl.policy import load_policy  # noqa: E402
-from rlprune.search.benchmark import load_task  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Args:
+    """The zero-shot look's arguments (``--flag-name`` for each field)."""
+
+    policy: Path = arg(GENERAL_POLICY, "policy folder (default: the bundled general policy)")
+    envs: str = arg("fmnist-vgg,fmnist-mobilenetv2", "networks, comma-separated")
+    targets: str = arg("0.3,0.5,0.7", "MACs targets, comma-separated")
+    trust: str = arg("always", "as rlprune apply --trust", choices=TRUST_MODES)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Print one zero-shot line per (env, target)."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--policy", type=Path, default=GENERAL_POLICY)
-    parser.add_argument("--envs", default="fmnist-vgg,fmnist-mobilenetv2")
-    parser.add_argument("--targets", default="0.3,0.5,0.7")
-    parser.add_argument(
-        "--trust", choices=TRUST_MODES, default="always", help="as rlprune apply --trust"
-    )
-    args = parser.parse_args(argv)
+    args = parse(Args, argv, description=__doc__.splitlines()[0])
     policy = load_policy(args.policy)
     for env in args.envs.split(","):
         spec = env_spec(env, ROOT)

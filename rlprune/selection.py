@@ -10,6 +10,11 @@ what it has scored.
 
 :func:`pick_scale` chooses, the same way, the strength at which a policy (an ensemble of
 such picks, typically) plays its corrections on networks outside its family.
+
+This is how the bundled general policy was chosen (``experiments/train_general_policy.py``,
+``experiments/select_checkpoint.py`` and ``experiments/bundle_policy.py`` share it). It sits
+above :mod:`rlprune.search` because each network is played as a transfer benchmark plays it
+(:func:`rlprune.search.benchmark.load_task`: with the policy's action bounds and reward).
 """
 
 from __future__ import annotations
@@ -23,13 +28,13 @@ from typing import Any
 
 import torch
 
-from ..env.pruning_env import PruningEnv
-from ..env.rollout import PriorPlayer, at_strength, rollout
-from ..errors import ConfigError
-from ..presets.loader import env_spec, load_env_config
-from ..rl.family import policy_env
-from ..rl.policy import POLICY_ENV_KEYS, LoadedPolicy, load_policy, save_policy
-from .benchmark import load_task
+from .env.pruning_env import PruningEnv
+from .env.rollout import PriorPlayer, at_strength, rollout
+from .errors import ConfigError
+from .presets.loader import env_spec, load_env_config
+from .rl.family import policy_env
+from .rl.policy import POLICY_ENV_KEYS, LoadedPolicy, load_policy, save_policy
+from .search.benchmark import load_task
 
 __all__ = [
     "Boards",

@@ -1,6 +1,6 @@
 """How probe fidelity moves the sensitivity prior: allocate from probes on k validation images.
 
-    python scripts/prior_fidelity.py --env fmnist-resnet20 --target 0.5 --images 512,1024,all
+    python experiments/prior_fidelity.py --env fmnist-resnet20 --target 0.5 --images 512,1024,all
 
 For each fidelity the per-unit sensitivity probes (units x 3, charged k / val_size each)
 feed the greedy allocation (monotone curves below full fidelity, as the env's prior
@@ -10,20 +10,27 @@ fidelity: probe cost in full evaluations, the kept channels, and the validation 
 
 from __future__ import annotations
 
-import argparse
+from dataclasses import dataclass
 
+from rlprune.arguments import arg, parse
 from rlprune.errors import run_script
 from rlprune.presets.loader import load_env_config
 from rlprune.presets.tasks import load_task
 from rlprune.priors import sensitivity_channels
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--env", default="fmnist-resnet20", help="preset name or YAML path")
-    parser.add_argument("--target", type=float, default=0.5)
-    parser.add_argument("--images", default="512,1024,all", help="comma-separated; 'all' = full")
-    args = parser.parse_args()
+@dataclass
+class Args:
+    """The sweep's arguments (``--flag-name`` for each field)."""
+
+    env: str = arg("fmnist-resnet20", "preset name or YAML path")
+    target: float = arg(0.5, "MACs target")
+    images: str = arg("512,1024,all", "comma-separated; 'all' = full")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print one line per probe fidelity."""
+    args = parse(Args, argv, description=__doc__.splitlines()[0])
     task = load_task(load_env_config(args.env, {"target": args.target}))
     for item in args.images.split(","):
         images = None if item.strip() == "all" else int(item)
@@ -37,6 +44,7 @@ def main() -> None:
             f"channels {[int(n) for n in channels]}",
             flush=True,
         )
+    return 0
 
 
 if __name__ == "__main__":

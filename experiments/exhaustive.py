@@ -1,6 +1,6 @@
 """The best configuration of a small network at a target, by scoring every one on the frontier.
 
-    python scripts/exhaustive.py --env examples/fmnist-custom.yaml --target 0.5
+    python experiments/exhaustive.py --env examples/fmnist-custom.yaml --target 0.5
 
 A configuration is on the budget frontier when it meets the MACs target and no unit can take
 its next allowed channel count without breaking it (every search method's best lies there
@@ -12,23 +12,32 @@ for networks with few units: the frontier grows with the product of the units' o
 
 from __future__ import annotations
 
-import argparse
 import itertools
-import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from rlprune.arguments import arg, parse
+from rlprune.errors import run_script
+from rlprune.evaluation.task import PruningTask
+from rlprune.presets.loader import env_spec, load_env_config
+from rlprune.presets.tasks import load_task
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from rlprune.errors import run_script  # noqa: E402
-from rlprune.presets.loader import env_spec, load_env_config  # noqa: E402
-from rlprune.presets.tasks import load_task  # noqa: E402
 
 
-def frontier(task, target: float) -> list[np.ndarray]:  # type: ignore[no-untyped-def]
+@dataclass
+class Args:
+    """The enumeration's arguments (``--flag-name`` for each field)."""
+
+    env: str = arg("examples/fmnist-custom.yaml", "preset name or YAML path")
+    target: float = arg(0.5, "MACs target")
+    limit: int = arg(5000, "refuse larger frontiers")
+
+
+def frontier(task: PruningTask, target: float) -> list[np.ndarray]:
     """Every configuration that meets ``target`` and cannot grow any unit by one step."""
     budget = target * task.analysis.macs
     model = task.analysis.mac_model
@@ -53,11 +62,7 @@ def frontier(task, target: float) -> list[np.ndarray]:  # type: ignore[no-untype
 
 def main(argv: list[str] | None = None) -> int:
     """Print the best frontier configuration and its rank statistics."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--env", default="examples/fmnist-custom.yaml")
-    parser.add_argument("--target", type=float, default=0.5)
-    parser.add_argument("--limit", type=int, default=5000, help="refuse larger frontiers")
-    args = parser.parse_args(argv)
+    args = parse(Args, argv, description=__doc__.splitlines()[0])
     task = load_task(load_env_config(env_spec(args.env, ROOT), {"target": args.target}))
     start = time.perf_counter()
     configs = frontier(task, args.target)
