@@ -32,7 +32,6 @@ which BENCHMARKS.md includes when it is ``docs/ablation.md``).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import statistics
 import time
@@ -121,9 +120,9 @@ def run_variant(
     name: str, env: str, target: float, evals: int, seed: int, out: Path
 ) -> dict[str, Any]:
     """One (variant, seed) search at ``evals`` full-evaluation equivalents."""
-    task = load_task(load_env_config(env, {"target": target}), None)
-    agent = variant_agent(name, task.config.name)
-    config = dataclasses.replace(task.config, target=target)
+    config = load_env_config(env, {"target": target})
+    task = load_task(config, None)
+    agent = variant_agent(name, config.name)
     start = time.perf_counter()
     PruningEnv(task=task, config=agent.env_config(config))  # probes and prior, charged
     episodes = int(evals - task.charged(0) + 1e-9)

@@ -123,7 +123,8 @@ class Args:
 def _run_suite_entry(env: str, target: float, budget: int, args: Args) -> tuple[Path, float]:
     out = args.out / f"{env}-t{target}-b{budget}"
     start = time.perf_counter()
-    task = load_task(load_env_config(env, {"target": target}), None)
+    config = load_env_config(env, {"target": target})
+    task = load_task(config, None)
     settings = BenchmarkSettings(
         methods=METHODS,
         evals=budget,
@@ -134,7 +135,7 @@ def _run_suite_entry(env: str, target: float, budget: int, args: Args) -> tuple[
         # depend on which other budgets the same command ran (--resume compares them)
         proxy_candidates=args.proxy_candidates,
     )
-    run_kept(task, settings, out, args.data, ROOT, f"{env} t={target}", resume=args.resume)
+    run_kept(task, config, settings, out, args.data, ROOT, f"{env} t={target}", resume=args.resume)
     return out, time.perf_counter() - start
 
 

@@ -48,11 +48,16 @@ from typing import Any
 
 from rlprune.arguments import arg, parse
 from rlprune.cli import fraction_list
+from rlprune.env.rollout import TRUST_MODES
 from rlprune.errors import RunError, run_script
-from rlprune.evaluation.config import TRUST_MODES
 from rlprune.presets.loader import GENERAL_POLICY, env_spec, load_env_config
 from rlprune.reports.tables import MethodSeedResult, render_markdown, summarise
-from rlprune.search.benchmark import BenchmarkSettings, load_task, manifest_settings
+from rlprune.search.benchmark import (
+    BenchmarkSettings,
+    benchmark_config,
+    load_task,
+    manifest_settings,
+)
 from rlprune.suites import (
     elapsed,
     finished,
@@ -330,8 +335,8 @@ def _run(
             forget(out, [m for m in args.rerun if m in methods])
         if finished(out, methods):  # nothing to run (its policy need not be here any more)
             return out
-    config = load_env_config(env_spec(env, ROOT), {"target": target})
-    task = load_task(config, str(policy))
+    config = benchmark_config(load_env_config(env_spec(env, ROOT), {"target": target}), str(policy))
+    task = load_task(config, None)
     settings = BenchmarkSettings(
         methods=methods,
         evals=args.evals,
@@ -347,7 +352,7 @@ def _run(
         manifest = json.loads((out / "benchmark.json").read_text())
         manifest["settings"] = json.loads(json.dumps(manifest_settings(settings), default=list))
         (out / "benchmark.json").write_text(json.dumps(manifest, indent=2))
-    run_kept(task, settings, out, args.data, ROOT, key, resume=args.resume)
+    run_kept(task, config, settings, out, args.data, ROOT, key, resume=args.resume)
     return out
 
 

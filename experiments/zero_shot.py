@@ -18,9 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rlprune.arguments import arg, parse
-from rlprune.env.rollout import PriorPlayer, rollout
+from rlprune.env.rollout import TRUST_MODES, PriorPlayer, rollout
 from rlprune.errors import run_script
-from rlprune.evaluation.config import TRUST_MODES
 from rlprune.presets.loader import GENERAL_POLICY, env_spec, load_env_config
 from rlprune.rl.family import policy_env, zero_shot
 from rlprune.rl.policy import load_policy
@@ -47,16 +46,16 @@ def main(argv: list[str] | None = None) -> int:
         spec = env_spec(env, ROOT)
         for target in (float(t) for t in args.targets.split(",")):
             task = load_task(load_env_config(spec, {"target": target}), str(args.policy))
-            pruning_env = policy_env(policy, task)
+            pruning_env = policy_env(policy, task, target)
             config = pruning_env.config
             shot = zero_shot(policy, pruning_env, trust=args.trust)
             candidate = shot.candidate
             cost = task.charged()
             outside = ", ".join(f"{name} {distance:.2f}" for name, _, distance in shot.outside)
             prior = ""
-            if config.action_mode == "residual":  # what action 0 plays, for reference
+            if config.env.action_mode == "residual":  # what action 0 plays, for reference
                 played = rollout(PriorPlayer(), pruning_env)
-                prior = f"; its {config.prior} prior {100 * played.accuracy:.2f} %"
+                prior = f"; its {config.env.prior} prior {100 * played.accuracy:.2f} %"
             print(
                 f"{Path(env).stem} @ {target}: zero-shot val {100 * candidate.accuracy:.2f} % "
                 f"at MACs {candidate.macs_ratio:.3f} (cost {cost:.1f} evaluations)"

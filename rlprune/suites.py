@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .evaluation.task import PruningTask
+from .mdp.settings import EnvConfig
 from .reports.tables import MethodSeedResult
 from .search.baselines import get_baseline
 from .search.benchmark import BenchmarkSettings, run_benchmark
@@ -155,6 +156,7 @@ def elapsed(folder: Path) -> float:
 
 def run_kept(
     task: PruningTask,
+    config: EnvConfig,
     settings: BenchmarkSettings,
     out: Path,
     data: Path,
@@ -163,8 +165,9 @@ def run_kept(
     *,
     resume: bool,
 ) -> None:
-    """Run one benchmark folder (continuing it with ``resume`` when it has a manifest),
-    printing a line per result and keeping the folder in ``data`` after every one."""
+    """Run one benchmark folder on ``task`` at ``config`` (the preset it was loaded for;
+    continuing it with ``resume`` when it has a manifest), printing a line per result and
+    keeping the folder in ``data`` after every one."""
     resume_it = resume and (out / "benchmark.json").is_file()
 
     def keep(result: MethodSeedResult, done: int, total: int) -> None:
@@ -176,5 +179,13 @@ def run_kept(
         )
         store(out, data, root)
 
-    run_benchmark(task, settings, out, resume=resume_it, overwrite=not resume_it, on_result=keep)
+    run_benchmark(
+        task,
+        settings,
+        out,
+        config=config,
+        resume=resume_it,
+        overwrite=not resume_it,
+        on_result=keep,
+    )
     store(out, data, root)  # with the proxy
