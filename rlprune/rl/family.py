@@ -13,8 +13,9 @@ Ctrl-C/SIGTERM and at the end, with :mod:`rlprune.rl.checkpoint`), and
 
 The saved policy's metadata names the family, the targets, the command, the software
 versions, and the range every observation feature took in training;
-:func:`family_distance` compares a new network's observations with those ranges, so
-``rlprune apply`` can say when a network lies outside what the policy has seen.
+:func:`rlprune.rl.transfer.family_distance` compares a new network's observations with
+those ranges, so ``rlprune apply`` can say when a network lies outside what the policy has
+seen.
 """
 
 from __future__ import annotations
@@ -38,10 +39,8 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 from ..env.features import action_space, features_for, observation_space
 from ..env.pruning_env import PruningEnv
-from ..env.rollout import at_strength, propose, rollout
 from ..errors import ConfigError, RunError
-from ..evaluation.candidates import Candidate
-from ..evaluation.config import EnvConfig, check_trust, make_config
+from ..evaluation.config import EnvConfig, make_config
 from ..evaluation.task import PruningTask
 from ..files import atomic_write_json, atomic_write_text
 from ..presets.tasks import (
@@ -61,21 +60,17 @@ from .checkpoint import (
     restore,
     write_checkpoint,
 )
-from .policy import POLICY_ENV_KEYS, LoadedPolicy, env_config_for_policy, save_policy
+from .policy import POLICY_ENV_KEYS, save_policy
 from .training import _clear_run_files, _logged_episodes, _sigterm_stops_like_ctrl_c, _truncate_log
 
 __all__ = [
-    "ZeroShot",
-    "policy_env",
     "DEFAULT_TARGETS",
     "FamilyEnv",
     "FamilyResult",
     "FamilySettings",
-    "family_distance",
     "resume_family",
     "target_grid",
     "train_family",
-    "zero_shot",
 ]
 
 DEFAULT_TARGETS = (0.3, 0.7)
@@ -578,75 +573,3 @@ def resume_family(
         on_episode=on_episode,
         _resume=True,
     )
-
-
-def family_distance(
-    metadata: dict[str, Any], observations: np.ndarray, tolerance: float = 0.02
-) -> list[tuple[str, int, float]]:
-    """How a network's observations fall outside the ranges a policy saw in training.
-
-    ``observations`` holds one row per step (feature set of the policy). Returns, for every
-    feature with a value more than ``tolerance`` outside its training range, ``(feature,
-    steps outside, largest distance outside)``, largest first; empty for a policy without
-    recorded ranges or a network inside them.
-    """
-    ranges = metadata.get("feature_ranges") or {}
-    names = features_for(int(metadata.get("feature_version", 1)))
-    rows = np.asarray(observations, dtype=np.float64).reshape(-1, len(names))
-    out: list[tuple[str, int, float]] = []
-    for j, name in enumerate(names):
-        if name not in ranges:
-            continue
-        lo, hi = ranges[name]
-        below = lo - rows[:, j]
-        above = rows[:, j] - hi
-        distance = np.maximum(below, above)
-        outside = distance > tolerance
-        if outside.any():
-            out.append((name, int(outside.sum()), float(distance.max())))
-    out.sort(key=lambda item: -item[2])
-    return out
-
-
-@dataclass(frozen=True)
-class ZeroShot:
-    """One zero-shot episode of a policy on a network."""
-
-    candidate: Candidate
-    """The evaluated configuration."""
-    outside: list[tuple[str, int, float]]
-    """:func:`family_distance` of the network's observations under the policy."""
-    deferred: bool
-    """Whether the policy's corrections were damped (to :attr:`scale`; 0, the prior alone)
-    because the network lies outside its training ranges."""
-    scale: float = 1.0
-    """The strength at which the corrections were played (1: in full)."""
-
-
-def policy_env(policy: LoadedPolicy, task: PruningTask) -> PruningEnv:
-    """The env on which ``policy`` plays ``task``'s network: the task's settings (target
-    included) with the policy's own env keys (action mode, prior, features, ...)."""
-    return PruningEnv(task=task, config=env_config_for_policy(task.config, policy, None))
-
-
-def zero_shot(
-    policy: LoadedPolicy, env: PruningEnv, seed: int = 0, trust: str = "family"
-) -> ZeroShot:
-    """Run ``policy`` once on ``env``'s network; evaluate one configuration.
-
-    A dry pass (nothing evaluated) collects the observations the policy would see and
-    compares them with its training ranges (:func:`family_distance`). With ``trust="family"``
-    a residual policy whose network lies outside them plays its corrections damped to its
-    :attr:`~rlprune.rl.policy.LoadedPolicy.outside_scale` (0 by default: its prior, action
-    0 at every unit): the corrections it learned are not trusted in full where it has seen
-    nothing like the network. Policies without recorded ranges, and absolute-action
-    policies (whose action 0 is no prior), always play as trained.
-    """
-    check_trust(trust)
-    observations: list[np.ndarray] = []
-    propose(policy, env, seed=seed, observations=observations)
-    outside = family_distance(policy.metadata, np.array(observations))
-    deferred = trust == "family" and bool(outside) and env.config.action_mode == "residual"
-    scale = policy.outside_scale if deferred else 1.0
-    candidate = rollout(at_strength(policy, scale), env, seed=seed)
-    return ZeroShot(candidate, outside, deferred, scale)
