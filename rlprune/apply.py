@@ -32,7 +32,8 @@ from .reports.export import export_model
 from .reports.latency import compare_latency
 from .rl.agents import ON_POLICY
 from .rl.policy import env_config_for_policy, load_policy
-from .rl.training import RunRecorder, TrainSettings, train
+from .rl.recorder import RunRecorder
+from .rl.training import TrainSettings, train
 from .rl.transfer import zero_shot
 from .search.baselines import refine
 
