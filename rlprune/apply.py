@@ -20,11 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .env.pruning_env import PruningEnv
+from .env.rollout import check_trust
 from .errors import ConfigError
 from .evaluation.candidates import Candidate
-from .evaluation.config import EnvConfig, check_trust
 from .evaluation.finetune import deliver
 from .files import check_output_dir, publish_dir
+from .mdp.settings import EnvConfig
 from .presets.loader import GENERAL_POLICY
 from .presets.tasks import load_task
 from .reports.apply_report import ApplyReport, unit_rows, write_report
@@ -138,7 +139,7 @@ def _apply(
     config = env_config_for_policy(env_config, policy, settings.target)
     stage("analysing the model")
     task = load_task(config)
-    env = PruningEnv(task=task)
+    env = PruningEnv(task=task, config=config)
     stage("zero-shot episode")
     shot = zero_shot(policy, env, seed=settings.seed, trust=settings.trust)
     best = shot.candidate
@@ -177,7 +178,7 @@ def _apply(
                 on_refine(sum(c.fidelity for c in so_far), leader)
 
         refined = refine(
-            task, config.target_range[0], best, settings.refine, settings.seed, on_scored=scored
+            task, config.env.target.low, best, settings.refine, settings.seed, on_scored=scored
         )
         improved = refined.best.accuracy > best.accuracy
         if improved:
@@ -218,9 +219,9 @@ def _apply(
     files = export_model(final, task.example_inputs, out)
     report = ApplyReport(
         env=config.name,
-        model=config.model,
+        model=config.task.model,
         policy=str(policy.path),
-        target=float(config.target_range[0]),
+        target=float(config.env.target.low),
         mode=mode,
         adapt_episodes=settings.adapt_episodes,
         refine_evaluations=settings.refine,
@@ -254,7 +255,7 @@ def _apply(
             for name, steps, distance in shot.outside
         ],
         deferred=shot.deferred,
-        prior=str(config.prior) if shot.deferred else "",
+        prior=str(config.env.prior) if shot.deferred else "",
         correction_scale=shot.scale,
     )
     write_report(report, out)

@@ -13,7 +13,6 @@ differs between networks. Steps are derived from episodes in :func:`build_algori
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import os
 from collections.abc import Mapping
@@ -31,7 +30,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from torch import nn
 
 from ..errors import ConfigError, one_line
-from ..evaluation.config import EnvConfig, make_config
+from ..mdp.settings import EnvConfig
 from ..presets.loader import load_agent_values
 
 __all__ = [
@@ -103,9 +102,7 @@ class AgentConfig:
 
     def env_config(self, base: EnvConfig) -> EnvConfig:
         """``base`` with this agent's env settings applied."""
-        if not self.env:
-            return base
-        return make_config({**dataclasses.asdict(base), **self.env})
+        return base.derive(self.env)
 
 
 def _allowed_keys(algo: str) -> set[str]:

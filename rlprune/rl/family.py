@@ -37,12 +37,12 @@ from stable_baselines3.common.callbacks import CallbackList
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from ..env.features import action_space, features_for, observation_space
 from ..env.pruning_env import PruningEnv
 from ..errors import ConfigError, RunError
-from ..evaluation.config import EnvConfig, make_config
 from ..evaluation.task import PruningTask
 from ..files import atomic_write_json
+from ..mdp.features import action_space, features_for, observation_space
+from ..mdp.settings import EnvConfig, make_config
 from ..presets.tasks import (
     check_recorded_dataset,
     check_recorded_model,
@@ -128,7 +128,7 @@ class FamilyEnv(gym.Env[np.ndarray, np.ndarray]):
             raise ConfigError("a family needs at least one env")
         if not targets:
             raise ConfigError("a family needs at least one target")
-        versions = {env.config.features for env in envs}
+        versions = {env.config.env.features for env in envs}
         if len(versions) != 1:
             raise ConfigError(
                 "family members observe different feature sets "
@@ -137,7 +137,7 @@ class FamilyEnv(gym.Env[np.ndarray, np.ndarray]):
         self.envs = list(envs)
         self.targets = tuple(float(t) for t in targets)
         self.names = [env.config.name for env in envs]
-        self.observation_space = observation_space(envs[0].config.features)
+        self.observation_space = observation_space(envs[0].config.env.features)
         self.action_space = action_space()
         self._member = 0
         self._baselines: dict[tuple[int, float], float] = {}
@@ -199,15 +199,7 @@ def _member_configs(
     names = [c.name for c in configs]
     if len(set(names)) != len(names):
         raise ConfigError(f"family lists an env twice ({', '.join(names)}); name each once")
-    return [
-        make_config(
-            {
-                **dataclasses.asdict(agent.env_config(c)),
-                "target": (min(targets), max(targets)),
-            }
-        )
-        for c in configs
-    ]
+    return [agent.env_config(c).derive({"target": (min(targets), max(targets))}) for c in configs]
 
 
 def train_family(
@@ -250,7 +242,7 @@ def train_family(
     n_units = int(np.median([len(t.analysis.units) for t in tasks]))
     algorithm = build_algorithm(agent, vec_env, n_units, seed=settings.seed)
     algorithm.set_logger(sb3_logger(run_dir, snapshot, ["csv"]))
-    ranges = ObservationRanges(features_for(members[0].features))
+    ranges = ObservationRanges(features_for(members[0].env.features))
     recorder = _open_recorder(run_dir, algorithm, vec_env, ranges, snapshot)
     save = partial(
         _save_policy, algorithm, run_dir, agent, members, settings, command, ranges, recorder
@@ -328,12 +320,10 @@ def _write_family_json(
             "agent": agent.to_dict(),
             "train": dataclasses.asdict(settings),
             "command": command,
-            "members": [
-                json.loads(json.dumps(dataclasses.asdict(c), default=list)) for c in configs
-            ],
-            "model_sha256": [model_fingerprint(c) for c in configs],
+            "members": [json.loads(json.dumps(c.to_dict(), default=list)) for c in configs],
+            "model_sha256": [model_fingerprint(c.task) for c in configs],
             # a resume imports a member's dataset code only if its file is unchanged
-            "dataset_sha256": [dataset_fingerprint(c) for c in configs],
+            "dataset_sha256": [dataset_fingerprint(c.task) for c in configs],
         },
     )
 
@@ -396,23 +386,25 @@ def _save_policy(
     metadata = {
         "algo": agent.algo,
         "agent": agent.to_dict(),
-        "min_keep": members[0].min_keep,
-        "max_keep": members[0].max_keep,
-        "reward": members[0].reward,
-        **{key: getattr(members[0], key) for key in POLICY_ENV_KEYS},
+        "min_keep": members[0].task.min_keep,
+        "max_keep": members[0].task.max_keep,
+        "reward": members[0].env.reward,
+        **{key: members[0].to_dict()[key] for key in POLICY_ENV_KEYS},
         "target": [min(settings.targets), max(settings.targets)],
         "targets": list(settings.targets),
         "env": "+".join(names),
         "family": names,
         "model": None,
-        "dataset": members[0].dataset,
+        "dataset": members[0].task.dataset,
         "training_episodes": recorder.episodes,
         "command": command,
         "versions": software_versions(),
         "feature_ranges": ranges.feature_ranges(),
         "best": None,
     }
-    save_policy(algorithm.policy, run_dir / "policy", metadata, feature_version=members[0].features)
+    save_policy(
+        algorithm.policy, run_dir / "policy", metadata, feature_version=members[0].env.features
+    )
 
 
 def _improvement(names: Sequence[str], rows: Sequence[dict[str, Any]]) -> dict[str, float]:
@@ -506,8 +498,8 @@ def _check_member_code(
         DatasetError: a member's dataset code changed and is not trusted.
     """
     for config, recorded in zip(members, meta.get("model_sha256") or [], strict=False):
-        check_recorded_model(config, recorded, f"family run {path}")
-    datasets = {c.dataset for c in members}
+        check_recorded_model(config.task, recorded, f"family run {path}")
+    datasets = {c.task.dataset for c in members}
     if trust_dataset is not None and trust_dataset not in datasets:
         raise RunError(
             f"--dataset {trust_dataset} conflicts with the family run in {path} (its members "
@@ -515,5 +507,5 @@ def _check_member_code(
         )
     recorded_data = list(meta.get("dataset_sha256") or []) + [None] * len(members)
     for config, recorded in zip(members, recorded_data, strict=False):
-        if config.dataset != trust_dataset:  # dataset code runs only unchanged, or trusted
-            check_recorded_dataset(config, recorded, f"family run {path}")
+        if config.task.dataset != trust_dataset:  # dataset code runs only unchanged, or trusted
+            check_recorded_dataset(config.task, recorded, f"family run {path}")

@@ -14,12 +14,12 @@ from typing import Any
 
 import numpy as np
 
-from ..env.features import features_for
 from ..env.pruning_env import PruningEnv
-from ..env.rollout import at_strength, propose, rollout
+from ..env.rollout import at_strength, check_trust, propose, rollout
 from ..evaluation.candidates import Candidate
-from ..evaluation.config import check_trust
 from ..evaluation.task import PruningTask
+from ..mdp.features import features_for
+from ..mdp.settings import EnvConfig
 from .policy import LoadedPolicy, env_config_for_policy
 
 __all__ = ["ZeroShot", "family_distance", "policy_env", "zero_shot"]
@@ -68,10 +68,12 @@ class ZeroShot:
     """The strength at which the corrections were played (1: in full)."""
 
 
-def policy_env(policy: LoadedPolicy, task: PruningTask) -> PruningEnv:
-    """The env on which ``policy`` plays ``task``'s network: the task's settings (target
-    included) with the policy's own env keys (action mode, prior, features, ...)."""
-    return PruningEnv(task=task, config=env_config_for_policy(task.config, policy, None))
+def policy_env(policy: LoadedPolicy, task: PruningTask, target: float) -> PruningEnv:
+    """The env on which ``policy`` plays ``task``'s network at ``target``: the task's settings
+    with the policy's own env keys (action mode, prior, features, ...)."""
+    return PruningEnv(
+        task=task, config=env_config_for_policy(EnvConfig(task.config), policy, target)
+    )
 
 
 def zero_shot(
@@ -91,7 +93,7 @@ def zero_shot(
     observations: list[np.ndarray] = []
     propose(policy, env, seed=seed, observations=observations)
     outside = family_distance(policy.metadata, np.array(observations))
-    deferred = trust == "family" and bool(outside) and env.config.action_mode == "residual"
+    deferred = trust == "family" and bool(outside) and env.config.env.action_mode == "residual"
     scale = policy.outside_scale if deferred else 1.0
     candidate = rollout(at_strength(policy, scale), env, seed=seed)
     return ZeroShot(candidate, outside, deferred, scale)

@@ -26,7 +26,6 @@ full-fidelity candidates within it (:func:`rlprune.evaluation.candidates.best_of
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -34,13 +33,13 @@ from typing import Any
 
 import numpy as np
 
-from ..env.features import keep_to_action
 from ..env.pruning_env import PruningEnv
 from ..env.rollout import propose, rollout
 from ..errors import BudgetError, ConfigError
 from ..evaluation.candidates import Candidate, SearchResult
-from ..evaluation.config import make_config
 from ..evaluation.task import PruningTask
+from ..mdp.features import keep_to_action
+from ..mdp.settings import EnvConfig
 from ..priors import (
     SENSITIVITY_RATIOS,
     allocate_by_sensitivity,
@@ -130,21 +129,15 @@ def baseline_env(task: PruningTask, target: float, *, fill_budget: bool = True) 
     """The env a baseline plays through: the task's action bounds and budget clipping, with
     feature set 1 and absolute actions whatever the task's config says (a baseline reads
     no observation, so it must not pay for the probes of feature set 2 or a prior)."""
-    config = make_config(
-        {
-            **dataclasses.asdict(task.config),
-            "target": target,
-            "fill_budget": fill_budget,
-            "features": 1,
-            "action_mode": "absolute",
-        }
+    config = EnvConfig(task.config).derive(
+        {"target": target, "fill_budget": fill_budget, "features": 1, "action_mode": "absolute"}
     )
     return PruningEnv(task=task, config=config)
 
 
 def _fixed(task: PruningTask, env: PruningEnv, channels: ChannelCounts) -> FixedRatioPolicy:
     keep = [int(n) / u.out_channels for n, u in zip(channels, task.analysis.units, strict=True)]
-    return FixedRatioPolicy(keep, env, env.config.min_keep, env.config.max_keep)
+    return FixedRatioPolicy(keep, env, env.config.task.min_keep, env.config.task.max_keep)
 
 
 def play(task: PruningTask, channels: ChannelCounts, target: float) -> Candidate:

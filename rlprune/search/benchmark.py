@@ -24,12 +24,13 @@ from typing import Any
 import numpy as np
 
 from ..env.pruning_env import PruningEnv
+from ..env.rollout import check_trust
 from ..errors import ConfigError, RunError
 from ..evaluation.candidates import Candidate, SearchResult, best_of, within_budget
-from ..evaluation.config import EnvConfig, check_trust, make_config
 from ..evaluation.finetune import deliver
 from ..evaluation.task import PruningTask
 from ..files import atomic_write_json, atomic_write_text
+from ..mdp.settings import EnvConfig
 from ..presets.tasks import load_task as load_preset_task
 from ..reports.latency import compare_latency
 from ..reports.plots import plot_all
@@ -132,11 +133,11 @@ def _clean_run_dir(runs: Path, method: str, seed: int) -> Path:
 
 
 def _search_agent(
-    method: str, task: PruningTask, target: float, evals: int, seed: int, runs: Path
+    method: str, task: PruningTask, config: EnvConfig, evals: int, seed: int, runs: Path
 ) -> SearchResult:
     start = time.perf_counter()
     since = len(task.ledger)
-    config = dataclasses.replace(task.config, target=target)
+    target = config.env.target.low
     agent = load_agent_config(method, config.name)
     # probes and the prior (feature set 2, residual actions) are charged once, up front
     PruningEnv(task=task, config=agent.env_config(config))
@@ -159,17 +160,22 @@ def _search_agent(
 
 
 def _search_transfer(
-    method: str, task: PruningTask, settings: BenchmarkSettings, seed: int, runs: Path
+    method: str,
+    task: PruningTask,
+    target: float,
+    settings: BenchmarkSettings,
+    seed: int,
+    runs: Path,
 ) -> SearchResult:
     start = time.perf_counter()
     since = len(task.ledger)
     assert settings.policy is not None
     policy = load_policy(settings.policy)
-    env = policy_env(policy, task)
+    env = policy_env(policy, task, target)
     config = env.config
     shot = zero_shot(policy, env, seed=seed, trust=settings.trust)
     if method == "transfer-refine":
-        refine(task, config.target_range[0], shot.candidate, settings.adapt_episodes, seed)
+        refine(task, config.env.target.low, shot.candidate, settings.adapt_episodes, seed)
     if method == "transfer-adapt":
         result = train(
             config,
@@ -181,7 +187,7 @@ def _search_transfer(
         )
         if result.interrupted:  # Ctrl-C inside training: stop here too
             raise KeyboardInterrupt
-    return task.search_result(method, since, config.target_range[0], start)
+    return task.search_result(method, since, config.env.target.low, start)
 
 
 def _finish(
@@ -273,7 +279,7 @@ def prepare_out_dir(out: Path, manifest: dict[str, Any], *, overwrite: bool, res
         elif resume:
             previous = json.loads(existing.read_text())
             # settings added to EnvConfig since that benchmark began count at their defaults
-            defaults = json.loads(json.dumps(dataclasses.asdict(EnvConfig()), default=list))
+            defaults = json.loads(json.dumps(EnvConfig().to_dict(), default=list))
             previous["env"] = {**defaults, **previous.get("env", {})}
             before = {k: v for k, v in SETTINGS_BEFORE.items() if k in manifest["settings"]}
             previous["settings"] = {**before, **previous.get("settings", {})}
@@ -302,16 +308,19 @@ def run_benchmark(
     settings: BenchmarkSettings,
     out: str | Path,
     *,
+    config: EnvConfig,
     overwrite: bool = False,
     resume: bool = False,
     on_result: Callable[[MethodSeedResult, int, int], None] | None = None,
     on_start: Callable[[str, int], None] | None = None,
 ) -> tuple[list[MethodSeedResult], dict[str, Path]]:
-    """Run every (method, seed), write tables and plots into ``out``; return results and files."""
+    """Run every (method, seed) on ``task`` at ``config``'s target (the preset the task was
+    loaded for, :func:`benchmark_config`), write tables and plots into ``out``; return
+    results and files."""
     out = Path(out)
     settings.check(task)
-    target = task.config.target_range[0]
-    manifest = {"env": dataclasses.asdict(task.config), "settings": manifest_settings(settings)}
+    target = config.env.target.low
+    manifest = {"env": config.to_dict(), "settings": manifest_settings(settings)}
     prepare_out_dir(
         out, json.loads(json.dumps(manifest, default=list)), overwrite=overwrite, resume=resume
     )
@@ -342,9 +351,9 @@ def run_benchmark(
                 on_start(method, seed)
             task.reset_search()  # every (method, seed) pays for its own evaluations
             if kind == "agent":
-                search = _search_agent(method, task, target, settings.evals, seed, out / "runs")
+                search = _search_agent(method, task, config, settings.evals, seed, out / "runs")
             elif kind == "transfer":
-                search = _search_transfer(method, task, settings, seed, out / "runs")
+                search = _search_transfer(method, task, target, settings, seed, out / "runs")
             else:
                 search = get_baseline(method).search(task, target, settings.evals, seed)
             result = _finish(task, search, seed, settings)
@@ -454,16 +463,17 @@ def proxy_correlation(
     }
 
 
+def benchmark_config(env_config: EnvConfig, policy: str | None) -> EnvConfig:
+    """The preset a benchmark runs on (with a transfer policy's action bounds, if one is
+    given)."""
+    if policy is None:
+        return env_config
+    # every method shares the policy's action bounds, reward and target; its feature
+    # set and action mode stay its own (the transfer methods apply them)
+    shared = env_config_for_policy(env_config, load_policy(policy), None).to_dict()
+    return env_config.derive({k: shared[k] for k in ("target", "min_keep", "max_keep", "reward")})
+
+
 def load_task(env_config: EnvConfig, policy: str | None) -> PruningTask:
-    """The task a benchmark runs on (with a transfer policy's action bounds, if one is given)."""
-    if policy is not None:
-        # every method shares the policy's action bounds, reward and target; its feature
-        # set and action mode stay its own (the transfer methods apply them)
-        shared = env_config_for_policy(env_config, load_policy(policy), None)
-        env_config = make_config(
-            {
-                **dataclasses.asdict(env_config),
-                **{k: getattr(shared, k) for k in ("target", "min_keep", "max_keep", "reward")},
-            }
-        )
-    return load_preset_task(env_config)
+    """The task a benchmark runs on (:func:`benchmark_config`'s)."""
+    return load_preset_task(benchmark_config(env_config, policy))
