@@ -19,8 +19,8 @@ from rlprune.arguments import arg, parse
 from rlprune.cli import fraction_list
 from rlprune.errors import run_script
 from rlprune.presets.loader import GENERAL_POLICY, env_spec, load_env_config
-from rlprune.rl.family import policy_env, zero_shot
 from rlprune.rl.policy import load_policy
+from rlprune.rl.transfer import policy_env, zero_shot
 from rlprune.search.baselines import REFINE_FIDELITY, refine
 from rlprune.search.benchmark import load_task
 

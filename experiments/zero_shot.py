@@ -21,8 +21,8 @@ from rlprune.arguments import arg, parse
 from rlprune.env.rollout import TRUST_MODES, PriorPlayer, rollout
 from rlprune.errors import run_script
 from rlprune.presets.loader import GENERAL_POLICY, env_spec, load_env_config
-from rlprune.rl.family import policy_env, zero_shot
 from rlprune.rl.policy import load_policy
+from rlprune.rl.transfer import policy_env, zero_shot
 from rlprune.search.benchmark import load_task
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -13,7 +13,7 @@ from typing import Any
 
 from .errors import ConfigError
 
-__all__ = ["check_kinds", "help_for", "setting"]
+__all__ = ["check_kinds", "flagged", "help_for", "setting"]
 
 _WORDS = {
     "str": "a string",
@@ -28,12 +28,30 @@ _WORDS = {
 }
 
 
-def setting(default: Any, help: str, kind: str | None = None, example: str | None = None) -> Any:
+def setting(
+    default: Any,
+    help: str,
+    kind: str | None = None,
+    example: str | None = None,
+    *,
+    choices: tuple[Any, ...] = (),
+    agent: bool = False,
+    policy: bool = False,
+) -> Any:
     """A dataclass field with ``help`` and the ``kind`` its value must have (``?``: or null).
 
-    A mutable ``default`` (a dict) becomes a default factory. ``kind=None``: checked apart.
+    ``choices``: the values allowed. ``agent``: an agent preset may set it (under ``env:``);
+    ``policy``: a policy artifact records it and plays with it. A mutable ``default`` (a
+    dict) becomes a default factory. ``kind=None``: checked apart.
     """
-    metadata = {"help": help, "kind": kind, "example": example}
+    metadata = {
+        "help": help,
+        "kind": kind,
+        "example": example,
+        "choices": choices,
+        "agent": agent,
+        "policy": policy,
+    }
     if isinstance(default, dict):
         return dataclasses.field(default_factory=dict, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -66,6 +84,11 @@ def check_kinds(instance: Any) -> None:
     for f in dataclasses.fields(instance):
         kind = f.metadata.get("kind")
         value = getattr(instance, f.name)
+        choices = f.metadata.get("choices")
+        if choices and (kind is None or _kind_ok(kind, value)) and value not in choices:
+            raise ConfigError(
+                f"unknown {f.name} {value!r}; choose one of: {', '.join(str(c) for c in choices)}"
+            )
         if kind is None or _kind_ok(kind, value):
             continue
         example = f.metadata.get("example") or (
@@ -78,6 +101,11 @@ def check_kinds(instance: Any) -> None:
             f"preset key {f.name!r} must be {_WORDS[kind.rstrip('?')]}{nullable}, got {value!r} "
             f"({type(value).__name__}); e.g. {f.name}: {example}"
         )
+
+
+def flagged(classes: tuple[Any, ...], flag: str) -> tuple[str, ...]:
+    """Names of the fields of ``classes`` whose ``flag`` (``agent``, ``policy``) is set."""
+    return tuple(f.name for c in classes for f in dataclasses.fields(c) if f.metadata.get(flag))
 
 
 def help_for(cls: Any, name: str) -> str:

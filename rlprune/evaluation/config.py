@@ -69,9 +69,11 @@ class TaskConfig:
     amp: bool = setting(
         False, "mixed precision when scoring (float16 on GPUs, bfloat16 on CPU)", "bool"
     )
-    min_keep: float = setting(0.2, "smallest keep-ratio an action maps to", "number")
-    max_keep: float = setting(1.0, "largest keep-ratio an action maps to", "number")
-    importance: str = setting("l1", "channel importance: l1, l2, random", "str")
+    min_keep: float = setting(0.2, "smallest keep-ratio an action maps to", "number", agent=True)
+    max_keep: float = setting(1.0, "largest keep-ratio an action maps to", "number", agent=True)
+    importance: str = setting(
+        "l1", "channel importance: l1, l2, random", "str", choices=tuple(IMPORTANCE)
+    )
     round_to: int | None = setting(None, "keep channel counts multiples of", "positive int?")
     ignored_layers: tuple[str, ...] = setting(
         (), "qualified names of layers never to prune", "list of str", "[features.0, classifier]"
@@ -93,6 +95,8 @@ class TaskConfig:
         "prior; null: all of them); a probe costs probe_images / val_size of a full "
         "evaluation",
         "positive int?",
+        agent=True,
+        policy=True,
     )
     pretrain: dict[str, Any] = setting(
         {}, "base-model training settings: epochs, lr, batch_size, weight_decay", "mapping"
@@ -106,10 +110,6 @@ class TaskConfig:
             raise ConfigError(
                 f"need 0 < min_keep <= max_keep <= 1, got min_keep={self.min_keep}, "
                 f"max_keep={self.max_keep}"
-            )
-        if self.importance not in IMPORTANCE:
-            raise ConfigError(
-                f"unknown importance {self.importance!r}; choose one of: {', '.join(IMPORTANCE)}"
             )
         if self.probe_images is not None and self.probe_images < 1:
             raise ConfigError(f"probe_images must be at least 1, got {self.probe_images}")

@@ -15,13 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from ..checks import check_kinds, help_for, setting
+from ..checks import check_kinds, flagged, help_for, setting
 from ..errors import ConfigError
 from ..evaluation.config import TASK_FIELDS, TaskConfig
 from .features import FEATURE_SETS
 
 __all__ = [
     "ACTION_MODES",
+    "AGENT_KEYS",
+    "POLICY_KEYS",
     "ANCHORS",
     "PRESET_KEYS",
     "PRIORS",
@@ -89,34 +91,53 @@ class EnvSettings:
         "fraction of the original MACs to keep, or a [low, high] range to sample",
     )
     reward: str = setting(
-        "acc", "reward name: acc, acc_log_flops, acc_budget_penalty (rlprune.mdp.rewards)", "str"
+        "acc",
+        "reward name: acc, acc_log_flops, acc_budget_penalty (rlprune.mdp.rewards)",
+        "str",
+        agent=True,
     )
     budget_clipping: bool = setting(
         True, "bound actions so the MACs target is always met (AMC)", "bool"
     )
-    fill_budget: bool = setting(True, "also bound actions from below so the budget is used", "bool")
+    fill_budget: bool = setting(
+        True, "also bound actions from below so the budget is used", "bool", agent=True, policy=True
+    )
     features: int = setting(
         1,
         "observation feature set: 1 (geometry and MACs) or 2 (+ sensitivity "
         "probes, channel-importance statistics, budget left, the prior's keep-ratio)",
         "int",
+        choices=tuple(FEATURE_SETS),
+        agent=True,
     )
     action_mode: str = setting(
         "absolute",
         "absolute: the action is the keep-ratio; residual: a bounded correction "
         "to the prior allocation (action 0 plays the prior)",
         "str",
+        choices=ACTION_MODES,
+        agent=True,
+        policy=True,
     )
     prior: str = setting(
-        "sensitivity", "prior allocation: uniform, magnitude or sensitivity", "str"
+        "sensitivity",
+        "prior allocation: uniform, magnitude or sensitivity",
+        "str",
+        choices=PRIORS,
+        agent=True,
+        policy=True,
     )
-    residual_scale: float = setting(0.5, "largest keep-ratio correction in residual mode", "number")
+    residual_scale: float = setting(
+        0.5, "largest keep-ratio correction in residual mode", "number", agent=True, policy=True
+    )
     anchor: str = setting(
         "prior",
         "what residual corrections apply to: prior (the prior allocation, "
         "always) or best (the best configuration the env has evaluated at this target, "
         "the prior until one beats it)",
         "str",
+        choices=ANCHORS,
+        agent=True,
     )
     shaping: str = setting(
         "none",
@@ -124,29 +145,24 @@ class EnvSettings:
         "each step is charged the accuracy the sensitivity probes predict it costs, the "
         "last step gets it all back, so every episode's return is unchanged)",
         "str",
+        choices=SHAPINGS,
+        agent=True,
     )
 
     def __post_init__(self) -> None:
         check_kinds(self)
         object.__setattr__(self, "target", _parse_target(self.target))
-        choices: dict[str, tuple[Any, ...]] = {
-            "features": tuple(FEATURE_SETS),
-            "action_mode": ACTION_MODES,
-            "prior": PRIORS,
-            "anchor": ANCHORS,
-            "shaping": SHAPINGS,
-        }
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ConfigError(
-                    f"unknown {name} {getattr(self, name)!r}; choose one of: "
-                    f"{', '.join(str(a) for a in allowed)}"
-                )
         if not 0.0 < self.residual_scale <= 1.0:
             raise ConfigError(f"residual_scale must be in (0, 1], got {self.residual_scale}")
 
 
 ENV_FIELDS = tuple(f.name for f in dataclasses.fields(EnvSettings))
+
+AGENT_KEYS = frozenset(flagged((TaskConfig, EnvSettings), "agent"))
+"""Settings an agent preset may choose under ``env:`` (what the agent observes and how its
+actions map), applied over the env preset's."""
+POLICY_KEYS = flagged((TaskConfig, EnvSettings), "policy")
+"""Settings a policy artifact records and is played with."""
 
 PRESET_KEYS = (
     "name",

@@ -112,10 +112,10 @@ def load_task(config: EnvConfig | TaskConfig | str | os.PathLike[str]) -> Prunin
     Given a preset, its target is checked against what the model can reach."""
     if isinstance(config, (str, os.PathLike)):
         config = load_env_config(config)
+    target = None
     if isinstance(config, EnvConfig):
-        task = load_task(config.task)
-        task.check_target(config.env.target.low)
-        return task
+        target = config.env.target.low
+        config = config.task
     data = load_data(config)
     model = build_config_model(config, data)
     if config.weights is None:
@@ -132,6 +132,8 @@ def load_task(config: EnvConfig | TaskConfig | str | os.PathLike[str]) -> Prunin
         check_model_fits(model, data.input_shape, data.num_classes)
         load_weights(model, config.weights)
     task = PruningTask.from_model(model, data, config)
+    if target is not None:
+        task.check_target(target)
     task.source = functools.partial(load_task, config)  # how a worker rebuilds it
     if config.weights is not None:
         warn_if_near_chance(task)

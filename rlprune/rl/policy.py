@@ -36,7 +36,7 @@ from ..mdp.features import (
     features_for,
     observation_space,
 )
-from ..mdp.settings import EnvConfig
+from ..mdp.settings import POLICY_KEYS, EnvConfig
 from ..version import __version__
 from .agents import AgentConfig, build_policy, make_agent_config
 
@@ -57,7 +57,7 @@ WEIGHTS_FILE = "policy.pt"
 METADATA_FILE = "policy.json"
 
 
-POLICY_ENV_KEYS = ("action_mode", "prior", "residual_scale", "probe_images", "fill_budget")
+POLICY_ENV_KEYS = POLICY_KEYS
 """Env settings a policy was trained under and must be applied under, with its feature set
 (``feature_version``), action bounds and reward."""
 

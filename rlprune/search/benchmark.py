@@ -36,9 +36,9 @@ from ..reports.latency import compare_latency
 from ..reports.plots import plot_all
 from ..reports.tables import MethodSeedResult, comparison_lines, summarise, write_tables
 from ..rl.agents import load_agent_config
-from ..rl.family import policy_env, zero_shot
 from ..rl.policy import env_config_for_policy, load_policy
 from ..rl.training import TrainSettings, train
+from ..rl.transfer import policy_env, zero_shot
 from .baselines import get_baseline, refine
 from .methods import METHODS, RECOMMENDED, TRANSFER_METHODS, valid_methods
 
