@@ -34,7 +34,7 @@ from .rl.agents import ON_POLICY
 from .rl.family import zero_shot
 from .rl.policy import env_config_for_policy, load_policy
 from .rl.training import RunRecorder, TrainSettings, train
-from .search.baselines import refine
+from .search.optuna_search import refine
 
 __all__ = ["ApplySettings", "apply_policy", "default_policy"]
 
@@ -62,7 +62,7 @@ class ApplySettings:
     adapt_episodes: int = 0
     refine: int = 0
     """Evaluations of a local search around the chosen configuration
-    (:func:`rlprune.search.baselines.refine`) before it is delivered."""
+    (:func:`rlprune.search.optuna_search.refine`) before it is delivered."""
     finetune_epochs: int = 0
     finetune_lr: float = 0.01
     seed: int = 0

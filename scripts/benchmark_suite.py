@@ -36,9 +36,8 @@ from rlprune.evaluation.task import PruningTask
 from rlprune.presets.loader import load_env_config
 from rlprune.reports.tables import MethodSeedResult, comparison_lines, render_markdown, summarise
 from rlprune.reports.versions import software_versions
-from rlprune.search.baselines import get_baseline
 from rlprune.search.benchmark import BenchmarkSettings, load_task, run_benchmark
-from rlprune.search.methods import DEFAULT_METHODS, RECOMMENDED
+from rlprune.search.methods import DEFAULT_METHODS, RECOMMENDED, get_baseline
 from rlprune.search.methods import METHODS as ALL_METHODS
 
 SUITE = (

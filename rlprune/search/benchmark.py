@@ -38,8 +38,8 @@ from ..rl.agents import load_agent_config
 from ..rl.family import policy_env, zero_shot
 from ..rl.policy import env_config_for_policy, load_policy
 from ..rl.training import TrainSettings, train
-from .baselines import get_baseline, refine
-from .methods import METHODS, RECOMMENDED, TRANSFER_METHODS, valid_methods
+from .methods import METHODS, RECOMMENDED, TRANSFER_METHODS, get_baseline, valid_methods
+from .optuna_search import refine
 
 __all__ = [
     "MANIFEST",

@@ -8,18 +8,40 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..errors import ConfigError
 from ..presets.loader import available_agents, read_preset, resolve_preset
-from .baselines import BASELINES
+from .base import BaselineMethod
+from .heuristics import MAGNITUDE, SENSITIVITY, UNIFORM
+from .optuna_search import CMAES, TPE
+from .random_search import EAGLEEYE, RANDOM
 
 __all__ = [
+    "BASELINES",
     "DEFAULT_METHODS",
     "RECOMMENDED",
     "METHODS",
     "TRANSFER_METHODS",
     "MethodInfo",
+    "get_baseline",
     "methods_help",
     "valid_methods",
 ]
+
+
+BASELINES: dict[str, BaselineMethod] = {
+    method.name: method
+    for method in (RANDOM, EAGLEEYE, TPE, CMAES, UNIFORM, MAGNITUDE, SENSITIVITY)
+}
+"""Every baseline by name: the methods that need no agent and no policy."""
+
+
+def get_baseline(name: str) -> BaselineMethod:
+    """The baseline called ``name``; :class:`ConfigError` lists the valid names otherwise."""
+    if name not in BASELINES:
+        raise ConfigError(
+            f"unknown baseline method {name!r}; choose one of: {', '.join(sorted(BASELINES))}"
+        )
+    return BASELINES[name]
 
 
 @dataclass(frozen=True)
