@@ -37,7 +37,7 @@ from rlprune.presets.loader import load_env_config
 from rlprune.reports.tables import MethodSeedResult, comparison_lines, render_markdown, summarise
 from rlprune.reports.versions import software_versions
 from rlprune.search.benchmark import BenchmarkSettings, load_task, run_benchmark
-from rlprune.search.methods import DEFAULT_METHODS, RECOMMENDED, get_baseline
+from rlprune.search.methods import DEFAULT_METHODS, RECOMMENDED
 from rlprune.search.methods import METHODS as ALL_METHODS
 
 SUITE = (
@@ -192,12 +192,7 @@ def elapsed(folder: Path) -> float:
         result = json.loads(path.read_text())["result"]
         method, seed = result["method"], int(result["seed"])
         spec = ALL_METHODS.get(method)
-        copied = (
-            spec is not None
-            and spec.kind == "baseline"
-            and not get_baseline(method).seeded
-            and seed > 0
-        )
+        copied = spec is not None and not spec.seeded and seed > 0
         if not copied:
             total += float(result["wall_time_s"])
     return total

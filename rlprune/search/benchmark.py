@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
-import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -23,7 +22,6 @@ from typing import Any
 
 import numpy as np
 
-from ..env.pruning_env import PruningEnv
 from ..errors import ConfigError, RunError
 from ..evaluation.candidates import Candidate, SearchResult, best_of, within_budget
 from ..evaluation.config import EnvConfig, check_trust, make_config
@@ -34,12 +32,9 @@ from ..presets.tasks import load_task as load_preset_task
 from ..reports.latency import compare_latency
 from ..reports.plots import plot_all
 from ..reports.tables import MethodSeedResult, comparison_lines, summarise, write_tables
-from ..rl.agents import load_agent_config
-from ..rl.family import policy_env, zero_shot
 from ..rl.policy import env_config_for_policy, load_policy
-from ..rl.training import TrainSettings, train
-from .methods import METHODS, RECOMMENDED, TRANSFER_METHODS, get_baseline, valid_methods
-from .optuna_search import refine
+from .base import SearchOptions
+from .methods import METHODS, RECOMMENDED, TRANSFER_METHODS, get_method
 
 __all__ = [
     "MANIFEST",
@@ -80,11 +75,8 @@ class BenchmarkSettings:
 
     def check(self, task: PruningTask) -> None:
         """Raise :class:`ConfigError` for settings that cannot run on ``task``."""
-        unknown = [m for m in self.methods if m not in valid_methods()]
-        if unknown:
-            raise ConfigError(
-                f"unknown method {unknown[0]!r}; valid methods: {', '.join(valid_methods())}"
-            )
+        for method in self.methods:
+            get_method(method)
         if len(set(self.methods)) != len(self.methods):
             raise ConfigError("a method is listed twice in --methods; list each once")
         if self.seeds <= 0:
@@ -99,89 +91,23 @@ class BenchmarkSettings:
                 f"--proxy-candidates needs at least 3 candidates, got {self.proxy_candidates}"
             )
         for method in self.methods:
-            if METHODS[method].kind == "baseline":
-                needed = get_baseline(method).min_evals(task)
-                if self.evals < needed:
-                    raise ConfigError(
-                        f"method {method!r} needs at least {needed} evaluations for this "
-                        f"network, got --evals {self.evals}; raise --evals"
-                    )
-        if any(m in TRANSFER_METHODS for m in self.methods):
-            if self.policy is None:
-                raise ConfigError("the transfer methods need --policy PATH (a trained policy)")
-            for method in ("transfer-adapt", "transfer-refine"):
-                if method in self.methods and not 0 < self.adapt_episodes < self.evals:
-                    raise ConfigError(
-                        f"{method} needs 0 < --adapt-episodes < --evals ({self.evals}), "
-                        f"got {self.adapt_episodes}"
-                    )
+            needed = METHODS[method].min_evals(task)
+            if self.evals < needed:
+                raise ConfigError(
+                    f"method {method!r} needs at least {needed} evaluations for this "
+                    f"network, got --evals {self.evals}; raise --evals"
+                )
+        options = self.search_options()
+        for spec in METHODS.values():  # in the registry's order, whatever --methods says
+            if spec.name in self.methods:
+                spec.check_options(options, self.evals)
 
-
-def _job_settings(episodes: int, seed: int) -> TrainSettings:
-    """Training settings of an agent's (method, seed) job: no periodic checkpoints, since
-    an interrupted job is run again from the start (its evaluations must be charged)."""
-    return TrainSettings(episodes=episodes, seed=seed, checkpoint_every=0, checkpoint_seconds=0)
-
-
-def _clean_run_dir(runs: Path, method: str, seed: int) -> Path:
-    """The run folder of a (method, seed) job, emptied: a job interrupted by a kill left its
-    episodes.csv, checkpoints and logs there, and the job starts again from scratch."""
-    run_dir = runs / f"{method}__{seed}"
-    shutil.rmtree(run_dir, ignore_errors=True)
-    return run_dir
-
-
-def _search_agent(
-    method: str, task: PruningTask, target: float, evals: int, seed: int, runs: Path
-) -> SearchResult:
-    start = time.perf_counter()
-    since = len(task.ledger)
-    config = dataclasses.replace(task.config, target=target)
-    agent = load_agent_config(method, config.name)
-    # probes and the prior (feature set 2, residual actions) are charged once, up front
-    PruningEnv(task=task, config=agent.env_config(config))
-    episodes = int(evals - task.charged(since) + 1e-9)
-    if episodes < 1:
-        raise ConfigError(
-            f"method {method!r} spends {task.charged(since):.1f} evaluations on its probes, "
-            f"leaving no episode of --evals {evals}; raise --evals"
+    def search_options(self, runs: Path = Path("runs")) -> SearchOptions:
+        """What every method's search may read from these settings; agents' run folders
+        go in ``runs``."""
+        return SearchOptions(
+            runs=runs, policy=self.policy, adapt_episodes=self.adapt_episodes, trust=self.trust
         )
-    result = train(
-        config,
-        agent,
-        _job_settings(episodes, seed),
-        run_dir=_clean_run_dir(runs, method, seed),
-        task=task,
-    )
-    if result.interrupted:  # Ctrl-C inside training: stop here too
-        raise KeyboardInterrupt
-    return task.search_result(method, since, target, start)
-
-
-def _search_transfer(
-    method: str, task: PruningTask, settings: BenchmarkSettings, seed: int, runs: Path
-) -> SearchResult:
-    start = time.perf_counter()
-    since = len(task.ledger)
-    assert settings.policy is not None
-    policy = load_policy(settings.policy)
-    env = policy_env(policy, task)
-    config = env.config
-    shot = zero_shot(policy, env, seed=seed, trust=settings.trust)
-    if method == "transfer-refine":
-        refine(task, config.target_range[0], shot.candidate, settings.adapt_episodes, seed)
-    if method == "transfer-adapt":
-        result = train(
-            config,
-            policy.agent,
-            _job_settings(settings.adapt_episodes, seed),
-            run_dir=_clean_run_dir(runs, method, seed),
-            task=task,
-            initial_policy=policy,
-        )
-        if result.interrupted:  # Ctrl-C inside training: stop here too
-            raise KeyboardInterrupt
-    return task.search_result(method, since, config.target_range[0], start)
 
 
 def _finish(
@@ -321,8 +247,7 @@ def run_benchmark(
     for done, (method, seed) in enumerate(jobs, start=1):
         path = out / "results" / f"{method}__{seed}.json"
         first = out / "results" / f"{method}__0.json"
-        kind = METHODS[method].kind
-        deterministic = kind == "baseline" and not get_baseline(method).seeded
+        deterministic = not METHODS[method].seeded
         if path.is_file():
             result, search = _load_finished(path, target)
         elif deterministic and seed > 0 and first.is_file():
@@ -341,12 +266,8 @@ def run_benchmark(
             if on_start is not None:
                 on_start(method, seed)
             task.reset_search()  # every (method, seed) pays for its own evaluations
-            if kind == "agent":
-                search = _search_agent(method, task, target, settings.evals, seed, out / "runs")
-            elif kind == "transfer":
-                search = _search_transfer(method, task, settings, seed, out / "runs")
-            else:
-                search = get_baseline(method).search(task, target, settings.evals, seed)
+            options = settings.search_options(out / "runs")
+            search = METHODS[method].search(task, target, settings.evals, seed, options)
             result = _finish(task, search, seed, settings)
             atomic_write_json(
                 path, {"result": result.to_dict(), "history": _candidate_dicts(search.history)}
@@ -365,9 +286,7 @@ def run_benchmark(
         "test accuracy is measured once per method and seed on the best candidate; "
         "the test split never drives a search decision",
     ]
-    fixed = [
-        m for m in settings.methods if METHODS[m].kind == "baseline" and not get_baseline(m).seeded
-    ]
+    fixed = [m for m in settings.methods if not METHODS[m].seeded]
     if fixed and settings.seeds > 1:
         notes.append(
             f"{', '.join(fixed)}: deterministic, computed once and repeated for every seed "
