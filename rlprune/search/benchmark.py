@@ -33,7 +33,7 @@ from ..reports.latency import compare_latency
 from ..reports.plots import plot_all
 from ..reports.tables import MethodSeedResult, comparison_lines, summarise, write_tables
 from ..rl.policy import env_config_for_policy, load_policy
-from .base import SearchOptions
+from .base import SearchMethod, SearchOptions
 from .methods import METHODS, RECOMMENDED, TRANSFER_METHODS, get_method
 
 __all__ = [
@@ -245,37 +245,56 @@ def run_benchmark(
     histories: dict[str, list[SearchResult]] = {}
     jobs = [(m, s) for m in settings.methods for s in range(settings.seeds)]
     for done, (method, seed) in enumerate(jobs, start=1):
-        path = out / "results" / f"{method}__{seed}.json"
-        first = out / "results" / f"{method}__0.json"
-        deterministic = not METHODS[method].seeded
-        if path.is_file():
-            result, search = _load_finished(path, target)
-        elif deterministic and seed > 0 and first.is_file():
-            # a deterministic method's search gives every seed the same best: searched
-            # once. Its fine-tune is seeded like every other method's (data order), so
-            # the fine-tuned mean averages the same number of fine-tunes for all methods.
-            result, search = _load_finished(first, target)
-            if settings.finetune_epochs:
-                result = _finish(task, search, seed, settings)
-            else:
-                result = dataclasses.replace(result, seed=seed)
-            atomic_write_json(
-                path, {"result": result.to_dict(), "history": _candidate_dicts(search.history)}
-            )
-        else:
-            if on_start is not None:
-                on_start(method, seed)
-            task.reset_search()  # every (method, seed) pays for its own evaluations
-            options = settings.search_options(out / "runs")
-            search = METHODS[method].search(task, target, settings.evals, seed, options)
-            result = _finish(task, search, seed, settings)
-            atomic_write_json(
-                path, {"result": result.to_dict(), "history": _candidate_dicts(search.history)}
-            )
+        result, search = _run_job(task, settings, METHODS[method], seed, target, out, on_start)
         results.append(result)
         histories.setdefault(method, []).append(search)
         if on_result is not None:
             on_result(result, done, len(jobs))
+    notes = _notes(task, settings, target)
+    if settings.proxy_candidates:
+        notes.append(_proxy_note(task, histories, settings, target, out, resume=resume))
+    return results, _write_report(task, settings, results, histories, target, out, notes)
+
+
+def _run_job(
+    task: PruningTask,
+    settings: BenchmarkSettings,
+    method: SearchMethod,
+    seed: int,
+    target: float,
+    out: Path,
+    on_start: Callable[[str, int], None] | None,
+) -> tuple[MethodSeedResult, SearchResult]:
+    """One (method, seed): its saved result, or a deterministic method's first seed
+    again, or a search now; saved as it finishes."""
+    path = out / "results" / f"{method.name}__{seed}.json"
+    first = out / "results" / f"{method.name}__0.json"
+    if path.is_file():
+        return _load_finished(path, target)
+    if not method.seeded and seed > 0 and first.is_file():
+        # a deterministic method's search gives every seed the same best: searched
+        # once. Its fine-tune is seeded like every other method's (data order), so
+        # the fine-tuned mean averages the same number of fine-tunes for all methods.
+        result, search = _load_finished(first, target)
+        if settings.finetune_epochs:
+            result = _finish(task, search, seed, settings)
+        else:
+            result = dataclasses.replace(result, seed=seed)
+    else:
+        if on_start is not None:
+            on_start(method.name, seed)
+        task.reset_search()  # every (method, seed) pays for its own evaluations
+        options = settings.search_options(out / "runs")
+        search = method.search(task, target, settings.evals, seed, options)
+        result = _finish(task, search, seed, settings)
+    atomic_write_json(
+        path, {"result": result.to_dict(), "history": _candidate_dicts(search.history)}
+    )
+    return result, search
+
+
+def _notes(task: PruningTask, settings: BenchmarkSettings, target: float) -> list[str]:
+    """The report's notes: the task, the budget, the test split's use, what repeats."""
     notes = [
         f"env {task.config.name}: {task.config.model} on {task.config.dataset}, "
         f"MACs target {target}, {len(task.analysis.units)} prunable units",
@@ -297,18 +316,42 @@ def run_benchmark(
         notes.append(
             f"fine-tuned: {settings.finetune_epochs} epochs{limit}, same schedule for every method"
         )
-    if settings.proxy_candidates:
-        kept = out / "proxy.json"
-        if resume and kept.is_file():  # fine-tuning 20 candidates again would repeat it
-            proxy = json.loads(kept.read_text())
-        else:
-            proxy = proxy_correlation(task, histories, settings, target)
-            atomic_write_json(kept, proxy)
-        notes.append(
-            f"proxy: Spearman rho = {proxy['spearman']:.2f} between search-time validation "
-            f"accuracy and test accuracy after the same fine-tuning, over {proxy['n']} "
-            "evaluated candidates spread over the validation-accuracy range"
-        )
+    return notes
+
+
+def _proxy_note(
+    task: PruningTask,
+    histories: dict[str, list[SearchResult]],
+    settings: BenchmarkSettings,
+    target: float,
+    out: Path,
+    *,
+    resume: bool,
+) -> str:
+    """The proxy correlation's note, computed (or, resuming, read back) and kept."""
+    kept = out / "proxy.json"
+    if resume and kept.is_file():  # fine-tuning 20 candidates again would repeat it
+        proxy = json.loads(kept.read_text())
+    else:
+        proxy = proxy_correlation(task, histories, settings, target)
+        atomic_write_json(kept, proxy)
+    return (
+        f"proxy: Spearman rho = {proxy['spearman']:.2f} between search-time validation "
+        f"accuracy and test accuracy after the same fine-tuning, over {proxy['n']} "
+        "evaluated candidates spread over the validation-accuracy range"
+    )
+
+
+def _write_report(
+    task: PruningTask,
+    settings: BenchmarkSettings,
+    results: list[MethodSeedResult],
+    histories: dict[str, list[SearchResult]],
+    target: float,
+    out: Path,
+    notes: list[str],
+) -> dict[str, Path]:
+    """Tables, plots and the comparison with the recommended agent (or the first method)."""
     reference = RECOMMENDED if RECOMMENDED in settings.methods else settings.methods[0]
     comparison = comparison_lines(summarise(results), reference=reference)
     files = write_tables(
@@ -317,11 +360,11 @@ def run_benchmark(
     try:
         files.update(plot_all(histories, results, out, target=target))
     except ModuleNotFoundError as missing:  # the tables are the result; the plots illustrate
-        warnings.warn(f"{missing}; tables written, plots skipped", stacklevel=2)
+        warnings.warn(f"{missing}; tables written, plots skipped", stacklevel=3)
     files["comparison.md"] = atomic_write_text(
         out / "comparison.md", "".join(f"- {line}\n" for line in comparison)
     )
-    return results, files
+    return files
 
 
 def proxy_correlation(
