@@ -35,12 +35,13 @@ if hasattr(os, "register_at_fork"):
 from .version import __version__  # noqa: E402
 
 if TYPE_CHECKING:
-    from .env.features import FEATURE_VERSION, FEATURES
     from .env.pruning_env import PruningEnv
     from .evaluation.candidates import Candidate
-    from .evaluation.config import EnvConfig
+    from .evaluation.config import TaskConfig
     from .evaluation.splits import DataSplits, from_tensors
     from .evaluation.task import PruningTask
+    from .mdp.features import FEATURE_VERSION, FEATURES
+    from .mdp.settings import EnvConfig, EnvSettings, make_config
     from .presets.loader import load_env_config
     from .presets.tasks import load_task
     from .pruning.analysis import ModelAnalysis, PrunableUnit, analyse
@@ -52,11 +53,14 @@ if ENV_ID not in gymnasium.registry:
     gymnasium.register(id=ENV_ID, entry_point="rlprune.env.pruning_env:PruningEnv")
 
 _LAZY: dict[str, str] = {
-    "FEATURES": "rlprune.env.features",
-    "FEATURE_VERSION": "rlprune.env.features",
+    "FEATURES": "rlprune.mdp.features",
+    "FEATURE_VERSION": "rlprune.mdp.features",
     "Candidate": "rlprune.evaluation.candidates",
     "DataSplits": "rlprune.evaluation.splits",
-    "EnvConfig": "rlprune.evaluation.config",
+    "EnvConfig": "rlprune.mdp.settings",
+    "EnvSettings": "rlprune.mdp.settings",
+    "TaskConfig": "rlprune.evaluation.config",
+    "make_config": "rlprune.mdp.settings",
     "ModelAnalysis": "rlprune.pruning.analysis",
     "PrunableUnit": "rlprune.pruning.analysis",
     "PruneResult": "rlprune.pruning.surgeon",
@@ -76,6 +80,9 @@ __all__ = [
     "Candidate",
     "DataSplits",
     "EnvConfig",
+    "EnvSettings",
+    "TaskConfig",
+    "make_config",
     "ModelAnalysis",
     "PrunableUnit",
     "PruneResult",

@@ -19,20 +19,24 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from torch import nn
+
 from .env.pruning_env import PruningEnv
+from .env.rollout import check_trust
 from .errors import ConfigError
 from .evaluation.candidates import Candidate
-from .evaluation.config import EnvConfig, check_trust
 from .evaluation.finetune import deliver
+from .evaluation.task import PruningTask
 from .files import check_output_dir, publish_dir
+from .mdp.settings import EnvConfig
 from .presets.loader import GENERAL_POLICY
 from .presets.tasks import load_task
 from .reports.apply_report import ApplyReport, unit_rows, write_report
 from .reports.export import export_model
-from .reports.latency import compare_latency
+from .reports.latency import LatencySpeedup, compare_latency
 from .rl.agents import ON_POLICY
 from .rl.family import zero_shot
-from .rl.policy import env_config_for_policy, load_policy
+from .rl.policy import LoadedPolicy, env_config_for_policy, load_policy
 from .rl.training import RunRecorder, TrainSettings, train
 from .search.optuna_search import refine
 
@@ -137,50 +141,22 @@ def _apply(
     config = env_config_for_policy(env_config, policy, settings.target)
     stage("analysing the model")
     task = load_task(config)
-    env = PruningEnv(task=task)
+    env = PruningEnv(task=task, config=config)
     stage("zero-shot episode")
     shot = zero_shot(policy, env, seed=settings.seed, trust=settings.trust)
     best = shot.candidate
     mode = "zero-shot"
-    improved = False
     if settings.adapt_episodes > 0:
         stage(f"adapting for {settings.adapt_episodes} episodes")
-        result = train(
-            config,
-            policy.agent,
-            TrainSettings(
-                episodes=settings.adapt_episodes,
-                seed=settings.seed,
-                checkpoint_every=0,
-                # with K workers, K episodes end together and are scored in parallel
-                n_envs=task.service.workers if policy.agent.algo in ON_POLICY else 1,
-            ),
-            run_dir=out / "adapt",
-            task=task,
-            initial_policy=policy,
-            on_episode=on_episode,
-        )
-        if result.interrupted:  # Ctrl-C inside training: stop here too
-            raise KeyboardInterrupt
-        if result.best is not None and result.best.candidate.accuracy > best.accuracy:
-            best = task.evaluate(result.best.candidate.channels)
+        best = _adapt(policy, task, config, settings, best, out, on_episode)
         mode = "adapted"
+    improved = False
     if settings.refine > 0:
         stage(f"refining with {settings.refine} evaluations")
-        start_candidate = best
-
-        def scored(so_far: Sequence[Candidate]) -> None:
-            if on_refine is not None:  # screening scores are charged a share, never lead
-                full = [c for c in so_far if c.fidelity >= 1.0]
-                leader = max([start_candidate, *full], key=lambda c: c.accuracy)
-                on_refine(sum(c.fidelity for c in so_far), leader)
-
-        refined = refine(
-            task, config.target_range[0], best, settings.refine, settings.seed, on_scored=scored
-        )
-        improved = refined.best.accuracy > best.accuracy
+        refined = _refine(task, config.env.target.low, best, settings, on_refine)
+        improved = refined.accuracy > best.accuracy
         if improved:
-            best = refined.best
+            best = refined
 
     stage("pruning, scoring" + (" and fine-tuning" if settings.finetune_epochs else ""))
     delivered = deliver(
@@ -190,36 +166,14 @@ def _apply(
         lr=settings.finetune_lr,
         seed=settings.seed,
     )
-    final = delivered.final
-    stage("timing on the CPU")
-    speed = compare_latency(
-        task.model,
-        final,
-        task.data.input_shape,
-        batch_sizes=settings.latency_batches,
-        repeats=settings.latency_repeats,
-    )
-    latency_gpu = None
-    if task.device.type == "cuda":
-        stage(f"timing on {task.device}")
-        latency_gpu = {
-            b: s.as_dict()
-            for b, s in compare_latency(
-                task.on_device(task.model),
-                copy.deepcopy(final).to(task.device),
-                task.data.input_shape,
-                batch_sizes=settings.latency_batches,
-                repeats=settings.latency_repeats,
-                device=task.device,
-            ).items()
-        }
+    speed, latency_gpu = _time(task, delivered.final, settings, stage)
     stage("exporting")
-    files = export_model(final, task.example_inputs, out)
+    files = export_model(delivered.final, task.example_inputs, out)
     report = ApplyReport(
         env=config.name,
-        model=config.model,
+        model=config.task.model,
         policy=str(policy.path),
-        target=float(config.target_range[0]),
+        target=float(config.env.target.low),
         mode=mode,
         adapt_episodes=settings.adapt_episodes,
         refine_evaluations=settings.refine,
@@ -234,14 +188,7 @@ def _apply(
         test_accuracy_after=delivered.test_accuracy,
         val_accuracy_finetuned=delivered.val_accuracy_finetuned,
         test_accuracy_finetuned=delivered.test_accuracy_finetuned,
-        latency={
-            b: {
-                "before_ms": s.before.median_ms,
-                "after_ms": s.after.median_ms,
-                "speedup": s.speedup,
-            }
-            for b, s in speed.items()
-        },
+        latency={b: s.as_dict() for b, s in speed.items()},
         wall_time_s=time.perf_counter() - start,
         device=str(task.device),
         latency_gpu=latency_gpu,
@@ -253,8 +200,85 @@ def _apply(
             for name, steps, distance in shot.outside
         ],
         deferred=shot.deferred,
-        prior=str(config.prior) if shot.deferred else "",
+        prior=str(config.env.prior) if shot.deferred else "",
         correction_scale=shot.scale,
     )
     write_report(report, out)
     return report
+
+
+def _adapt(
+    policy: LoadedPolicy,
+    task: PruningTask,
+    config: EnvConfig,
+    settings: ApplySettings,
+    best: Candidate,
+    out: Path,
+    on_episode: Callable[[RunRecorder], None] | None,
+) -> Candidate:
+    """Keep training ``policy`` on the new network; its best candidate if it beats ``best``."""
+    result = train(
+        config,
+        policy.agent,
+        TrainSettings(
+            episodes=settings.adapt_episodes,
+            seed=settings.seed,
+            checkpoint_every=0,
+            # with K workers, K episodes end together and are scored in parallel
+            n_envs=task.service.workers if policy.agent.algo in ON_POLICY else 1,
+        ),
+        run_dir=out / "adapt",
+        task=task,
+        initial_policy=policy,
+        on_episode=on_episode,
+    )
+    if result.interrupted:  # Ctrl-C inside training: stop here too
+        raise KeyboardInterrupt
+    if result.best is not None and result.best.candidate.accuracy > best.accuracy:
+        return task.evaluate(result.best.candidate.channels)
+    return best
+
+
+def _refine(
+    task: PruningTask,
+    target: float,
+    start: Candidate,
+    settings: ApplySettings,
+    on_refine: Callable[[float, Candidate], None] | None,
+) -> Candidate:
+    """The best candidate of a local search of ``settings.refine`` evaluations around
+    ``start`` (screening scores are charged a share of an evaluation and never lead)."""
+
+    def scored(so_far: Sequence[Candidate]) -> None:
+        if on_refine is not None:
+            full = [c for c in so_far if c.fidelity >= 1.0]
+            leader = max([start, *full], key=lambda c: c.accuracy)
+            on_refine(sum(c.fidelity for c in so_far), leader)
+
+    return refine(task, target, start, settings.refine, settings.seed, on_scored=scored).best
+
+
+def _time(
+    task: PruningTask, final: nn.Module, settings: ApplySettings, stage: Callable[[str], None]
+) -> tuple[dict[int, LatencySpeedup], dict[int, dict[str, float]] | None]:
+    """Original against pruned latency on the CPU, and on the task's GPU when it has one."""
+    stage("timing on the CPU")
+    speed = compare_latency(
+        task.model,
+        final,
+        task.data.input_shape,
+        batch_sizes=settings.latency_batches,
+        repeats=settings.latency_repeats,
+    )
+    if task.device.type != "cuda":
+        return speed, None
+    stage(f"timing on {task.device}")
+    on_gpu = compare_latency(
+        task.on_device(task.model),
+        copy.deepcopy(final).to(task.device),
+        task.data.input_shape,
+        batch_sizes=settings.latency_batches,
+        repeats=settings.latency_repeats,
+        device=task.device,
+    )
+    return speed, {b: s.as_dict() for b, s in on_gpu.items()}

@@ -23,10 +23,11 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from .env.rewards import get_reward
+from .env.rollout import TRUST_MODES
 from .errors import RLPruneError, RunError, one_line
-from .evaluation.config import TRUST_MODES, EnvConfig, help_for
 from .files import check_output_dir
+from .mdp.rewards import get_reward
+from .mdp.settings import EnvConfig, setting_help
 from .presets.loader import load_env_config
 from .search.methods import DEFAULT_METHODS, TRANSFER_METHODS, methods_help
 from .version import __version__
@@ -103,25 +104,25 @@ def add_env_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--env", default="digits-cnn", help="bundled preset name or YAML path (default: digits-cnn)"
     )
-    group.add_argument("--model", help=help_for("model"))
-    group.add_argument("--weights", help=help_for("weights"))
-    group.add_argument("--dataset", help=help_for("dataset"))
+    group.add_argument("--model", help=setting_help("model"))
+    group.add_argument("--weights", help=setting_help("weights"))
+    group.add_argument("--dataset", help=setting_help("dataset"))
     group.add_argument(
         "--normalize",
         choices=("standard", "none"),
         help="input normalisation (per-channel mean/std: the preset's normalize key); "
-        + help_for("normalize").split(";", 1)[1].strip(),
+        + setting_help("normalize").split(";", 1)[1].strip(),
     )
-    group.add_argument("--device", help=help_for("device") + " (default: auto)")
+    group.add_argument("--device", help=setting_help("device") + " (default: auto)")
     group.add_argument(
-        "--amp", action="store_true", default=None, help=help_for("amp") + " (default: off)"
+        "--amp", action="store_true", default=None, help=setting_help("amp") + " (default: off)"
     )
     group.add_argument(
         "--target",
         type=_target,
-        help=help_for("target") + "; LOW:HIGH for a range (train: a family's targets)",
+        help=setting_help("target") + "; LOW:HIGH for a range (train: a family's targets)",
     )
-    group.add_argument("--reward", help=help_for("reward"))
+    group.add_argument("--reward", help=setting_help("reward"))
 
 
 def add_trust_argument(parser: argparse.ArgumentParser) -> None:
@@ -187,7 +188,7 @@ def env_config_from_args(args: argparse.Namespace) -> EnvConfig:
             "reward": args.reward,
         },
     )
-    get_reward(config.reward)  # an unknown reward fails here, before any loading
+    get_reward(config.env.reward)  # an unknown reward fails here, before any loading
     return config
 
 
@@ -199,7 +200,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     config = env_config_from_args(args)
     task = load_task(config)
     analysis = task.analysis
-    table = Table(title=f"{config.name}: {config.model} on {config.dataset}")
+    table = Table(title=f"{config.name}: {config.task.model} on {config.task.dataset}")
     for column in ("#", "unit", "kind", "channels", "kernel", "stride", "input", "MACs share"):
         table.add_column(column, justify="right" if column not in ("unit", "kind") else "left")
     for u in analysis.units:
@@ -222,7 +223,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         f"units: {len(analysis.units)}"
         + (f" (+{len(analysis.frozen)} frozen)" if analysis.frozen else "")
         + f"   smallest reachable target: {task.min_macs_ratio:.3f} "
-        f"(min_keep={config.min_keep})   MACs model: "
+        f"(min_keep={config.task.min_keep})   MACs model: "
         f"{'exact' if analysis.mac_model.exact else 'approximate (measured and repaired)'}"
     )
     console.print(f"validation accuracy (unpruned): {task.base_accuracy():.4f}")
@@ -236,7 +237,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     config = env_config_from_args(args)
     out = Path(args.out) if args.out else Path("pretrained") / f"{config.name}.pt"
     check_weights_target(out, overwrite=args.overwrite)  # before any training
-    epochs = args.epochs if args.epochs is not None else int(config.pretrain.get("epochs", 10))
+    epochs = args.epochs if args.epochs is not None else int(config.task.pretrain.get("epochs", 10))
     with Progress(console=console, transient=True) as progress:
         bar = progress.add_task(f"pretrain {config.name}", total=epochs)
 
@@ -246,7 +247,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
             )
 
         path, result = pretrain(
-            config,
+            config.task,
             epochs=args.epochs,
             out=out,
             overwrite=args.overwrite,
@@ -628,8 +629,9 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
 def cmd_benchmark(args: argparse.Namespace) -> int:
     """Compare search methods at equal cost; write tables and plots."""
+    from .presets.tasks import load_task
     from .reports.tables import MethodSeedResult
-    from .search.benchmark import BenchmarkSettings, load_task, run_benchmark
+    from .search.benchmark import BenchmarkSettings, benchmark_config, run_benchmark
 
     use_workers(args)
     config = env_config_from_args(args)
@@ -657,7 +659,8 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     )
     out = Path(args.out) if args.out else Path("results") / f"benchmark-{config.name}"
     check_output_dir(out)
-    task = load_task(config, args.policy)
+    config = benchmark_config(config, args.policy)
+    task = load_task(config)
     total = len(settings.methods) * max(settings.seeds, 1)
     progress = Progress(
         TextColumn("{task.description}", markup=False),
@@ -686,6 +689,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
                 task,
                 settings,
                 out,
+                config=config,
                 overwrite=args.overwrite,
                 resume=args.resume,
                 on_result=finished,

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from .errors import ConfigError, RunError
-from .evaluation.config import EnvConfig
+from .evaluation.config import TaskConfig
 from .evaluation.devices import resolve_device
 from .evaluation.finetune import FitResult, train_classifier
 from .models.weights import save_weights
@@ -42,7 +42,7 @@ def check_weights_target(target: Path, *, overwrite: bool) -> None:
 
 
 def pretrain(
-    config: EnvConfig,
+    config: TaskConfig,
     *,
     epochs: int | None = None,
     out: str | Path | None = None,

@@ -18,8 +18,8 @@ import torch
 import torch_pruning as tp
 
 from .errors import ConfigError
-from .evaluation.config import PRIORS
 from .evaluation.task import PruningTask
+from .mdp.settings import PRIORS
 from .pruning.groups import build_graph, iter_groups
 from .pruning.macs import ChannelCounts
 

@@ -33,7 +33,6 @@ which BENCHMARKS.md includes when it is ``docs/ablation.md``).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import statistics
 import time
@@ -87,9 +86,9 @@ def variant_agent(name: str, env_name: str) -> AgentConfig:
 
 def run_variant(name: str, env: str, target: float, evals: int, seed: int, out: Path) -> dict:
     """One (variant, seed) search at ``evals`` full-evaluation equivalents."""
-    task = load_task(load_env_config(env, {"target": target}), None)
-    agent = variant_agent(name, task.config.name)
-    config = dataclasses.replace(task.config, target=target)
+    config = load_env_config(env, {"target": target})
+    task = load_task(config, None)
+    agent = variant_agent(name, config.name)
     start = time.perf_counter()
     PruningEnv(task=task, config=agent.env_config(config))  # probes and prior, charged
     episodes = int(evals - task.charged(0) + 1e-9)

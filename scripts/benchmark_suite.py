@@ -33,6 +33,7 @@ from pathlib import Path
 
 from rlprune.errors import run_script
 from rlprune.evaluation.task import PruningTask
+from rlprune.mdp.settings import EnvConfig
 from rlprune.presets.loader import load_env_config
 from rlprune.reports.tables import MethodSeedResult, comparison_lines, render_markdown, summarise
 from rlprune.reports.versions import software_versions
@@ -135,6 +136,7 @@ def check_rerun(parser: argparse.ArgumentParser, args: argparse.Namespace) -> No
 
 def run_kept(
     task: PruningTask,
+    config: EnvConfig,
     settings: BenchmarkSettings,
     out: Path,
     data: Path,
@@ -149,6 +151,7 @@ def run_kept(
         task,
         settings,
         out,
+        config=config,
         resume=resume_it,
         overwrite=not resume_it,
         on_result=lambda r, done, total: (
@@ -168,7 +171,8 @@ def _run_suite_entry(
 ) -> tuple[Path, float]:
     out = args.out / f"{env}-t{target}-b{budget}"
     start = time.perf_counter()
-    task = load_task(load_env_config(env, {"target": target}), None)
+    config = load_env_config(env, {"target": target})
+    task = load_task(config, None)
     settings = BenchmarkSettings(
         methods=METHODS,
         evals=budget,
@@ -179,7 +183,7 @@ def _run_suite_entry(
         # depend on which other budgets the same command ran (--resume compares them)
         proxy_candidates=args.proxy_candidates,
     )
-    run_kept(task, settings, out, args.data, f"{env} t={target}", resume=args.resume)
+    run_kept(task, config, settings, out, args.data, f"{env} t={target}", resume=args.resume)
     return out, time.perf_counter() - start
 
 

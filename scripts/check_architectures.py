@@ -38,9 +38,9 @@ from torch.utils.flop_counter import FlopCounterMode
 from rlprune.env.pruning_env import PruningEnv
 from rlprune.errors import run_script
 from rlprune.evaluation.candidates import Candidate
-from rlprune.evaluation.config import EnvConfig
 from rlprune.evaluation.splits import from_tensors
 from rlprune.evaluation.task import PruningTask
+from rlprune.mdp.settings import make_config
 from rlprune.models.specs import build_model
 from rlprune.reports.export import export_model
 
@@ -131,12 +131,14 @@ def check(models: types.ModuleType | None, name: str, args: argparse.Namespace) 
         x = torch.randn(3 * n, 3, size, size, generator=g)
         y = torch.randint(0, 10, (3 * n,), generator=g)
         data = from_tensors(x[:n], y[:n], x[n : 2 * n], y[n : 2 * n], x[2 * n :], y[2 * n :])
-        config = EnvConfig(
-            name=f"tv-{name}",
-            target=args.target,
-            calibration_batches=1,
-            batch_size=n,
-            val_size=n,
+        config = make_config(
+            {
+                "name": f"tv-{name}",
+                "target": args.target,
+                "calibration_batches": 1,
+                "batch_size": n,
+                "val_size": n,
+            }
         )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -146,7 +148,7 @@ def check(models: types.ModuleType | None, name: str, args: argparse.Namespace) 
         row.units = len(task.analysis.units)
         row.frozen = len(task.analysis.frozen)
         row.exact = task.analysis.mac_model.exact
-        env = PruningEnv(task=task)
+        env = PruningEnv(task=task, config=config)
         rng = np.random.default_rng(0)
         times, surgery = [], []
         best = None

@@ -20,7 +20,6 @@ the CPU leg runs, and the script says so.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import statistics
 import time
 import warnings
@@ -30,9 +29,9 @@ import torch
 
 from rlprune.env.pruning_env import PruningEnv
 from rlprune.errors import run_script
-from rlprune.evaluation.config import EnvConfig, make_config
 from rlprune.evaluation.splits import from_tensors
 from rlprune.evaluation.task import PruningTask
+from rlprune.mdp.settings import EnvConfig, make_config
 from rlprune.models.specs import build_model
 from rlprune.presets.loader import load_env_config
 from rlprune.presets.tasks import load_task
@@ -66,7 +65,7 @@ def large_task(device: str, round_to: int | None = None) -> PruningTask:
 
 
 def preset_task(config: EnvConfig, device: str) -> PruningTask:
-    return load_task(dataclasses.replace(config, device=device))
+    return load_task(config.derive({"device": device}))
 
 
 def episodes(

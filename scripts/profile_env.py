@@ -37,9 +37,9 @@ import torch
 
 from rlprune.env.pruning_env import PruningEnv
 from rlprune.errors import run_script
-from rlprune.evaluation.config import EnvConfig
 from rlprune.evaluation.splits import DataSplits, from_tensors
 from rlprune.evaluation.task import PruningTask
+from rlprune.mdp.settings import EnvConfig, make_config
 from rlprune.presets.loader import load_env_config
 from rlprune.presets.tasks import load_task
 
@@ -76,7 +76,7 @@ def main() -> None:
         task = PruningTask.from_model(model, data, config)  # analysis alone, data in memory
         analyses.append(time.perf_counter() - t0)
     analysis_s = statistics.median(analyses)
-    env = PruningEnv(task=task)
+    env = PruningEnv(task=task, config=config)
     rng = np.random.default_rng(args.seed)
 
     rows: dict[str, list[float]] = {k: [] for k in ("total", "prune", "calibrate", "evaluate")}
@@ -109,7 +109,7 @@ def main() -> None:
     print(
         f"env {config.name}: {len(task.analysis.units)} units, "
         f"{len(task.evaluator.val_x)} validation images, "
-        f"{config.calibration_batches}x{config.batch_size} calibration images"
+        f"{config.task.calibration_batches}x{config.task.batch_size} calibration images"
     )
     print(f"setup (data + model load + analysis): {setup * 1000:.0f} ms once")
     print(
@@ -135,8 +135,14 @@ def torchvision_task(arch: str, size: int) -> tuple[Any, DataSplits, EnvConfig]:
     x = torch.randn(24, 3, size, size, generator=g)
     y = torch.randint(0, 10, (24,), generator=g)
     data = from_tensors(x[:8], y[:8], x[8:16], y[8:16], x[16:], y[16:])
-    config = EnvConfig(
-        name=f"{arch}-{size}", target=0.5, calibration_batches=1, batch_size=8, val_size=8
+    config = make_config(
+        {
+            "name": f"{arch}-{size}",
+            "target": 0.5,
+            "calibration_batches": 1,
+            "batch_size": 8,
+            "val_size": 8,
+        }
     )
     return model, data, config
 
@@ -154,8 +160,9 @@ def rss_mb() -> float:
 
 def memory(args: argparse.Namespace) -> None:
     """RSS after 100 episodes and after ``args.episodes`` (random actions, one task)."""
-    task = load_task(load_env_config(args.env, {"dataset": args.dataset}))
-    env = PruningEnv(task=task)
+    config = load_env_config(args.env, {"dataset": args.dataset})
+    task = load_task(config)
+    env = PruningEnv(task=task, config=config)
     rng = np.random.default_rng(args.seed)
     marks = {100: 0.0, args.episodes: 0.0}
     start = time.perf_counter()

@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         task = load_task(
             load_env_config(env_spec(env, ROOT), {"target": args.target}), str(args.policy)
         )
-        start = zero_shot(policy, policy_env(policy, task)).candidate
+        start = zero_shot(policy, policy_env(policy, task, args.target)).candidate
         for width in args.widths:
             for fidelity in args.fidelities:
                 best = [

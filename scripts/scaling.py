@@ -38,7 +38,7 @@ from rlprune.search.random_search import RandomPolicy
 
 def proposals(task: PruningTask, n: int, seed: int) -> list[np.ndarray]:
     """``n`` random search proposals (distinct seeds give distinct configurations)."""
-    env = baseline_env(task, task.config.target_range[0])
+    env = baseline_env(task, 0.5)
     policy = RandomPolicy(seed)
     return [propose(policy, env, seed=seed * 1000 + i) for i in range(n)]
 

@@ -66,6 +66,7 @@ from rlprune.reports.tables import (  # noqa: E402
 )
 from rlprune.search.benchmark import (  # noqa: E402
     BenchmarkSettings,
+    benchmark_config,
     load_task,
     manifest_settings,
 )
@@ -112,8 +113,8 @@ def _run(
             forget(out, [m for m in args.rerun if m in methods])
         if finished(out, methods):  # nothing to run (its policy need not be here any more)
             return out
-    config = load_env_config(_env_path(env), {"target": target})
-    task = load_task(config, str(policy))
+    config = benchmark_config(load_env_config(_env_path(env), {"target": target}), str(policy))
+    task = load_task(config, None)
     settings = BenchmarkSettings(
         methods=methods,
         evals=args.evals,
@@ -129,7 +130,7 @@ def _run(
         manifest = json.loads((out / "benchmark.json").read_text())
         manifest["settings"] = json.loads(json.dumps(manifest_settings(settings), default=list))
         (out / "benchmark.json").write_text(json.dumps(manifest, indent=2))
-    run_kept(task, settings, out, args.data, key, resume=args.resume)
+    run_kept(task, config, settings, out, args.data, key, resume=args.resume)
     return out
 
 

@@ -21,9 +21,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from rlprune.env.rollout import PriorPlayer, rollout  # noqa: E402
+from rlprune.env.rollout import (  # noqa: E402
+    TRUST_MODES,  # noqa: E402
+    PriorPlayer,
+    rollout,
+)
 from rlprune.errors import run_script  # noqa: E402
-from rlprune.evaluation.config import TRUST_MODES  # noqa: E402
 from rlprune.presets.loader import GENERAL_POLICY, env_spec, load_env_config  # noqa: E402
 from rlprune.rl.family import policy_env, zero_shot  # noqa: E402
 from rlprune.rl.policy import load_policy  # noqa: E402
@@ -45,16 +48,16 @@ def main(argv: list[str] | None = None) -> int:
         spec = env_spec(env, ROOT)
         for target in (float(t) for t in args.targets.split(",")):
             task = load_task(load_env_config(spec, {"target": target}), str(args.policy))
-            pruning_env = policy_env(policy, task)
+            pruning_env = policy_env(policy, task, target)
             config = pruning_env.config
             shot = zero_shot(policy, pruning_env, trust=args.trust)
             candidate = shot.candidate
             cost = task.charged()
             outside = ", ".join(f"{name} {distance:.2f}" for name, _, distance in shot.outside)
             prior = ""
-            if config.action_mode == "residual":  # what action 0 plays, for reference
+            if config.env.action_mode == "residual":  # what action 0 plays, for reference
                 played = rollout(PriorPlayer(), pruning_env)
-                prior = f"; its {config.prior} prior {100 * played.accuracy:.2f} %"
+                prior = f"; its {config.env.prior} prior {100 * played.accuracy:.2f} %"
             print(
                 f"{Path(env).stem} @ {target}: zero-shot val {100 * candidate.accuracy:.2f} % "
                 f"at MACs {candidate.macs_ratio:.3f} (cost {cost:.1f} evaluations)"

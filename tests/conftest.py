@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from rlprune.evaluation.config import make_config
 from rlprune.evaluation.splits import DataSplits, from_tensors
 from rlprune.evaluation.task import PruningTask
+from rlprune.mdp.settings import EnvConfig, make_config
 from rlprune.models.specs import build_model
 from rlprune.presets.loader import load_env_config
 from rlprune.presets.tasks import load_task
@@ -80,7 +80,7 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory, digits_task: PruningTa
     from rlprune.rl.training import TrainSettings, train
 
     result = train(
-        digits_task.config,
+        EnvConfig(digits_task.config),
         load_agent_config("ppo-v1", "digits-cnn"),
         TrainSettings(episodes=16, seed=0, checkpoint_every=8),
         runs_root=tmp_path_factory.mktemp("runs"),

@@ -9,6 +9,7 @@ from stable_baselines3 import DDPG, PPO, TD3
 
 from rlprune.errors import ConfigError
 from rlprune.evaluation.task import PruningTask
+from rlprune.mdp.settings import EnvConfig
 from rlprune.presets.loader import available_agents
 from rlprune.rl.agents import build_algorithm, load_agent_config
 from rlprune.rl.training import make_vec_env
@@ -51,7 +52,7 @@ def test_unknown_agent_name() -> None:
 
 def test_steps_are_derived_from_episodes(digits_task: PruningTask) -> None:
     units = len(digits_task.analysis.units)
-    vec = make_vec_env(digits_task, digits_task.config, 2)
+    vec = make_vec_env(digits_task, EnvConfig(digits_task.config), 2)
     ppo = build_algorithm(load_agent_config("ppo-v1", "digits-cnn"), vec, units, seed=0)
     assert isinstance(ppo, PPO)
     assert ppo.n_steps == 8 * units and ppo.batch_size == 8 * units * 2 // 2

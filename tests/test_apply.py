@@ -11,6 +11,7 @@ import torch
 
 from rlprune.cli import main
 from rlprune.evaluation.task import PruningTask
+from rlprune.mdp.settings import EnvConfig
 from rlprune.rl.agents import load_agent_config
 from rlprune.rl.training import TrainSettings, train
 
@@ -122,7 +123,7 @@ def test_policy_from_another_input_shape_still_applies(
     """Trained on 1x28x28 inputs, applied to the 1x8x8 digits preset: not an error."""
     task = make_small_task("residual")
     run = train(
-        task.config,
+        EnvConfig(task.config),
         load_agent_config("ppo-v1", "synthetic"),
         TrainSettings(episodes=4, checkpoint_every=0),
         runs_root=tmp_path,

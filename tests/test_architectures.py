@@ -23,8 +23,8 @@ from rlprune.cli import main
 from rlprune.env.pruning_env import PruningEnv
 from rlprune.errors import ModelError
 from rlprune.evaluation.candidates import Candidate
-from rlprune.evaluation.config import EnvConfig
 from rlprune.evaluation.task import PruningTask
+from rlprune.mdp.settings import make_config
 from rlprune.pruning.analysis import analyse
 from rlprune.pruning.groups import build_graph, iter_groups
 from rlprune.pruning.macs import leaf_macs
@@ -39,8 +39,14 @@ SHAPE = (1, 16, 16)
 def _task(name: str) -> PruningTask:
     torch.manual_seed(0)
     model = STRUCTURES[name](in_channels=1, num_classes=10).eval()
-    config = EnvConfig(
-        name=f"test-{name}", target=TARGET, calibration_batches=1, batch_size=8, val_size=16
+    config = make_config(
+        {
+            "name": f"test-{name}",
+            "target": TARGET,
+            "calibration_batches": 1,
+            "batch_size": 8,
+            "val_size": 16,
+        }
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -11,6 +11,7 @@ import pytest
 from rlprune.cli import main
 from rlprune.errors import ConfigError, RunError
 from rlprune.evaluation.task import PruningTask
+from rlprune.mdp.settings import EnvConfig
 from rlprune.search.benchmark import BenchmarkSettings, run_benchmark
 
 
@@ -19,7 +20,9 @@ def test_all_methods_at_equal_cost(digits_task: PruningTask, tmp_path: Path) -> 
     settings = BenchmarkSettings(
         methods=("ppo-v1", "random", "uniform", "magnitude", "sensitivity", "ddpg"), evals=12
     )
-    results, files = run_benchmark(digits_task, settings, tmp_path)
+    results, files = run_benchmark(
+        digits_task, settings, tmp_path, config=EnvConfig(digits_task.config)
+    )
     used = {r.method: r.evaluations for r in results}
     assert used == {
         "ppo-v1": 12,
@@ -51,13 +54,18 @@ def test_refuses_to_mix_results_and_resumes_missing_ones(
     digits_task: PruningTask, tmp_path: Path
 ) -> None:
     settings = BenchmarkSettings(methods=("uniform", "random"), evals=3, seeds=2)
-    run_benchmark(digits_task, settings, tmp_path)
+    run_benchmark(digits_task, settings, tmp_path, config=EnvConfig(digits_task.config))
     with pytest.raises(RunError, match="already holds a benchmark.*--resume.*--overwrite"):
-        run_benchmark(digits_task, settings, tmp_path)
+        run_benchmark(digits_task, settings, tmp_path, config=EnvConfig(digits_task.config))
     (tmp_path / "results" / "random__1.json").unlink()  # as if interrupted before it
     started: list[tuple[str, int]] = []
     results, _ = run_benchmark(
-        digits_task, settings, tmp_path, resume=True, on_start=lambda m, s: started.append((m, s))
+        digits_task,
+        settings,
+        tmp_path,
+        resume=True,
+        on_start=lambda m, s: started.append((m, s)),
+        config=EnvConfig(digits_task.config),
     )
     assert started == [("random", 1)] and len(results) == 4
     # uniform is deterministic: seed 1 repeats seed 0 without a new search
@@ -67,16 +75,27 @@ def test_refuses_to_mix_results_and_resumes_missing_ones(
     started.clear()
     more = dataclasses.replace(settings, seeds=3)
     results, _ = run_benchmark(
-        digits_task, more, tmp_path, resume=True, on_start=lambda m, s: started.append((m, s))
+        digits_task,
+        more,
+        tmp_path,
+        resume=True,
+        on_start=lambda m, s: started.append((m, s)),
+        config=EnvConfig(digits_task.config),
     )
     assert sorted(started) == [("random", 2), ("uniform", 2)] and len(results) == 6
     assert json.loads((tmp_path / "benchmark.json").read_text())["settings"]["seeds"] == 3
     with pytest.raises(RunError, match="other settings"):  # fewer seeds would drop results
-        run_benchmark(digits_task, settings, tmp_path, resume=True)
+        run_benchmark(
+            digits_task, settings, tmp_path, resume=True, config=EnvConfig(digits_task.config)
+        )
     other = BenchmarkSettings(methods=("uniform",), evals=3)
     with pytest.raises(RunError, match="other settings"):
-        run_benchmark(digits_task, other, tmp_path, resume=True)
-    results, _ = run_benchmark(digits_task, other, tmp_path, overwrite=True)
+        run_benchmark(
+            digits_task, other, tmp_path, resume=True, config=EnvConfig(digits_task.config)
+        )
+    results, _ = run_benchmark(
+        digits_task, other, tmp_path, overwrite=True, config=EnvConfig(digits_task.config)
+    )
     assert len(results) == 1
     assert json.loads((tmp_path / "benchmark.json").read_text())["settings"]["methods"] == [
         "uniform"
@@ -103,7 +122,11 @@ def test_deterministic_method_searches_once_but_fine_tunes_every_seed(
     )
     started: list[tuple[str, int]] = []
     results, _ = run_benchmark(
-        digits_task, settings, tmp_path, on_start=lambda m, s: started.append((m, s))
+        digits_task,
+        settings,
+        tmp_path,
+        on_start=lambda m, s: started.append((m, s)),
+        config=EnvConfig(digits_task.config),
     )
     assert started == [("magnitude", 0)]  # one search
     assert tuned == [0, 1, 2]  # three fine-tunes, one per seed
@@ -126,7 +149,7 @@ def test_bad_settings(
     settings: BenchmarkSettings, message: str, digits_task: PruningTask, tmp_path: Path
 ) -> None:
     with pytest.raises(ConfigError, match=message):
-        run_benchmark(digits_task, settings, tmp_path)
+        run_benchmark(digits_task, settings, tmp_path, config=EnvConfig(digits_task.config))
     assert not (tmp_path / "benchmark.json").exists()  # nothing half-written
 
 
@@ -139,7 +162,9 @@ def test_transfer_methods_count_their_cost(
         policy=str(trained_run),
         adapt_episodes=4,
     )
-    results, _ = run_benchmark(digits_task, settings, tmp_path)
+    results, _ = run_benchmark(
+        digits_task, settings, tmp_path, config=EnvConfig(digits_task.config)
+    )
     used = {r.method: r.evaluations for r in results}
     assert used == {"transfer": 1, "transfer-adapt": 5, "transfer-refine": 5}
     by_method = {r.method: r for r in results}
@@ -185,7 +210,7 @@ def test_ctrl_c_during_an_agent_search_records_nothing_partial(
     monkeypatch.setattr(RunRecorder, "record", record)
     settings = BenchmarkSettings(methods=("uniform", "ppo-v1"), evals=10)
     with pytest.raises(KeyboardInterrupt):
-        run_benchmark(digits_task, settings, tmp_path)
+        run_benchmark(digits_task, settings, tmp_path, config=EnvConfig(digits_task.config))
     assert sorted(p.name for p in (tmp_path / "results").iterdir()) == ["uniform__0.json"]
 
 

@@ -32,7 +32,7 @@ def test_measured_macs_never_exceed_target(
     floor = task.min_macs_ratio
     target = floor + (1.0 - floor) * target_frac
     env = PruningEnv(task=task, target=max(target, floor + 1e-6))
-    env.config = dataclasses.replace(env.config, fill_budget=fill)
+    env.config = env.config.derive({"fill_budget": fill})
     env.reset(seed=0)
     done, step = False, 0
     info: dict = {}
@@ -49,7 +49,7 @@ def test_measured_macs_never_exceed_target(
 def test_clipping_off_can_miss_the_target(make_small_task: Callable[..., PruningTask]) -> None:
     task = make_small_task("plain")
     env = PruningEnv(task=task, target=0.3)
-    env.config = dataclasses.replace(env.config, budget_clipping=False)
+    env.config = env.config.derive({"budget_clipping": False})
     env.reset(seed=0)
     done = False
     while not done:

@@ -26,16 +26,18 @@ def test_bundled_presets_load() -> None:
     }
     for name in available_presets():
         config = load_env_config(name)
-        assert config.name == name and config.weights and Path(config.weights).is_absolute()
+        assert (
+            config.name == name and config.task.weights and Path(config.task.weights).is_absolute()
+        )
 
 
 def test_overrides_and_yaml_path(tmp_path: Path) -> None:
     preset = tmp_path / "mine.yaml"
     preset.write_text("model: vgg\ndataset: digits\ntarget: [0.3, 0.6]\nseed: 3\n")
     config = load_env_config(str(preset), {"target": 0.4, "reward": None})
-    assert config.name == "mine" and config.model == "vgg" and config.seed == 3
-    assert config.target == 0.4 and config.reward == "acc"
-    assert load_env_config(str(preset)).target_range == (0.3, 0.6)
+    assert config.name == "mine" and config.task.model == "vgg" and config.task.seed == 3
+    assert config.env.target == (0.4, 0.4) and config.env.reward == "acc"
+    assert load_env_config(str(preset)).env.target == (0.3, 0.6)
 
 
 def test_env_spec_finds_a_relative_yaml_under_the_root_from_any_folder(
@@ -46,7 +48,7 @@ def test_env_spec_finds_a_relative_yaml_under_the_root_from_any_folder(
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)  # the relative path does not resolve from here
-    assert load_env_config(env_spec("envs/mine.yaml", tmp_path)).seed == 3
+    assert load_env_config(env_spec("envs/mine.yaml", tmp_path)).task.seed == 3
     assert env_spec("digits-cnn", tmp_path) == "digits-cnn"  # a bundled name is left alone
     assert env_spec("envs/mine.yaml") == "envs/mine.yaml"  # no root: as given
     absolute = str(tmp_path / "envs" / "mine.yaml")

@@ -17,6 +17,7 @@ import rlprune
 from rlprune.cli import main
 from rlprune.env.pruning_env import PruningEnv
 from rlprune.evaluation.task import PruningTask
+from rlprune.mdp.settings import EnvConfig
 from rlprune.rl.agents import load_agent_config
 from rlprune.rl.training import TrainSettings, train
 from rlprune.search.benchmark import BenchmarkSettings, run_benchmark
@@ -72,10 +73,10 @@ def test_make_passes_render_mode_and_agent() -> None:
     inner = env.unwrapped
     assert isinstance(inner, PruningEnv)
     # the agent preset's env: settings, as `rlprune train --agent ppo` applies them
-    assert inner.config.action_mode == "residual" and inner.config.features == 2
+    assert inner.config.env.action_mode == "residual" and inner.config.env.features == 2
     assert env.observation_space.shape == (23,)
     plain = gymnasium.make(rlprune.ENV_ID, preset="digits-cnn").unwrapped
-    assert plain.config.action_mode == "absolute" and plain.config.features == 1
+    assert plain.config.env.action_mode == "absolute" and plain.config.env.features == 1
 
 
 # --- rl-baselines3-zoo ------------------------------------------------------------
@@ -142,7 +143,7 @@ def test_tensorboard_has_episode_returns_and_the_last_rollout(
 
     # 11 episodes with 8 per update: the last 3 come after the last update
     result = train(
-        digits_task.config,
+        EnvConfig(digits_task.config),
         load_agent_config("ppo-v1", "digits-cnn"),
         TrainSettings(episodes=11, seed=0, checkpoint_every=0),
         runs_root=tmp_path,
@@ -180,6 +181,8 @@ def test_benchmark_without_matplotlib_writes_tables_and_says_so(
         monkeypatch.setitem(sys.modules, name, None)
     settings = BenchmarkSettings(methods=("uniform", "random"), evals=3)
     with pytest.warns(UserWarning, match="need matplotlib.*tables written, plots skipped"):
-        _, files = run_benchmark(digits_task, settings, tmp_path)
+        _, files = run_benchmark(
+            digits_task, settings, tmp_path, config=EnvConfig(digits_task.config)
+        )
     assert (tmp_path / "summary.md").is_file() and "summary.md" in files
     assert not list(tmp_path.glob("*.png"))

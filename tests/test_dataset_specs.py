@@ -16,9 +16,9 @@ from torch.utils.data import Dataset, TensorDataset
 
 from rlprune.data.datasets import load_dataset
 from rlprune.errors import ConfigError, DatasetError
-from rlprune.evaluation.config import make_config
 from rlprune.evaluation.finetune import train_classifier
 from rlprune.evaluation.scoring import split_accuracy
+from rlprune.mdp.settings import make_config
 from rlprune.presets.loader import load_env_config
 from rlprune.presets.tasks import load_task
 

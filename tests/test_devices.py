@@ -10,10 +10,10 @@ import torch
 
 from rlprune.cli import main
 from rlprune.errors import ConfigError, ModelError
-from rlprune.evaluation.config import make_config
 from rlprune.evaluation.devices import autocast, resolve_device
 from rlprune.evaluation.finetune import deliver, train_classifier
 from rlprune.evaluation.task import PruningTask
+from rlprune.mdp.settings import make_config
 from rlprune.reports.latency import compare_latency
 
 CUDA = torch.cuda.is_available()

@@ -12,10 +12,11 @@ from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import rlprune
-from rlprune.env.features import FEATURE_VERSION, FEATURES
 from rlprune.env.pruning_env import PruningEnv
 from rlprune.errors import ConfigError, ResetNeeded
 from rlprune.evaluation.task import PruningTask
+from rlprune.mdp.features import FEATURE_VERSION, FEATURES
+from rlprune.mdp.settings import EnvConfig
 
 
 def _run_episode(env: gymnasium.Env, actions: list[float], seed: int = 0) -> list:
@@ -40,8 +41,8 @@ def test_registered_env_passes_both_checkers_without_warnings() -> None:
 
 def test_make_with_overrides(digits_task: PruningTask) -> None:
     env = gymnasium.make(rlprune.ENV_ID, preset="digits-cnn", target=0.3, reward="acc_log_flops")
-    assert env.unwrapped.config.target == 0.3
-    assert env.unwrapped.config.reward == "acc_log_flops"
+    assert env.unwrapped.config.env.target.low == 0.3
+    assert env.unwrapped.config.env.reward == "acc_log_flops"
     *_, last = _run_episode(env, [0.0] * 8)
     assert last[1] < 0  # -error * log(MACs) is negative
     assert last[4]["macs_ratio"] <= 0.3 * 1.01
@@ -49,8 +50,8 @@ def test_make_with_overrides(digits_task: PruningTask) -> None:
 
 def test_same_seed_same_actions_same_trajectory(digits_task: PruningTask) -> None:
     actions = list(np.random.default_rng(3).uniform(-1, 1, 8))
-    a = _run_episode(PruningEnv(config=digits_task.config), actions, seed=7)
-    b = _run_episode(PruningEnv(config=digits_task.config), actions, seed=7)
+    a = _run_episode(PruningEnv(config=EnvConfig(digits_task.config)), actions, seed=7)
+    b = _run_episode(PruningEnv(config=EnvConfig(digits_task.config)), actions, seed=7)
     assert a == b
 
 
@@ -124,7 +125,7 @@ def test_unknown_reward_lists_valid_ones(digits_task: PruningTask) -> None:
 
 def test_budget_penalty_reward_punishes_overshoot(digits_task: PruningTask) -> None:
     task = digits_task
-    from rlprune.env.rewards import Outcome, get_reward
+    from rlprune.mdp.rewards import Outcome, get_reward
 
     fn = get_reward("acc_budget_penalty")
     assert fn(Outcome(0.9, 100, 0.5, 0.5)) == pytest.approx(0.9)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import dataclasses
 import json
 import signal
 from pathlib import Path
@@ -13,11 +12,11 @@ import pytest
 import torch
 
 from rlprune.cli import main
-from rlprune.env.features import features_for
 from rlprune.env.pruning_env import PruningEnv
 from rlprune.errors import ConfigError, RunError
-from rlprune.evaluation.config import EnvConfig
 from rlprune.evaluation.task import PruningTask
+from rlprune.mdp.features import features_for
+from rlprune.mdp.settings import EnvConfig
 from rlprune.presets.loader import GENERAL_POLICY, load_env_config
 from rlprune.presets.tasks import build_config_model, load_data, load_task
 from rlprune.rl.agents import load_agent_config
@@ -55,7 +54,7 @@ def variant(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path.write_text(VARIANT)
     config = load_env_config(str(path))
     torch.manual_seed(0)
-    model = build_config_model(config, load_data(config))
+    model = build_config_model(config.task, load_data(config.task))
     torch.save(model.state_dict(), folder / "digits-plain.pt")
     path.write_text(VARIANT + "weights: digits-plain.pt\n")
     return path
@@ -674,7 +673,7 @@ def test_zero_shot_never_defers_an_absolute_action_policy() -> None:
 def test_a_kept_benchmark_from_before_trust_resumes_as_it_ran(tmp_path: Path) -> None:
     from rlprune.search.benchmark import BenchmarkSettings, manifest_settings, prepare_out_dir
 
-    env = json.loads(json.dumps(dataclasses.asdict(EnvConfig()), default=list))
+    env = json.loads(json.dumps(EnvConfig().to_dict(), default=list))
     old = {"env": env, "settings": {"methods": ["transfer"], "evals": 5}}
     (tmp_path / "benchmark.json").write_text(json.dumps(old))
     before = {"env": env, "settings": {"methods": ["transfer"], "evals": 5, "trust": "always"}}

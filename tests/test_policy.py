@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from rlprune.env.features import FEATURE_VERSION, FEATURES
 from rlprune.errors import ConfigError
+from rlprune.mdp.features import FEATURE_VERSION, FEATURES
 from rlprune.rl.policy import install_policy, load_policy
 
 

@@ -23,6 +23,7 @@ import pytest
 from rlprune.cli import main
 from rlprune.env.pruning_env import PruningEnv
 from rlprune.evaluation.task import PruningTask
+from rlprune.mdp.settings import EnvConfig
 from rlprune.rl.agents import load_agent_config
 from rlprune.rl.training import (
     RunRecorder,
@@ -69,7 +70,7 @@ def _train(
             raise KeyboardInterrupt
 
     return train(
-        task.config,
+        EnvConfig(task.config),
         load_agent_config(agent, task.config.name),
         TrainSettings(episodes=episodes, seed=7, **kwargs),
         run_dir=run_dir,
@@ -125,7 +126,9 @@ def test_resume_keeps_the_anchor_of_a_best_anchored_agent(
     saved = json.loads((checkpoint / "state.json").read_text())["envs"][0]["anchors"]
     prior = PruningEnv(
         task=digits_task,
-        config=load_agent_config(str(preset), "digits-cnn").env_config(digits_task.config),
+        config=load_agent_config(str(preset), "digits-cnn").env_config(
+            EnvConfig(digits_task.config)
+        ),
     ).prior_keep
     assert len(saved) == 1 and not np.allclose(saved[0][2:], prior)  # the anchor moved
     resume(cut.run_dir)
@@ -152,7 +155,7 @@ def test_sigterm_stops_like_ctrl_c(digits_task: PruningTask, tmp_path: Path) -> 
 
     before = signal.getsignal(signal.SIGTERM)
     result = train(
-        digits_task.config,
+        EnvConfig(digits_task.config),
         load_agent_config("ppo-v1", "digits-cnn"),
         TrainSettings(episodes=40, checkpoint_every=100),
         run_dir=tmp_path / "run",
@@ -249,7 +252,7 @@ def test_benchmark_resume_starts_a_killed_job_clean(
     digits_task: PruningTask, tmp_path: Path
 ) -> None:
     settings = BenchmarkSettings(methods=("ppo-v1",), evals=5)
-    run_benchmark(digits_task, settings, tmp_path)
+    run_benchmark(digits_task, settings, tmp_path, config=EnvConfig(digits_task.config))
     job = tmp_path / "runs" / "ppo-v1__0"
     clean = _rows(job)
     assert [int(r["episode"]) for r in clean] == [1, 2, 3, 4, 5]
@@ -258,7 +261,9 @@ def test_benchmark_resume_starts_a_killed_job_clean(
     with (job / "episodes.csv").open("a") as log:
         log.write("6,0.1,0.1,0.1,0.1,0.5,0.9,0.9,0.1,1.0,1,1,1\n7,0.2")
     (job / "checkpoints" / "ep000007").mkdir(parents=True)
-    run_benchmark(digits_task, settings, tmp_path, resume=True)
+    run_benchmark(
+        digits_task, settings, tmp_path, resume=True, config=EnvConfig(digits_task.config)
+    )
     assert _rows(job) == clean
     assert (tmp_path / "results" / "ppo-v1__0.json").is_file()
     assert not (job / "checkpoints" / "ep000007").exists()

@@ -18,6 +18,7 @@ from rlprune.cli import main as cli_main
 from rlprune.evaluation.backends import ProcessPool, set_default_backend
 from rlprune.evaluation.candidates import SearchResult
 from rlprune.evaluation.task import PruningTask
+from rlprune.mdp.settings import EnvConfig
 from rlprune.presets.loader import load_env_config
 from rlprune.presets.tasks import load_task
 from rlprune.search.heuristics import search_sensitivity
@@ -134,7 +135,7 @@ def test_ppo_with_two_envs_scores_them_in_parallel_with_the_same_result(
     def run(tmp: str) -> list[tuple[tuple[int, ...], float]]:
         task.reset_search()
         train(
-            task.config,
+            EnvConfig(task.config),
             load_agent_config("ppo-v1", "digits-cnn"),
             TrainSettings(episodes=8, seed=0, n_envs=2, checkpoint_every=0),
             runs_root=__import__("pathlib").Path(tmp),

@@ -14,12 +14,12 @@ import torch
 from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
-from rlprune.env.features import FEATURES_V2
 from rlprune.env.pruning_env import PruningEnv
 from rlprune.errors import ConfigError
 from rlprune.evaluation.candidates import Candidate, best_of
-from rlprune.evaluation.config import make_config
 from rlprune.evaluation.task import PruningTask, Timings
+from rlprune.mdp.features import FEATURES_V2
+from rlprune.mdp.settings import EnvConfig
 from rlprune.priors import (
     SENSITIVITY_RATIOS,
     curve_arrays,
@@ -45,7 +45,7 @@ def task(digits_task: PruningTask) -> PruningTask:
 
 
 def _config(task: PruningTask, **changes: object) -> object:
-    return make_config({**dataclasses.asdict(task.config), "target": TARGET, **changes})
+    return EnvConfig(task.config).derive({"target": TARGET, **changes})
 
 
 # --- cost in one currency -------------------------------------------------------------
@@ -240,8 +240,12 @@ def test_prior_agent_starts_from_the_prior_and_ships_a_v2_policy(
     policy = load_policy(tmp_path)
     assert policy.metadata["feature_version"] == 2
     assert policy.metadata["features"] == list(FEATURES_V2)
-    applied = env_config_for_policy(task.config, policy, TARGET)
-    assert (applied.features, applied.action_mode, applied.prior) == (2, "residual", "sensitivity")
+    applied = env_config_for_policy(EnvConfig(task.config), policy, TARGET)
+    assert (applied.env.features, applied.env.action_mode, applied.env.prior) == (
+        2,
+        "residual",
+        "sensitivity",
+    )
 
 
 # --- practitioner baselines -----------------------------------------------------------
@@ -326,7 +330,10 @@ def test_benchmark_charges_the_prior_agent_for_its_probes(
     task: PruningTask, tmp_path: Path
 ) -> None:
     results, _ = run_benchmark(
-        task, BenchmarkSettings(methods=("ppo", "random"), evals=12), tmp_path
+        task,
+        BenchmarkSettings(methods=("ppo", "random"), evals=12),
+        tmp_path,
+        config=EnvConfig(task.config),
     )
     by_method = {r.method: r for r in results}
     assert by_method["ppo"].evaluations == pytest.approx(12)
@@ -343,7 +350,7 @@ def test_short_finetune_and_proxy_correlation(task: PruningTask, tmp_path: Path)
     settings = BenchmarkSettings(
         methods=("random",), evals=8, finetune_epochs=1, finetune_images=256, proxy_candidates=5
     )
-    results, files = run_benchmark(task, settings, tmp_path)
+    results, files = run_benchmark(task, settings, tmp_path, config=EnvConfig(task.config))
     assert results[0].test_accuracy_finetuned is not None
     proxy = json.loads((tmp_path / "proxy.json").read_text())
     assert proxy["n"] == 5 and -1.0 <= proxy["spearman"] <= 1.0
@@ -376,7 +383,7 @@ def test_a_v2_residual_policy_applies_to_a_model(task: PruningTask, tmp_path: Pa
     )
     report = apply_policy(
         tmp_path / "run",
-        task.config,
+        EnvConfig(task.config),
         ApplySettings(target=TARGET, latency_repeats=2, latency_batches=(1,)),
         tmp_path / "out",
     )

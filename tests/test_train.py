@@ -12,8 +12,8 @@ import torch
 import yaml
 
 from rlprune.errors import RunError
-from rlprune.evaluation.config import make_config
 from rlprune.evaluation.task import PruningTask
+from rlprune.mdp.settings import EnvConfig
 from rlprune.rl import checkpoint as checkpoint_module
 from rlprune.rl.agents import load_agent_config
 from rlprune.rl.training import (
@@ -29,7 +29,7 @@ from rlprune.rl.training import (
 def _train(task: PruningTask, root: Path, **kwargs: object) -> object:
     settings = TrainSettings(**{"episodes": 10, "seed": 0, "checkpoint_every": 5, **kwargs})
     return train(
-        task.config,
+        EnvConfig(task.config),
         load_agent_config("ppo-v1", "digits-cnn"),
         settings,
         runs_root=root,
@@ -111,7 +111,7 @@ def test_ctrl_c_saves_everything(digits_task: PruningTask, tmp_path: Path) -> No
             raise KeyboardInterrupt
 
     result = train(
-        digits_task.config,
+        EnvConfig(digits_task.config),
         load_agent_config("ppo-v1", "digits-cnn"),
         TrainSettings(episodes=50, checkpoint_every=100),
         runs_root=tmp_path,
@@ -155,7 +155,7 @@ def test_write_failure_keeps_last_good_checkpoint(
 def test_budget_conditioned_training_samples_targets(
     digits_task: PruningTask, tmp_path: Path
 ) -> None:
-    config = make_config({**digits_task.config.__dict__, "target": [0.3, 0.7]})
+    config = EnvConfig(digits_task.config).derive({"target": [0.3, 0.7]})
     task = PruningTask.from_model(digits_task.model, digits_task.data, config)
     result = train(
         config,
@@ -175,7 +175,7 @@ def test_budget_conditioned_training_samples_targets(
 @pytest.mark.parametrize("agent", ["ddpg", "td3"])
 def test_amc_family_agents_train(agent: str, digits_task: PruningTask, tmp_path: Path) -> None:
     result = train(
-        digits_task.config,
+        EnvConfig(digits_task.config),
         load_agent_config(agent, "digits-cnn"),
         TrainSettings(episodes=6, checkpoint_every=0),
         runs_root=tmp_path,

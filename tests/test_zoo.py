@@ -121,8 +121,8 @@ def test_mobilenetv2_has_depthwise_and_residual_blocks() -> None:
 
 
 def test_mobilenetv1_depthwise_convs_prune_with_the_conv_feeding_them() -> None:
-    from rlprune.evaluation.config import make_config
     from rlprune.evaluation.task import PruningTask
+    from rlprune.mdp.settings import make_config
     from tests.conftest import synthetic_data
 
     torch.manual_seed(0)
@@ -145,8 +145,8 @@ def test_mobilenetv1_depthwise_convs_prune_with_the_conv_feeding_them() -> None:
 
 
 def test_regnet_has_grouped_bottlenecks_that_prune_by_whole_groups() -> None:
-    from rlprune.evaluation.config import make_config
     from rlprune.evaluation.task import PruningTask
+    from rlprune.mdp.settings import make_config
     from tests.conftest import synthetic_data
 
     torch.manual_seed(0)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from typing import Any
 
@@ -12,8 +11,20 @@ import torch_pruning as tp
 
 from ..errors import ResetNeeded
 from ..evaluation.candidates import Candidate, within_budget
-from ..evaluation.config import EnvConfig, make_config
 from ..evaluation.task import PruningTask
+from ..mdp.features import (
+    COLUMN as C,
+)
+from ..mdp.features import (
+    IMPORTANCE_COLUMNS,
+    PROBE_COLUMNS,
+    action_space,
+    action_to_keep,
+    features_for,
+    observation_space,
+)
+from ..mdp.rewards import Outcome, get_reward
+from ..mdp.settings import EnvConfig
 from ..presets.loader import load_agent_values, load_env_config
 from ..presets.tasks import load_task
 from ..priors import (
@@ -27,8 +38,6 @@ from ..priors import (
     top_up,
 )
 from ..pruning.macs import channel_bounds
-from .features import action_space, action_to_keep, features_for, observation_space
-from .rewards import Outcome, get_reward
 
 __all__ = ["PruningEnv"]
 
@@ -112,7 +121,7 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
 
     ## Rewards
 
-    0 at every step but the last. At the last, `rlprune.env.rewards.REWARDS[reward]` of the
+    0 at every step but the last. At the last, `rlprune.mdp.rewards.REWARDS[reward]` of the
     pruned network: `acc` (default; validation accuracy, AMC's
     resource-constrained reward), `acc_log_flops` (-error x log MACs, AMC's
     R_FLOPs) or `acc_budget_penalty` (accuracy minus twice the relative overshoot
@@ -146,7 +155,7 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
     overrides `model` (zoo name, `"pkg.module:factory"` or
     `"path/file.py:factory"`), `weights`, `dataset`, `target`, `reward`,
     `fill_budget`; or a ready `task` (:class:`rlprune.evaluation.task.PruningTask`),
-    optionally with a `config` (:class:`rlprune.evaluation.config.EnvConfig`) for the env's
+    optionally with a `config` (:class:`rlprune.mdp.settings.EnvConfig`) for the env's
     own settings (features, action mode, reward, target) over the task's.
     `agent` (a bundled agent preset name such as `"ppo"`, or a YAML path) applies that
     preset's `env:` settings, as `rlprune train --agent` does: with `agent="ppo"` the env
@@ -193,7 +202,7 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
         if task is not None:
             if any(v is not None for v in (model, weights, dataset)):
                 raise TypeError("give either task or model/weights/dataset, not both")
-            config = config or task.config
+            config = config or EnvConfig(task.config)
         elif config is None:
             config = load_env_config(
                 preset, {"model": model, "weights": weights, "dataset": dataset}
@@ -208,34 +217,33 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
             # as `rlprune train --agent` applies them
             _, values = load_agent_values(agent, config.name)
             overrides = {**dict(values.get("env") or {}), **overrides}
-        if overrides:
-            config = make_config({**dataclasses.asdict(config), **overrides})
+        config = config.derive(overrides)
         self.config = config
-        self._reward_fn = get_reward(config.reward)
+        self._reward_fn = get_reward(config.env.reward)
         if task is None:
             task = load_task(config)
         else:
-            task.check_target(config.target_range[0])
+            task.check_target(config.env.target.low)
         self.task = task
         analysis = task.analysis
         self.units = analysis.units
         self._full = analysis.channels
         self._total_macs = float(analysis.macs)
-        self.features = features_for(config.features)
+        self.features = features_for(config.env.features)
         self._static = self._static_features()
 
         self.action_space = action_space()
-        self.observation_space = observation_space(config.features)
+        self.observation_space = observation_space(config.env.features)
 
         self._step = -1
-        self._target = config.target_range[0]
+        self._target = config.env.target.low
         self._chosen = np.array(task.max_channels, dtype=np.int64)
         self._anchors: dict[float, tuple[float, np.ndarray]] = {}
         """With ``anchor: best``: per target, the best in-budget accuracy this env has
         scored and its keep-ratios."""
         self._prior_keep = self._prior(self._target)
         self.last_candidate: Candidate | None = None
-        self._drops = self._probe_drops() if config.shaping == "probes" else None
+        self._drops = self._probe_drops() if config.env.shaping == "probes" else None
         self._charged = 0.0
         """With shaping: the predicted drop the units decided so far were charged."""
 
@@ -266,18 +274,20 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
         self._anchors = anchors
 
     def _prior(self, target: float) -> np.ndarray:
-        if self.config.action_mode != "residual" and self.config.features < 2:
+        if self.config.env.action_mode != "residual" and self.config.env.features < 2:
             return np.ones(len(self.units))
-        if self.config.anchor == "best" and target in self._anchors:
+        if self.config.env.anchor == "best" and target in self._anchors:
             return np.array(self._anchors[target][1], dtype=np.float64)
-        channels = prior_channels(self.task, target, self.config.prior, self.config.probe_images)
+        channels = prior_channels(
+            self.task, target, self.config.env.prior, self.config.task.probe_images
+        )
         keep: np.ndarray = np.asarray(channels, dtype=np.float64) / self._full
         return keep
 
     def _probe_drops(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per unit: channel counts and the accuracy lost with the unit alone pruned to
         them (the probes' curves, shared with feature set 2 and the prior; charged once)."""
-        images = self.config.probe_images
+        images = self.config.task.probe_images
         curves = sensitivity_curves(self.task, SENSITIVITY_RATIOS, images)
         xs, ys = curve_arrays(curves, monotone=low_fidelity(self.task, images))
         return [(x, y[-1] - y) for x, y in zip(xs, ys, strict=True)]
@@ -298,23 +308,23 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
         rows = np.zeros((n, len(self.features)), dtype=np.float64)
         shares = np.array([u.macs for u in self.units], dtype=np.float64) / self._total_macs
         for i, u in enumerate(self.units):
-            rows[i, 0] = i / n
-            rows[i, 1] = np.log2(max(u.in_channels, 1)) / 16
-            rows[i, 2] = np.log2(max(u.out_channels, 1)) / 16
-            rows[i, 3] = u.kernel / 8
-            rows[i, 4] = u.stride / 4
-            rows[i, 5] = np.log2(max(u.input_hw[0] * u.input_hw[1], 1)) / 24
-            rows[i, 6] = float(u.kind == "depthwise")
-            rows[i, 7] = shares[i]
-            rows[i, 9] = shares[i + 1 :].sum()
-        if self.config.features >= 2:
+            rows[i, C["position"]] = i / n
+            rows[i, C["log_in_channels"]] = np.log2(max(u.in_channels, 1)) / 16
+            rows[i, C["log_out_channels"]] = np.log2(max(u.out_channels, 1)) / 16
+            rows[i, C["kernel"]] = u.kernel / 8
+            rows[i, C["stride"]] = u.stride / 4
+            rows[i, C["log_input_size"]] = np.log2(max(u.input_hw[0] * u.input_hw[1], 1)) / 24
+            rows[i, C["depthwise"]] = float(u.kind == "depthwise")
+            rows[i, C["macs_share"]] = shares[i]
+            rows[i, C["macs_remaining"]] = shares[i + 1 :].sum()
+        if self.config.env.features >= 2:
             self._v2_static_features(rows)
         return rows
 
     def _v2_static_features(self, rows: np.ndarray) -> None:
-        """Columns 12-20 of feature set 2 (the probes are charged evaluations)."""
+        """The static columns of feature set 2 (the probes are charged evaluations)."""
         task = self.task
-        curves = sensitivity_curves(task, SENSITIVITY_RATIOS, self.config.probe_images)
+        curves = sensitivity_curves(task, SENSITIVITY_RATIOS, self.config.task.probe_images)
         stats = task.memo.get("importance_statistics")
         if stats is None:  # a property of the model: computed once per search, not per env
             l1 = group_scores(task, tp.importance.GroupMagnitudeImportance(p=1, normalizer=None))
@@ -327,11 +337,11 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
         params = float(task.analysis.params)
         for i, u in enumerate(self.units):
             base = curves[i][0][1]
-            for j, (_, acc) in enumerate(curves[i][1:4]):
-                rows[i, 12 + j] = (base - acc) / base if base > 0 else 0.0
-            rows[i, 15:19] = stats[i]  # type: ignore[index]
-            rows[i, 19] = u.params / params
-            rows[i, 20] = np.log2(1 + len(u.modules)) / 8
+            for column, (_, acc) in zip(PROBE_COLUMNS, curves[i][1:4], strict=True):
+                rows[i, C[column]] = (base - acc) / base if base > 0 else 0.0
+            rows[i, [C[c] for c in IMPORTANCE_COLUMNS]] = stats[i]  # type: ignore[index]
+            rows[i, C["params_share"]] = u.params / params
+            rows[i, C["log_coupling"]] = np.log2(1 + len(u.modules)) / 8
 
     def _observation(self) -> np.ndarray:
         t = self._step
@@ -340,15 +350,15 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
         obs = self._static[t].copy()
         trial = self._full.astype(np.float64)
         trial[:t] = self._chosen[:t]
-        obs[8] = 1.0 - self.task.analysis.mac_model.macs(trial) / self._total_macs
-        obs[10] = self._chosen[t - 1] / self._full[t - 1] if t > 0 else 1.0
-        obs[11] = self._target
-        if self.config.features >= 2:
+        obs[C["macs_removed"]] = 1.0 - self.task.analysis.mac_model.macs(trial) / self._total_macs
+        obs[C["previous_keep"]] = self._chosen[t - 1] / self._full[t - 1] if t > 0 else 1.0
+        obs[C["target"]] = self._target
+        if self.config.env.features >= 2:
             removed = self._total_macs - self.task.analysis.mac_model.macs(trial)
             to_remove = (1.0 - self._target) * self._total_macs - removed
-            prunable = self._static[t:, 7].sum() * self._total_macs
-            obs[21] = max(to_remove, 0.0) / prunable if prunable > 0 else 0.0
-            obs[22] = self._prior_keep[t]
+            prunable = self._static[t:, C["macs_share"]].sum() * self._total_macs
+            obs[C["budget_left"]] = max(to_remove, 0.0) / prunable if prunable > 0 else 0.0
+            obs[C["prior_keep"]] = self._prior_keep[t]
         observation: np.ndarray = np.clip(obs, 0.0, 1.0).astype(np.float32)
         return observation
 
@@ -359,7 +369,7 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
     ) -> tuple[np.ndarray, dict[str, Any]]:
         """Start an episode at the first unit; ``options={"target": t}`` fixes the target."""
         super().reset(seed=seed)
-        low, high = self.config.target_range
+        low, high = self.config.env.target
         if options and options.get("target") is not None:
             target = float(options["target"])
             self.task.check_target(target)
@@ -367,7 +377,7 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
             target = float(self.np_random.uniform(low, high))
         else:
             target = low
-        if target != self._target or self.config.anchor == "best":
+        if target != self._target or self.config.env.anchor == "best":
             self._prior_keep = self._prior(target)
         self._target = target
         self._step = 0
@@ -380,7 +390,7 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
         """Channel count for ``keep_ratio`` at ``unit`` given the earlier choices (with clipping)."""
         options = self.task.candidates[unit]
         n = int(options[np.argmin(np.abs(options - keep_ratio * self._full[unit]))])
-        if self.config.budget_clipping:
+        if self.config.env.budget_clipping:
             lo, hi = channel_bounds(
                 self.task.analysis.mac_model,
                 self._chosen,
@@ -389,7 +399,7 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
                 self.task.max_channels,
                 options,
                 self._target * self._total_macs,
-                self.config.fill_budget,
+                self.config.env.fill_budget,
             )
             n = min(max(n, lo), hi)
         return n
@@ -408,13 +418,14 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
         if not np.isfinite(a):
             raise ValueError(f"action must be a finite number in [-1, 1], got {a}")
         t = self._step
-        if self.config.action_mode == "residual":
-            correction = self.config.residual_scale * min(max(a, -1.0), 1.0)
+        if self.config.env.action_mode == "residual":
+            correction = self.config.env.residual_scale * min(max(a, -1.0), 1.0)
             keep = min(
-                max(self._prior_keep[t] + correction, self.config.min_keep), self.config.max_keep
+                max(self._prior_keep[t] + correction, self.config.task.min_keep),
+                self.config.task.max_keep,
             )
         else:
-            keep = action_to_keep(a, self.config.min_keep, self.config.max_keep)
+            keep = action_to_keep(a, self.config.task.min_keep, self.config.task.max_keep)
         return self.keep_to_channels(t, keep)
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
@@ -481,13 +492,13 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
         back; with budget clipping on, a network whose MACs model is approximate is measured
         and shrunk until it fits."""
         channels = np.array(self._chosen, dtype=np.int64)
-        if self.config.action_mode == "residual" and self.config.budget_clipping:
+        if self.config.env.action_mode == "residual" and self.config.env.budget_clipping:
             # corrections that cut channels would leave budget unused: give it back, first
             # to the units the policy moved up most (the prior itself is already full)
             moved = channels / self._full - self._prior_keep
             order = [int(i) for i in np.argsort(-moved, kind="stable")]
             channels = top_up(self.task, channels, self._target, order)
-        if self.config.budget_clipping:
+        if self.config.env.budget_clipping:
             channels = self.task.fit_measured(channels, self._target)
         return channels
 
@@ -495,7 +506,7 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
         """Evaluate the chosen configuration (:meth:`_final_channels`)."""
         candidate = self.task.evaluate(self._final_channels())
         self.last_candidate = candidate
-        if self.config.anchor == "best" and within_budget(candidate, self._target):
+        if self.config.env.anchor == "best" and within_budget(candidate, self._target):
             held = self._anchors.get(self._target)
             if held is None or candidate.accuracy > held[0]:
                 keep = np.asarray(candidate.channels, dtype=np.float64) / self._full

@@ -6,10 +6,33 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from ..errors import ConfigError
 from ..evaluation.candidates import Candidate
 from .pruning_env import PruningEnv
 
-__all__ = ["Damped", "PriorPlayer", "Predictor", "at_strength", "propose", "rollout"]
+__all__ = [
+    "TRUST_MODES",
+    "Damped",
+    "PriorPlayer",
+    "Predictor",
+    "at_strength",
+    "check_trust",
+    "propose",
+    "rollout",
+]
+
+
+TRUST_MODES = ("family", "always")
+"""When a policy's corrections are played zero-shot: ``family``, only on a network whose
+observations lie inside the ranges the policy saw in training (elsewhere they are damped to
+the policy's ``outside_scale``, and its residual prior alone is played when that is 0);
+``always``, in full on every network."""
+
+
+def check_trust(trust: str) -> None:
+    """Raise :class:`ConfigError` unless ``trust`` is one of :data:`TRUST_MODES`."""
+    if trust not in TRUST_MODES:
+        raise ConfigError(f"unknown trust {trust!r}; choose one of: {', '.join(TRUST_MODES)}")
 
 
 class Predictor(Protocol):

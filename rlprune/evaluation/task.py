@@ -13,6 +13,7 @@ import functools
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -25,12 +26,21 @@ from ..pruning.macs import ChannelCounts, channel_candidates
 from ..pruning.surgeon import PruneResult, Surgeon, keep_count, prune, unit_step
 from .backends import Backend, InProcess, Request, Scored, TaskRecipe, default_backend, make_backend
 from .candidates import Candidate, SearchResult, best_of
-from .config import EnvConfig
+from .config import TaskConfig
 from .devices import resolve_device
 from .scoring import Evaluator, split_accuracy
 from .splits import DataSplits, check_model_fits
 
 __all__ = ["PruningTask", "Timings"]
+
+
+class HasTask(Protocol):
+    """Anything that carries a task configuration (a preset)."""
+
+    @property
+    def task(self) -> TaskConfig:
+        """The task part."""
+        ...
 
 
 @dataclass
@@ -52,7 +62,7 @@ class PruningTask:
     model and :class:`~rlprune.evaluation.splits.DataSplits`).
     """
 
-    config: EnvConfig
+    config: TaskConfig
     model: nn.Module
     data: DataSplits
     analysis: ModelAnalysis
@@ -81,8 +91,16 @@ class PruningTask:
     _prefetched: set[tuple[tuple[int, ...], int]] = field(default_factory=set, repr=False)
 
     @classmethod
-    def from_model(cls, model: nn.Module, data: DataSplits, config: EnvConfig) -> PruningTask:
-        """Wrap a model object (already trained) and its data splits."""
+    def from_model(
+        cls, model: nn.Module, data: DataSplits, config: TaskConfig | HasTask
+    ) -> PruningTask:
+        """Wrap a model object (already trained) and its data splits.
+
+        ``config`` is the task configuration, or a preset
+        (:class:`~rlprune.mdp.settings.EnvConfig`) whose task part is taken.
+        """
+        if not isinstance(config, TaskConfig):
+            config = config.task
         check_model_fits(model, data.input_shape, data.num_classes)
         model = model.eval()
         example_inputs = torch.zeros((1, *data.input_shape))
@@ -120,7 +138,6 @@ class PruningTask:
             max_channels=maxs,
             candidates=candidates,
         )
-        task.check_target(config.target_range[0])
         return task
 
     # --- budget -------------------------------------------------------------------
@@ -398,7 +415,7 @@ class PruningTask:
         )
 
 
-def make_evaluator(data: DataSplits, config: EnvConfig) -> Evaluator:
+def make_evaluator(data: DataSplits, config: TaskConfig) -> Evaluator:
     """The task's evaluator: ``calibration_batches`` seeded random batches of the train split
     (drawn once and kept), and the validation split, in memory when it is a
     ``TensorDataset`` and streamed through a ``DataLoader`` otherwise."""

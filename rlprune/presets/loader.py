@@ -8,7 +8,6 @@ the algorithm it names. Both kinds are found, read and checked by the same code.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any
 import yaml
 
 from ..errors import ConfigError
-from ..evaluation.config import EnvConfig, make_config
+from ..mdp.settings import EnvConfig, make_config
 
 __all__ = [
     "AGENT_DIR",
@@ -124,7 +123,7 @@ def load_env_config(
     config = make_config(raw, base_dir=path.parent)
     extra = {k: v for k, v in (overrides or {}).items() if v is not None}
     if extra:
-        config = make_config({**dataclasses.asdict(config), **extra}, base_dir=Path.cwd())
+        config = config.derive(extra, base_dir=Path.cwd())
     return config
 
 

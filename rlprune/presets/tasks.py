@@ -16,9 +16,10 @@ from torch import nn
 from ..code import fingerprint, is_code_spec
 from ..data.datasets import load_dataset
 from ..errors import DatasetError, ModelError
-from ..evaluation.config import EnvConfig
+from ..evaluation.config import TaskConfig
 from ..evaluation.splits import DataSplits, check_model_fits
 from ..evaluation.task import PruningTask
+from ..mdp.settings import EnvConfig
 from ..models.specs import build_model, check_recorded_spec, spec_fingerprint
 from ..models.weights import load_weights
 from .loader import load_env_config
@@ -35,19 +36,19 @@ __all__ = [
 ]
 
 
-def model_fingerprint(config: EnvConfig) -> str | None:
+def model_fingerprint(config: TaskConfig) -> str | None:
     """sha256 of the file holding ``config.model``'s code (``None`` for zoo models)."""
     return spec_fingerprint(config.model)
 
 
-def dataset_fingerprint(config: EnvConfig) -> str | None:
+def dataset_fingerprint(config: TaskConfig) -> str | None:
     """sha256 of the file holding a dataset factory's code (``None`` for bundled datasets)."""
     if not is_code_spec(config.dataset) or Path(config.dataset).is_dir():
         return None
     return fingerprint(config.dataset)
 
 
-def check_recorded_dataset(config: EnvConfig, recorded: str | None, where: str) -> None:
+def check_recorded_dataset(config: TaskConfig, recorded: str | None, where: str) -> None:
     """Refuse dataset code named in a run folder unless it is the file recorded there."""
     if not is_code_spec(config.dataset) or Path(config.dataset).is_dir():
         return
@@ -67,19 +68,19 @@ def check_recorded_dataset(config: EnvConfig, recorded: str | None, where: str) 
     )
 
 
-def check_recorded_model(config: EnvConfig, recorded: str | None, where: str) -> None:
+def check_recorded_model(config: TaskConfig, recorded: str | None, where: str) -> None:
     """Refuse model code named in a run folder unless it is the file recorded there
     (see :func:`rlprune.models.specs.check_recorded_spec`)."""
     check_recorded_spec(config.model, recorded, where)
 
 
-def pretrained_weights_hint(config: EnvConfig) -> str:
+def pretrained_weights_hint(config: TaskConfig) -> str:
     """The command that makes a preset's base model."""
     out = f" --out {config.weights}" if config.weights else ""
     return f"run `rlprune pretrain --env {config.name}{out}` to train it"
 
 
-def load_data(config: EnvConfig) -> DataSplits:
+def load_data(config: TaskConfig) -> DataSplits:
     """The data splits a preset names."""
     return load_dataset(
         config.dataset,
@@ -93,7 +94,7 @@ def load_data(config: EnvConfig) -> DataSplits:
     )
 
 
-def build_config_model(config: EnvConfig, data: DataSplits) -> nn.Module:
+def build_config_model(config: TaskConfig, data: DataSplits) -> nn.Module:
     """The (untrained) model a preset names, shaped for ``data``."""
     return build_model(
         config.model,
@@ -104,11 +105,17 @@ def build_config_model(config: EnvConfig, data: DataSplits) -> nn.Module:
     )
 
 
-def load_task(config: EnvConfig | str | os.PathLike[str]) -> PruningTask:
+def load_task(config: EnvConfig | TaskConfig | str | os.PathLike[str]) -> PruningTask:
     """Load the data and trained model a preset names (an :class:`EnvConfig`, a bundled
-    preset name or a YAML path), then analyse the model."""
-    if not isinstance(config, EnvConfig):
+    preset name or a YAML path) or a task configuration names, then analyse the model.
+
+    Given a preset, its target is checked against what the model can reach."""
+    if isinstance(config, (str, os.PathLike)):
         config = load_env_config(config)
+    target = None
+    if isinstance(config, EnvConfig):
+        target = config.env.target.low
+        config = config.task
     data = load_data(config)
     model = build_config_model(config, data)
     if config.weights is None:
@@ -125,6 +132,8 @@ def load_task(config: EnvConfig | str | os.PathLike[str]) -> PruningTask:
         check_model_fits(model, data.input_shape, data.num_classes)
         load_weights(model, config.weights)
     task = PruningTask.from_model(model, data, config)
+    if target is not None:
+        task.check_target(target)
     task.source = functools.partial(load_task, config)  # how a worker rebuilds it
     if config.weights is not None:
         warn_if_near_chance(task)

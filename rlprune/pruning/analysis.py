@@ -7,7 +7,7 @@ import dataclasses
 import math
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -322,6 +322,70 @@ def analyse(
         ModelError: the model has no prunable unit.
     """
     model = model.eval()
+    _check_ignored(model, ignored_layers)
+    order, in_shapes = _forward_order(model, example_inputs)
+    surgeon = Surgeon(model, example_inputs, importance=importance, ignored_layers=ignored_layers)
+    frozen = dict(surgeon.failed)
+    infos, key_of = _candidate_groups(surgeon, order, frozen)
+
+    t0 = time.perf_counter()
+    base_leaf, total = _leaf_counts(model, example_inputs)
+    real_s = time.perf_counter() - t0
+    base_io = _io_channels(model)
+    prober, probe_inputs = _prober(model, example_inputs, base_leaf, real_s)
+    kept: list[_Probed] = []
+    for info in infos:
+        n = keep_count(0.5, info.channels, unit_step(info.groups, None))
+        try:
+            leaves, io = _probe(surgeon, prober, probe_inputs, key_of[info.out_modules[0]], n)
+        except Exception as exc:  # torch-pruning's surgery breaks the network here
+            frozen[info.out_modules[0]] = first_line(exc)
+            continue
+        kept.append(_Probed(info, leaves, io))
+
+    layers = dict(model.named_modules())
+    mac_model, shares, probe_n, joint_macs = _fit_and_prune_jointly(
+        surgeon, kept, key_of, frozen, base_leaf, base_io, total, layers
+    )
+    predicted = mac_model.macs(probe_n)
+    if abs(predicted - joint_macs) > 1e-6 * max(total, 1.0) + 0.5:
+        warnings.warn(
+            f"MACs model is approximate for this network (predicted {predicted:.0f}, measured "
+            f"{joint_macs}); pruned models will be measured and repaired to meet the budget",
+            stacklevel=2,
+        )
+        mac_model = dataclasses.replace(mac_model, exact=False)
+    if frozen:
+        listed = "; ".join(f"{name} ({why})" for name, why in sorted(frozen.items()))
+        warnings.warn(
+            f"{len(frozen)} layer(s) cannot be pruned and keep all their channels: {listed}",
+            stacklevel=2,
+        )
+    units = tuple(
+        _unit(model, i, p.info, layers, base_io, in_shapes, shares[i], key_of)
+        for i, p in enumerate(kept)
+    )
+    return ModelAnalysis(
+        units=units,
+        macs=int(total),
+        params=int(sum(p.numel() for p in model.parameters())),
+        mac_model=mac_model,
+        input_shape=tuple(example_inputs.shape[1:]),
+        frozen=tuple(sorted(frozen.items())),
+        surgeon=surgeon,
+    )
+
+
+@dataclass
+class _Probed:
+    """A unit that survived its probe: its group and the probe's per-leaf MACs and widths."""
+
+    info: GroupInfo
+    leaves: dict[str, float]
+    io: dict[str, tuple[int, int]]
+
+
+def _check_ignored(model: nn.Module, ignored_layers: Sequence[str]) -> None:
     known = {name for name, _ in model.named_modules()}
     unknown = [n for n in ignored_layers if n not in known]
     if unknown:
@@ -329,9 +393,13 @@ def analyse(
             f"ignored layer {unknown[0]!r} is not a module of the model; "
             "use qualified names from model.named_modules()"
         )
-    order, in_shapes = _forward_order(model, example_inputs)
-    surgeon = Surgeon(model, example_inputs, importance=importance, ignored_layers=ignored_layers)
-    frozen = dict(surgeon.failed)
+
+
+def _candidate_groups(
+    surgeon: Surgeon, order: Mapping[str, int], frozen: dict[str, str]
+) -> tuple[list[GroupInfo], dict[str, str]]:
+    """The surgeon's groups with more than one channel per group, in forward order, and
+    each one's plan key (its first layer in module order); one-channel groups are frozen."""
     infos: list[GroupInfo] = []
     for key, plan in surgeon.plans.items():
         info = plan.info
@@ -349,111 +417,97 @@ def analyse(
             )
         )
     infos.sort(key=lambda info: order.get(info.out_modules[0], math.inf))
-    # the surgeon's plans are keyed by a unit's first layer in module order
     key_of = {
         info.out_modules[0]: next(k for k in surgeon.plans if k in info.out_modules)
         for info in infos
     }
+    return infos, key_of
 
-    t0 = time.perf_counter()
-    base_leaf, total = _leaf_counts(model, example_inputs)
-    real_s = time.perf_counter() - t0
-    base_io = _io_channels(model)
-    base_params = sum(p.numel() for p in model.parameters())
-    prober, probe_inputs = _prober(model, example_inputs, base_leaf, real_s)
-    kept_infos: list[GroupInfo] = []
-    probes: list[dict[str, float]] = []
-    probe_io: list[dict[str, tuple[int, int]]] = []
-    for info in infos:
-        n = keep_count(0.5, info.channels, unit_step(info.groups, None))
-        try:
-            leaves, io = _probe(surgeon, prober, probe_inputs, key_of[info.out_modules[0]], n)
-        except Exception as exc:  # torch-pruning's surgery breaks the network here
-            frozen[info.out_modules[0]] = first_line(exc)
-            continue
-        kept_infos.append(info)
-        probes.append(leaves)
-        probe_io.append(io)
 
-    layers = dict(model.named_modules())
+def _fit_and_prune_jointly(
+    surgeon: Surgeon,
+    kept: list[_Probed],
+    key_of: Mapping[str, str],
+    frozen: dict[str, str],
+    base_leaf: dict[str, float],
+    base_io: dict[str, tuple[int, int]],
+    total: float,
+    layers: Mapping[str, nn.Module],
+) -> tuple[MacModel, np.ndarray, np.ndarray, int]:
+    """Fit the MACs model, then prune every unit at its probe width at once on real weights;
+    a unit that breaks that joint prune (tried once alone) is frozen and the fit redone.
+
+    Returns the model, each unit's MACs share, the probe widths and the joint prune's MACs.
+    """
     while True:
-        if not kept_infos:
+        if not kept:
             detail = f" ({len(frozen)} frozen: see the warning)" if frozen else ""
             raise ModelError(
                 "the model has no prunable unit (no conv/linear layer with more than one "
                 f"output channel outside the classifier and the ignored layers){detail}"
             )
+        infos = [p.info for p in kept]
         probe_n = np.array(
-            [keep_count(0.5, i.channels, unit_step(i.groups, None)) for i in kept_infos],
+            [keep_count(0.5, i.channels, unit_step(i.groups, None)) for i in infos],
             dtype=np.float64,
         )
         mac_model, shares = _fit(
-            kept_infos, probes, probe_io, probe_n, base_leaf, base_io, total, layers
+            infos,
+            [p.leaves for p in kept],
+            [p.io for p in kept],
+            probe_n,
+            base_leaf,
+            base_io,
+            total,
+            dict(layers),
         )
-        # one real joint prune: every unit at its probe width at once
-        keys = [key_of[i.out_modules[0]] for i in kept_infos]
+        keys = [key_of[i.out_modules[0]] for i in infos]
         try:
             joint = surgeon.prune(dict(zip(keys, probe_n.astype(int).tolist(), strict=True)))
-            break
+            return mac_model, shares, probe_n, joint.macs
         except Exception:
             reasons = {i: _breaks(surgeon, k, int(probe_n[i])) for i, k in enumerate(keys)}
             broken = [i for i, why in reasons.items() if why]
             if not broken:
                 raise
             for i in reversed(broken):  # each unit tried once, alone, on real weights
-                frozen[kept_infos[i].out_modules[0]] = reasons[i]
-                del kept_infos[i], probes[i], probe_io[i]
-    predicted = mac_model.macs(probe_n)
-    if abs(predicted - joint.macs) > 1e-6 * max(total, 1.0) + 0.5:
-        warnings.warn(
-            f"MACs model is approximate for this network (predicted {predicted:.0f}, measured "
-            f"{joint.macs}); pruned models will be measured and repaired to meet the budget",
-            stacklevel=2,
-        )
-        mac_model = dataclasses.replace(mac_model, exact=False)
-    if frozen:
-        listed = "; ".join(f"{name} ({why})" for name, why in sorted(frozen.items()))
-        warnings.warn(
-            f"{len(frozen)} layer(s) cannot be pruned and keep all their channels: {listed}",
-            stacklevel=2,
-        )
+                frozen[infos[i].out_modules[0]] = reasons[i]
+                del kept[i]
 
-    units = []
-    for i, info in enumerate(kept_infos):
-        root = layers[info.out_modules[0]]
-        in_ch, _ = base_io[info.out_modules[0]]
-        shape = in_shapes.get(info.out_modules[0], ())
-        hw = (int(shape[2]), int(shape[3])) if len(shape) == 4 else (1, 1)
-        kernel = root.kernel_size[0] if isinstance(root, nn.Conv2d) else 1
-        stride = root.stride[0] if isinstance(root, nn.Conv2d) else 1
-        unit_params = sum(
+
+def _unit(
+    model: nn.Module,
+    index: int,
+    info: GroupInfo,
+    layers: Mapping[str, nn.Module],
+    base_io: dict[str, tuple[int, int]],
+    in_shapes: Mapping[str, tuple[int, ...]],
+    macs: float,
+    key_of: Mapping[str, str],
+) -> PrunableUnit:
+    """The :class:`PrunableUnit` of one kept group, described by its first layer."""
+    name = info.out_modules[0]
+    root = layers[name]
+    shape = in_shapes.get(name, ())
+    kernel, stride = (
+        (root.kernel_size[0], root.stride[0]) if isinstance(root, nn.Conv2d) else (1, 1)
+    )
+    return PrunableUnit(
+        index=index,
+        name=name,
+        modules=info.out_modules,
+        kind=_unit_kind(model, info.out_modules),
+        in_channels=int(base_io[name][0]),
+        out_channels=int(info.channels),
+        kernel=int(kernel),
+        stride=int(stride),
+        input_hw=(int(shape[2]), int(shape[3])) if len(shape) == 4 else (1, 1),
+        macs=int(round(macs)),
+        params=sum(
             p.numel() for n in info.out_modules for p in layers[n].parameters(recurse=False)
-        )
-        units.append(
-            PrunableUnit(
-                index=i,
-                name=info.out_modules[0],
-                modules=info.out_modules,
-                kind=_unit_kind(model, info.out_modules),
-                in_channels=int(in_ch),
-                out_channels=int(info.channels),
-                kernel=int(kernel),
-                stride=int(stride),
-                input_hw=hw,
-                macs=int(round(shares[i])),
-                params=int(unit_params),
-                groups=int(info.groups),
-                key=key_of[info.out_modules[0]],
-            )
-        )
-    return ModelAnalysis(
-        units=tuple(units),
-        macs=int(total),
-        params=int(base_params),
-        mac_model=mac_model,
-        input_shape=tuple(example_inputs.shape[1:]),
-        frozen=tuple(sorted(frozen.items())),
-        surgeon=surgeon,
+        ),
+        groups=int(info.groups),
+        key=key_of[name],
     )
 
 

@@ -13,7 +13,6 @@ differs between networks. Steps are derived from episodes in :func:`build_algori
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import os
 from collections.abc import Mapping
@@ -31,7 +30,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from torch import nn
 
 from ..errors import ConfigError, one_line
-from ..evaluation.config import EnvConfig, make_config
+from ..mdp.settings import AGENT_KEYS, EnvConfig
 from ..presets.loader import load_agent_values
 
 __all__ = [
@@ -64,21 +63,8 @@ COMMON_KEYS = {"zero_init_action"}
 """rlprune keys every algorithm takes: ``zero_init_action`` zeroes the policy's action
 layer, so the deterministic action starts at 0 (in the residual action mode: the prior)."""
 
-ENV_KEYS = {
-    "features",
-    "action_mode",
-    "prior",
-    "residual_scale",
-    "anchor",
-    "probe_images",
-    "min_keep",
-    "max_keep",
-    "reward",
-    "shaping",
-    "fill_budget",
-}
-"""Env settings an agent preset may choose under ``env:`` (what the agent observes and
-how its actions map), applied over the env preset's."""
+ENV_KEYS = AGENT_KEYS
+"""Env settings an agent preset may choose under ``env:`` (flagged on their fields)."""
 
 
 @dataclass(frozen=True)
@@ -103,9 +89,7 @@ class AgentConfig:
 
     def env_config(self, base: EnvConfig) -> EnvConfig:
         """``base`` with this agent's env settings applied."""
-        if not self.env:
-            return base
-        return make_config({**dataclasses.asdict(base), **self.env})
+        return base.derive(self.env)
 
 
 def _allowed_keys(algo: str) -> set[str]:

@@ -36,14 +36,14 @@ from stable_baselines3.common.logger import configure
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from ..env.features import action_space, features_for, observation_space
 from ..env.pruning_env import PruningEnv
-from ..env.rollout import at_strength, propose, rollout
+from ..env.rollout import at_strength, check_trust, propose, rollout
 from ..errors import ConfigError, RunError
 from ..evaluation.candidates import Candidate
-from ..evaluation.config import EnvConfig, check_trust, make_config
 from ..evaluation.task import PruningTask
 from ..files import atomic_write_json, atomic_write_text
+from ..mdp.features import action_space, features_for, observation_space
+from ..mdp.settings import EnvConfig, make_config
 from ..presets.tasks import (
     check_recorded_dataset,
     check_recorded_model,
@@ -138,7 +138,7 @@ class FamilyEnv(gym.Env[np.ndarray, np.ndarray]):
             raise ConfigError("a family needs at least one env")
         if not targets:
             raise ConfigError("a family needs at least one target")
-        versions = {env.config.features for env in envs}
+        versions = {env.config.env.features for env in envs}
         if len(versions) != 1:
             raise ConfigError(
                 "family members observe different feature sets "
@@ -147,7 +147,7 @@ class FamilyEnv(gym.Env[np.ndarray, np.ndarray]):
         self.envs = list(envs)
         self.targets = tuple(float(t) for t in targets)
         self.names = [env.config.name for env in envs]
-        self.observation_space = observation_space(envs[0].config.features)
+        self.observation_space = observation_space(envs[0].config.env.features)
         self.action_space = action_space()
         self._member = 0
         self._baselines: dict[tuple[int, float], float] = {}
@@ -339,15 +339,7 @@ def _member_configs(
     names = [c.name for c in configs]
     if len(set(names)) != len(names):
         raise ConfigError(f"family lists an env twice ({', '.join(names)}); name each once")
-    return [
-        make_config(
-            {
-                **dataclasses.asdict(agent.env_config(c)),
-                "target": (min(targets), max(targets)),
-            }
-        )
-        for c in configs
-    ]
+    return [agent.env_config(c).derive({"target": (min(targets), max(targets))}) for c in configs]
 
 
 def train_family(
@@ -400,12 +392,10 @@ def train_family(
                 "agent": agent.to_dict(),
                 "train": dataclasses.asdict(settings),
                 "command": command,
-                "members": [
-                    json.loads(json.dumps(dataclasses.asdict(c), default=list)) for c in configs
-                ],
-                "model_sha256": [model_fingerprint(c) for c in configs],
+                "members": [json.loads(json.dumps(c.to_dict(), default=list)) for c in configs],
+                "model_sha256": [model_fingerprint(c.task) for c in configs],
                 # a resume imports a member's dataset code only if its file is unchanged
-                "dataset_sha256": [dataset_fingerprint(c) for c in configs],
+                "dataset_sha256": [dataset_fingerprint(c.task) for c in configs],
             },
         )
         atomic_write_text(run_dir / "command.txt", command + "\n")
@@ -426,7 +416,7 @@ def train_family(
     if snapshot is not None:
         restore(snapshot, algorithm, vec_env)  # the generators last: nothing draws after it
     evaluations_before = sum(t.timings.evaluations for t in tasks)
-    version = members[0].features
+    version = members[0].env.features
     names_of_features = features_for(version)
 
     def save() -> None:
@@ -441,16 +431,16 @@ def train_family(
             {
                 "algo": agent.algo,
                 "agent": agent.to_dict(),
-                "min_keep": members[0].min_keep,
-                "max_keep": members[0].max_keep,
-                "reward": members[0].reward,
-                **{key: getattr(members[0], key) for key in POLICY_ENV_KEYS},
+                "min_keep": members[0].task.min_keep,
+                "max_keep": members[0].task.max_keep,
+                "reward": members[0].env.reward,
+                **{key: members[0].to_dict()[key] for key in POLICY_ENV_KEYS},
                 "target": [min(settings.targets), max(settings.targets)],
                 "targets": list(settings.targets),
                 "env": "+".join(names),
                 "family": names,
                 "model": None,
-                "dataset": members[0].dataset,
+                "dataset": members[0].task.dataset,
                 "training_episodes": callback.episodes,
                 "command": command,
                 "versions": software_versions(),
@@ -548,8 +538,8 @@ def resume_family(
     except (OSError, ValueError, TypeError) as exc:
         raise RunError(f"{path} is not a readable family run ({exc}); start a new run") from None
     for config, recorded in zip(members, meta.get("model_sha256") or [], strict=False):
-        check_recorded_model(config, recorded, f"family run {path}")
-    datasets = {c.dataset for c in members}
+        check_recorded_model(config.task, recorded, f"family run {path}")
+    datasets = {c.task.dataset for c in members}
     if trust_dataset is not None and trust_dataset not in datasets:
         raise RunError(
             f"--dataset {trust_dataset} conflicts with the family run in {path} (its members "
@@ -557,8 +547,8 @@ def resume_family(
         )
     recorded_data = list(meta.get("dataset_sha256") or []) + [None] * len(members)
     for config, recorded in zip(members, recorded_data, strict=False):
-        if config.dataset != trust_dataset:  # dataset code runs only unchanged, or trusted
-            check_recorded_dataset(config, recorded, f"family run {path}")
+        if config.task.dataset != trust_dataset:  # dataset code runs only unchanged, or trusted
+            check_recorded_dataset(config.task, recorded, f"family run {path}")
     done = _logged_episodes(path / "episodes.csv")
     if episodes is not None and episodes != settings.episodes:
         if episodes < done:
@@ -623,10 +613,12 @@ class ZeroShot:
     """The strength at which the corrections were played (1: in full)."""
 
 
-def policy_env(policy: LoadedPolicy, task: PruningTask) -> PruningEnv:
-    """The env on which ``policy`` plays ``task``'s network: the task's settings (target
-    included) with the policy's own env keys (action mode, prior, features, ...)."""
-    return PruningEnv(task=task, config=env_config_for_policy(task.config, policy, None))
+def policy_env(policy: LoadedPolicy, task: PruningTask, target: float) -> PruningEnv:
+    """The env on which ``policy`` plays ``task``'s network at ``target``: the task's settings
+    with the policy's own env keys (action mode, prior, features, ...)."""
+    return PruningEnv(
+        task=task, config=env_config_for_policy(EnvConfig(task.config), policy, target)
+    )
 
 
 def zero_shot(
@@ -646,7 +638,7 @@ def zero_shot(
     observations: list[np.ndarray] = []
     propose(policy, env, seed=seed, observations=observations)
     outside = family_distance(policy.metadata, np.array(observations))
-    deferred = trust == "family" and bool(outside) and env.config.action_mode == "residual"
+    deferred = trust == "family" and bool(outside) and env.config.env.action_mode == "residual"
     scale = policy.outside_scale if deferred else 1.0
     candidate = rollout(at_strength(policy, scale), env, seed=seed)
     return ZeroShot(candidate, outside, deferred, scale)

@@ -14,7 +14,6 @@ metadata; it plays the mean of its members' actions.
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
 import shutil
@@ -28,16 +27,16 @@ import torch
 from stable_baselines3.common.policies import BasePolicy
 from torch import nn
 
-from ..env.features import (
+from ..errors import ConfigError, one_line
+from ..files import atomic_write_bytes, atomic_write_json
+from ..mdp.features import (
     FEATURE_SETS,
     FEATURE_VERSION,
     action_space,
     features_for,
     observation_space,
 )
-from ..errors import ConfigError, one_line
-from ..evaluation.config import EnvConfig, make_config
-from ..files import atomic_write_bytes, atomic_write_json
+from ..mdp.settings import POLICY_KEYS, EnvConfig
 from ..version import __version__
 from .agents import AgentConfig, build_policy, make_agent_config
 
@@ -58,7 +57,7 @@ WEIGHTS_FILE = "policy.pt"
 METADATA_FILE = "policy.json"
 
 
-POLICY_ENV_KEYS = ("action_mode", "prior", "residual_scale", "probe_images", "fill_budget")
+POLICY_ENV_KEYS = POLICY_KEYS
 """Env settings a policy was trained under and must be applied under, with its feature set
 (``feature_version``), action bounds and reward."""
 
@@ -304,20 +303,19 @@ def env_config_for_policy(
     """The env config with the policy's action bounds, reward, feature set and action mode,
     and one fixed target."""
     if target is None:
-        low, high = env_config.target_range
+        low, high = env_config.env.target
         if low != high:
             raise ConfigError(
                 f"env {env_config.name!r} has a target range [{low}, {high}]; choose one with --target"
             )
         target = low
     meta = policy.metadata
-    return make_config(
+    return env_config.derive(
         {
-            **dataclasses.asdict(env_config),
             "target": target,
-            "min_keep": meta.get("min_keep", env_config.min_keep),
-            "max_keep": meta.get("max_keep", env_config.max_keep),
-            "reward": meta.get("reward", env_config.reward),
+            "min_keep": meta.get("min_keep", env_config.task.min_keep),
+            "max_keep": meta.get("max_keep", env_config.task.max_keep),
+            "reward": meta.get("reward", env_config.env.reward),
             "features": meta.get("feature_version", 1),
             **{k: meta[k] for k in POLICY_ENV_KEYS if k in meta},
             **policy.agent.env,  # the agent preset's own env settings, as in training

@@ -53,9 +53,9 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 from ..env.pruning_env import PruningEnv
 from ..errors import ConfigError, RunError
 from ..evaluation.candidates import Candidate
-from ..evaluation.config import EnvConfig, make_config
 from ..evaluation.task import PruningTask
 from ..files import atomic_write_bytes, atomic_write_json, atomic_write_text
+from ..mdp.settings import EnvConfig, make_config
 from ..presets.tasks import (
     check_recorded_dataset,
     check_recorded_model,
@@ -404,14 +404,14 @@ def _policy_metadata(
     return {
         "algo": agent.algo,
         "agent": agent.to_dict(),
-        "min_keep": env_config.min_keep,
-        "max_keep": env_config.max_keep,
-        "reward": env_config.reward,
-        **{key: getattr(env_config, key) for key in POLICY_ENV_KEYS},
-        "target": env_config.target,
+        "min_keep": env_config.task.min_keep,
+        "max_keep": env_config.task.max_keep,
+        "reward": env_config.env.reward,
+        **{key: env_config.to_dict()[key] for key in POLICY_ENV_KEYS},
+        "target": env_config.env.target.to_value(),
         "env": env_config.name,
-        "model": env_config.model,
-        "dataset": env_config.dataset,
+        "model": env_config.task.model,
+        "dataset": env_config.task.dataset,
         "training_episodes": recorder.episodes,
         "best": recorder.best.to_dict() if recorder.best else None,
     }
@@ -549,12 +549,12 @@ def train(
         snapshot = read_checkpoint(checkpoint) if checkpoint is not None else None
     else:
         resolved = {
-            "env": dataclasses.asdict(env_config),
+            "env": env_config.to_dict(),
             "agent": agent.to_dict(),
             "train": dataclasses.asdict(settings),
             # a resume imports the model's code only if its file is unchanged
-            "model_sha256": model_fingerprint(env_config),
-            "dataset_sha256": dataset_fingerprint(env_config),
+            "model_sha256": model_fingerprint(env_config.task),
+            "dataset_sha256": dataset_fingerprint(env_config.task),
         }
         atomic_write_text(
             run_dir / "config.yaml", yaml.safe_dump(_plain(resolved), sort_keys=False)
@@ -599,7 +599,7 @@ def train(
     total_steps = (settings.episodes + settings.n_envs) * n_units * 100
     try:
         with _sigterm_stops_like_ctrl_c():
-            if env_config.action_mode == "residual" and recorder.episodes == 0:
+            if env_config.env.action_mode == "residual" and recorder.episodes == 0:
                 # the policy's deterministic episode first: with zero_init_action, the prior
                 reward, info = _deterministic_episode(algorithm, task, env_config, settings.seed)
                 recorder.record(reward, info)
@@ -625,7 +625,7 @@ def train(
         algorithm.policy,
         run_dir / "policy",
         _policy_metadata(env_config, agent, recorder),
-        feature_version=env_config.features,
+        feature_version=env_config.env.features,
     )
     return TrainResult(
         run_dir=run_dir,
@@ -789,7 +789,7 @@ def check_resume_overrides(
     """
     env_config, agent_config, settings = load_run(run_dir)
     _check_more_episodes(Path(run_dir), episodes)
-    low, high = env_config.target_range
+    low, high = env_config.env.target
     run_target = f"{low}" if low == high else f"[{low}, {high}]"
     conflicts = [
         ("--env", env, env is not None and _preset_name(env) != env_config.name, env_config.name),
@@ -844,23 +844,25 @@ def resume(
     path = Path(run_dir)
     env_config, agent, settings = load_run(path)
     _check_more_episodes(path, episodes)
-    if trust_model is not None and trust_model != env_config.model:
+    if trust_model is not None and trust_model != env_config.task.model:
         raise RunError(
             f"--model {trust_model} conflicts with the run in {path} (--model "
-            f"{env_config.model}); a resumed run keeps its model: drop --model, or start a "
+            f"{env_config.task.model}); a resumed run keeps its model: drop --model, or start a "
             "new run without --resume"
         )
-    if trust_dataset is not None and trust_dataset != env_config.dataset:
+    if trust_dataset is not None and trust_dataset != env_config.task.dataset:
         raise RunError(
             f"--dataset {trust_dataset} conflicts with the run in {path} (--dataset "
-            f"{env_config.dataset}); a resumed run keeps its dataset: drop --dataset, or start "
+            f"{env_config.task.dataset}); a resumed run keeps its dataset: drop --dataset, or start "
             "a new run without --resume"
         )
     raw_config = yaml.safe_load((path / "config.yaml").read_text())
     if trust_model is None:
-        check_recorded_model(env_config, raw_config.get("model_sha256"), f"run folder {path}")
+        check_recorded_model(env_config.task, raw_config.get("model_sha256"), f"run folder {path}")
     if trust_dataset is None:
-        check_recorded_dataset(env_config, raw_config.get("dataset_sha256"), f"run folder {path}")
+        check_recorded_dataset(
+            env_config.task, raw_config.get("dataset_sha256"), f"run folder {path}"
+        )
     changes: dict[str, Any] = {
         "episodes": episodes,
         "checkpoint_every": checkpoint_every,

@@ -9,7 +9,6 @@ for its help, stays light.
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,11 +17,11 @@ from typing import TYPE_CHECKING
 from ..env.pruning_env import PruningEnv
 from ..errors import ConfigError
 from ..evaluation.task import PruningTask
+from ..mdp.settings import EnvConfig
 from ..presets.loader import available_agents, read_preset, resolve_preset
 from .base import Budget, SearchMethod, SearchOptions
 
 if TYPE_CHECKING:
-    from ..evaluation.config import EnvConfig
     from ..rl.agents import AgentConfig
     from ..rl.policy import LoadedPolicy
 
@@ -67,7 +66,8 @@ def train_job(
 @dataclass(frozen=True)
 class AgentMethod(SearchMethod):
     """The agent preset called :attr:`name`, trained from scratch on the task for as many
-    episodes as its budget leaves after its probes (run folders in ``options.runs``)."""
+    episodes as its budget leaves after its probes, under the env settings of
+    ``options.config`` (run folders in ``options.runs``)."""
 
     def spend(
         self, task: PruningTask, target: float, budget: Budget, seed: int, options: SearchOptions
@@ -75,7 +75,14 @@ class AgentMethod(SearchMethod):
         """Charge the probes, then train on the episodes left."""
         from ..rl.agents import load_agent_config
 
-        config = dataclasses.replace(task.config, target=target)
+        config = options.config
+        if config is None:
+            config = EnvConfig(task.config).derive({"target": target})
+        if config.env.target.low != target:
+            raise ConfigError(
+                f"method {self.name!r} asked for target {target} under a preset whose target is "
+                f"{config.env.target.low}; pass the preset at that target"
+            )
         agent = load_agent_config(self.name, config.name)
         # probes and the prior (feature set 2, residual actions) are charged once, up front
         PruningEnv(task=task, config=agent.env_config(config))

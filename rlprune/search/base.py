@@ -18,7 +18,6 @@ the same rounding and budget clipping as for a learned policy and one evaluation
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -27,13 +26,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..env.features import keep_to_action
 from ..env.pruning_env import PruningEnv
 from ..env.rollout import rollout
 from ..errors import ConfigError
 from ..evaluation.candidates import Candidate, SearchResult
-from ..evaluation.config import make_config
 from ..evaluation.task import PruningTask
+from ..mdp.features import keep_to_action
+from ..mdp.settings import EnvConfig
 from ..pruning.macs import ChannelCounts
 
 __all__ = [
@@ -54,6 +53,9 @@ class SearchOptions:
     """What a method may read beyond the task, target, budget and seed: the settings one
     benchmark gives every method (most methods read none of them)."""
 
+    config: EnvConfig | None = None
+    """The preset the task was loaded for: the env settings agents train under (default:
+    the task's configuration with default env settings, at the target asked)."""
     runs: Path = Path("runs")
     """Where a method that trains keeps one run folder per (method, seed)."""
     policy: str | None = None
@@ -187,14 +189,8 @@ def baseline_env(task: PruningTask, target: float, *, fill_budget: bool = True) 
     """The env a baseline plays through: the task's action bounds and budget clipping, with
     feature set 1 and absolute actions whatever the task's config says (a baseline reads
     no observation, so it must not pay for the probes of feature set 2 or a prior)."""
-    config = make_config(
-        {
-            **dataclasses.asdict(task.config),
-            "target": target,
-            "fill_budget": fill_budget,
-            "features": 1,
-            "action_mode": "absolute",
-        }
+    config = EnvConfig(task.config).derive(
+        {"target": target, "fill_budget": fill_budget, "features": 1, "action_mode": "absolute"}
     )
     return PruningEnv(task=task, config=config)
 
@@ -202,7 +198,7 @@ def baseline_env(task: PruningTask, target: float, *, fill_budget: bool = True) 
 def fixed_policy(task: PruningTask, env: PruningEnv, channels: ChannelCounts) -> FixedRatioPolicy:
     """The :class:`FixedRatioPolicy` that plays ``channels`` on ``env``."""
     keep = [int(n) / u.out_channels for n, u in zip(channels, task.analysis.units, strict=True)]
-    return FixedRatioPolicy(keep, env, env.config.min_keep, env.config.max_keep)
+    return FixedRatioPolicy(keep, env, env.config.task.min_keep, env.config.task.max_keep)
 
 
 def play(task: PruningTask, channels: ChannelCounts, target: float) -> Candidate:

@@ -22,12 +22,13 @@ from typing import Any
 
 import numpy as np
 
+from ..env.rollout import check_trust
 from ..errors import ConfigError, RunError
 from ..evaluation.candidates import Candidate, SearchResult, best_of, within_budget
-from ..evaluation.config import EnvConfig, check_trust, make_config
 from ..evaluation.finetune import deliver
 from ..evaluation.task import PruningTask
 from ..files import atomic_write_json, atomic_write_text
+from ..mdp.settings import EnvConfig
 from ..presets.tasks import load_task as load_preset_task
 from ..reports.latency import compare_latency
 from ..reports.plots import plot_all
@@ -102,11 +103,17 @@ class BenchmarkSettings:
             if spec.name in self.methods:
                 spec.check_options(options, self.evals)
 
-    def search_options(self, runs: Path = Path("runs")) -> SearchOptions:
-        """What every method's search may read from these settings; agents' run folders
-        go in ``runs``."""
+    def search_options(
+        self, config: EnvConfig | None = None, runs: Path = Path("runs")
+    ) -> SearchOptions:
+        """What every method's search may read from these settings, with the preset
+        ``config`` the task was loaded for; agents' run folders go in ``runs``."""
         return SearchOptions(
-            runs=runs, policy=self.policy, adapt_episodes=self.adapt_episodes, trust=self.trust
+            config=config,
+            runs=runs,
+            policy=self.policy,
+            adapt_episodes=self.adapt_episodes,
+            trust=self.trust,
         )
 
 
@@ -199,7 +206,7 @@ def prepare_out_dir(out: Path, manifest: dict[str, Any], *, overwrite: bool, res
         elif resume:
             previous = json.loads(existing.read_text())
             # settings added to EnvConfig since that benchmark began count at their defaults
-            defaults = json.loads(json.dumps(dataclasses.asdict(EnvConfig()), default=list))
+            defaults = json.loads(json.dumps(EnvConfig().to_dict(), default=list))
             previous["env"] = {**defaults, **previous.get("env", {})}
             before = {k: v for k, v in SETTINGS_BEFORE.items() if k in manifest["settings"]}
             previous["settings"] = {**before, **previous.get("settings", {})}
@@ -228,24 +235,30 @@ def run_benchmark(
     settings: BenchmarkSettings,
     out: str | Path,
     *,
+    config: EnvConfig,
     overwrite: bool = False,
     resume: bool = False,
     on_result: Callable[[MethodSeedResult, int, int], None] | None = None,
     on_start: Callable[[str, int], None] | None = None,
 ) -> tuple[list[MethodSeedResult], dict[str, Path]]:
-    """Run every (method, seed), write tables and plots into ``out``; return results and files."""
+    """Run every (method, seed) on ``task`` at ``config``'s target (the preset the task was
+    loaded for, :func:`benchmark_config`), write tables and plots into ``out``; return
+    results and files."""
     out = Path(out)
     settings.check(task)
-    target = task.config.target_range[0]
-    manifest = {"env": dataclasses.asdict(task.config), "settings": manifest_settings(settings)}
+    target = config.env.target.low
+    manifest = {"env": config.to_dict(), "settings": manifest_settings(settings)}
     prepare_out_dir(
         out, json.loads(json.dumps(manifest, default=list)), overwrite=overwrite, resume=resume
     )
     results: list[MethodSeedResult] = []
     histories: dict[str, list[SearchResult]] = {}
     jobs = [(m, s) for m in settings.methods for s in range(settings.seeds)]
+    options = settings.search_options(config, out / "runs")
     for done, (method, seed) in enumerate(jobs, start=1):
-        result, search = _run_job(task, settings, METHODS[method], seed, target, out, on_start)
+        result, search = _run_job(
+            task, settings, METHODS[method], seed, target, options, out, on_start
+        )
         results.append(result)
         histories.setdefault(method, []).append(search)
         if on_result is not None:
@@ -262,6 +275,7 @@ def _run_job(
     method: SearchMethod,
     seed: int,
     target: float,
+    options: SearchOptions,
     out: Path,
     on_start: Callable[[str, int], None] | None,
 ) -> tuple[MethodSeedResult, SearchResult]:
@@ -284,7 +298,6 @@ def _run_job(
         if on_start is not None:
             on_start(method.name, seed)
         task.reset_search()  # every (method, seed) pays for its own evaluations
-        options = settings.search_options(out / "runs")
         search = method.search(task, target, settings.evals, seed, options)
         result = _finish(task, search, seed, settings)
     atomic_write_json(
@@ -416,16 +429,17 @@ def proxy_correlation(
     }
 
 
+def benchmark_config(env_config: EnvConfig, policy: str | None) -> EnvConfig:
+    """The preset a benchmark runs on (with a transfer policy's action bounds, if one is
+    given)."""
+    if policy is None:
+        return env_config
+    # every method shares the policy's action bounds, reward and target; its feature
+    # set and action mode stay its own (the transfer methods apply them)
+    shared = env_config_for_policy(env_config, load_policy(policy), None).to_dict()
+    return env_config.derive({k: shared[k] for k in ("target", "min_keep", "max_keep", "reward")})
+
+
 def load_task(env_config: EnvConfig, policy: str | None) -> PruningTask:
-    """The task a benchmark runs on (with a transfer policy's action bounds, if one is given)."""
-    if policy is not None:
-        # every method shares the policy's action bounds, reward and target; its feature
-        # set and action mode stay its own (the transfer methods apply them)
-        shared = env_config_for_policy(env_config, load_policy(policy), None)
-        env_config = make_config(
-            {
-                **dataclasses.asdict(env_config),
-                **{k: getattr(shared, k) for k in ("target", "min_keep", "max_keep", "reward")},
-            }
-        )
-    return load_preset_task(env_config)
+    """The task a benchmark runs on (:func:`benchmark_config`'s)."""
+    return load_preset_task(benchmark_config(env_config, policy))

@@ -114,7 +114,7 @@ class Boards:
         key = (name, target, json.dumps(settings, sort_keys=True))
         if key not in self.envs:
             config = load_env_config(env_spec(name, self.root), {"target": target})
-            env = policy_env(policy, load_task(config, str(policy.path)))
+            env = policy_env(policy, load_task(config, str(policy.path)), config.env.target.low)
             self.envs[key] = (env, 100 * rollout(PriorPlayer(), env).accuracy)
         return self.envs[key]
 

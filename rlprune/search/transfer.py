@@ -5,8 +5,8 @@
 - ``transfer-refine``: then :func:`~rlprune.search.optuna_search.refine`, a TPE search of
   ``options.adapt_episodes`` evaluations near the zero-shot configuration.
 
-The policy plays the task's own settings (target included) with its own env keys (action
-mode, prior, features, ...), as ``rlprune apply`` does. Policy and training code is
+The policy plays the task at the target asked, with its own env keys (action mode, prior,
+features, ...), as ``rlprune apply`` does. Policy and training code is
 imported when a transfer method runs: the registry stays light.
 """
 
@@ -55,12 +55,7 @@ class TransferMethod(SearchMethod):
 
         assert options.policy is not None  # check_options
         policy = load_policy(options.policy)
-        env = policy_env(policy, task)
-        if env.config.target_range[0] != target:
-            raise ConfigError(
-                f"method {self.name!r} plays the task's target {env.config.target_range[0]}, "
-                f"not {target}; set the target in the task's config"
-            )
+        env = policy_env(policy, task, target)
         shot = zero_shot(policy, env, seed=seed, trust=options.trust)
         self.follow_up(task, target, seed, options, policy, env, shot)
 

@@ -16,7 +16,10 @@ __all__ = [
     "FEATURES",
     "FEATURES_V1",
     "FEATURES_V2",
+    "COLUMN",
     "FEATURE_SETS",
+    "IMPORTANCE_COLUMNS",
+    "PROBE_COLUMNS",
     "FEATURE_VERSION",
     "action_space",
     "action_to_keep",
@@ -60,6 +63,14 @@ alone, how its channel importance is spread) and the budget bookkeeping a residu
 policy needs. The env docstring's table is the spec."""
 
 FEATURE_SETS: dict[int, tuple[str, ...]] = {1: FEATURES_V1, 2: FEATURES_V2}
+"""Every feature set by version; each later set extends the one before it."""
+
+COLUMN: dict[str, int] = {name: i for i, name in enumerate(FEATURES_V2)}
+"""A feature's column in the observation (the same in every set that has it)."""
+PROBE_COLUMNS = ("probe_drop_25", "probe_drop_50", "probe_drop_75")
+"""The probes' accuracy drops, the unit pruned alone by 25, 50 and 75 %."""
+IMPORTANCE_COLUMNS = ("l1_gini", "l1_weak_half", "bn_gini", "bn_weak_half")
+"""How a unit's channel importance is spread (L1 norms, BatchNorm scales)."""
 
 FEATURE_VERSION = 1
 """The default feature-set version (what a policy without a recorded version used)."""
