@@ -35,9 +35,10 @@ from .reports.apply_report import ApplyReport, unit_rows, write_report
 from .reports.export import export_model
 from .reports.latency import LatencySpeedup, compare_latency
 from .rl.agents import ON_POLICY
-from .rl.family import zero_shot
 from .rl.policy import LoadedPolicy, env_config_for_policy, load_policy
-from .rl.training import RunRecorder, TrainSettings, train
+from .rl.recorder import RunRecorder
+from .rl.training import TrainSettings, train
+from .rl.transfer import zero_shot
 from .search.optuna_search import refine
 
 __all__ = ["ApplySettings", "apply_policy", "default_policy"]

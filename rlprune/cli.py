@@ -36,7 +36,7 @@ __all__ = ["add_trust_argument", "build_parser", "fraction_list", "main"]
 
 if TYPE_CHECKING:
     from .rl.family import FamilyResult
-    from .rl.training import RunRecorder
+    from .rl.recorder import RunRecorder
 
 # markup off: paths and messages may hold brackets ("[/x]", "[low, high]") that rich
 # would read as tags
@@ -416,7 +416,7 @@ def _train_family(args: argparse.Namespace) -> int:
     """``rlprune train --env a,b,...``: one policy across a family of networks and targets."""
     from .rl.agents import load_agent_config
     from .rl.family import DEFAULT_TARGETS, FamilySettings, target_grid, train_family
-    from .rl.training import run_folder_name
+    from .rl.run import run_folder_name
 
     for flag, value in (("--model", args.model), ("--weights", args.weights)):
         if value is not None:
@@ -537,7 +537,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
     from .apply import ApplySettings, apply_policy
     from .reports.apply_report import format_count
     from .reports.latency import speed_words
-    from .rl.training import run_folder_name
+    from .rl.run import run_folder_name
 
     use_workers(args)
     config = env_config_from_args(args)

@@ -22,8 +22,8 @@ sys.path.insert(0, str(ROOT))
 from rlprune.cli import fraction_list  # noqa: E402
 from rlprune.errors import run_script  # noqa: E402
 from rlprune.presets.loader import GENERAL_POLICY, env_spec, load_env_config  # noqa: E402
-from rlprune.rl.family import policy_env, zero_shot  # noqa: E402
 from rlprune.rl.policy import load_policy  # noqa: E402
+from rlprune.rl.transfer import policy_env, zero_shot  # noqa: E402
 from rlprune.search.benchmark import load_task  # noqa: E402
 from rlprune.search.optuna_search import REFINE_FIDELITY, refine  # noqa: E402
 

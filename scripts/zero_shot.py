@@ -28,8 +28,8 @@ from rlprune.env.rollout import (  # noqa: E402
 )
 from rlprune.errors import run_script  # noqa: E402
 from rlprune.presets.loader import GENERAL_POLICY, env_spec, load_env_config  # noqa: E402
-from rlprune.rl.family import policy_env, zero_shot  # noqa: E402
 from rlprune.rl.policy import load_policy  # noqa: E402
+from rlprune.rl.transfer import policy_env, zero_shot  # noqa: E402
 from rlprune.search.benchmark import load_task  # noqa: E402
 
 

@@ -198,7 +198,7 @@ def test_cli_benchmark_errors_are_one_line(
 def test_ctrl_c_during_an_agent_search_records_nothing_partial(
     digits_task: PruningTask, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from rlprune.rl.training import RunRecorder
+    from rlprune.rl.recorder import RunRecorder
 
     real_record = RunRecorder.record
 

@@ -24,12 +24,12 @@ from rlprune.rl.family import (
     FamilyEnv,
     FamilySettings,
     _member_configs,
-    family_distance,
     resume_family,
     target_grid,
     train_family,
 )
 from rlprune.rl.policy import load_policy, save_ensemble
+from rlprune.rl.transfer import family_distance
 
 pytestmark = [pytest.mark.filterwarnings("ignore:.*near chance")]
 
@@ -518,7 +518,7 @@ def residual_env() -> PruningEnv:
 
 def test_zero_shot_plays_the_prior_outside_the_family(residual_env: PruningEnv) -> None:
     from rlprune.env.rollout import PriorPlayer, rollout
-    from rlprune.rl.family import zero_shot
+    from rlprune.rl.transfer import zero_shot
 
     prior = rollout(PriorPlayer(), residual_env).channels
     cutting = _ConstantPolicy(-0.8, (0.0, 1.0))  # every observation inside: trusted
@@ -540,7 +540,7 @@ def test_zero_shot_outside_the_family_damps_corrections_to_the_policys_scale(
     residual_env: PruningEnv,
 ) -> None:
     from rlprune.env.rollout import Damped, PriorPlayer, rollout
-    from rlprune.rl.family import zero_shot
+    from rlprune.rl.transfer import zero_shot
 
     prior = rollout(PriorPlayer(), residual_env).channels
     full = rollout(_ConstantPolicy(-0.8, (0.0, 1.0)), residual_env).channels
@@ -663,7 +663,7 @@ def test_bundle_policy_picks_the_strength_that_plays_the_selection_networks_best
 
 
 def test_zero_shot_never_defers_an_absolute_action_policy() -> None:
-    from rlprune.rl.family import zero_shot
+    from rlprune.rl.transfer import zero_shot
 
     env = PruningEnv(preset="digits-cnn", target=0.5)  # absolute actions: 0 is no prior
     shot = zero_shot(_ConstantPolicy(0.0, (0.0, 0.0), features=1), env)  # type: ignore[arg-type]

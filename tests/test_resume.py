@@ -25,14 +25,9 @@ from rlprune.env.pruning_env import PruningEnv
 from rlprune.evaluation.task import PruningTask
 from rlprune.mdp.settings import EnvConfig
 from rlprune.rl.agents import load_agent_config
-from rlprune.rl.training import (
-    RunRecorder,
-    TrainResult,
-    TrainSettings,
-    latest_checkpoint,
-    resume,
-    train,
-)
+from rlprune.rl.checkpoint import latest_checkpoint
+from rlprune.rl.recorder import RunRecorder
+from rlprune.rl.training import TrainResult, TrainSettings, resume, train
 from rlprune.search.benchmark import BenchmarkSettings, run_benchmark
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -16,14 +16,9 @@ from rlprune.evaluation.task import PruningTask
 from rlprune.mdp.settings import EnvConfig
 from rlprune.rl import checkpoint as checkpoint_module
 from rlprune.rl.agents import load_agent_config
-from rlprune.rl.training import (
-    RunRecorder,
-    TrainSettings,
-    latest_checkpoint,
-    load_run,
-    resume,
-    train,
-)
+from rlprune.rl.checkpoint import latest_checkpoint
+from rlprune.rl.recorder import RunRecorder
+from rlprune.rl.training import TrainSettings, load_run, resume, train
 
 
 def _train(task: PruningTask, root: Path, **kwargs: object) -> object:

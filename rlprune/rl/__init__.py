@@ -1,1 +1,2 @@
-"""Reinforcement learning: agent presets, the training loop and run folders, the policy artifact."""
+"""Reinforcement learning: agent presets, the run base (run folder, recorder, callbacks,
+checkpoints), the single-network and family trainers, zero-shot transfer, the policy artifact."""

@@ -7,41 +7,40 @@ its accuracy minus the accuracy of the prior allocation on the same network at t
 target (evaluated once per member and target, then cached): a network's own accuracy level
 cancels out, and the policy is rewarded only for beating what it starts from.
 
-A run checkpoints itself at update boundaries (every ``save_every`` episodes, on
+A run is a run folder of the run base (:mod:`rlprune.rl.run`) with ``family.json`` for its
+config. It checkpoints itself at update boundaries (every ``save_every`` episodes, on
 Ctrl-C/SIGTERM and at the end, with :mod:`rlprune.rl.checkpoint`), and
 :func:`resume_family` continues a killed run exactly where that checkpoint left it.
 
 The saved policy's metadata names the family, the targets, the command, the software
 versions, and the range every observation feature took in training;
-:func:`family_distance` compares a new network's observations with those ranges, so
-``rlprune apply`` can say when a network lies outside what the policy has seen.
+:func:`rlprune.rl.transfer.family_distance` compares a new network's observations with
+those ranges, so ``rlprune apply`` can say when a network lies outside what the policy has
+seen.
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
-import signal
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.logger import configure
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import CallbackList
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from ..env.pruning_env import PruningEnv
-from ..env.rollout import at_strength, check_trust, propose, rollout
 from ..errors import ConfigError, RunError
-from ..evaluation.candidates import Candidate
 from ..evaluation.task import PruningTask
-from ..files import atomic_write_json, atomic_write_text
+from ..files import atomic_write_json
 from ..mdp.features import action_space, features_for, observation_space
 from ..mdp.settings import EnvConfig, make_config
 from ..presets.tasks import (
@@ -53,29 +52,20 @@ from ..presets.tasks import (
 )
 from ..reports.versions import software_versions
 from .agents import ON_POLICY, AgentConfig, build_algorithm, make_agent_config
-from .checkpoint import (
-    Snapshot,
-    capture,
-    latest_checkpoint,
-    read_checkpoint,
-    restore,
-    write_checkpoint,
-)
-from .policy import POLICY_ENV_KEYS, LoadedPolicy, env_config_for_policy, save_policy
-from .training import _clear_run_files, _logged_episodes, _sigterm_stops_like_ctrl_c, _truncate_log
+from .callbacks import CheckpointAtUpdates, ObservationRanges, run_callback
+from .checkpoint import Snapshot, restore
+from .policy import POLICY_ENV_KEYS, save_policy
+from .recorder import FamilyRecorder
+from .run import check_more_episodes, learn_up_to, open_run, sb3_logger, until_stopped
 
 __all__ = [
-    "ZeroShot",
-    "policy_env",
     "DEFAULT_TARGETS",
     "FamilyEnv",
     "FamilyResult",
     "FamilySettings",
-    "family_distance",
     "resume_family",
     "target_grid",
     "train_family",
-    "zero_shot",
 ]
 
 DEFAULT_TARGETS = (0.3, 0.7)
@@ -203,136 +193,6 @@ class FamilyEnv(gym.Env[np.ndarray, np.ndarray]):
         return obs, reward, done, truncated, info
 
 
-_LOG_FIELDS = (
-    "episode",
-    "member",
-    "target",
-    "accuracy",
-    "macs_ratio",
-    "reward",
-    "prior_reward",
-    "time/elapsed_s",
-)
-
-
-class _FamilyCallback(BaseCallback):
-    """Logs finished episodes, tracks observation ranges, checkpoints the run (and saves
-    the policy) at update boundaries, and stops after N episodes."""
-
-    def __init__(
-        self,
-        total: int,
-        run_dir: Path,
-        save: Callable[[], None],
-        save_every: int,
-        on_episode: Callable[[int, dict[str, Any]], None] | None,
-        n_features: int,
-        vec_env: DummyVecEnv,
-        snapshot: Snapshot | None = None,
-    ) -> None:
-        super().__init__()
-        self.total = total
-        self.vec_env = vec_env
-        self.run_dir = run_dir
-        self.save = save
-        self.save_every = save_every
-        self.on_episode = on_episode
-        self.low = np.full(n_features, np.inf)
-        self.high = np.full(n_features, -np.inf)
-        self.episodes = 0
-        self.elapsed_before = 0.0
-        log = run_dir / "episodes.csv"
-        if snapshot is None:
-            self.rows: list[dict[str, Any]] = []
-            self._handle = log.open("w", newline="")
-            self._writer = csv.DictWriter(self._handle, fieldnames=_LOG_FIELDS)
-            self._writer.writeheader()
-        else:  # the episodes the checkpoint covers; later ones run again, identically
-            self.episodes = snapshot.episodes
-            self.elapsed_before = float(snapshot.state.get("elapsed_s", 0.0))
-            saved = snapshot.state.get("family_ranges") or {}
-            self.low = np.array([np.inf if v is None else v for v in saved["low"]])
-            self.high = np.array([-np.inf if v is None else v for v in saved["high"]])
-            _truncate_log(log, self.episodes, _LOG_FIELDS)
-            with log.open(newline="") as handle:
-                self.rows = [
-                    {**row, "reward": float(row["reward"])}
-                    for row in list(csv.DictReader(handle))[: self.episodes]
-                ]
-            self._handle = log.open("a", newline="")
-            self._writer = csv.DictWriter(self._handle, fieldnames=_LOG_FIELDS)
-        self.start = time.perf_counter()
-        self.snapshot: Snapshot | None = None
-        """The run at the latest update boundary."""
-        self.written = self.episodes
-        """Episodes the last checkpoint written (or resumed from) covers."""
-
-    def elapsed(self) -> float:
-        """Seconds the run has taken, over all its sessions."""
-        return self.elapsed_before + time.perf_counter() - self.start
-
-    def _on_rollout_start(self) -> None:
-        self.snapshot = capture(
-            self.model, self.vec_env, episodes=self.episodes, elapsed_s=self.elapsed(), best=None
-        )
-        self.snapshot.state["family_ranges"] = {
-            "low": [None if not np.isfinite(v) else float(v) for v in self.low],
-            "high": [None if not np.isfinite(v) else float(v) for v in self.high],
-        }
-        every = self.save_every
-        if every and self.episodes // every > self.written // every:
-            self.checkpoint("episodes")
-
-    def checkpoint(self, reason: str) -> None:
-        """Write the latest snapshot as a checkpoint, and the policy as it was then."""
-        if self.snapshot is None or self.snapshot.episodes <= self.written:
-            return
-        write_checkpoint(self.snapshot, self.run_dir / "checkpoints", reason=reason)
-        self.written = self.snapshot.episodes
-        self.save()
-
-    def observe(self, obs: np.ndarray) -> None:
-        """Widen the observed feature ranges by ``obs`` (one row per env)."""
-        rows = np.asarray(obs, dtype=np.float64).reshape(-1, len(self.low))
-        self.low = np.minimum(self.low, rows.min(axis=0))
-        self.high = np.maximum(self.high, rows.max(axis=0))
-
-    def _on_step(self) -> bool:
-        if self.episodes >= self.total:
-            return False
-        dones = self.locals["dones"]
-        obs = np.asarray(self.locals["new_obs"])
-        # the observation after a finished episode is the next episode's first
-        self.observe(obs)
-        for reward, done, info in zip(
-            self.locals["rewards"], dones, self.locals["infos"], strict=True
-        ):
-            if not done or "accuracy" not in info:
-                continue
-            self.episodes += 1
-            row = {
-                "episode": self.episodes,
-                "member": info["member"],
-                "target": round(float(info["target"]), 6),
-                "accuracy": float(info["accuracy"]),
-                "macs_ratio": float(info["macs_ratio"]),
-                "reward": float(info.get("reward", reward)),  # without shaping
-                "prior_reward": float(info["prior_reward"]),
-                "time/elapsed_s": round(self.elapsed(), 3),
-            }
-            self.rows.append(row)
-            self._writer.writerow(row)
-            self._handle.flush()
-            self.logger.record_mean("episode/reward_over_prior", row["reward"])
-            if self.on_episode is not None:
-                self.on_episode(self.episodes, row)
-        return self.episodes < self.total
-
-    def close(self) -> None:
-        """Close the episode log."""
-        self._handle.close()
-
-
 def _member_configs(
     configs: Sequence[EnvConfig], agent: AgentConfig, targets: Sequence[float]
 ) -> list[EnvConfig]:
@@ -363,6 +223,77 @@ def train_family(
         RunError: bad settings (episodes < 1, an off-policy agent with several envs).
         ConfigError: a member cannot be loaded, or a target is out of a member's reach.
     """
+    _check_settings(agent, settings)
+    start = time.perf_counter()
+    members = _member_configs(configs, agent, settings.targets)
+    if tasks is None:
+        tasks = [load_task(c) for c in members]
+    for task in tasks:
+        task.check_target(min(settings.targets))
+    snapshot = open_run(
+        run_dir,
+        command,
+        lambda: _write_family_json(run_dir, configs, members, agent, settings, command),
+        resume=_resume,
+    )
+    vec_env = DummyVecEnv(
+        [partial(_family_env, tasks, members, settings.targets)] * settings.n_envs
+    )
+    n_units = int(np.median([len(t.analysis.units) for t in tasks]))
+    algorithm = build_algorithm(agent, vec_env, n_units, seed=settings.seed)
+    algorithm.set_logger(sb3_logger(run_dir, snapshot, ["csv"]))
+    ranges = ObservationRanges(features_for(members[0].env.features))
+    recorder = _open_recorder(run_dir, algorithm, vec_env, ranges, snapshot)
+    save = partial(
+        _save_policy, algorithm, run_dir, agent, members, settings, command, ranges, recorder
+    )
+    checkpoints = CheckpointAtUpdates(
+        run_dir,
+        vec_env,
+        recorder,
+        every=settings.save_every,
+        extra_state=lambda: {"family_ranges": ranges.to_state()},
+        after_write=save,
+    )
+    hook = (
+        (lambda: on_episode(recorder.episodes, recorder.rows[-1]))
+        if on_episode is not None
+        else None
+    )
+    callback = run_callback(
+        checkpoints,
+        recorder,
+        settings.episodes,
+        before=[ranges],  # the observation after a finished episode is the next one's first
+        on_episode=hook,
+        learn_last_rollout=False,
+    )
+    evaluations_before = sum(t.timings.evaluations for t in tasks)
+    try:
+        stop_signal = until_stopped(
+            lambda: _run_episodes(algorithm, tasks, settings, recorder, callback, snapshot)
+        )
+    finally:
+        recorder.close()
+    checkpoints.finish("interrupt" if stop_signal else "end")
+    save()
+    return FamilyResult(
+        run_dir=run_dir,
+        episodes=recorder.episodes,
+        evaluations=sum(t.timings.evaluations for t in tasks) - evaluations_before,
+        seconds=time.perf_counter() - start,
+        interrupted=bool(stop_signal),
+        stop_signal=stop_signal,
+        improvement=_improvement([c.name for c in members], recorder.rows),
+    )
+
+
+def _check_settings(agent: AgentConfig, settings: FamilySettings) -> None:
+    """Refuse settings no family run can have.
+
+    Raises:
+        RunError: naming the flag.
+    """
     if settings.episodes < 1 or settings.n_envs < 1:
         raise RunError("--episodes and --n-envs must be at least 1")
     if settings.n_envs > 1 and agent.algo not in ON_POLICY:
@@ -370,131 +301,121 @@ def train_family(
             f"--n-envs {settings.n_envs}: {agent.algo.upper()} learns from one environment; "
             "drop --n-envs (or train PPO)"
         )
-    start = time.perf_counter()
-    members = _member_configs(configs, agent, settings.targets)
-    if tasks is None:
-        tasks = [load_task(c) for c in members]
-    for task in tasks:
-        task.check_target(min(settings.targets))
-    run_dir.mkdir(parents=True, exist_ok=True)
+
+
+def _write_family_json(
+    run_dir: Path,
+    configs: Sequence[EnvConfig],
+    members: Sequence[EnvConfig],
+    agent: AgentConfig,
+    settings: FamilySettings,
+    command: str,
+) -> None:
+    """A new family run's ``family.json``: everything needed to reproduce or resume it."""
+    atomic_write_json(
+        run_dir / "family.json",
+        {
+            "family": [c.name for c in members],
+            "targets": list(settings.targets),
+            "agent": agent.to_dict(),
+            "train": dataclasses.asdict(settings),
+            "command": command,
+            "members": [json.loads(json.dumps(c.to_dict(), default=list)) for c in configs],
+            "model_sha256": [model_fingerprint(c.task) for c in configs],
+            # a resume imports a member's dataset code only if its file is unchanged
+            "dataset_sha256": [dataset_fingerprint(c.task) for c in configs],
+        },
+    )
+
+
+def _family_env(
+    tasks: Sequence[PruningTask], members: Sequence[EnvConfig], targets: Sequence[float]
+) -> Monitor:
+    """One environment of a family run (``DummyVecEnv`` builds one per ``n_envs``)."""
+    envs = [PruningEnv(task=t, config=c) for t, c in zip(tasks, members, strict=True)]
+    return Monitor(FamilyEnv(envs, targets))
+
+
+def _open_recorder(
+    run_dir: Path,
+    algorithm: BaseAlgorithm,
+    vec_env: DummyVecEnv,
+    ranges: ObservationRanges,
+    snapshot: Snapshot | None,
+) -> FamilyRecorder:
+    """The run's recorder, afresh or (``snapshot`` restored into ``algorithm``, ``vec_env``
+    and ``ranges`` first) where the checkpoint left it: its log rows and clock."""
+    if snapshot is None:
+        return FamilyRecorder(run_dir)
+    restore(snapshot, algorithm, vec_env)  # the generators last: nothing draws after it
+    ranges.load_state(snapshot.state.get("family_ranges") or {})
+    elapsed = float(snapshot.state.get("elapsed_s", 0.0))
+    return FamilyRecorder(run_dir, start_episode=snapshot.episodes, elapsed_s=elapsed)
+
+
+def _run_episodes(
+    algorithm: BaseAlgorithm,
+    tasks: Sequence[PruningTask],
+    settings: FamilySettings,
+    recorder: FamilyRecorder,
+    callback: CallbackList,
+    snapshot: Snapshot | None,
+) -> None:
+    """Learn until the run has its episodes."""
+    if recorder.episodes < settings.episodes:
+        # far more steps than needed (the callback stops at N episodes); the same total for
+        # a resumed run as for an uninterrupted one
+        longest = max(len(t.analysis.units) for t in tasks)
+        total_steps = (settings.episodes + settings.n_envs) * longest * 10
+        learn_up_to(algorithm, total_steps, callback, resumed=snapshot is not None)
+
+
+def _save_policy(
+    algorithm: BaseAlgorithm,
+    run_dir: Path,
+    agent: AgentConfig,
+    members: Sequence[EnvConfig],
+    settings: FamilySettings,
+    command: str,
+    ranges: ObservationRanges,
+    recorder: FamilyRecorder,
+) -> None:
+    """Save the policy as it is now to ``run_dir/policy``, with its family, targets, command,
+    versions, episodes so far and the range every observation feature took."""
     names = [c.name for c in members]
-    snapshot: Snapshot | None = None
-    if _resume:
-        checkpoint = latest_checkpoint(run_dir)
-        # no checkpoint yet (killed before the first): the run starts again
-        snapshot = read_checkpoint(checkpoint) if checkpoint is not None else None
-    else:
-        atomic_write_json(
-            run_dir / "family.json",
-            {
-                "family": names,
-                "targets": list(settings.targets),
-                "agent": agent.to_dict(),
-                "train": dataclasses.asdict(settings),
-                "command": command,
-                "members": [json.loads(json.dumps(c.to_dict(), default=list)) for c in configs],
-                "model_sha256": [model_fingerprint(c.task) for c in configs],
-                # a resume imports a member's dataset code only if its file is unchanged
-                "dataset_sha256": [dataset_fingerprint(c.task) for c in configs],
-            },
-        )
-        atomic_write_text(run_dir / "command.txt", command + "\n")
-        atomic_write_json(run_dir / "versions.json", software_versions())
-        _clear_run_files(run_dir)
-
-    def family_env() -> Monitor:
-        envs = [PruningEnv(task=t, config=c) for t, c in zip(tasks, members, strict=True)]
-        return Monitor(FamilyEnv(envs, settings.targets))
-
-    vec_env = DummyVecEnv([family_env] * settings.n_envs)
-    n_units = int(np.median([len(t.analysis.units) for t in tasks]))
-    algorithm = build_algorithm(agent, vec_env, n_units, seed=settings.seed)
-    logs = run_dir / "sb3"
-    if snapshot is not None:
-        logs = logs / f"resume-ep{snapshot.episodes:06d}"  # keep the earlier sessions' logs
-    algorithm.set_logger(configure(str(logs), ["csv"]))
-    if snapshot is not None:
-        restore(snapshot, algorithm, vec_env)  # the generators last: nothing draws after it
-    evaluations_before = sum(t.timings.evaluations for t in tasks)
-    version = members[0].env.features
-    names_of_features = features_for(version)
-
-    def save() -> None:
-        ranges = {
-            name: [round(float(lo), 6), round(float(hi), 6)]
-            for name, lo, hi in zip(names_of_features, callback.low, callback.high, strict=True)
-            if np.isfinite(lo)
-        }
-        save_policy(
-            algorithm.policy,
-            run_dir / "policy",
-            {
-                "algo": agent.algo,
-                "agent": agent.to_dict(),
-                "min_keep": members[0].task.min_keep,
-                "max_keep": members[0].task.max_keep,
-                "reward": members[0].env.reward,
-                **{key: members[0].to_dict()[key] for key in POLICY_ENV_KEYS},
-                "target": [min(settings.targets), max(settings.targets)],
-                "targets": list(settings.targets),
-                "env": "+".join(names),
-                "family": names,
-                "model": None,
-                "dataset": members[0].task.dataset,
-                "training_episodes": callback.episodes,
-                "command": command,
-                "versions": software_versions(),
-                "feature_ranges": ranges,
-                "best": None,
-            },
-            feature_version=version,
-        )
-
-    callback = _FamilyCallback(
-        settings.episodes,
-        run_dir,
-        save,
-        settings.save_every,
-        on_episode,
-        len(names_of_features),
-        vec_env,
-        snapshot,
+    metadata = {
+        "algo": agent.algo,
+        "agent": agent.to_dict(),
+        "min_keep": members[0].task.min_keep,
+        "max_keep": members[0].task.max_keep,
+        "reward": members[0].env.reward,
+        **{key: members[0].to_dict()[key] for key in POLICY_ENV_KEYS},
+        "target": [min(settings.targets), max(settings.targets)],
+        "targets": list(settings.targets),
+        "env": "+".join(names),
+        "family": names,
+        "model": None,
+        "dataset": members[0].task.dataset,
+        "training_episodes": recorder.episodes,
+        "command": command,
+        "versions": software_versions(),
+        "feature_ranges": ranges.feature_ranges(),
+        "best": None,
+    }
+    save_policy(
+        algorithm.policy, run_dir / "policy", metadata, feature_version=members[0].env.features
     )
-    stop_signal = 0
-    # far more steps than needed (the callback stops at N episodes); the same total for a
-    # resumed run as for an uninterrupted one
-    total_steps = (
-        (settings.episodes + settings.n_envs) * max(len(t.analysis.units) for t in tasks) * 10
-    )
-    try:
-        with _sigterm_stops_like_ctrl_c():
-            if callback.episodes < settings.episodes:
-                algorithm.learn(
-                    total_timesteps=total_steps - algorithm.num_timesteps,
-                    callback=callback,
-                    reset_num_timesteps=snapshot is None,
-                )
-    except KeyboardInterrupt as interrupt:
-        stop_signal = int(getattr(interrupt, "signum", signal.SIGINT))
-    finally:
-        callback.close()
-    callback.checkpoint("interrupt" if stop_signal else "end")
-    save()
+
+
+def _improvement(names: Sequence[str], rows: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """Per member: the mean reward over the prior of the last quarter of its episodes."""
     improvement: dict[str, float] = {}
     for name in names:
-        rewards = [r["reward"] for r in callback.rows if r["member"] == name]
+        rewards = [r["reward"] for r in rows if r["member"] == name]
         if rewards:
             tail = rewards[-max(1, len(rewards) // 4) :]
             improvement[name] = float(np.mean(tail))
-    return FamilyResult(
-        run_dir=run_dir,
-        episodes=callback.episodes,
-        evaluations=sum(t.timings.evaluations for t in tasks) - evaluations_before,
-        seconds=time.perf_counter() - start,
-        interrupted=bool(stop_signal),
-        stop_signal=stop_signal,
-        improvement=improvement,
-    )
+    return improvement
 
 
 def resume_family(
@@ -520,6 +441,33 @@ def resume_family(
     """
     path = Path(run_dir)
     meta_file = path / "family.json"
+    meta, members, agent, settings = _read_family_run(path)
+    _check_member_code(path, meta, members, trust_dataset)
+    if episodes is not None and episodes != settings.episodes:
+        check_more_episodes(path, episodes)
+        settings = dataclasses.replace(settings, episodes=episodes)
+        meta["train"] = dataclasses.asdict(settings)
+        atomic_write_json(meta_file, meta)
+    return train_family(
+        members,
+        agent,
+        settings,
+        path,
+        command=str(meta.get("command", "")),
+        on_episode=on_episode,
+        _resume=True,
+    )
+
+
+def _read_family_run(
+    path: Path,
+) -> tuple[dict[str, Any], list[EnvConfig], AgentConfig, FamilySettings]:
+    """A family run's ``family.json``: the record itself, its members, agent and settings.
+
+    Raises:
+        RunError: the folder is not a readable family run, or predates resumable ones.
+    """
+    meta_file = path / "family.json"
     try:
         meta = json.loads(meta_file.read_text())
         members = [make_config(m) for m in meta["members"]]
@@ -537,6 +485,18 @@ def resume_family(
         ) from None
     except (OSError, ValueError, TypeError) as exc:
         raise RunError(f"{path} is not a readable family run ({exc}); start a new run") from None
+    return meta, members, agent, settings
+
+
+def _check_member_code(
+    path: Path, meta: dict[str, Any], members: Sequence[EnvConfig], trust_dataset: str | None
+) -> None:
+    """Model code runs only unchanged; dataset code only unchanged, or trusted by naming it.
+
+    Raises:
+        RunError: a member's model code changed, or ``trust_dataset`` is no member's dataset.
+        DatasetError: a member's dataset code changed and is not trusted.
+    """
     for config, recorded in zip(members, meta.get("model_sha256") or [], strict=False):
         check_recorded_model(config.task, recorded, f"family run {path}")
     datasets = {c.task.dataset for c in members}
@@ -549,96 +509,3 @@ def resume_family(
     for config, recorded in zip(members, recorded_data, strict=False):
         if config.task.dataset != trust_dataset:  # dataset code runs only unchanged, or trusted
             check_recorded_dataset(config.task, recorded, f"family run {path}")
-    done = _logged_episodes(path / "episodes.csv")
-    if episodes is not None and episodes != settings.episodes:
-        if episodes < done:
-            raise RunError(
-                f"--episodes {episodes} is fewer than the {done} episodes {path} has done; a "
-                f"resumed run only continues: give --episodes {done} or more, or drop --episodes"
-            )
-        settings = dataclasses.replace(settings, episodes=episodes)
-        meta["train"] = dataclasses.asdict(settings)
-        atomic_write_json(meta_file, meta)
-    return train_family(
-        members,
-        agent,
-        settings,
-        path,
-        command=str(meta.get("command", "")),
-        on_episode=on_episode,
-        _resume=True,
-    )
-
-
-def family_distance(
-    metadata: dict[str, Any], observations: np.ndarray, tolerance: float = 0.02
-) -> list[tuple[str, int, float]]:
-    """How a network's observations fall outside the ranges a policy saw in training.
-
-    ``observations`` holds one row per step (feature set of the policy). Returns, for every
-    feature with a value more than ``tolerance`` outside its training range, ``(feature,
-    steps outside, largest distance outside)``, largest first; empty for a policy without
-    recorded ranges or a network inside them.
-    """
-    ranges = metadata.get("feature_ranges") or {}
-    names = features_for(int(metadata.get("feature_version", 1)))
-    rows = np.asarray(observations, dtype=np.float64).reshape(-1, len(names))
-    out: list[tuple[str, int, float]] = []
-    for j, name in enumerate(names):
-        if name not in ranges:
-            continue
-        lo, hi = ranges[name]
-        below = lo - rows[:, j]
-        above = rows[:, j] - hi
-        distance = np.maximum(below, above)
-        outside = distance > tolerance
-        if outside.any():
-            out.append((name, int(outside.sum()), float(distance.max())))
-    out.sort(key=lambda item: -item[2])
-    return out
-
-
-@dataclass(frozen=True)
-class ZeroShot:
-    """One zero-shot episode of a policy on a network."""
-
-    candidate: Candidate
-    """The evaluated configuration."""
-    outside: list[tuple[str, int, float]]
-    """:func:`family_distance` of the network's observations under the policy."""
-    deferred: bool
-    """Whether the policy's corrections were damped (to :attr:`scale`; 0, the prior alone)
-    because the network lies outside its training ranges."""
-    scale: float = 1.0
-    """The strength at which the corrections were played (1: in full)."""
-
-
-def policy_env(policy: LoadedPolicy, task: PruningTask, target: float) -> PruningEnv:
-    """The env on which ``policy`` plays ``task``'s network at ``target``: the task's settings
-    with the policy's own env keys (action mode, prior, features, ...)."""
-    return PruningEnv(
-        task=task, config=env_config_for_policy(EnvConfig(task.config), policy, target)
-    )
-
-
-def zero_shot(
-    policy: LoadedPolicy, env: PruningEnv, seed: int = 0, trust: str = "family"
-) -> ZeroShot:
-    """Run ``policy`` once on ``env``'s network; evaluate one configuration.
-
-    A dry pass (nothing evaluated) collects the observations the policy would see and
-    compares them with its training ranges (:func:`family_distance`). With ``trust="family"``
-    a residual policy whose network lies outside them plays its corrections damped to its
-    :attr:`~rlprune.rl.policy.LoadedPolicy.outside_scale` (0 by default: its prior, action
-    0 at every unit): the corrections it learned are not trusted in full where it has seen
-    nothing like the network. Policies without recorded ranges, and absolute-action
-    policies (whose action 0 is no prior), always play as trained.
-    """
-    check_trust(trust)
-    observations: list[np.ndarray] = []
-    propose(policy, env, seed=seed, observations=observations)
-    outside = family_distance(policy.metadata, np.array(observations))
-    deferred = trust == "family" and bool(outside) and env.config.env.action_mode == "residual"
-    scale = policy.outside_scale if deferred else 1.0
-    candidate = rollout(at_strength(policy, scale), env, seed=seed)
-    return ZeroShot(candidate, outside, deferred, scale)

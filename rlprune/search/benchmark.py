@@ -71,7 +71,7 @@ class BenchmarkSettings:
     cost of either: the policy's probes + 1 + adapt_episodes evaluations)."""
     trust: str = "family"
     """The transfer methods' zero-shot episode, as ``rlprune apply --trust`` plays it
-    (:func:`rlprune.rl.family.zero_shot`)."""
+    (:func:`rlprune.rl.transfer.zero_shot`)."""
     latency_repeats: int = 10
 
     def check(self, task: PruningTask) -> None:

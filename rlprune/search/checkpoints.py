@@ -27,8 +27,8 @@ from ..env.pruning_env import PruningEnv
 from ..env.rollout import PriorPlayer, at_strength, rollout
 from ..errors import ConfigError
 from ..presets.loader import env_spec, load_env_config
-from ..rl.family import policy_env
 from ..rl.policy import POLICY_ENV_KEYS, LoadedPolicy, load_policy, save_policy
+from ..rl.transfer import policy_env
 from .benchmark import load_task
 
 __all__ = [

@@ -23,8 +23,8 @@ from .optuna_search import refine
 
 if TYPE_CHECKING:
     from ..env.pruning_env import PruningEnv
-    from ..rl.family import ZeroShot
     from ..rl.policy import LoadedPolicy
+    from ..rl.transfer import ZeroShot
 
 __all__ = [
     "TRANSFER",
@@ -39,7 +39,7 @@ __all__ = [
 @dataclass(frozen=True)
 class TransferMethod(SearchMethod):
     """The zero-shot episode of ``options.policy`` on the task
-    (:func:`~rlprune.rl.family.zero_shot`, as ``rlprune apply --trust`` plays it)."""
+    (:func:`~rlprune.rl.transfer.zero_shot`, as ``rlprune apply --trust`` plays it)."""
 
     def check_options(self, options: SearchOptions, evals: int) -> None:
         """A policy is needed."""
@@ -50,8 +50,8 @@ class TransferMethod(SearchMethod):
         self, task: PruningTask, target: float, budget: Budget, seed: int, options: SearchOptions
     ) -> None:
         """Play the policy zero-shot, then :meth:`follow_up`."""
-        from ..rl.family import policy_env, zero_shot
         from ..rl.policy import load_policy
+        from ..rl.transfer import policy_env, zero_shot
 
         assert options.policy is not None  # check_options
         policy = load_policy(options.policy)
