@@ -5,7 +5,7 @@
 
 For every network, the bundled general policy's zero-shot configuration at --target (as
 `rlprune apply` plays it), then for each width, fidelity and seed a refinement of --evals
-evaluations (:func:`rlprune.search.baselines.refine`; fidelity 1 screens nothing); one line
+evaluations (:func:`rlprune.search.optuna_search.refine`; fidelity 1 screens nothing); one line
 per width and fidelity: the best validation accuracy per seed and their mean, beside the
 zero-shot's.
 """
@@ -21,8 +21,8 @@ from rlprune.errors import run_script
 from rlprune.presets.loader import GENERAL_POLICY, env_spec, load_env_config
 from rlprune.rl.policy import load_policy
 from rlprune.rl.transfer import policy_env, zero_shot
-from rlprune.search.baselines import REFINE_FIDELITY, refine
 from rlprune.search.benchmark import load_task
+from rlprune.search.optuna_search import REFINE_FIDELITY, refine
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -33,7 +33,8 @@ from rlprune.errors import run_script
 from rlprune.evaluation.task import PruningTask
 from rlprune.presets.loader import load_env_config
 from rlprune.presets.tasks import load_task
-from rlprune.search.baselines import RandomPolicy, baseline_env
+from rlprune.search.base import baseline_env
+from rlprune.search.random_search import RandomPolicy
 
 
 def proposals(task: PruningTask, n: int, seed: int) -> list[np.ndarray]:

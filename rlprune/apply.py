@@ -39,7 +39,7 @@ from .rl.policy import LoadedPolicy, env_config_for_policy, load_policy
 from .rl.recorder import RunRecorder
 from .rl.training import TrainSettings, train
 from .rl.transfer import zero_shot
-from .search.baselines import refine
+from .search.optuna_search import refine
 
 __all__ = ["ApplySettings", "apply_policy", "default_policy"]
 
@@ -67,7 +67,7 @@ class ApplySettings:
     adapt_episodes: int = 0
     refine: int = 0
     """Evaluations of a local search around the chosen configuration
-    (:func:`rlprune.search.baselines.refine`) before it is delivered."""
+    (:func:`rlprune.search.optuna_search.refine`) before it is delivered."""
     finetune_epochs: int = 0
     finetune_lr: float = 0.01
     seed: int = 0

@@ -22,7 +22,6 @@ from pathlib import Path
 from .evaluation.task import PruningTask
 from .mdp.settings import EnvConfig
 from .reports.tables import MethodSeedResult
-from .search.baselines import get_baseline
 from .search.benchmark import BenchmarkSettings, run_benchmark
 from .search.methods import METHODS
 
@@ -143,12 +142,7 @@ def elapsed(folder: Path) -> float:
         result = json.loads(path.read_text())["result"]
         method, seed = result["method"], int(result["seed"])
         spec = METHODS.get(method)
-        copied = (
-            spec is not None
-            and spec.kind == "baseline"
-            and not get_baseline(method).seeded
-            and seed > 0
-        )
+        copied = spec is not None and not spec.seeded and seed > 0
         if not copied:
             total += float(result["wall_time_s"])
     return total

@@ -21,14 +21,10 @@ from rlprune.priors import (
     sensitivity_curves,
     uniform_keep_ratio,
 )
-from rlprune.search.baselines import (
-    BASELINES,
-    BaselineMethod,
-    RandomPolicy,
-    get_baseline,
-    search_random,
-    search_sensitivity,
-)
+from rlprune.search.base import BaselineMethod
+from rlprune.search.heuristics import search_sensitivity
+from rlprune.search.methods import BASELINES, get_baseline
+from rlprune.search.random_search import RandomPolicy, search_random
 
 TARGET = 0.5
 
@@ -290,7 +286,7 @@ def test_fixed_configurations_replay_exactly_through_the_env(
     """Heuristics are scored through predict() and the env, like agents, and the env keeps
     their configuration as given."""
     from rlprune.priors import magnitude_channels, uniform_channels
-    from rlprune.search.baselines import play
+    from rlprune.search.base import play
 
     task = make_small_task(family)
     for channels in (uniform_channels(task, 0.5), magnitude_channels(task, 0.5)):

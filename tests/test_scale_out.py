@@ -21,7 +21,8 @@ from rlprune.evaluation.task import PruningTask
 from rlprune.mdp.settings import EnvConfig
 from rlprune.presets.loader import load_env_config
 from rlprune.presets.tasks import load_task
-from rlprune.search.baselines import search_eagleeye, search_random, search_sensitivity
+from rlprune.search.heuristics import search_sensitivity
+from rlprune.search.random_search import search_eagleeye, search_random
 
 
 @pytest.fixture()

@@ -30,8 +30,10 @@ from rlprune.priors import (
 from rlprune.rl.agents import build_algorithm, load_agent_config, make_agent_config
 from rlprune.rl.policy import env_config_for_policy, load_policy
 from rlprune.rl.training import TrainSettings, train
-from rlprune.search.baselines import EAGLEEYE_WINDOW, get_baseline, refine
 from rlprune.search.benchmark import BenchmarkSettings, run_benchmark
+from rlprune.search.methods import get_baseline
+from rlprune.search.optuna_search import refine
+from rlprune.search.random_search import EAGLEEYE_WINDOW
 
 TARGET = 0.5
 

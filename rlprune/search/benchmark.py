@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
-import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -23,7 +22,6 @@ from typing import Any
 
 import numpy as np
 
-from ..env.pruning_env import PruningEnv
 from ..env.rollout import check_trust
 from ..errors import ConfigError, RunError
 from ..evaluation.candidates import Candidate, SearchResult, best_of, within_budget
@@ -35,12 +33,9 @@ from ..presets.tasks import load_task as load_preset_task
 from ..reports.latency import compare_latency
 from ..reports.plots import plot_all
 from ..reports.tables import MethodSeedResult, comparison_lines, summarise, write_tables
-from ..rl.agents import load_agent_config
 from ..rl.policy import env_config_for_policy, load_policy
-from ..rl.training import TrainSettings, train
-from ..rl.transfer import policy_env, zero_shot
-from .baselines import get_baseline, refine
-from .methods import METHODS, RECOMMENDED, TRANSFER_METHODS, valid_methods
+from .base import SearchMethod, SearchOptions
+from .methods import METHODS, RECOMMENDED, TRANSFER_METHODS, get_method
 
 __all__ = [
     "MANIFEST",
@@ -76,16 +71,13 @@ class BenchmarkSettings:
     cost of either: the policy's probes + 1 + adapt_episodes evaluations)."""
     trust: str = "family"
     """The transfer methods' zero-shot episode, as ``rlprune apply --trust`` plays it
-    (:func:`rlprune.rl.family.zero_shot`)."""
+    (:func:`rlprune.rl.transfer.zero_shot`)."""
     latency_repeats: int = 10
 
     def check(self, task: PruningTask) -> None:
         """Raise :class:`ConfigError` for settings that cannot run on ``task``."""
-        unknown = [m for m in self.methods if m not in valid_methods()]
-        if unknown:
-            raise ConfigError(
-                f"unknown method {unknown[0]!r}; valid methods: {', '.join(valid_methods())}"
-            )
+        for method in self.methods:
+            get_method(method)
         if len(set(self.methods)) != len(self.methods):
             raise ConfigError("a method is listed twice in --methods; list each once")
         if self.seeds <= 0:
@@ -100,94 +92,29 @@ class BenchmarkSettings:
                 f"--proxy-candidates needs at least 3 candidates, got {self.proxy_candidates}"
             )
         for method in self.methods:
-            if METHODS[method].kind == "baseline":
-                needed = get_baseline(method).min_evals(task)
-                if self.evals < needed:
-                    raise ConfigError(
-                        f"method {method!r} needs at least {needed} evaluations for this "
-                        f"network, got --evals {self.evals}; raise --evals"
-                    )
-        if any(m in TRANSFER_METHODS for m in self.methods):
-            if self.policy is None:
-                raise ConfigError("the transfer methods need --policy PATH (a trained policy)")
-            for method in ("transfer-adapt", "transfer-refine"):
-                if method in self.methods and not 0 < self.adapt_episodes < self.evals:
-                    raise ConfigError(
-                        f"{method} needs 0 < --adapt-episodes < --evals ({self.evals}), "
-                        f"got {self.adapt_episodes}"
-                    )
+            needed = METHODS[method].min_evals(task)
+            if self.evals < needed:
+                raise ConfigError(
+                    f"method {method!r} needs at least {needed} evaluations for this "
+                    f"network, got --evals {self.evals}; raise --evals"
+                )
+        options = self.search_options()
+        for spec in METHODS.values():  # in the registry's order, whatever --methods says
+            if spec.name in self.methods:
+                spec.check_options(options, self.evals)
 
-
-def _job_settings(episodes: int, seed: int) -> TrainSettings:
-    """Training settings of an agent's (method, seed) job: no periodic checkpoints, since
-    an interrupted job is run again from the start (its evaluations must be charged)."""
-    return TrainSettings(episodes=episodes, seed=seed, checkpoint_every=0, checkpoint_seconds=0)
-
-
-def _clean_run_dir(runs: Path, method: str, seed: int) -> Path:
-    """The run folder of a (method, seed) job, emptied: a job interrupted by a kill left its
-    episodes.csv, checkpoints and logs there, and the job starts again from scratch."""
-    run_dir = runs / f"{method}__{seed}"
-    shutil.rmtree(run_dir, ignore_errors=True)
-    return run_dir
-
-
-def _search_agent(
-    method: str, task: PruningTask, config: EnvConfig, evals: int, seed: int, runs: Path
-) -> SearchResult:
-    start = time.perf_counter()
-    since = len(task.ledger)
-    target = config.env.target.low
-    agent = load_agent_config(method, config.name)
-    # probes and the prior (feature set 2, residual actions) are charged once, up front
-    PruningEnv(task=task, config=agent.env_config(config))
-    episodes = int(evals - task.charged(since) + 1e-9)
-    if episodes < 1:
-        raise ConfigError(
-            f"method {method!r} spends {task.charged(since):.1f} evaluations on its probes, "
-            f"leaving no episode of --evals {evals}; raise --evals"
+    def search_options(
+        self, config: EnvConfig | None = None, runs: Path = Path("runs")
+    ) -> SearchOptions:
+        """What every method's search may read from these settings, with the preset
+        ``config`` the task was loaded for; agents' run folders go in ``runs``."""
+        return SearchOptions(
+            config=config,
+            runs=runs,
+            policy=self.policy,
+            adapt_episodes=self.adapt_episodes,
+            trust=self.trust,
         )
-    result = train(
-        config,
-        agent,
-        _job_settings(episodes, seed),
-        run_dir=_clean_run_dir(runs, method, seed),
-        task=task,
-    )
-    if result.interrupted:  # Ctrl-C inside training: stop here too
-        raise KeyboardInterrupt
-    return task.search_result(method, since, target, start)
-
-
-def _search_transfer(
-    method: str,
-    task: PruningTask,
-    target: float,
-    settings: BenchmarkSettings,
-    seed: int,
-    runs: Path,
-) -> SearchResult:
-    start = time.perf_counter()
-    since = len(task.ledger)
-    assert settings.policy is not None
-    policy = load_policy(settings.policy)
-    env = policy_env(policy, task, target)
-    config = env.config
-    shot = zero_shot(policy, env, seed=seed, trust=settings.trust)
-    if method == "transfer-refine":
-        refine(task, config.env.target.low, shot.candidate, settings.adapt_episodes, seed)
-    if method == "transfer-adapt":
-        result = train(
-            config,
-            policy.agent,
-            _job_settings(settings.adapt_episodes, seed),
-            run_dir=_clean_run_dir(runs, method, seed),
-            task=task,
-            initial_policy=policy,
-        )
-        if result.interrupted:  # Ctrl-C inside training: stop here too
-            raise KeyboardInterrupt
-    return task.search_result(method, since, config.env.target.low, start)
 
 
 def _finish(
@@ -327,43 +254,60 @@ def run_benchmark(
     results: list[MethodSeedResult] = []
     histories: dict[str, list[SearchResult]] = {}
     jobs = [(m, s) for m in settings.methods for s in range(settings.seeds)]
+    options = settings.search_options(config, out / "runs")
     for done, (method, seed) in enumerate(jobs, start=1):
-        path = out / "results" / f"{method}__{seed}.json"
-        first = out / "results" / f"{method}__0.json"
-        kind = METHODS[method].kind
-        deterministic = kind == "baseline" and not get_baseline(method).seeded
-        if path.is_file():
-            result, search = _load_finished(path, target)
-        elif deterministic and seed > 0 and first.is_file():
-            # a deterministic method's search gives every seed the same best: searched
-            # once. Its fine-tune is seeded like every other method's (data order), so
-            # the fine-tuned mean averages the same number of fine-tunes for all methods.
-            result, search = _load_finished(first, target)
-            if settings.finetune_epochs:
-                result = _finish(task, search, seed, settings)
-            else:
-                result = dataclasses.replace(result, seed=seed)
-            atomic_write_json(
-                path, {"result": result.to_dict(), "history": _candidate_dicts(search.history)}
-            )
-        else:
-            if on_start is not None:
-                on_start(method, seed)
-            task.reset_search()  # every (method, seed) pays for its own evaluations
-            if kind == "agent":
-                search = _search_agent(method, task, config, settings.evals, seed, out / "runs")
-            elif kind == "transfer":
-                search = _search_transfer(method, task, target, settings, seed, out / "runs")
-            else:
-                search = get_baseline(method).search(task, target, settings.evals, seed)
-            result = _finish(task, search, seed, settings)
-            atomic_write_json(
-                path, {"result": result.to_dict(), "history": _candidate_dicts(search.history)}
-            )
+        result, search = _run_job(
+            task, settings, METHODS[method], seed, target, options, out, on_start
+        )
         results.append(result)
         histories.setdefault(method, []).append(search)
         if on_result is not None:
             on_result(result, done, len(jobs))
+    notes = _notes(task, settings, target)
+    if settings.proxy_candidates:
+        notes.append(_proxy_note(task, histories, settings, target, out, resume=resume))
+    return results, _write_report(task, settings, results, histories, target, out, notes)
+
+
+def _run_job(
+    task: PruningTask,
+    settings: BenchmarkSettings,
+    method: SearchMethod,
+    seed: int,
+    target: float,
+    options: SearchOptions,
+    out: Path,
+    on_start: Callable[[str, int], None] | None,
+) -> tuple[MethodSeedResult, SearchResult]:
+    """One (method, seed): its saved result, or a deterministic method's first seed
+    again, or a search now; saved as it finishes."""
+    path = out / "results" / f"{method.name}__{seed}.json"
+    first = out / "results" / f"{method.name}__0.json"
+    if path.is_file():
+        return _load_finished(path, target)
+    if not method.seeded and seed > 0 and first.is_file():
+        # a deterministic method's search gives every seed the same best: searched
+        # once. Its fine-tune is seeded like every other method's (data order), so
+        # the fine-tuned mean averages the same number of fine-tunes for all methods.
+        result, search = _load_finished(first, target)
+        if settings.finetune_epochs:
+            result = _finish(task, search, seed, settings)
+        else:
+            result = dataclasses.replace(result, seed=seed)
+    else:
+        if on_start is not None:
+            on_start(method.name, seed)
+        task.reset_search()  # every (method, seed) pays for its own evaluations
+        search = method.search(task, target, settings.evals, seed, options)
+        result = _finish(task, search, seed, settings)
+    atomic_write_json(
+        path, {"result": result.to_dict(), "history": _candidate_dicts(search.history)}
+    )
+    return result, search
+
+
+def _notes(task: PruningTask, settings: BenchmarkSettings, target: float) -> list[str]:
+    """The report's notes: the task, the budget, the test split's use, what repeats."""
     notes = [
         f"env {task.config.name}: {task.config.model} on {task.config.dataset}, "
         f"MACs target {target}, {len(task.analysis.units)} prunable units",
@@ -374,9 +318,7 @@ def run_benchmark(
         "test accuracy is measured once per method and seed on the best candidate; "
         "the test split never drives a search decision",
     ]
-    fixed = [
-        m for m in settings.methods if METHODS[m].kind == "baseline" and not get_baseline(m).seeded
-    ]
+    fixed = [m for m in settings.methods if not METHODS[m].seeded]
     if fixed and settings.seeds > 1:
         notes.append(
             f"{', '.join(fixed)}: deterministic, computed once and repeated for every seed "
@@ -387,18 +329,42 @@ def run_benchmark(
         notes.append(
             f"fine-tuned: {settings.finetune_epochs} epochs{limit}, same schedule for every method"
         )
-    if settings.proxy_candidates:
-        kept = out / "proxy.json"
-        if resume and kept.is_file():  # fine-tuning 20 candidates again would repeat it
-            proxy = json.loads(kept.read_text())
-        else:
-            proxy = proxy_correlation(task, histories, settings, target)
-            atomic_write_json(kept, proxy)
-        notes.append(
-            f"proxy: Spearman rho = {proxy['spearman']:.2f} between search-time validation "
-            f"accuracy and test accuracy after the same fine-tuning, over {proxy['n']} "
-            "evaluated candidates spread over the validation-accuracy range"
-        )
+    return notes
+
+
+def _proxy_note(
+    task: PruningTask,
+    histories: dict[str, list[SearchResult]],
+    settings: BenchmarkSettings,
+    target: float,
+    out: Path,
+    *,
+    resume: bool,
+) -> str:
+    """The proxy correlation's note, computed (or, resuming, read back) and kept."""
+    kept = out / "proxy.json"
+    if resume and kept.is_file():  # fine-tuning 20 candidates again would repeat it
+        proxy = json.loads(kept.read_text())
+    else:
+        proxy = proxy_correlation(task, histories, settings, target)
+        atomic_write_json(kept, proxy)
+    return (
+        f"proxy: Spearman rho = {proxy['spearman']:.2f} between search-time validation "
+        f"accuracy and test accuracy after the same fine-tuning, over {proxy['n']} "
+        "evaluated candidates spread over the validation-accuracy range"
+    )
+
+
+def _write_report(
+    task: PruningTask,
+    settings: BenchmarkSettings,
+    results: list[MethodSeedResult],
+    histories: dict[str, list[SearchResult]],
+    target: float,
+    out: Path,
+    notes: list[str],
+) -> dict[str, Path]:
+    """Tables, plots and the comparison with the recommended agent (or the first method)."""
     reference = RECOMMENDED if RECOMMENDED in settings.methods else settings.methods[0]
     comparison = comparison_lines(summarise(results), reference=reference)
     files = write_tables(
@@ -407,11 +373,11 @@ def run_benchmark(
     try:
         files.update(plot_all(histories, results, out, target=target))
     except ModuleNotFoundError as missing:  # the tables are the result; the plots illustrate
-        warnings.warn(f"{missing}; tables written, plots skipped", stacklevel=2)
+        warnings.warn(f"{missing}; tables written, plots skipped", stacklevel=3)
     files["comparison.md"] = atomic_write_text(
         out / "comparison.md", "".join(f"- {line}\n" for line in comparison)
     )
-    return results, files
+    return files
 
 
 def proxy_correlation(

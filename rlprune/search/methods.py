@@ -1,65 +1,53 @@
-"""Every search method the benchmark knows, in one registry: agents, baselines, transfer.
+"""Every search method the benchmark knows, in one registry: name -> :class:`SearchMethod`.
 
-The CLI's ``--methods`` help, the benchmark's validation, the demo and the suite all
-read it, so a method added here is known everywhere.
+The CLI's ``--methods`` help, the defaults, the benchmark, the demo and the suite all
+read it, so a method added here is known everywhere. In the order listed:
+
+- agents (:mod:`~rlprune.search.agents`): every bundled agent preset, trained from scratch;
+- baselines, which search the task directly: random sampling (:mod:`~rlprune.search.random_search`:
+  ``random``, ``eagleeye``), Optuna's samplers (:mod:`~rlprune.search.optuna_search`: ``tpe``,
+  ``cmaes``) and heuristics (:mod:`~rlprune.search.heuristics`: ``uniform``, ``magnitude``,
+  ``sensitivity``);
+- transfer (:mod:`~rlprune.search.transfer`): a policy trained elsewhere, zero-shot, adapted or refined.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from ..presets.loader import available_agents, read_preset, resolve_preset
-from .baselines import BASELINES
+from ..errors import ConfigError
+from .agents import agent_methods
+from .base import BaselineMethod, SearchMethod
+from .heuristics import MAGNITUDE, SENSITIVITY, UNIFORM
+from .optuna_search import CMAES, TPE
+from .random_search import EAGLEEYE, RANDOM
+from .transfer import TRANSFER, TRANSFER_ADAPT, TRANSFER_REFINE
 
 __all__ = [
+    "BASELINES",
     "DEFAULT_METHODS",
-    "RECOMMENDED",
     "METHODS",
+    "RECOMMENDED",
     "TRANSFER_METHODS",
-    "MethodInfo",
+    "get_baseline",
+    "get_method",
     "methods_help",
     "valid_methods",
 ]
 
+BASELINES: dict[str, BaselineMethod] = {
+    method.name: method
+    for method in (RANDOM, EAGLEEYE, TPE, CMAES, UNIFORM, MAGNITUDE, SENSITIVITY)
+}
+"""Every baseline by name: the methods that need no agent and no policy."""
 
-@dataclass(frozen=True)
-class MethodInfo:
-    """A search method's name, kind and one-line description."""
+TRANSFER_METHODS: tuple[str, ...] = tuple(
+    method.name for method in (TRANSFER, TRANSFER_ADAPT, TRANSFER_REFINE)
+)
+"""The methods that play ``--policy`` (and record ``trust`` in a benchmark's settings)."""
 
-    name: str
-    kind: str
-    """``agent`` (trained from scratch), ``baseline`` or ``transfer`` (a policy from elsewhere)."""
-    description: str
-
-
-TRANSFER_METHODS = ("transfer", "transfer-adapt", "transfer-refine")
-
-
-def _agent_description(name: str) -> str:
-    """A bundled agent preset's one-line description: its ``description:`` key."""
-    raw = read_preset("agent", resolve_preset("agent", name))
-    algo = str((raw.get("default") or {}).get("algo", "ppo")).upper()
-    return str(raw.get("description", f"{algo} (Stable-Baselines3) trained from scratch"))
-
-
-METHODS: dict[str, MethodInfo] = {
-    **{name: MethodInfo(name, "agent", _agent_description(name)) for name in available_agents()},
-    **{name: MethodInfo(name, "baseline", b.description) for name, b in BASELINES.items()},
-    "transfer": MethodInfo(
-        "transfer", "transfer", "a policy trained elsewhere (--policy), zero-shot (1 evaluation)"
-    ),
-    "transfer-adapt": MethodInfo(
-        "transfer-adapt",
-        "transfer",
-        "the --policy adapted for --adapt-episodes on this model (1 + episodes evaluations)",
-    ),
-    "transfer-refine": MethodInfo(
-        "transfer-refine",
-        "transfer",
-        "the --policy's zero-shot configuration refined by a TPE search of --adapt-episodes "
-        "evaluations within 0.25 keep-ratio of it, three quarters screening on a quarter of "
-        "the validation set, the best screened then scored in full (1 + that many evaluations)",
-    ),
+METHODS: dict[str, SearchMethod] = {
+    **{method.name: method for method in agent_methods()},
+    **BASELINES,
+    **{method.name: method for method in (TRANSFER, TRANSFER_ADAPT, TRANSFER_REFINE)},
 }
 """Every method by name."""
 
@@ -83,6 +71,22 @@ DEFAULT_METHODS: tuple[str, ...] = (
 def valid_methods() -> list[str]:
     """Every method name the benchmark knows."""
     return list(METHODS)
+
+
+def get_method(name: str) -> SearchMethod:
+    """The method called ``name``; :class:`ConfigError` lists the valid names otherwise."""
+    if name not in METHODS:
+        raise ConfigError(f"unknown method {name!r}; valid methods: {', '.join(valid_methods())}")
+    return METHODS[name]
+
+
+def get_baseline(name: str) -> BaselineMethod:
+    """The baseline called ``name``; :class:`ConfigError` lists the valid names otherwise."""
+    if name not in BASELINES:
+        raise ConfigError(
+            f"unknown baseline method {name!r}; choose one of: {', '.join(sorted(BASELINES))}"
+        )
+    return BASELINES[name]
 
 
 def methods_help() -> str:
