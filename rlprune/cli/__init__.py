@@ -1,0 +1,77 @@
+"""The ``rlprune`` command line. Only this package reads argv and YAML for the user.
+
+One module per command (``info`` and ``pretrain``, ``train``, ``apply``, ``benchmark``), each
+adding its parser and running it; :mod:`.common` holds what they share.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from collections.abc import Callable, Sequence
+
+from ..errors import RLPruneError, one_line
+from ..version import __version__
+from . import apply, benchmark, info, train
+from .common import Parser, add_trust_argument, err_console, fraction_list, print_error
+
+__all__ = ["add_trust_argument", "build_parser", "fraction_list", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``rlprune`` command."""
+    parser = Parser(
+        prog="rlprune", description="Learn channel-pruning policies with reinforcement learning."
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument("--version", action="version", version=f"rlprune {__version__}")
+    # --debug is accepted after the command too (SUPPRESS: absent there leaves the top-level value)
+    debug = Parser(add_help=False)
+    debug.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks on errors"
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    for command in (info, train, apply, benchmark):
+        command.add_parser(sub, debug)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``rlprune`` command; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    if not args.debug:
+        warnings.formatwarning = lambda message, *_args, **_kw: f"warning: {message}\n"
+    try:
+        return func(args)
+    except RLPruneError as error:
+        if args.debug:
+            raise
+        print_error(str(error))
+        return 2
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        return 130
+    except OSError as error:
+        if args.debug:
+            raise
+        where = f" ({error.filename})" if error.filename else ""
+        print_error(
+            f"{error.strerror or one_line(error)}{where}; check free space and permissions "
+            "of the output folder (nothing was published)"
+        )
+        return 1
+    except Exception as error:  # noqa: BLE001 - the last line of defence: no traceback
+        if args.debug:
+            raise
+        print_error(
+            f"unexpected {one_line(error)}; rerun with --debug for the traceback and "
+            "report it if the input was valid"
+        )
+        return 1
+    finally:
+        service = sys.modules.get("rlprune.evaluation.backends")
+        if service is not None:
+            service.close_all()  # worker processes and Ray actors end with the command

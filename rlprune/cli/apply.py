@@ -1,0 +1,152 @@
+"""``rlprune apply``: prune a model with a saved policy, export and report it."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .common import (
+    NON_NEGATIVE,
+    add_env_arguments,
+    add_trust_argument,
+    add_worker_arguments,
+    console,
+    env_config_from_args,
+    episode_progress,
+    use_workers,
+)
+
+if TYPE_CHECKING:
+    pass
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    """Apply a saved policy to a model and export the pruned model with a report."""
+    from ..apply import ApplySettings, apply_policy
+    from ..reports.apply_report import format_count
+    from ..reports.latency import speed_words
+    from ..rl.run import run_folder_name
+
+    use_workers(args)
+    config = env_config_from_args(args)
+    settings = ApplySettings(
+        target=args.target,
+        adapt_episodes=args.adapt_episodes,
+        refine=args.refine,
+        finetune_epochs=args.finetune_epochs,
+        seed=args.seed,
+        trust=args.trust,
+    )
+    out = (
+        Path(args.out)
+        if args.out
+        else Path("runs") / run_folder_name(config.name, "apply", args.seed)
+    )
+    progress, update = episode_progress(max(settings.adapt_episodes, 1), "adapt")
+    with progress:
+        report = apply_policy(
+            args.policy,
+            config,
+            settings,
+            out,
+            on_episode=update,
+            on_stage=lambda msg: progress.update(progress.task_ids[0], description=msg),
+            on_refine=lambda done, best: progress.update(
+                progress.task_ids[0],
+                total=settings.refine,
+                completed=done,
+                status=f"best acc {best.accuracy:.4f} @ MACs {best.macs_ratio:.3f}",
+            ),
+        )
+    console.print(
+        f"MACs {format_count(report.macs_before)} → {format_count(report.macs_after)} "
+        f"({report.macs_ratio:.3f}×), params {report.params_ratio:.3f}×; "
+        f"val acc {report.val_accuracy_before:.4f} → {report.val_accuracy_after:.4f}, "
+        f"test acc {report.test_accuracy_before:.4f} → {report.test_accuracy_after:.4f}"
+        + (
+            f" (fine-tuned {report.test_accuracy_finetuned:.4f})"
+            if report.test_accuracy_finetuned is not None
+            else ""
+        ),
+        highlight=False,
+    )
+    timed = [("CPU", report.latency), (report.device, report.latency_gpu or {})]
+    for where, rows in timed:
+        for batch, row in sorted(rows.items()):
+            console.print(
+                f"{where} latency batch {batch}: {row['before_ms']:.2f} ms → "
+                f"{row['after_ms']:.2f} ms ({speed_words(row['speedup'])})",
+                highlight=False,
+            )
+    if report.refine_evaluations:
+        console.print(
+            f"refined with {report.refine_evaluations} evaluations: "
+            + (
+                "a better configuration was found and delivered"
+                if report.refine_improved
+                else "none beat the policy's configuration, which was delivered"
+            ),
+            highlight=False,
+        )
+    family = ", ".join(report.policy_family)
+    console.print(f"policy: {report.policy} (trained on {family})", highlight=False, soft_wrap=True)
+    if report.outside_family:
+        console.print(
+            "outside the policy's training ranges: "
+            + "; ".join(
+                f"{o['feature']} on {o['steps']}/{len(report.units)} units (up to "
+                f"{o['distance']:.2f} beyond)"
+                for o in report.outside_family
+            )
+            + ("" if report.refine_evaluations else " — consider --refine 20"),
+            highlight=False,
+            soft_wrap=True,
+        )
+        if report.deferred:
+            console.print(
+                f"so the zero-shot episode played {report.played()} (--trust always plays "
+                "its corrections in full)",
+                highlight=False,
+                soft_wrap=True,
+            )
+    elif report.policy_ranges:
+        console.print("every observation lies inside the policy's training ranges", highlight=False)
+    console.print(f"report and pruned model: {out}", highlight=False)
+    return 0
+
+
+def add_parser(sub: Any, debug: argparse.ArgumentParser) -> None:
+    """Add the ``apply`` command to ``sub`` (the subparsers of ``rlprune``)."""
+    ap = sub.add_parser(
+        "apply", parents=[debug], help="prune a model with a saved policy and export it"
+    )
+    ap.add_argument(
+        "--policy",
+        help="policy folder or the run folder holding it (default: the bundled general "
+        "policy, trained across a family of networks and targets 0.3-0.7)",
+    )
+    add_env_arguments(ap)
+    ap.add_argument(
+        "--adapt-episodes", type=NON_NEGATIVE, default=0, help="keep training on this model first"
+    )
+    ap.add_argument(
+        "--refine",
+        type=NON_NEGATIVE,
+        default=0,
+        metavar="N",
+        help="then spend N evaluations on a TPE search within 0.25 keep-ratio of the policy's "
+        "configuration (e.g. 20): three quarters screen trials on a quarter of the validation "
+        "set each, the rest score the best screened in full; the best one found is delivered",
+    )
+    ap.add_argument(
+        "--finetune-epochs",
+        type=NON_NEGATIVE,
+        default=0,
+        help="fine-tune the pruned model on train",
+    )
+    ap.add_argument("--seed", type=int, default=0)
+    add_trust_argument(ap)
+    add_worker_arguments(ap)
+    ap.add_argument("--out", help="output folder (default: runs/{env}__apply__{seed}__{time})")
+    ap.set_defaults(func=cmd_apply)

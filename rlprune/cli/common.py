@@ -1,0 +1,244 @@
+"""What every command shares: the consoles, argument types and common flags, progress, errors."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, NoReturn
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
+
+from ..env.rollout import TRUST_MODES
+from ..errors import RunError
+from ..mdp.rewards import get_reward
+from ..mdp.settings import EnvConfig, setting_help
+from ..presets.loader import load_env_config
+
+if TYPE_CHECKING:
+    from ..rl.recorder import RunRecorder
+
+
+# markup off: paths and messages may hold brackets ("[/x]", "[low, high]") that rich
+# would read as tags
+console = Console(markup=False, highlight=False)
+
+
+err_console = Console(stderr=True, markup=False, highlight=False)
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line (and exit 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def count(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer of at least ``minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
+
+
+def target_value(text: str) -> float | tuple[float, float]:
+    """An argparse type: a MACs target (``0.5``) or a range (``0.3:0.7``)."""
+    try:
+        if ":" in text:
+            low, high = (float(part) for part in text.split(":"))
+            return (low, high)
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a fraction such as 0.5 or a range such as 0.3:0.7, got {text!r}"
+        ) from None
+
+
+def fraction_list(text: str) -> list[float]:
+    """An argparse type: fractions in (0, 1], comma-separated (MACs targets such as
+    ``0.3,0.3,0.5``; scripts take keep-ratio widths and validation shares the same way)."""
+    try:
+        values = [float(part) for part in text.split(",")]
+    except ValueError:
+        values = []
+    if not values or not all(0.0 < v <= 1.0 for v in values):
+        raise argparse.ArgumentTypeError(
+            f"expected fractions in (0, 1] separated by commas, such as 0.3,0.3,0.5, got {text!r}"
+        )
+    return values
+
+
+POSITIVE = count(1)
+
+
+NON_NEGATIVE = count(0)
+
+
+def add_env_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--env`` plus the overrides every env-taking command accepts."""
+    group = parser.add_argument_group("environment")
+    group.add_argument(
+        "--env", default="digits-cnn", help="bundled preset name or YAML path (default: digits-cnn)"
+    )
+    group.add_argument("--model", help=setting_help("model"))
+    group.add_argument("--weights", help=setting_help("weights"))
+    group.add_argument("--dataset", help=setting_help("dataset"))
+    group.add_argument(
+        "--normalize",
+        choices=("standard", "none"),
+        help="input normalisation (per-channel mean/std: the preset's normalize key); "
+        + setting_help("normalize").split(";", 1)[1].strip(),
+    )
+    group.add_argument("--device", help=setting_help("device") + " (default: auto)")
+    group.add_argument(
+        "--amp", action="store_true", default=None, help=setting_help("amp") + " (default: off)"
+    )
+    group.add_argument(
+        "--target",
+        type=target_value,
+        help=setting_help("target") + "; LOW:HIGH for a range (train: a family's targets)",
+    )
+    group.add_argument("--reward", help=setting_help("reward"))
+
+
+def add_trust_argument(parser: argparse.ArgumentParser) -> None:
+    """``--trust``: how a policy's zero-shot episode treats a network outside its family."""
+    parser.add_argument(
+        "--trust",
+        choices=TRUST_MODES,
+        default="family",
+        help="family (default): on a network outside the policy's training ranges, play its "
+        "corrections to the prior damped to the policy's off-family strength (the prior alone "
+        "when that is 0, as for a single policy); always: play the corrections in full "
+        "everywhere",
+    )
+
+
+def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--workers``, ``--backend`` and ``--ray-address``: where candidates are scored."""
+    group = parser.add_argument_group("scale-out")
+    group.add_argument(
+        "--workers",
+        type=POSITIVE,
+        default=1,
+        help="candidates scored at once, one worker each with one torch thread (default: 1)",
+    )
+    group.add_argument(
+        "--backend",
+        choices=("local", "process", "ray"),
+        help="where they run: local (in this process), process (worker processes on this "
+        "machine) or ray (Ray actors; pip install 'rlprune[ray]') "
+        "(default: local for 1 worker, process for more, ray with --ray-address)",
+    )
+    group.add_argument(
+        "--ray-address",
+        help="join a running Ray cluster (e.g. auto, or ray://head:10001 after "
+        "`ray start --head` there) instead of starting a local one",
+    )
+
+
+def use_workers(args: argparse.Namespace) -> None:
+    """Apply ``--workers/--backend/--ray-address`` to every task this command builds."""
+    from ..evaluation.backends import set_default_backend
+
+    set_default_backend(args.backend, args.workers, ray_address=args.ray_address)
+
+
+def env_config_from_args(args: argparse.Namespace) -> EnvConfig:
+    """Load the preset named by ``--env`` with the command-line overrides applied."""
+    if isinstance(args.target, tuple) and args.command != "train":
+        raise RunError(
+            f"--target {args.target[0]}:{args.target[1]} is a range, which only `rlprune "
+            f"train` takes; give `rlprune {args.command}` one target, e.g. --target 0.5"
+        )
+    config = load_env_config(
+        args.env,
+        {
+            "model": args.model,
+            "weights": args.weights,
+            "dataset": args.dataset,
+            "normalize": args.normalize,
+            "device": args.device,
+            "amp": args.amp,
+            "target": args.target,
+            "reward": args.reward,
+        },
+    )
+    get_reward(config.env.reward)  # an unknown reward fails here, before any loading
+    return config
+
+
+def command_line() -> str:
+    return shlex.join(["rlprune", *sys.argv[1:]])
+
+
+def status_progress(total: int, label: str) -> tuple[Progress, Callable[[int, str], None]]:
+    """A progress bar of ``total`` episodes with a status text; the callable sets both."""
+    progress = Progress(
+        TextColumn("{task.description}", markup=False),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[status]}", markup=False),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+    )
+    bar = progress.add_task(label, total=total, status="")
+
+    def set_status(completed: int, text: str) -> None:
+        progress.update(bar, completed=completed, status=text)
+
+    return progress, set_status
+
+
+def episode_progress(total: int, label: str) -> tuple[Progress, Callable[[RunRecorder], None]]:
+    """A progress bar showing episodes, best accuracy and its MACs ratio."""
+    progress, set_status = status_progress(total, label)
+
+    def update(recorder: RunRecorder) -> None:
+        best = recorder.best
+        text = (
+            f"best acc {best.candidate.accuracy:.4f} @ MACs {best.candidate.macs_ratio:.3f}"
+            if best
+            else ""
+        )
+        set_status(recorder.episodes, text)
+
+    return progress, update
+
+
+def seconds(text: str) -> float:
+    """An argparse type: a number of seconds, 0 or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be 0 or more seconds, got {text}")
+    return value
+
+
+def print_error(message: str) -> None:
+    """``error: message`` on one line of stderr, brackets and all."""
+    err_console.print(
+        Text.assemble(("error:", "bold red"), " ", " ".join(message.split())), soft_wrap=True
+    )

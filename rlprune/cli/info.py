@@ -1,0 +1,108 @@
+"""``rlprune info`` and ``rlprune pretrain``: a preset's units, and its base model."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.progress import (
+    Progress,
+)
+from rich.table import Table
+
+from .common import NON_NEGATIVE, add_env_arguments, command_line, console, env_config_from_args
+
+if TYPE_CHECKING:
+    pass
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    """Print the prunable units of a preset's model."""
+    from ..presets.tasks import load_task
+    from ..reports.apply_report import format_count
+
+    config = env_config_from_args(args)
+    task = load_task(config)
+    analysis = task.analysis
+    table = Table(title=f"{config.name}: {config.task.model} on {config.task.dataset}")
+    for column in ("#", "unit", "kind", "channels", "kernel", "stride", "input", "MACs share"):
+        table.add_column(column, justify="right" if column not in ("unit", "kind") else "left")
+    for u in analysis.units:
+        layers = u.name if len(u.modules) == 1 else f"{u.name} (+{len(u.modules) - 1} tied)"
+        table.add_row(
+            str(u.index),
+            layers,
+            u.kind,
+            f"{u.in_channels} → {u.out_channels}",
+            str(u.kernel),
+            str(u.stride),
+            f"{u.input_hw[0]}×{u.input_hw[1]}",
+            f"{u.macs / analysis.macs:.1%}",
+        )
+    console.print(table)
+    for name, why in analysis.frozen:
+        console.print(f"frozen: {name}: keeps all its channels ({why})", markup=False)
+    console.print(
+        f"MACs: {format_count(analysis.macs)}   params: {format_count(analysis.params)}   "
+        f"units: {len(analysis.units)}"
+        + (f" (+{len(analysis.frozen)} frozen)" if analysis.frozen else "")
+        + f"   smallest reachable target: {task.min_macs_ratio:.3f} "
+        f"(min_keep={config.task.min_keep})   MACs model: "
+        f"{'exact' if analysis.mac_model.exact else 'approximate (measured and repaired)'}"
+    )
+    console.print(f"validation accuracy (unpruned): {task.base_accuracy():.4f}")
+    return 0
+
+
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    """Train and save the base model of a preset."""
+    from ..pretrain import check_weights_target, pretrain
+
+    config = env_config_from_args(args)
+    out = Path(args.out) if args.out else Path("pretrained") / f"{config.name}.pt"
+    check_weights_target(out, overwrite=args.overwrite)  # before any training
+    epochs = args.epochs if args.epochs is not None else int(config.task.pretrain.get("epochs", 10))
+    with Progress(console=console, transient=True) as progress:
+        bar = progress.add_task(f"pretrain {config.name}", total=epochs)
+
+        def on_epoch(epoch: int, loss: float) -> None:
+            progress.update(
+                bar, completed=epoch, description=f"pretrain {config.name} loss {loss:.3f}"
+            )
+
+        path, result = pretrain(
+            config.task,
+            epochs=args.epochs,
+            out=out,
+            overwrite=args.overwrite,
+            command=command_line(),
+            on_epoch=on_epoch,
+        )
+    console.print(
+        f"saved {path}  val acc {result.val_accuracy:.4f}  test acc {result.test_accuracy:.4f}  "
+        f"({result.epochs} epochs, {result.seconds:.0f}s); use it with --weights {path}"
+    )
+    return 0
+
+
+def add_parser(sub: Any, debug: argparse.ArgumentParser) -> None:
+    """Add the ``info`` commands to ``sub`` (the subparsers of ``rlprune``)."""
+    info = sub.add_parser("info", parents=[debug], help="print a model's prunable units and MACs")
+    add_env_arguments(info)
+    info.set_defaults(func=cmd_info)
+
+    pre = sub.add_parser(
+        "pretrain", parents=[debug], help="train and save the base model of a preset"
+    )
+    add_env_arguments(pre)
+    pre.add_argument("--epochs", type=NON_NEGATIVE, help="training epochs (default: the preset's)")
+    pre.add_argument(
+        "--out", help="where to save the weights (default: pretrained/{env}.pt in this folder)"
+    )
+    pre.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing weights file (e.g. regenerate the bundled weights/*.pt)",
+    )
+    pre.set_defaults(func=cmd_pretrain)
