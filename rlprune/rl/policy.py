@@ -189,7 +189,7 @@ class LoadedPolicy:
         """The strength, 0 to 1, at which ``rlprune apply --trust family`` plays this
         policy's corrections on a network outside its training ranges: 0 (the prior alone)
         unless the policy records one (``outside_scale``, chosen on networks outside its
-        family by ``scripts/bundle_policy.py``)."""
+        family by ``experiments/bundle_policy.py``)."""
         return float(self.metadata.get("outside_scale", 0.0))
 
     def predict(
