@@ -1,1 +1,1 @@
-"""The Gymnasium environment: observation features and actions, rewards, rollout."""
+"""The Gymnasium environment (``PruningEnv``) and playing policies through it (``rollout``)."""
