@@ -168,8 +168,7 @@ def load_dataset(
 def _bundled_name(
     name_or_path: str, canonical: str | None, data_dir: str | os.PathLike[str] | None
 ) -> tuple[str, str | os.PathLike[str] | None]:
-    """The bundled dataset ``name_or_path`` means (a folder is fashion-mnist's files, then
-    also the ``data_dir`` unless one is given), and the ``data_dir`` to search."""
+    """The bundled dataset ``name_or_path`` names and the folder to search (a folder is one)."""
     if canonical is None and Path(name_or_path).is_dir():
         canonical = "fashion-mnist"
         if data_dir is None:
@@ -601,8 +600,7 @@ def _split_val_and_test(
 def _num_classes(
     spec: str, parts: Mapping[str, Any], num_classes: int | None, num_workers: int
 ) -> int:
-    """The factory's ``num_classes``, else one more than the largest label; checks that
-    every known label is a class id."""
+    """The class count (the factory's, else from the labels), refusing labels outside it."""
     labels = {name: _known_labels(part) for name, part in parts.items()}
     if num_classes is None:
         for name, part in parts.items():
@@ -624,8 +622,7 @@ def _num_classes(
 def _normalized(
     parts: dict[str, Any], normalize: str | Mapping[str, Any] | None, channels: int
 ) -> dict[str, Any]:
-    """The splits normalised per channel as ``normalize`` gives (``standard`` cannot be:
-    a factory's train split is not in memory)."""
+    """The splits normalised per channel as asked; ``standard`` needs data held in memory."""
     if normalize == "standard":
         raise ConfigError(
             "normalize: standard needs the bundled datasets' in-memory train split; for a "

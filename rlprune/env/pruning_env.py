@@ -61,8 +61,7 @@ def _env_config(
     fill_budget: bool | None,
     agent: str | os.PathLike[str] | None,
 ) -> EnvConfig:
-    """The configuration :class:`PruningEnv`'s arguments name: the task's, the given one or
-    the preset's, with the agent preset's env settings and the overrides applied."""
+    """The EnvConfig the env's arguments name, with agent-preset settings and overrides."""
     if task is not None:
         if any(v is not None for v in (model, weights, dataset)):
             raise TypeError("give either task or model/weights/dataset, not both")

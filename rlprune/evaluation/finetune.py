@@ -104,8 +104,7 @@ def _train_epoch(
     done: int,
     steps: int,
 ) -> tuple[int, float]:
-    """One pass over ``loader`` that stops once ``steps`` optimizer steps are done in all;
-    returns the steps done so far and the epoch's mean loss."""
+    """One epoch, stopping at the step budget; returns the steps done so far and mean loss."""
     model.train()
     total, count = 0.0, 0
     for x, y in loader:

@@ -262,8 +262,8 @@ def _fit_two_units(
     full: np.ndarray,
     probe_n: np.ndarray,
 ) -> None:
-    """Add ``f = b n_u + c n_v + d n_u n_v`` for a leaf that follows two units (no constant:
-    a layer with no channels costs nothing)."""
+    """Add the terms of a leaf that follows two units: ``f = b n_u + c n_v + d n_u n_v``."""
+    # no constant: a layer with no channels costs nothing
     rows = [
         [full[u], full[v], full[u] * full[v]],
         [probe_n[u], full[v], probe_n[u] * full[v]],
@@ -284,8 +284,9 @@ def _fit_per_unit(
     full: np.ndarray,
     probe_n: np.ndarray,
 ) -> None:
-    """Add a leaf linear in each of its units: exact for per-channel layers (BatchNorm,
-    activations, pooling after a concat), approximate for the rest."""
+    """Add the terms of a leaf that follows several units, as linear in each of them."""
+    # exact for per-channel layers (BatchNorm, activations, pooling after a concat),
+    # approximate for the rest
     terms.const += f0
     for u in deps:
         slope = (f0 - probes[u][leaf]) / (full[u] - probe_n[u])

@@ -215,9 +215,8 @@ def _group_layers(
     ignored: set[nn.Module],
     visited: set[nn.Module],
 ) -> tuple[list[str], list[str], bool, bool]:
-    """Walk a group's dependencies (marking its out-channel layers visited): the named
-    layers whose output and input channels it prunes, whether it reaches the network's
-    output, and whether it is prunable (holds no ignored layer)."""
+    """A group's out and in layers, whether it reaches the output, whether it is prunable."""
+    # its out-channel layers are marked visited: no other group starts from them
     out_modules: list[str] = []
     in_modules: list[str] = []
     reaches_output, prunable = False, True

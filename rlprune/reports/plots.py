@@ -222,8 +222,7 @@ def _one_shot_point(
     color: str,
     marker: str,
 ) -> None:
-    """Draw a one-shot heuristic: a point at the cost it was charged, with a faint level
-    line so the curves can be read against it."""
+    """Draw a one-shot heuristic: a point at its cost, with a level line to read curves by."""
     finals = np.array([100 * c[-1] for c in curves])
     cost = float(np.mean([run.evaluations for run in runs if run.history]))
     mean = float(finals.mean())
@@ -251,8 +250,7 @@ def _best_so_far_curve(
     color: str,
     marker: str,
 ) -> None:
-    """Draw a search's best-so-far accuracy over its cost: the seeds' mean, a marker where
-    it ends and, with several seeds, their min-max band."""
+    """Draw a search's best-so-far curve: the seeds' mean, its end marker and min-max band."""
     length = max(len(c) for c in curves)
     padded = np.full((len(curves), length), np.nan)
     for i, curve in enumerate(curves):
