@@ -18,14 +18,12 @@ from .common import (
 )
 
 if TYPE_CHECKING:
-    pass
+    from ..reports.apply_report import ApplyReport
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
     """Apply a saved policy to a model and export the pruned model with a report."""
     from ..apply import ApplySettings, apply_policy
-    from ..reports.apply_report import format_count
-    from ..reports.latency import speed_words
     from ..rl.run import run_folder_name
 
     use_workers(args)
@@ -59,6 +57,17 @@ def cmd_apply(args: argparse.Namespace) -> int:
                 status=f"best acc {best.accuracy:.4f} @ MACs {best.macs_ratio:.3f}",
             ),
         )
+    _print_results(report)
+    _print_policy_fit(report)
+    console.print(f"report and pruned model: {out}", highlight=False)
+    return 0
+
+
+def _print_results(report: ApplyReport) -> None:
+    """Print what pruning delivered: MACs, params, accuracy, latency and the refinement."""
+    from ..reports.apply_report import format_count
+    from ..reports.latency import speed_words
+
     console.print(
         f"MACs {format_count(report.macs_before)} → {format_count(report.macs_after)} "
         f"({report.macs_ratio:.3f}×), params {report.params_ratio:.3f}×; "
@@ -89,6 +98,10 @@ def cmd_apply(args: argparse.Namespace) -> int:
             ),
             highlight=False,
         )
+
+
+def _print_policy_fit(report: ApplyReport) -> None:
+    """Print the policy's family and whether this model lay inside its training ranges."""
     family = ", ".join(report.policy_family)
     console.print(f"policy: {report.policy} (trained on {family})", highlight=False, soft_wrap=True)
     if report.outside_family:
@@ -112,8 +125,6 @@ def cmd_apply(args: argparse.Namespace) -> int:
             )
     elif report.policy_ranges:
         console.print("every observation lies inside the policy's training ranges", highlight=False)
-    console.print(f"report and pruned model: {out}", highlight=False)
-    return 0
 
 
 def add_parser(sub: Any, debug: argparse.ArgumentParser) -> None:

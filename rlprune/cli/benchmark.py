@@ -30,17 +30,45 @@ from .common import (
 )
 
 if TYPE_CHECKING:
-    pass
+    from ..evaluation.task import PruningTask
+    from ..mdp.settings import EnvConfig
+    from ..reports.tables import MethodSeedResult
+    from ..search.benchmark import BenchmarkSettings
 
 
 def cmd_benchmark(args: argparse.Namespace) -> int:
     """Compare search methods at equal cost; write tables and plots."""
     from ..presets.tasks import load_task
-    from ..reports.tables import MethodSeedResult
-    from ..search.benchmark import BenchmarkSettings, benchmark_config, run_benchmark
+    from ..search.benchmark import benchmark_config
 
     use_workers(args)
     config = env_config_from_args(args)
+    settings = _benchmark_settings(args)
+    out = Path(args.out) if args.out else Path("results") / f"benchmark-{config.name}"
+    check_output_dir(out)
+    config = benchmark_config(config, args.policy)
+    task = load_task(config)
+    try:
+        files = _run_with_progress(task, settings, out, config, args)
+    except KeyboardInterrupt:
+        err_console.print(
+            f"interrupted: finished (method, seed) results are kept in {out}/results; "
+            "run the same command with --resume to compute only the missing ones",
+            highlight=False,
+        )
+        return 130
+    console.print(files["summary.md"].read_text(), highlight=False, markup=False)
+    plots = [p for k, p in files.items() if str(p).endswith(".png")]
+    console.print(
+        f"tables and plots in {out}: " + ", ".join(p.name for p in plots), highlight=False
+    )
+    return 0
+
+
+def _benchmark_settings(args: argparse.Namespace) -> BenchmarkSettings:
+    """The methods and settings the flags ask for; sets ``args.policy`` when transfer needs one."""
+    from ..search.benchmark import BenchmarkSettings
+
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     if not methods:
         raise RunError(f"--methods {args.methods!r} names no method; e.g. --methods ppo,random")
@@ -52,7 +80,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         from ..apply import default_policy
 
         args.policy = str(default_policy())  # the bundled general policy
-    settings = BenchmarkSettings(
+    return BenchmarkSettings(
         methods=tuple(methods),
         evals=args.evals,
         seeds=args.seeds,
@@ -63,10 +91,18 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
         adapt_episodes=args.adapt_episodes,
         trust=args.trust,
     )
-    out = Path(args.out) if args.out else Path("results") / f"benchmark-{config.name}"
-    check_output_dir(out)
-    config = benchmark_config(config, args.policy)
-    task = load_task(config)
+
+
+def _run_with_progress(
+    task: PruningTask,
+    settings: BenchmarkSettings,
+    out: Path,
+    config: EnvConfig,
+    args: argparse.Namespace,
+) -> dict[str, Path]:
+    """Run the benchmark under a progress bar that prints each (method, seed) as it ends."""
+    from ..search.benchmark import run_benchmark
+
     total = len(settings.methods) * max(settings.seeds, 1)
     progress = Progress(
         TextColumn("{task.description}", markup=False),
@@ -89,31 +125,18 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
             highlight=False,
         )
 
-    try:
-        with progress:
-            _, files = run_benchmark(
-                task,
-                settings,
-                out,
-                config=config,
-                overwrite=args.overwrite,
-                resume=args.resume,
-                on_result=finished,
-                on_start=started,
-            )
-    except KeyboardInterrupt:
-        err_console.print(
-            f"interrupted: finished (method, seed) results are kept in {out}/results; "
-            "run the same command with --resume to compute only the missing ones",
-            highlight=False,
+    with progress:
+        _, files = run_benchmark(
+            task,
+            settings,
+            out,
+            config=config,
+            overwrite=args.overwrite,
+            resume=args.resume,
+            on_result=finished,
+            on_start=started,
         )
-        return 130
-    console.print(files["summary.md"].read_text(), highlight=False, markup=False)
-    plots = [p for k, p in files.items() if str(p).endswith(".png")]
-    console.print(
-        f"tables and plots in {out}: " + ", ".join(p.name for p in plots), highlight=False
-    )
-    return 0
+    return files
 
 
 def add_parser(sub: Any, debug: argparse.ArgumentParser) -> None:

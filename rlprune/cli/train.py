@@ -28,51 +28,16 @@ from .common import (
 
 if TYPE_CHECKING:
     from ..rl.family import FamilyResult
+    from ..rl.training import TrainResult
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Train a pruning agent and save its run folder."""
-    from ..rl.agents import ON_POLICY, load_agent_config
-    from ..rl.training import TrainSettings, check_resume_overrides, load_run, resume, train
-
     use_workers(args)
     if args.resume and (Path(args.resume) / "family.json").is_file():
         return _resume_family(args)
     if args.resume:
-        for flag, value in (
-            ("--weights", args.weights),
-            ("--targets", args.targets),
-            ("--reward", args.reward),
-            ("--normalize", args.normalize),
-        ):
-            if value is not None:
-                raise RunError(
-                    f"{flag} cannot change a resumed run (it keeps the settings in "
-                    f"{args.resume}/config.yaml); drop {flag}, or start a new run"
-                )
-        # the run keeps its own settings: a flag that asks for others is an error
-        check_resume_overrides(
-            args.resume,
-            env=args.env,
-            target=args.target,
-            agent=args.agent,
-            seed=args.seed,
-            n_envs=args.n_envs,
-            episodes=args.episodes,
-        )
-        _, _, settings = load_run(args.resume)
-        total = args.episodes or settings.episodes
-        progress, update = episode_progress(total, f"resume {Path(args.resume).name}")
-        with progress:
-            result = resume(
-                args.resume,
-                episodes=args.episodes,
-                on_episode=update,
-                checkpoint_every=args.checkpoint_every,
-                checkpoint_seconds=args.checkpoint_seconds,
-                trust_model=args.model,
-                trust_dataset=args.dataset,
-            )
+        result = _resume_one(args)
     elif args.env is not None and "," in args.env:
         return _train_family(args)
     elif args.targets is not None:
@@ -81,31 +46,84 @@ def cmd_train(args: argparse.Namespace) -> int:
             "--target (a value, or LOW:HIGH), or give several envs: --env a,b,..."
         )
     else:
-        if args.env is None:  # None only so that --resume can tell a flag given
-            args.env = "digits-cnn"
-        config = env_config_from_args(args)
-        agent = load_agent_config(args.agent or "ppo", config.name)
-        check_output_dir(args.out)
-        given = {
-            "episodes": args.episodes,
-            "seed": args.seed,
-            "n_envs": args.n_envs,
-            "checkpoint_every": args.checkpoint_every,
-            "checkpoint_seconds": args.checkpoint_seconds,
-        }
-        if args.workers > 1 and args.n_envs is None and agent.algo in ON_POLICY:
-            given["n_envs"] = args.workers  # one episode per worker ends at each update step
-        settings = TrainSettings(**{k: v for k, v in given.items() if v is not None})
-        progress, update = episode_progress(settings.episodes, f"{agent.name} on {config.name}")
-        with progress:
-            result = train(
-                config,
-                agent,
-                settings,
-                runs_root=Path(args.out),
-                command=command_line(),
-                on_episode=update,
+        result = _train_one(args)
+    return _report_train(result)
+
+
+def _resume_one(args: argparse.Namespace) -> TrainResult:
+    """``rlprune train --resume RUN`` for one network: refuse changed settings, then resume."""
+    from ..rl.training import check_resume_overrides, load_run, resume
+
+    for flag, value in (
+        ("--weights", args.weights),
+        ("--targets", args.targets),
+        ("--reward", args.reward),
+        ("--normalize", args.normalize),
+    ):
+        if value is not None:
+            raise RunError(
+                f"{flag} cannot change a resumed run (it keeps the settings in "
+                f"{args.resume}/config.yaml); drop {flag}, or start a new run"
             )
+    # the run keeps its own settings: a flag that asks for others is an error
+    check_resume_overrides(
+        args.resume,
+        env=args.env,
+        target=args.target,
+        agent=args.agent,
+        seed=args.seed,
+        n_envs=args.n_envs,
+        episodes=args.episodes,
+    )
+    _, _, settings = load_run(args.resume)
+    total = args.episodes or settings.episodes
+    progress, update = episode_progress(total, f"resume {Path(args.resume).name}")
+    with progress:
+        return resume(
+            args.resume,
+            episodes=args.episodes,
+            on_episode=update,
+            checkpoint_every=args.checkpoint_every,
+            checkpoint_seconds=args.checkpoint_seconds,
+            trust_model=args.model,
+            trust_dataset=args.dataset,
+        )
+
+
+def _train_one(args: argparse.Namespace) -> TrainResult:
+    """``rlprune train`` for one network: settings from the flags, then a new run."""
+    from ..rl.agents import ON_POLICY, load_agent_config
+    from ..rl.training import TrainSettings, train
+
+    if args.env is None:  # None only so that --resume can tell a flag given
+        args.env = "digits-cnn"
+    config = env_config_from_args(args)
+    agent = load_agent_config(args.agent or "ppo", config.name)
+    check_output_dir(args.out)
+    given = {
+        "episodes": args.episodes,
+        "seed": args.seed,
+        "n_envs": args.n_envs,
+        "checkpoint_every": args.checkpoint_every,
+        "checkpoint_seconds": args.checkpoint_seconds,
+    }
+    if args.workers > 1 and args.n_envs is None and agent.algo in ON_POLICY:
+        given["n_envs"] = args.workers  # one episode per worker ends at each update step
+    settings = TrainSettings(**{k: v for k, v in given.items() if v is not None})
+    progress, update = episode_progress(settings.episodes, f"{agent.name} on {config.name}")
+    with progress:
+        return train(
+            config,
+            agent,
+            settings,
+            runs_root=Path(args.out),
+            command=command_line(),
+            on_episode=update,
+        )
+
+
+def _report_train(result: TrainResult) -> int:
+    """Print a finished (or interrupted) run's best and totals; return the exit code."""
     best = result.best
     if best is not None:
         console.print(

@@ -139,21 +139,7 @@ def load_dataset(
             normalize=normalize,
             num_workers=num_workers,
         )
-    if canonical is None and Path(name_or_path).is_dir():
-        canonical = "fashion-mnist"
-        if data_dir is None:
-            data_dir = name_or_path
-    if canonical is None and ("/" in str(name_or_path) or os.sep in str(name_or_path)):
-        raise DatasetError(
-            f"dataset folder {str(name_or_path)!r} does not exist; pass an existing folder "
-            f"holding the fashion-mnist IDX files, or one of {sorted(DATASET_NAMES)}"
-        )
-    if canonical is None:
-        raise DatasetError(
-            f"unknown dataset {name_or_path!r}; use one of {sorted(DATASET_NAMES)}, a folder "
-            "holding the fashion-mnist IDX files, or a factory 'package.module:factory' / "
-            "'path/file.py:factory' (or pass your own tensors to from_tensors())"
-        )
+    canonical, data_dir = _bundled_name(name_or_path, canonical, data_dir)
     if train_limit is not None and (
         isinstance(train_limit, bool) or not isinstance(train_limit, int) or train_limit < 1
     ):
@@ -177,6 +163,28 @@ def load_dataset(
         train_limit=train_limit,
         normalize=normalize,
     )
+
+
+def _bundled_name(
+    name_or_path: str, canonical: str | None, data_dir: str | os.PathLike[str] | None
+) -> tuple[str, str | os.PathLike[str] | None]:
+    """The bundled dataset ``name_or_path`` names and the folder to search (a folder is one)."""
+    if canonical is None and Path(name_or_path).is_dir():
+        canonical = "fashion-mnist"
+        if data_dir is None:
+            data_dir = name_or_path
+    if canonical is None and ("/" in str(name_or_path) or os.sep in str(name_or_path)):
+        raise DatasetError(
+            f"dataset folder {str(name_or_path)!r} does not exist; pass an existing folder "
+            f"holding the fashion-mnist IDX files, or one of {sorted(DATASET_NAMES)}"
+        )
+    if canonical is None:
+        raise DatasetError(
+            f"unknown dataset {name_or_path!r}; use one of {sorted(DATASET_NAMES)}, a folder "
+            "holding the fashion-mnist IDX files, or a factory 'package.module:factory' / "
+            "'path/file.py:factory' (or pass your own tensors to from_tensors())"
+        )
+    return canonical, data_dir
 
 
 # --------------------------------------------------------------------------- digits
@@ -522,8 +530,34 @@ def _from_factory(
     num_workers: int,
 ) -> DataSplits:
     """Call a dataset factory, check what it returns, and make :class:`DataSplits`."""
+    returned = _call_factory(spec, factory, kwargs)
+    parts, num_classes = _parts(spec, returned)
+    _check_parts(spec, parts)
+    _split_val_and_test(spec, parts, seed=seed, val_size=val_size)
+    shapes = {name: _sample_shape(spec, name, part) for name, part in parts.items()}
+    if len(set(shapes.values())) != 1:
+        raise DatasetError(
+            f"dataset {spec!r} has images of different shapes across splits: {shapes}; "
+            "resize them to one (C, H, W) in the factory's transforms"
+        )
+    num_classes = _num_classes(spec, parts, num_classes, num_workers)
+    parts = _normalized(parts, normalize, shapes["train"][0])
+    c, h, w = shapes["train"]
+    return DataSplits(
+        train=parts["train"],
+        val=parts["val"],
+        test=parts["test"],
+        input_shape=(c, h, w),
+        num_classes=num_classes,
+        name=spec,
+        num_workers=num_workers,
+    )
+
+
+def _call_factory(spec: str, factory: Any, kwargs: dict[str, Any]) -> Any:
+    """What the factory returns for ``kwargs``; its failure as a :class:`DatasetError`."""
     try:
-        returned = factory(**kwargs)
+        return factory(**kwargs)
     except DatasetError:
         raise
     except Exception as exc:
@@ -531,7 +565,10 @@ def _from_factory(
             f"dataset {spec!r} failed with {kwargs}: {one_line(exc)}; check the factory and "
             "dataset_kwargs"
         ) from exc
-    parts, num_classes = _parts(spec, returned)
+
+
+def _check_parts(spec: str, parts: Mapping[str, Any]) -> None:
+    """Refuse a split that is not a torch ``Dataset`` with a length, or that is empty."""
     for name, part in parts.items():
         if not isinstance(part, Dataset) or not hasattr(part, "__len__"):
             raise DatasetError(
@@ -540,6 +577,12 @@ def _from_factory(
             )
         if len(part) == 0:
             raise DatasetError(f"the {name} split of dataset {spec!r} is empty; give it samples")
+
+
+def _split_val_and_test(
+    spec: str, parts: dict[str, Any], *, seed: int, val_size: int | float
+) -> None:
+    """Split a held-out set into val and test, or put val in a seeded order (in ``parts``)."""
     if "heldout" in parts:
         heldout = parts.pop("heldout")
         order = np.random.default_rng(seed).permutation(len(heldout))
@@ -552,12 +595,12 @@ def _from_factory(
     else:  # a seeded random order, so that a probe on the first k images is a random sample
         order = np.random.default_rng(seed).permutation(len(parts["val"]))
         parts["val"] = Subset(parts["val"], order.tolist())
-    shapes = {name: _sample_shape(spec, name, part) for name, part in parts.items()}
-    if len(set(shapes.values())) != 1:
-        raise DatasetError(
-            f"dataset {spec!r} has images of different shapes across splits: {shapes}; "
-            "resize them to one (C, H, W) in the factory's transforms"
-        )
+
+
+def _num_classes(
+    spec: str, parts: Mapping[str, Any], num_classes: int | None, num_workers: int
+) -> int:
+    """The class count (the factory's, else from the labels), refusing labels outside it."""
     labels = {name: _known_labels(part) for name, part in parts.items()}
     if num_classes is None:
         for name, part in parts.items():
@@ -573,6 +616,13 @@ def _from_factory(
                 f"the {name} split of dataset {spec!r} holds label {low if low < 0 else high}, "
                 f"outside 0..{num_classes - 1}; labels must be class ids 0..num_classes-1"
             )
+    return int(num_classes)
+
+
+def _normalized(
+    parts: dict[str, Any], normalize: str | Mapping[str, Any] | None, channels: int
+) -> dict[str, Any]:
+    """The splits normalised per channel as asked; ``standard`` needs data held in memory."""
     if normalize == "standard":
         raise ConfigError(
             "normalize: standard needs the bundled datasets' in-memory train split; for a "
@@ -580,21 +630,12 @@ def _from_factory(
             "transforms (normalize: none)"
         )
     if isinstance(normalize, Mapping):
-        mean, std = _per_channel(normalize, shapes["train"][0])
+        mean, std = _per_channel(normalize, channels)
         parts = {
             name: Normalized(part, mean.flatten().tolist(), std.flatten().tolist())
             for name, part in parts.items()
         }
-    c, h, w = shapes["train"]
-    return DataSplits(
-        train=parts["train"],
-        val=parts["val"],
-        test=parts["test"],
-        input_shape=(c, h, w),
-        num_classes=int(num_classes),
-        name=spec,
-        num_workers=num_workers,
-    )
+    return parts
 
 
 def _parts(spec: str, returned: Any) -> tuple[dict[str, Any], int | None]:

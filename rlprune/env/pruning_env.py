@@ -48,6 +48,39 @@ class _RenderModeError(TypeError, ValueError):
     only on ``TypeError``."""
 
 
+def _env_config(
+    preset: str | os.PathLike[str],
+    *,
+    task: PruningTask | None,
+    config: EnvConfig | None,
+    model: str | None,
+    weights: str | None,
+    dataset: str | None,
+    target: float | tuple[float, float] | None,
+    reward: str | None,
+    fill_budget: bool | None,
+    agent: str | os.PathLike[str] | None,
+) -> EnvConfig:
+    """The EnvConfig the env's arguments name, with agent-preset settings and overrides."""
+    if task is not None:
+        if any(v is not None for v in (model, weights, dataset)):
+            raise TypeError("give either task or model/weights/dataset, not both")
+        config = config or EnvConfig(task.config)
+    elif config is None:
+        config = load_env_config(preset, {"model": model, "weights": weights, "dataset": dataset})
+    overrides = {
+        k: v
+        for k, v in {"target": target, "reward": reward, "fill_budget": fill_budget}.items()
+        if v is not None
+    }
+    if agent is not None:
+        # the agent preset's env: settings (what it observes, how its actions map),
+        # as `rlprune train --agent` applies them
+        _, values = load_agent_values(agent, config.name)
+        overrides = {**dict(values.get("env") or {}), **overrides}
+    return config.derive(overrides)
+
+
 class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
     """Choose the keep-ratio of each prunable unit of a trained network (AMC-style).
 
@@ -194,30 +227,20 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
         agent: str | os.PathLike[str] | None = None,
         render_mode: str | None = None,
     ) -> None:
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise _RenderModeError(
-                f"render_mode {render_mode!r} is not one of {self.metadata['render_modes']}"
-            )
+        self._check_render_mode(render_mode)
         self.render_mode = render_mode
-        if task is not None:
-            if any(v is not None for v in (model, weights, dataset)):
-                raise TypeError("give either task or model/weights/dataset, not both")
-            config = config or EnvConfig(task.config)
-        elif config is None:
-            config = load_env_config(
-                preset, {"model": model, "weights": weights, "dataset": dataset}
-            )
-        overrides = {
-            k: v
-            for k, v in {"target": target, "reward": reward, "fill_budget": fill_budget}.items()
-            if v is not None
-        }
-        if agent is not None:
-            # the agent preset's env: settings (what it observes, how its actions map),
-            # as `rlprune train --agent` applies them
-            _, values = load_agent_values(agent, config.name)
-            overrides = {**dict(values.get("env") or {}), **overrides}
-        config = config.derive(overrides)
+        config = _env_config(
+            preset,
+            task=task,
+            config=config,
+            model=model,
+            weights=weights,
+            dataset=dataset,
+            target=target,
+            reward=reward,
+            fill_budget=fill_budget,
+            agent=agent,
+        )
         self.config = config
         self._reward_fn = get_reward(config.env.reward)
         if task is None:
@@ -246,6 +269,13 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
         self._drops = self._probe_drops() if config.env.shaping == "probes" else None
         self._charged = 0.0
         """With shaping: the predicted drop the units decided so far were charged."""
+
+    def _check_render_mode(self, render_mode: str | None) -> None:
+        """Refuse a render mode this env does not have, before any heavy loading."""
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise _RenderModeError(
+                f"render_mode {render_mode!r} is not one of {self.metadata['render_modes']}"
+            )
 
     @property
     def current_unit(self) -> int:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.utils.data import DataLoader
 
 from ..errors import ConfigError
 from .candidates import Candidate
@@ -78,22 +79,11 @@ def train_classifier(
     for epoch in range(epochs):
         if done >= steps:
             break
-        model.train()
-        total, count = 0.0, 0
-        for x, y in loader:
-            if done >= steps:
-                break
-            done += 1
-            optimizer.zero_grad(set_to_none=True)
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            loss = loss_fn(model(x), y)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            total += loss.detach().item() * len(y)
-            count += len(y)
+        done, mean_loss = _train_epoch(
+            model, loader, optimizer, scheduler, loss_fn, device, done=done, steps=steps
+        )
         if on_epoch is not None:
-            on_epoch(epoch + 1, total / max(count, 1))
+            on_epoch(epoch + 1, mean_loss)
     model.eval()
     return FitResult(
         epochs=epochs,
@@ -101,6 +91,35 @@ def train_classifier(
         test_accuracy=split_accuracy(model, data.test, data.num_workers, device=device),
         seconds=time.perf_counter() - start,
     )
+
+
+def _train_epoch(
+    model: nn.Module,
+    loader: DataLoader[tuple[torch.Tensor, ...]],
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    loss_fn: nn.Module,
+    device: torch.device,
+    *,
+    done: int,
+    steps: int,
+) -> tuple[int, float]:
+    """One epoch, stopping at the step budget; returns the steps done so far and mean loss."""
+    model.train()
+    total, count = 0.0, 0
+    for x, y in loader:
+        if done >= steps:
+            break
+        done += 1
+        optimizer.zero_grad(set_to_none=True)
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        total += loss.detach().item() * len(y)
+        count += len(y)
+    return done, total / max(count, 1)
 
 
 @dataclass(frozen=True)

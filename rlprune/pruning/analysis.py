@@ -152,6 +152,29 @@ def _probe(
         return leaves, _io_channels(pruned)
 
 
+@dataclass
+class _MacTerms:
+    """The MACs model's terms as :func:`_fit` collects them, leaf by leaf, in fit order."""
+
+    const: float
+    lin_unit: list[int] = field(default_factory=list)
+    lin_coef: list[float] = field(default_factory=list)
+    bil: list[tuple[int, int, float]] = field(default_factory=list)
+    exact: bool = True
+
+    def mac_model(self) -> MacModel:
+        """The collected terms as a :class:`MacModel`."""
+        return MacModel(
+            const=float(self.const),
+            lin_unit=np.array(self.lin_unit, dtype=np.int64),
+            lin_coef=np.array(self.lin_coef),
+            bil_u=np.array([b[0] for b in self.bil], dtype=np.int64),
+            bil_v=np.array([b[1] for b in self.bil], dtype=np.int64),
+            bil_coef=np.array([b[2] for b in self.bil]),
+            exact=self.exact,
+        )
+
+
 def _fit(
     infos: Sequence[GroupInfo],
     probes: Sequence[dict[str, float]],
@@ -164,85 +187,112 @@ def _fit(
 ) -> tuple[MacModel, np.ndarray]:
     """The MACs model from one probe per unit, and each unit's share of the MACs."""
     full = np.array([info.channels for info in infos], dtype=np.float64)
-    const = total - sum(base_leaf.values())
-    lin_unit: list[int] = []
-    lin_coef: list[float] = []
-    bil: list[tuple[int, int, float]] = []
-    exact = True
+    terms = _MacTerms(const=total - sum(base_leaf.values()))
     shares = np.zeros(len(infos))
     for leaf, f0 in base_leaf.items():
         deps = [u for u, p in enumerate(probes) if p.get(leaf, f0) != f0]
         for u in deps:
             shares[u] += f0 / len(deps)
         if not deps:
-            const += f0
+            terms.const += f0
         elif len(deps) == 1:
             (u,) = deps
-            f1, big, small = probes[u][leaf], full[u], probe_n[u]
-            io0, io1 = base_io.get(leaf), probe_io[u].get(leaf)
-            both_scaled = (
-                io0 is not None and io1 is not None and io1[0] != io0[0] and io1[1] != io0[1]
+            _fit_one_unit(
+                terms, leaf, u, f0, probes[u][leaf], full, probe_n, probe_io, base_io, layers
             )
-            if both_scaled and not is_depthwise(layers[leaf]):
-                # f = d n^2 + c n: a conv whose input and output are the same unit
-                d, c = np.linalg.solve(
-                    np.array([[big * big, big], [small * small, small]]), np.array([f0, f1])
-                )
-                bil.append((u, u, float(d)))
-                lin_unit.append(u)
-                lin_coef.append(float(c))
-            else:
-                b = (f0 - f1) / (big - small)
-                const += f0 - b * big
-                lin_unit.append(u)
-                lin_coef.append(float(b))
         elif (
-            terms := _product_terms(
+            product := _product_terms(
                 leaf, deps, probes, probe_io, probe_n, full, f0, base_io, layers
             )
         ) is not None:
             # a conv/linear whose input and/or output widths follow units (several
             # units concatenated in, one unit out): A in out + B out, exactly
-            c0, lin, pairs = terms
-            const += c0
+            c0, lin, pairs = product
+            terms.const += c0
             for u, coef in lin:
-                lin_unit.append(u)
-                lin_coef.append(coef)
-            bil += pairs
+                terms.lin_unit.append(u)
+                terms.lin_coef.append(coef)
+            terms.bil += pairs
         elif len(deps) == 2:
-            # f = b n_u + c n_v + d n_u n_v (no constant: a layer with no channels costs nothing)
-            u, v = deps
-            rows = [
-                [full[u], full[v], full[u] * full[v]],
-                [probe_n[u], full[v], probe_n[u] * full[v]],
-                [full[u], probe_n[v], full[u] * probe_n[v]],
-            ]
-            b, c, d = np.linalg.solve(
-                np.array(rows), np.array([f0, probes[u][leaf], probes[v][leaf]])
-            )
-            lin_unit += [u, v]
-            lin_coef += [float(b), float(c)]
-            bil.append((u, v, float(d)))
+            _fit_two_units(terms, leaf, deps[0], deps[1], f0, probes, full, probe_n)
         else:
-            # otherwise linear in each unit: exact for per-channel layers (BatchNorm,
-            # activations, pooling after a concat), approximate for the rest
-            const += f0
-            for u in deps:
-                slope = (f0 - probes[u][leaf]) / (full[u] - probe_n[u])
-                const -= slope * full[u]
-                lin_unit.append(u)
-                lin_coef.append(float(slope))
-            exact = exact and leaf not in base_io
-    mac_model = MacModel(
-        const=float(const),
-        lin_unit=np.array(lin_unit, dtype=np.int64),
-        lin_coef=np.array(lin_coef),
-        bil_u=np.array([b[0] for b in bil], dtype=np.int64),
-        bil_v=np.array([b[1] for b in bil], dtype=np.int64),
-        bil_coef=np.array([b[2] for b in bil]),
-        exact=exact,
-    )
-    return mac_model, shares
+            _fit_per_unit(terms, leaf, deps, f0, probes, full, probe_n)
+            terms.exact = terms.exact and leaf not in base_io
+    return terms.mac_model(), shares
+
+
+def _fit_one_unit(
+    terms: _MacTerms,
+    leaf: str,
+    u: int,
+    f0: float,
+    f1: float,
+    full: np.ndarray,
+    probe_n: np.ndarray,
+    probe_io: Sequence[dict[str, tuple[int, int]]],
+    base_io: dict[str, tuple[int, int]],
+    layers: dict[str, nn.Module],
+) -> None:
+    """Add the terms of a leaf whose MACs follow unit ``u`` alone (``f1``: at its probe)."""
+    big, small = full[u], probe_n[u]
+    io0, io1 = base_io.get(leaf), probe_io[u].get(leaf)
+    both_scaled = io0 is not None and io1 is not None and io1[0] != io0[0] and io1[1] != io0[1]
+    if both_scaled and not is_depthwise(layers[leaf]):
+        # f = d n^2 + c n: a conv whose input and output are the same unit
+        d, c = np.linalg.solve(
+            np.array([[big * big, big], [small * small, small]]), np.array([f0, f1])
+        )
+        terms.bil.append((u, u, float(d)))
+        terms.lin_unit.append(u)
+        terms.lin_coef.append(float(c))
+    else:
+        b = (f0 - f1) / (big - small)
+        terms.const += f0 - b * big
+        terms.lin_unit.append(u)
+        terms.lin_coef.append(float(b))
+
+
+def _fit_two_units(
+    terms: _MacTerms,
+    leaf: str,
+    u: int,
+    v: int,
+    f0: float,
+    probes: Sequence[dict[str, float]],
+    full: np.ndarray,
+    probe_n: np.ndarray,
+) -> None:
+    """Add the terms of a leaf that follows two units: ``f = b n_u + c n_v + d n_u n_v``."""
+    # no constant: a layer with no channels costs nothing
+    rows = [
+        [full[u], full[v], full[u] * full[v]],
+        [probe_n[u], full[v], probe_n[u] * full[v]],
+        [full[u], probe_n[v], full[u] * probe_n[v]],
+    ]
+    b, c, d = np.linalg.solve(np.array(rows), np.array([f0, probes[u][leaf], probes[v][leaf]]))
+    terms.lin_unit += [u, v]
+    terms.lin_coef += [float(b), float(c)]
+    terms.bil.append((u, v, float(d)))
+
+
+def _fit_per_unit(
+    terms: _MacTerms,
+    leaf: str,
+    deps: Sequence[int],
+    f0: float,
+    probes: Sequence[dict[str, float]],
+    full: np.ndarray,
+    probe_n: np.ndarray,
+) -> None:
+    """Add the terms of a leaf that follows several units, as linear in each of them."""
+    # exact for per-channel layers (BatchNorm, activations, pooling after a concat),
+    # approximate for the rest
+    terms.const += f0
+    for u in deps:
+        slope = (f0 - probes[u][leaf]) / (full[u] - probe_n[u])
+        terms.const -= slope * full[u]
+        terms.lin_unit.append(u)
+        terms.lin_coef.append(float(slope))
 
 
 def _product_terms(

@@ -197,29 +197,44 @@ def iter_groups(
             if failed is not None and module in names:
                 failed[names[module]] = first_line(exc)
             continue
-        out_modules: list[str] = []
-        in_modules: list[str] = []
-        reaches_output, prunable = False, True
-        for dep, _ in group:
-            target = dep.target
-            is_out = graph.is_out_channel_pruning_fn(dep.handler)
-            if is_out:
-                visited.add(target.module)
-                if target.module in ignored:
-                    prunable = False
-            # a node with no consumers produces the network's output (the classifier)
-            if target.type == tp.ops.OPTYPE.OUTPUT or (is_out and not target.outputs):
-                reaches_output = True
-            target_module = target.module
-            if not isinstance(target_module, PRUNABLE_TYPES) or target_module not in names:
-                continue
-            if is_out:
-                out_modules.append(names[target_module])
-            elif graph.is_in_channel_pruning_fn(dep.handler):
-                in_modules.append(names[target_module])
+        out_modules, in_modules, reaches_output, prunable = _group_layers(
+            graph, group, names, ignored, visited
+        )
         if reaches_output or not prunable or not out_modules:
             continue
         info = GroupInfo(
             tuple(out_modules), tuple(in_modules), channels, _channel_groups(graph, group)
         )
         yield group, info
+
+
+def _group_layers(
+    graph: tp.DependencyGraph,
+    group: tp.Group,
+    names: dict[nn.Module, str],
+    ignored: set[nn.Module],
+    visited: set[nn.Module],
+) -> tuple[list[str], list[str], bool, bool]:
+    """A group's out and in layers, whether it reaches the output, whether it is prunable."""
+    # its out-channel layers are marked visited: no other group starts from them
+    out_modules: list[str] = []
+    in_modules: list[str] = []
+    reaches_output, prunable = False, True
+    for dep, _ in group:
+        target = dep.target
+        is_out = graph.is_out_channel_pruning_fn(dep.handler)
+        if is_out:
+            visited.add(target.module)
+            if target.module in ignored:
+                prunable = False
+        # a node with no consumers produces the network's output (the classifier)
+        if target.type == tp.ops.OPTYPE.OUTPUT or (is_out and not target.outputs):
+            reaches_output = True
+        target_module = target.module
+        if not isinstance(target_module, PRUNABLE_TYPES) or target_module not in names:
+            continue
+        if is_out:
+            out_modules.append(names[target_module])
+        elif graph.is_in_channel_pruning_fn(dep.handler):
+            in_modules.append(names[target_module])
+    return out_modules, in_modules, reaches_output, prunable

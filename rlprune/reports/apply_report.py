@@ -271,57 +271,12 @@ def _auto_unit(n: float) -> str:
 def render_markdown(report: ApplyReport) -> str:
     """The text of ``report.md``."""
     r = report
-    unit = _auto_unit(r.macs_before)
-    headline = (
-        f"MACs {format_count(r.macs_before, unit)} → {format_count(r.macs_after, unit)} "
-        f"({r.macs_ratio:.2f}×), test acc {_percent(r.test_accuracy_before)} → "
-        f"{_percent(r.test_accuracy_after)}"
-    )
-    if r.test_accuracy_finetuned is not None:
-        headline += f" ({_percent(r.test_accuracy_finetuned)} after fine-tuning)"
-
-    mode = r.mode if r.mode == "zero-shot" else f"adapted ({r.adapt_episodes} episodes)"
-    if r.deferred:
-        mode += f"; the zero-shot episode played {r.played()} (outside the family)"
-    if r.refine_evaluations:
-        mode += f"; refined with {r.refine_evaluations} evaluations (" + (
-            "a better configuration found and delivered)"
-            if r.refine_improved
-            else "none better than the policy's)"
-        )
-    finetune = f"{r.finetune_epochs} epochs" if r.finetune_epochs else "none"
     lines = [
         f"# rlprune apply: `{r.model}` on `{r.env}`",
         "",
-        f"**{headline}**",
+        f"**{_headline(r)}**",
         "",
-        f"- policy: `{r.policy}`",
-        f"- MACs target: {r.target:.2f} of the original",
-        f"- policy mode: {mode}",
-        *([f"- policy trained on: {', '.join(r.policy_family)}"] if r.policy_family else []),
-        *(
-            [
-                "- outside the policy's training ranges: "
-                + ", ".join(
-                    f"{o['feature']} ({o['steps']} of {len(r.units)} units, up to "
-                    f"{o['distance']:.2f})"
-                    for o in r.outside_family
-                )
-            ]
-            if r.outside_family
-            else []
-        ),
-        f"- fine-tuning: {finetune}",
-        f"- wall time: {r.wall_time_s:.1f} s (scoring on {r.device})",
-        *(
-            [
-                f"- {r.device} latency, batch {b}: {_ms(v['before_ms'])} → {_ms(v['after_ms'])} "
-                f"({speed_words(v['speedup'])})"
-                for b, v in sorted(r.latency_gpu.items())
-            ]
-            if r.latency_gpu
-            else []
-        ),
+        *_setting_lines(r),
         "",
         "## Before and after",
         "",
@@ -347,6 +302,67 @@ def render_markdown(report: ApplyReport) -> str:
         lines += ["", "## Software", ""]
         lines.append(", ".join(f"{name} {version}" for name, version in r.versions.items()))
     return "\n".join(lines) + "\n"
+
+
+def _headline(r: ApplyReport) -> str:
+    """The report's bold first line: MACs and test accuracy, before → after."""
+    unit = _auto_unit(r.macs_before)
+    headline = (
+        f"MACs {format_count(r.macs_before, unit)} → {format_count(r.macs_after, unit)} "
+        f"({r.macs_ratio:.2f}×), test acc {_percent(r.test_accuracy_before)} → "
+        f"{_percent(r.test_accuracy_after)}"
+    )
+    if r.test_accuracy_finetuned is not None:
+        headline += f" ({_percent(r.test_accuracy_finetuned)} after fine-tuning)"
+    return headline
+
+
+def _policy_mode(r: ApplyReport) -> str:
+    """How the policy was used: zero-shot or adapted, deferred steps, and the refinement."""
+    mode = r.mode if r.mode == "zero-shot" else f"adapted ({r.adapt_episodes} episodes)"
+    if r.deferred:
+        mode += f"; the zero-shot episode played {r.played()} (outside the family)"
+    if r.refine_evaluations:
+        mode += f"; refined with {r.refine_evaluations} evaluations (" + (
+            "a better configuration found and delivered)"
+            if r.refine_improved
+            else "none better than the policy's)"
+        )
+    return mode
+
+
+def _setting_lines(r: ApplyReport) -> list[str]:
+    """The list under the headline: policy, target, mode, fine-tuning, time, GPU latency."""
+    finetune = f"{r.finetune_epochs} epochs" if r.finetune_epochs else "none"
+    return [
+        f"- policy: `{r.policy}`",
+        f"- MACs target: {r.target:.2f} of the original",
+        f"- policy mode: {_policy_mode(r)}",
+        *([f"- policy trained on: {', '.join(r.policy_family)}"] if r.policy_family else []),
+        *(
+            [
+                "- outside the policy's training ranges: "
+                + ", ".join(
+                    f"{o['feature']} ({o['steps']} of {len(r.units)} units, up to "
+                    f"{o['distance']:.2f})"
+                    for o in r.outside_family
+                )
+            ]
+            if r.outside_family
+            else []
+        ),
+        f"- fine-tuning: {finetune}",
+        f"- wall time: {r.wall_time_s:.1f} s (scoring on {r.device})",
+        *(
+            [
+                f"- {r.device} latency, batch {b}: {_ms(v['before_ms'])} → {_ms(v['after_ms'])} "
+                f"({speed_words(v['speedup'])})"
+                for b, v in sorted(r.latency_gpu.items())
+            ]
+            if r.latency_gpu
+            else []
+        ),
+    ]
 
 
 def _summary_table(r: ApplyReport) -> list[str]:

@@ -199,68 +199,10 @@ def _sample_efficiency(
         curves = [run.best_so_far() for run in runs if run.history]
         if not curves:
             continue
-        color = colors[method]
         if max(len(c) for c in curves) == 1:
-            # One-shot heuristics: a point at the cost they were charged, with a faint
-            # level line so the curves can be read against it.
-            finals = np.array([100 * c[-1] for c in curves])
-            cost = float(np.mean([run.evaluations for run in runs if run.history]))
-            mean = float(finals.mean())
-            ax.axhline(mean, color=color, linestyle=":", linewidth=1.2, alpha=0.8)
-            ax.errorbar(
-                [cost],
-                [mean],
-                # max(0, ...): float rounding makes mean - min slightly negative for equal values
-                yerr=[[max(0.0, mean - finals.min())], [max(0.0, finals.max() - mean)]],
-                color=color,
-                marker=markers[method],
-                markersize=8,
-                capsize=4,
-                linestyle="none",
-                zorder=3,
-                label=f"{method} ({cost:g} evaluation{'s' if cost != 1 else ''})",
-            )
-            continue
-        length = max(len(c) for c in curves)
-        padded = np.full((len(curves), length), np.nan)
-        for i, curve in enumerate(curves):
-            padded[i, : len(curve)] = 100 * np.asarray(curve)
-        # x: cumulative cost of the longest run (seeds of one method charge alike)
-        longest = max((run for run in runs if run.history), key=lambda run: len(run.history))
-        x = np.asarray(longest.cumulative_cost())
-        with warnings.catch_warnings():
-            # a column is all-NaN before any seed has an in-budget candidate: left blank
-            warnings.simplefilter("ignore", RuntimeWarning)
-            mean = np.nanmean(padded, axis=0)
-            low, high = np.nanmin(padded, axis=0), np.nanmax(padded, axis=0)
-        ax.plot(
-            x,
-            mean,
-            color=color,
-            linewidth=1.8,
-            label=f"{method} (mean of {len(curves)} seed{'s' if len(curves) != 1 else ''})",
-        )
-        finite = np.flatnonzero(np.isfinite(mean))
-        if finite.size:
-            # mark where each curve ends: a heuristic whose probes are all over budget
-            # has a single in-budget point, which a line alone would not show
-            ax.plot(
-                x[finite[-1]],
-                mean[finite[-1]],
-                color=color,
-                marker=markers[method],
-                markersize=7,
-                linestyle="none",
-            )
-        if len(curves) > 1:
-            ax.fill_between(
-                x,
-                low,
-                high,
-                color=color,
-                alpha=0.18,
-                linewidth=0,
-            )
+            _one_shot_point(ax, method, runs, curves, colors[method], markers[method])
+        else:
+            _best_so_far_curve(ax, method, runs, curves, colors[method], markers[method])
     ax.set_title("Sample efficiency: best validation accuracy so far (band: min–max over seeds)")
     ax.set_xlabel("cost (full evaluations; a low-fidelity probe counts its share)")
     ax.set_ylabel("best validation top-1 so far (%)")
@@ -270,6 +212,85 @@ def _sample_efficiency(
     else:
         _no_data(ax, "no search histories")
     return figure
+
+
+def _one_shot_point(
+    ax: Axes,
+    method: str,
+    runs: Sequence[SearchResult],
+    curves: Sequence[Sequence[float]],
+    color: str,
+    marker: str,
+) -> None:
+    """Draw a one-shot heuristic: a point at its cost, with a level line to read curves by."""
+    finals = np.array([100 * c[-1] for c in curves])
+    cost = float(np.mean([run.evaluations for run in runs if run.history]))
+    mean = float(finals.mean())
+    ax.axhline(mean, color=color, linestyle=":", linewidth=1.2, alpha=0.8)
+    ax.errorbar(
+        [cost],
+        [mean],
+        # max(0, ...): float rounding makes mean - min slightly negative for equal values
+        yerr=[[max(0.0, mean - finals.min())], [max(0.0, finals.max() - mean)]],
+        color=color,
+        marker=marker,
+        markersize=8,
+        capsize=4,
+        linestyle="none",
+        zorder=3,
+        label=f"{method} ({cost:g} evaluation{'s' if cost != 1 else ''})",
+    )
+
+
+def _best_so_far_curve(
+    ax: Axes,
+    method: str,
+    runs: Sequence[SearchResult],
+    curves: Sequence[Sequence[float]],
+    color: str,
+    marker: str,
+) -> None:
+    """Draw a search's best-so-far curve: the seeds' mean, its end marker and min-max band."""
+    length = max(len(c) for c in curves)
+    padded = np.full((len(curves), length), np.nan)
+    for i, curve in enumerate(curves):
+        padded[i, : len(curve)] = 100 * np.asarray(curve)
+    # x: cumulative cost of the longest run (seeds of one method charge alike)
+    longest = max((run for run in runs if run.history), key=lambda run: len(run.history))
+    x = np.asarray(longest.cumulative_cost())
+    with warnings.catch_warnings():
+        # a column is all-NaN before any seed has an in-budget candidate: left blank
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = np.nanmean(padded, axis=0)
+        low, high = np.nanmin(padded, axis=0), np.nanmax(padded, axis=0)
+    ax.plot(
+        x,
+        mean,
+        color=color,
+        linewidth=1.8,
+        label=f"{method} (mean of {len(curves)} seed{'s' if len(curves) != 1 else ''})",
+    )
+    finite = np.flatnonzero(np.isfinite(mean))
+    if finite.size:
+        # mark where each curve ends: a heuristic whose probes are all over budget
+        # has a single in-budget point, which a line alone would not show
+        ax.plot(
+            x[finite[-1]],
+            mean[finite[-1]],
+            color=color,
+            marker=marker,
+            markersize=7,
+            linestyle="none",
+        )
+    if len(curves) > 1:
+        ax.fill_between(
+            x,
+            low,
+            high,
+            color=color,
+            alpha=0.18,
+            linewidth=0,
+        )
 
 
 def _keep_ratios(results: Sequence[MethodSeedResult], colors: Mapping[str, str]) -> Figure:

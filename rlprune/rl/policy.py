@@ -233,6 +233,28 @@ def load_policy(path: str | Path) -> LoadedPolicy:
             for another observation feature-set version.
     """
     folder = resolve_policy_dir(path)
+    metadata = _read_metadata(folder)
+    agent = _agent_from_metadata(folder, metadata)
+    members = metadata.get("members", 1)
+    if not isinstance(members, int) or members < 1:
+        raise ConfigError(
+            f"{folder / METADATA_FILE} is damaged: 'members' must be a positive integer; "
+            "re-save the policy"
+        )
+    networks = _load_networks(folder, agent, metadata["feature_version"], members)
+    for network in networks:
+        network.set_training_mode(False)
+    return LoadedPolicy(
+        network=networks[0],
+        metadata=metadata,
+        agent=agent,
+        path=folder,
+        others=tuple(networks[1:]),
+    )
+
+
+def _read_metadata(folder: Path) -> dict[str, Any]:
+    """A policy folder's metadata, refused unless it is a policy of a known feature set."""
     try:
         metadata = json.loads((folder / METADATA_FILE).read_text())
     except (OSError, json.JSONDecodeError) as exc:
@@ -246,6 +268,11 @@ def load_policy(path: str | Path) -> LoadedPolicy:
             f"this rlprune knows {', '.join(f'v{v}' for v in FEATURE_SETS)}; retrain it "
             "with this version"
         )
+    return metadata
+
+
+def _agent_from_metadata(folder: Path, metadata: Mapping[str, Any]) -> AgentConfig:
+    """The agent preset the metadata records, which rebuilds the policy's network."""
     agent_meta = metadata.get("agent", {})
     if not isinstance(agent_meta, dict) or not all(
         isinstance(agent_meta.get(k, {}), dict) for k in ("hyperparams", "env")
@@ -254,7 +281,7 @@ def load_policy(path: str | Path) -> LoadedPolicy:
             f"{folder / METADATA_FILE} is damaged: 'agent' must map name, algo, hyperparams "
             "and env; re-save the policy with `rlprune train`"
         )
-    agent = make_agent_config(
+    return make_agent_config(
         str(agent_meta.get("name", "agent")),
         {
             "algo": agent_meta.get("algo", "ppo"),
@@ -262,12 +289,12 @@ def load_policy(path: str | Path) -> LoadedPolicy:
             "env": agent_meta.get("env", {}),
         },
     )
-    members = metadata.get("members", 1)
-    if not isinstance(members, int) or members < 1:
-        raise ConfigError(
-            f"{folder / METADATA_FILE} is damaged: 'members' must be a positive integer; "
-            "re-save the policy"
-        )
+
+
+def _load_networks(
+    folder: Path, agent: AgentConfig, version: int, members: int
+) -> list[BasePolicy]:
+    """Build the policy's ``members`` networks, then load their weights from ``policy.pt``."""
     try:
         networks = [
             build_policy(agent, observation_space(version), action_space()) for _ in range(members)
@@ -286,15 +313,7 @@ def load_policy(path: str | Path) -> LoadedPolicy:
         raise ConfigError(
             f"cannot load policy weights {str(folder / WEIGHTS_FILE)!r}: {str(exc).splitlines()[0]}"
         ) from None
-    for network in networks:
-        network.set_training_mode(False)
-    return LoadedPolicy(
-        network=networks[0],
-        metadata=metadata,
-        agent=agent,
-        path=folder,
-        others=tuple(networks[1:]),
-    )
+    return networks
 
 
 def env_config_for_policy(
