@@ -15,10 +15,13 @@ import dataclasses
 import secrets
 import shutil
 import time
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import torch
 from torch import nn
 
 from .env.pruning_env import PruningEnv
@@ -27,13 +30,13 @@ from .errors import ConfigError
 from .evaluation.candidates import Candidate
 from .evaluation.finetune import deliver
 from .evaluation.task import PruningTask
+from .evaluation.timing import paired_speedups
 from .files import check_output_dir, publish_dir
 from .mdp.settings import EnvConfig
 from .presets.loader import GENERAL_POLICY
 from .presets.tasks import load_task
 from .reports.apply_report import ApplyReport, unit_rows, write_report
 from .reports.export import export_model
-from .reports.latency import LatencySpeedup, compare_latency
 from .rl.agents import ON_POLICY
 from .rl.policy import LoadedPolicy, env_config_for_policy, load_policy
 from .rl.recorder import RunRecorder
@@ -168,6 +171,7 @@ def _apply(
         seed=settings.seed,
     )
     speed, latency_gpu = _time(task, delivered.final, settings, stage)
+    budget_check = latency_budget_check(task, best.channels, speed)
     stage("exporting")
     files = export_model(delivered.final, task.example_inputs, out)
     report = ApplyReport(
@@ -189,7 +193,9 @@ def _apply(
         test_accuracy_after=delivered.test_accuracy,
         val_accuracy_finetuned=delivered.val_accuracy_finetuned,
         test_accuracy_finetuned=delivered.test_accuracy_finetuned,
-        latency={b: s.as_dict() for b, s in speed.items()},
+        latency=speed,
+        latency_budget=budget_check,
+        threads=task.config.threads or torch.get_num_threads(),
         wall_time_s=time.perf_counter() - start,
         device=str(task.device),
         latency_gpu=latency_gpu,
@@ -261,25 +267,68 @@ def _refine(
 
 def _time(
     task: PruningTask, final: nn.Module, settings: ApplySettings, stage: Callable[[str], None]
-) -> tuple[dict[int, LatencySpeedup], dict[int, dict[str, float]] | None]:
-    """Original against pruned latency on the CPU, and on the task's GPU when it has one."""
+) -> tuple[dict[int, dict[str, float]], dict[int, dict[str, float]] | None]:
+    """Original against pruned latency on the CPU, and on the task's GPU when it has one:
+    interleaved passes, ``{batch: {before_ms, after_ms, speedup, p10, p90}}``."""
     stage("timing on the CPU")
-    speed = compare_latency(
+    batches = tuple(dict.fromkeys((*settings.latency_batches, task.config.latency_batch)))
+    shape = task.data.input_shape
+    speed = paired_speedups(
         task.model,
         final,
-        task.data.input_shape,
-        batch_sizes=settings.latency_batches,
-        repeats=settings.latency_repeats,
+        shape,
+        batches,
+        settings.latency_repeats,
+        threads=task.config.threads,
     )
+    on_cpu = {b: s.as_dict() for b, s in speed.items()}
     if task.device.type != "cuda":
-        return speed, None
+        return on_cpu, None
     stage(f"timing on {task.device}")
-    on_gpu = compare_latency(
+    on_gpu = paired_speedups(
         task.on_device(task.model),
         copy.deepcopy(final).to(task.device),
-        task.data.input_shape,
-        batch_sizes=settings.latency_batches,
-        repeats=settings.latency_repeats,
+        shape,
+        batches,
+        settings.latency_repeats,
         device=task.device,
     )
-    return speed, {b: s.as_dict() for b, s in on_gpu.items()}
+    return on_cpu, {b: s.as_dict() for b, s in on_gpu.items()}
+
+
+def latency_budget_check(
+    task: PruningTask, channels: Sequence[int], timed: Mapping[int, Mapping[str, float]]
+) -> dict[str, Any] | None:
+    """Under a latency budget: the predicted speedup of ``channels`` against the one
+    measured on the budget's device at its batch size, and whether they agree within the
+    latency model's stated error (its 90th-percentile held-out error); warns when not."""
+    latency = task.latency
+    if latency is None:
+        return None
+    where = timed.get(latency.key.batch)
+    if where is None:
+        return None
+    predicted = 1.0 / task.budget_ratio(channels)
+    measured = float(where["speedup"])
+    bound = max(latency.error_p90, 0.05)
+    agrees = abs(measured / predicted - 1.0) <= bound
+    if not agrees:
+        warnings.warn(
+            f"measured speedup {measured:.2f}× at batch {latency.key.batch} differs from the "
+            f"latency model's {predicted:.2f}× by more than its stated error ({bound:.0%}): "
+            "the machine may be busy, or the model is off for this network; rebuild it on an "
+            "idle machine (delete the cache) or use --threads 1",
+            stacklevel=2,
+        )
+    return {
+        "device": latency.key.device,
+        "batch": latency.key.batch,
+        "threads": latency.key.threads,
+        "torch": latency.key.torch,
+        "predicted_speedup": predicted,
+        "measured_speedup": measured,
+        "stated_error": bound,
+        "agrees": agrees,
+        "round_to": task.config.round_to,
+        "model_seconds": latency.seconds,
+    }

@@ -56,12 +56,12 @@ def uniform_keep_ratio(task: PruningTask, target: float, iterations: int = 40) -
 
     Bisection on the ratio with the exact MACs model (no candidate is evaluated).
     """
-    budget = target * task.analysis.macs
+    budget = target * task.cost_total
     full = task.analysis.channels
 
     def macs(ratio: float) -> float:
         counts = np.array([task.unit_count(ratio, i) for i in range(len(full))])
-        return task.analysis.mac_model.macs(counts)
+        return task.cost_model.macs(counts)
 
     low, high = task.config.min_keep, task.config.max_keep
     if macs(high) <= budget:
@@ -161,7 +161,7 @@ def magnitude_channels(
     allowed values (``round_to``).
     """
     task.check_target(target)
-    budget = target * task.analysis.macs
+    budget = target * task.cost_total
     full = task.analysis.channels
     scores = magnitude_scores(task, normalizer)
     # removable channels of each unit, weakest first; the first (full - max) always go
@@ -184,7 +184,7 @@ def magnitude_channels(
         )
 
     def fits(k: int) -> bool:
-        return task.analysis.mac_model.macs(channels_after(k)) <= budget
+        return task.cost_model.macs(channels_after(k)) <= budget
 
     low, high = 0, len(ranked_units)
     while low < high:
@@ -236,8 +236,8 @@ def allocate_by_sensitivity(
     lucky probe makes a unit look free to prune.
     """
     task.check_target(target)
-    budget = target * task.analysis.macs
-    mac_model = task.analysis.mac_model
+    budget = target * task.cost_total
+    mac_model = task.cost_model
     xs, ys = curve_arrays(curves, monotone=monotone)
     channels = np.array(task.max_channels, dtype=np.int64)
     macs = mac_model.macs(channels)
@@ -324,7 +324,7 @@ def top_up(
     """Raise units, in ``order``, one allowed step at a time while the exact MACs model
     still meets ``target``: the configuration then uses its budget (no unit in ``order``
     can grow without breaking it). A configuration that already does is returned as is."""
-    budget = target * task.analysis.macs
+    budget = target * task.cost_total
     result = np.array(channels, dtype=np.int64)
     for i in order:
         options = task.candidates[i]
@@ -332,7 +332,7 @@ def top_up(
         while position + 1 < len(options):
             trial = result.copy()
             trial[i] = options[position + 1]
-            if task.analysis.mac_model.macs(trial) > budget:
+            if task.cost_model.macs(trial) > budget:
                 break
             result, position = trial, position + 1
     return result

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,6 +20,8 @@ from rlprune.presets.tasks import load_task
 # One intra-op thread: the networks here are tiny, and on a shared 2-core machine two
 # threads contending with another process make small convolutions ~100x slower.
 torch.set_num_threads(1)
+# latency models are cached here, not in the user's ~/.cache (CLI subprocesses inherit it)
+os.environ["RLPRUNE_CACHE_DIR"] = tempfile.mkdtemp(prefix="rlprune-test-cache-")
 
 ROOT = Path(__file__).resolve().parent.parent
 CUSTOM_MODEL = str(ROOT / "examples" / "custom_model.py") + ":build"

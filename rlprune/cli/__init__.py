@@ -14,7 +14,14 @@ from collections.abc import Callable, Sequence
 from ..errors import RLPruneError, one_line
 from ..version import __version__
 from . import apply, benchmark, info, train
-from .common import Parser, add_trust_argument, err_console, fraction_list, print_error
+from .common import (
+    LatencyReporter,
+    Parser,
+    add_trust_argument,
+    err_console,
+    fraction_list,
+    print_error,
+)
 
 __all__ = ["add_trust_argument", "build_parser", "fraction_list", "main"]
 
@@ -44,8 +51,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     func: Callable[[argparse.Namespace], int] = args.func
     if not args.debug:
         warnings.formatwarning = lambda message, *_args, **_kw: f"warning: {message}\n"
+    from ..evaluation.latency import reporting
+
     try:
-        return func(args)
+        with reporting(LatencyReporter()):
+            return func(args)
     except RLPruneError as error:
         if args.debug:
             raise

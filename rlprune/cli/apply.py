@@ -65,7 +65,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
 def _print_results(report: ApplyReport) -> None:
     """Print what pruning delivered: MACs, params, accuracy, latency and the refinement."""
-    from ..reports.apply_report import format_count
+    from ..reports.apply_report import format_count, latency_budget_words
     from ..reports.latency import speed_words
 
     console.print(
@@ -85,9 +85,12 @@ def _print_results(report: ApplyReport) -> None:
         for batch, row in sorted(rows.items()):
             console.print(
                 f"{where} latency batch {batch}: {row['before_ms']:.2f} ms → "
-                f"{row['after_ms']:.2f} ms ({speed_words(row['speedup'])})",
+                f"{row['after_ms']:.2f} ms ({speed_words(row['speedup'])}"
+                + (f", p10–p90 {row['p10']:.2f}–{row['p90']:.2f}×)" if "p10" in row else ")"),
                 highlight=False,
             )
+    if report.latency_budget:
+        console.print(latency_budget_words(report.latency_budget), highlight=False)
     if report.refine_evaluations:
         console.print(
             f"refined with {report.refine_evaluations} evaluations: "

@@ -13,6 +13,7 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -21,11 +22,13 @@ from rich.text import Text
 
 from ..env.rollout import TRUST_MODES
 from ..errors import RunError
+from ..evaluation.config import METRICS
 from ..mdp.rewards import get_reward
 from ..mdp.settings import EnvConfig, setting_help
 from ..presets.loader import load_env_config
 
 if TYPE_CHECKING:
+    from ..evaluation.latency import LatencyModel
     from ..rl.recorder import RunRecorder
 
 
@@ -118,6 +121,16 @@ def add_env_arguments(parser: argparse.ArgumentParser) -> None:
         help=setting_help("target") + "; LOW:HIGH for a range (train: a family's targets)",
     )
     group.add_argument("--reward", help=setting_help("reward"))
+    group.add_argument(
+        "--metric",
+        choices=METRICS,
+        help="what --target budgets: macs (default) or latency, measured on --device at "
+        "--latency-batch by a latency model fitted once and cached",
+    )
+    group.add_argument(
+        "--latency-batch", type=POSITIVE, help=setting_help("latency_batch") + " (default: 1)"
+    )
+    group.add_argument("--threads", type=POSITIVE, help=setting_help("threads"))
 
 
 def add_trust_argument(parser: argparse.ArgumentParser) -> None:
@@ -181,8 +194,15 @@ def env_config_from_args(args: argparse.Namespace) -> EnvConfig:
             "amp": args.amp,
             "target": args.target,
             "reward": args.reward,
+            "metric": getattr(args, "metric", None),
+            "latency_batch": getattr(args, "latency_batch", None),
+            "threads": getattr(args, "threads", None),
         },
     )
+    if config.task.threads is not None:
+        import torch
+
+        torch.set_num_threads(config.task.threads)
     get_reward(config.env.reward)  # an unknown reward fails here, before any loading
     return config
 
@@ -224,6 +244,50 @@ def episode_progress(total: int, label: str) -> tuple[Progress, Callable[[RunRec
         set_status(recorder.episodes, text)
 
     return progress, update
+
+
+class LatencyReporter:
+    """Shows a latency model's build as a progress bar on stderr, then one line saying what
+    it is (:func:`rlprune.evaluation.latency.reporting`)."""
+
+    def __init__(self) -> None:
+        self.progress: Progress | None = None
+        self.bar: TaskID | None = None
+
+    def __call__(self, done: int, total: int, model: LatencyModel | None) -> None:
+        if model is None:
+            if self.progress is None:
+                self.progress = Progress(
+                    TextColumn("{task.description}"),
+                    BarColumn(),
+                    MofNCompleteColumn(),
+                    TimeElapsedColumn(),
+                    console=err_console,
+                    transient=True,
+                )
+                self.progress.start()
+                self.bar = self.progress.add_task("timing latency probes", total=total)
+            assert self.bar is not None
+            self.progress.update(self.bar, completed=done)
+            return
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+        key = model.key
+        how = (
+            f"built in {model.seconds:.1f} s from {model.probes} probes"
+            if total
+            else "loaded from the cache"
+        )
+        err_console.print(
+            f"latency model ({key.device}, batch {key.batch}, {key.threads} thread"
+            f"{'s' if key.threads != 1 else ''}, torch {key.torch}): {how}; original "
+            f"{model.full_ms:.2f} ms, stated error {model.error:.1%}, timing noise "
+            f"{model.noise:.1%}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def seconds(text: str) -> float:

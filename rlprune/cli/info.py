@@ -6,15 +6,23 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from rich.progress import (
     Progress,
 )
 from rich.table import Table
 
-from .common import NON_NEGATIVE, add_env_arguments, command_line, console, env_config_from_args
+from .common import (
+    NON_NEGATIVE,
+    POSITIVE,
+    add_env_arguments,
+    command_line,
+    console,
+    env_config_from_args,
+)
 
 if TYPE_CHECKING:
-    pass
+    from ..evaluation.task import PruningTask
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -23,7 +31,10 @@ def cmd_info(args: argparse.Namespace) -> int:
     from ..reports.apply_report import format_count
 
     config = env_config_from_args(args)
-    task = load_task(config)
+    if args.latency and config.task.metric != "latency":
+        config = config.derive({"metric": "latency"})
+    # checking the latency model is no search: the preset's target need not be reachable
+    task = load_task(config.task if args.latency else config)
     analysis = task.analysis
     table = Table(title=f"{config.name}: {config.task.model} on {config.task.dataset}")
     for column in ("#", "unit", "kind", "channels", "kernel", "stride", "input", "MACs share"):
@@ -52,7 +63,25 @@ def cmd_info(args: argparse.Namespace) -> int:
         f"{'exact' if analysis.mac_model.exact else 'approximate (measured and repaired)'}"
     )
     console.print(f"validation accuracy (unpruned): {task.base_accuracy():.4f}")
+    if args.latency:
+        _print_latency_check(task, args.latency)
     return 0
+
+
+def _print_latency_check(task: PruningTask, count: int) -> None:
+    """The latency model against ``count`` freshly timed random candidates."""
+    check = task.check_latency(count)
+    latency = task.latency
+    assert latency is not None
+    errors = check.errors
+    console.print(
+        f"latency model check ({latency.key.device}, batch {latency.key.batch}, "
+        f"{latency.key.threads} thread(s)): {count} random candidates timed interleaved with "
+        f"the original in {check.seconds:.0f} s; predicted against measured latency ratio: "
+        f"median abs error {check.median_error:.1%}, p90 {np.percentile(errors, 90):.1%}, "
+        f"max {errors.max():.1%} (stated {latency.error:.1%}); smallest reachable latency "
+        f"target {task.min_budget_ratio:.3f}"
+    )
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
@@ -90,6 +119,16 @@ def add_parser(sub: Any, debug: argparse.ArgumentParser) -> None:
     """Add the ``info`` commands to ``sub`` (the subparsers of ``rlprune``)."""
     info = sub.add_parser("info", parents=[debug], help="print a model's prunable units and MACs")
     add_env_arguments(info)
+    info.add_argument(
+        "--latency",
+        type=POSITIVE,
+        nargs="?",
+        const=30,
+        default=0,
+        metavar="N",
+        help="build the latency model (--metric latency) and check it against N freshly "
+        "timed random candidates (default N: 30)",
+    )
     info.set_defaults(func=cmd_info)
 
     pre = sub.add_parser(

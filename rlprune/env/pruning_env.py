@@ -251,7 +251,7 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
         analysis = task.analysis
         self.units = analysis.units
         self._full = analysis.channels
-        self._total_macs = float(analysis.macs)
+        self._total_cost = task.cost_total
         self.features = features_for(config.env.features)
         self._static = self._static_features()
 
@@ -336,7 +336,7 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
     def _static_features(self) -> np.ndarray:
         n = len(self.units)
         rows = np.zeros((n, len(self.features)), dtype=np.float64)
-        shares = np.array([u.macs for u in self.units], dtype=np.float64) / self._total_macs
+        shares = self.task.unit_shares
         for i, u in enumerate(self.units):
             rows[i, C["position"]] = i / n
             rows[i, C["log_in_channels"]] = np.log2(max(u.in_channels, 1)) / 16
@@ -380,13 +380,13 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
         obs = self._static[t].copy()
         trial = self._full.astype(np.float64)
         trial[:t] = self._chosen[:t]
-        obs[C["macs_removed"]] = 1.0 - self.task.analysis.mac_model.macs(trial) / self._total_macs
+        obs[C["macs_removed"]] = 1.0 - self.task.cost_model.macs(trial) / self._total_cost
         obs[C["previous_keep"]] = self._chosen[t - 1] / self._full[t - 1] if t > 0 else 1.0
         obs[C["target"]] = self._target
         if self.config.env.features >= 2:
-            removed = self._total_macs - self.task.analysis.mac_model.macs(trial)
-            to_remove = (1.0 - self._target) * self._total_macs - removed
-            prunable = self._static[t:, C["macs_share"]].sum() * self._total_macs
+            removed = self._total_cost - self.task.cost_model.macs(trial)
+            to_remove = (1.0 - self._target) * self._total_cost - removed
+            prunable = self._static[t:, C["macs_share"]].sum() * self._total_cost
             obs[C["budget_left"]] = max(to_remove, 0.0) / prunable if prunable > 0 else 0.0
             obs[C["prior_keep"]] = self._prior_keep[t]
         observation: np.ndarray = np.clip(obs, 0.0, 1.0).astype(np.float32)
@@ -422,13 +422,13 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
         n = int(options[np.argmin(np.abs(options - keep_ratio * self._full[unit]))])
         if self.config.env.budget_clipping:
             lo, hi = channel_bounds(
-                self.task.analysis.mac_model,
+                self.task.cost_model,
                 self._chosen,
                 unit,
                 self.task.min_channels,
                 self.task.max_channels,
                 options,
-                self._target * self._total_macs,
+                self._target * self._total_cost,
                 self.config.env.fill_budget,
             )
             n = min(max(n, lo), hi)
@@ -467,7 +467,7 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
         if self._step < len(self.units):
             return self._observation(), self._shaping(self._step - 1), False, False, {}
         candidate = self._finish()
-        outcome = Outcome(candidate.accuracy, candidate.macs, candidate.macs_ratio, self._target)
+        outcome = Outcome(candidate.accuracy, candidate.macs, candidate.budget_ratio, self._target)
         episode_reward = float(self._reward_fn(outcome))
         info = {**candidate.to_dict(), "target": self._target, "reward": episode_reward}
         # the terminal potential is 0: the drops charged so far come back here
@@ -497,7 +497,8 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
         done = self.last_candidate is not None and decided == len(self.units)
         # once pruned, the channels evaluated (after budget top-up and fitting)
         chosen = self.last_candidate.channels if self.last_candidate and done else self._chosen
-        lines = [f"target {self._target:.3f} of the MACs, unit {decided}/{len(self.units)}"]
+        what = "MACs" if self.task.config.metric == "macs" else "latency"
+        lines = [f"target {self._target:.3f} of the {what}, unit {decided}/{len(self.units)}"]
         for i, unit in enumerate(self.units[:decided]):
             lines.append(
                 f"  {unit.name:<24} keep {chosen[i] / self._full[i]:.3f} "
@@ -505,12 +506,14 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
             )
         if self.last_candidate is not None and done:
             c = self.last_candidate
-            lines.append(f"  pruned: MACs ratio {c.macs_ratio:.3f}, val accuracy {c.accuracy:.4f}")
+            lines.append(
+                f"  pruned: {what} ratio {c.budget_ratio:.3f}, val accuracy {c.accuracy:.4f}"
+            )
         else:
             trial = self._full.astype(np.float64)
             trial[:decided] = self._chosen[:decided]
-            ratio = self.task.analysis.mac_model.macs(trial) / self._total_macs
-            lines.append(f"  MACs so far (the rest unpruned): {ratio:.3f}")
+            ratio = self.task.cost_model.macs(trial) / self._total_cost
+            lines.append(f"  {what} so far (the rest unpruned): {ratio:.3f}")
         text = "\n".join(lines) + "\n"
         if self.render_mode == "human":
             print(text, end="")

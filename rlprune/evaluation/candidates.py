@@ -6,7 +6,7 @@ A :class:`Candidate` is one evaluated pruned network. It has one plain-data form
 
 A search method spends at most ``evals`` candidate evaluations (pruned networks
 scored on the validation split) to find the best network meeting a MACs
-target. Evaluations are counted per request, cached or not, so a method that
+target (or a latency target: :mod:`rlprune.evaluation.latency`). Evaluations are counted per request, cached or not, so a method that
 proposes the same network twice pays twice: the cost is the search budget.
 """
 
@@ -48,10 +48,21 @@ class Candidate:
     fidelity: float = 1.0
     """Share of the validation split its accuracy was measured on, and so its cost in full
     evaluations; below 1 it is a low-fidelity probe, never a search's best."""
+    latency_ratio: float | None = None
+    """Predicted latency over the original's, when the task budgets latency
+    (``metric: latency``); ``None`` under the MACs budget."""
+
+    @property
+    def budget_ratio(self) -> float:
+        """What the target bounds: :attr:`latency_ratio` under a latency budget, else
+        :attr:`macs_ratio`."""
+        return self.macs_ratio if self.latency_ratio is None else self.latency_ratio
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (tuples become lists), as JSON stores it."""
         data = dataclasses.asdict(self)
+        if self.latency_ratio is None:
+            del data["latency_ratio"]
         data["channels"] = list(self.channels)
         data["keep_ratios"] = list(self.keep_ratios)
         return data
@@ -73,6 +84,9 @@ class Candidate:
                 macs_ratio=float(data["macs_ratio"]),
                 params_ratio=float(data["params_ratio"]),
                 fidelity=float(data.get("fidelity", 1.0)),
+                latency_ratio=(
+                    None if data.get("latency_ratio") is None else float(data["latency_ratio"])
+                ),
             )
         except KeyError as exc:
             raise ConfigError(f"not a candidate record: missing field {exc}") from None
@@ -81,11 +95,12 @@ class Candidate:
 
 
 def within_budget(candidate: Candidate, target: float | None) -> bool:
-    """Whether ``candidate`` meets ``target`` (measured MACs ≤ target × :data:`BUDGET_SLACK`).
+    """Whether ``candidate`` meets ``target`` (its :attr:`~Candidate.budget_ratio`, measured
+    MACs or predicted latency, ≤ target × :data:`BUDGET_SLACK`).
 
     ``None`` means no target: every candidate fits.
     """
-    return target is None or candidate.macs_ratio <= target * BUDGET_SLACK
+    return target is None or candidate.budget_ratio <= target * BUDGET_SLACK
 
 
 def best_of(candidates: Sequence[Candidate], target: float | None = None) -> Candidate:

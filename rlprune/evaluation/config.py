@@ -18,9 +18,11 @@ from ..errors import ConfigError
 from ..pruning.importance import IMPORTANCE
 from .devices import DEVICE_PATTERN
 
-__all__ = ["NORMALIZE_WORDS", "TASK_FIELDS", "TaskConfig"]
+__all__ = ["METRICS", "NORMALIZE_WORDS", "TASK_FIELDS", "TaskConfig"]
 
 NORMALIZE_WORDS = ("standard", "none")
+METRICS = ("macs", "latency")
+"""What a target may budget."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,22 @@ class TaskConfig:
     )
     amp: bool = setting(
         False, "mixed precision when scoring (float16 on GPUs, bfloat16 on CPU)", "bool"
+    )
+    metric: str = setting(
+        "macs",
+        "what the target budgets: macs (torch-pruning's count) or latency (measured on "
+        "the device at latency_batch, predicted by a latency model fitted once)",
+        "str",
+        choices=METRICS,
+    )
+    latency_batch: int = setting(
+        1, "batch size the latency budget is measured at (metric: latency)", "positive int"
+    )
+    threads: int | None = setting(
+        None,
+        "torch threads for latency timing (and the CLI's whole process); null: torch's "
+        "default; 1 is steadiest on a busy machine",
+        "positive int?",
     )
     min_keep: float = setting(0.2, "smallest keep-ratio an action maps to", "number", agent=True)
     max_keep: float = setting(1.0, "largest keep-ratio an action maps to", "number", agent=True)

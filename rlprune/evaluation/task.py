@@ -9,6 +9,7 @@ BatchNorm, scores on the validation split and caches by channel configuration.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import time
 from collections.abc import Iterable
@@ -20,14 +21,15 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from ..errors import BudgetError
+from ..errors import BudgetError, ConfigError
 from ..pruning.analysis import ModelAnalysis, analyse
-from ..pruning.macs import ChannelCounts, channel_candidates
+from ..pruning.macs import ChannelCounts, MacModel, channel_candidates, term_shares
 from ..pruning.surgeon import PruneResult, Surgeon, keep_count, prune, unit_step
 from .backends import Backend, InProcess, Request, Scored, TaskRecipe, default_backend, make_backend
 from .candidates import Candidate, SearchResult, best_of
 from .config import TaskConfig
 from .devices import resolve_device
+from .latency import LatencyCheck, LatencyModel, check_model, latency_model
 from .scoring import Evaluator, split_accuracy
 from .splits import DataSplits, check_model_fits
 
@@ -88,6 +90,9 @@ class PruningTask:
     the model, data and config themselves."""
     backend: Backend | None = None
     """Where evaluations run (:mod:`rlprune.evaluation.backends`); ``None``: in this process."""
+    latency: LatencyModel | None = None
+    """The latency model (``metric: latency``), built by :meth:`prepare_budget` or on first
+    use; ``None`` until then and under the MACs budget."""
     _prefetched: set[tuple[tuple[int, ...], int]] = field(default_factory=set, repr=False)
 
     @classmethod
@@ -111,22 +116,7 @@ class PruningTask:
             importance=config.importance,
         )
         evaluator = make_evaluator(data, config)
-        steps = [unit_step(u.groups, config.round_to) for u in analysis.units]
-        full = analysis.channels
-        mins = np.array(
-            [keep_count(config.min_keep, int(c), s) for c, s in zip(full, steps, strict=True)],
-            dtype=np.int64,
-        )
-        maxs = np.array(
-            [keep_count(config.max_keep, int(c), s) for c, s in zip(full, steps, strict=True)],
-            dtype=np.int64,
-        )
-        candidates = tuple(
-            channel_candidates(int(c), int(lo), int(hi), s)
-            for c, lo, hi, s in zip(full, mins, maxs, steps, strict=True)
-        )
-        mins = np.array([c[0] for c in candidates], dtype=np.int64)
-        maxs = np.array([c[-1] for c in candidates], dtype=np.int64)
+        mins, maxs, candidates = channel_options(analysis, config)
         task = cls(
             config=config,
             model=model,
@@ -142,33 +132,121 @@ class PruningTask:
 
     # --- budget -------------------------------------------------------------------
 
+    def prepare_budget(self) -> None:
+        """Build (or load from the cache) the latency model when the task budgets latency;
+        a no-op under the MACs budget (progress: :func:`rlprune.evaluation.latency.reporting`)."""
+        if self.config.metric != "latency" or self.latency is not None:
+            return
+        self.latency = latency_model(
+            self.model,
+            self.analysis,
+            lambda channels: self.prune(channels).model,
+            self.candidates,
+            batch=self.config.latency_batch,
+            device=self.device,
+            threads=self.config.threads,
+        )
+        if self.config.round_to is None:
+            self._round_for_device(self.latency.cost.pad)
+
+    def _round_for_device(self, pad: int) -> None:
+        """Under a latency budget with no ``round_to`` set: keep channel counts in multiples
+        of 8 on CUDA, and of the latency model's channel block (at most 8) elsewhere."""
+        step = 8 if self.device.type == "cuda" else min(pad, 8)
+        if step <= 1:
+            return
+        self.config = dataclasses.replace(self.config, round_to=step)
+        self.min_channels, self.max_channels, self.candidates = channel_options(
+            self.analysis, self.config
+        )
+
+    def check_latency(self, count: int = 30, repeats: int = 7) -> LatencyCheck:
+        """The latency model (built if needed) against ``count`` freshly timed random
+        candidates (:func:`rlprune.evaluation.latency.check_model`)."""
+        if self.config.metric != "latency":
+            raise ConfigError("check_latency needs metric: latency (--metric latency)")
+        self.prepare_budget()
+        assert self.latency is not None
+        return check_model(
+            self.latency,
+            self.model,
+            self.analysis,
+            lambda channels: self.prune(channels).model,
+            self.candidates,
+            count=count,
+            repeats=repeats,
+            device=self.device,
+        )
+
+    @property
+    def cost_model(self) -> MacModel:
+        """What the target budgets, as a function of channel counts: the MACs model, or the
+        latency model's prediction (ms) under ``metric: latency``."""
+        if self.config.metric == "latency":
+            self.prepare_budget()
+            assert self.latency is not None
+            return self.latency.cost
+        return self.analysis.mac_model
+
+    @property
+    def cost_total(self) -> float:
+        """The unpruned network's cost under :attr:`cost_model` (the target's denominator)."""
+        if self.config.metric == "latency":
+            return self.cost_model.macs(self.analysis.channels)
+        return float(self.analysis.macs)
+
+    @property
+    def unit_shares(self) -> np.ndarray:
+        """Each unit's share of the unpruned network's cost: its MACs share (layers shared
+        between units split evenly), or under ``metric: latency`` its terms of the latency
+        model (:func:`~rlprune.pruning.macs.term_shares`)."""
+        if self.config.metric == "latency":
+            return term_shares(self.cost_model, self.analysis.channels)
+        return np.array([u.macs for u in self.analysis.units], dtype=np.float64) / float(
+            self.analysis.macs
+        )
+
+    def budget_ratio(self, channels: ChannelCounts) -> float:
+        """``channels``' cost over the original's under the task's metric (predicted)."""
+        return self.cost_model.macs(np.asarray(channels)) / self.cost_total
+
     @property
     def min_macs_ratio(self) -> float:
-        """MACs ratio with every unit at ``min_keep``: the smallest reachable target."""
+        """MACs ratio with every unit at ``min_keep``."""
         return self.analysis.mac_model.macs(self.min_channels) / self.analysis.macs
+
+    @property
+    def min_budget_ratio(self) -> float:
+        """Budget ratio (MACs or latency) with every unit at ``min_keep``: the smallest
+        reachable target."""
+        return self.budget_ratio(self.min_channels)
 
     def check_target(self, target: float) -> None:
         """Raise :class:`BudgetError` if ``target`` cannot be met with ``min_keep``."""
+        what = "MACs" if self.config.metric == "macs" else "latency (predicted)"
         if not 0.0 < target <= 1.0:
-            raise BudgetError(f"target {target} is outside (0, 1]; e.g. 0.5 keeps half the MACs")
-        floor = self.min_macs_ratio
+            raise BudgetError(
+                f"target {target} is outside (0, 1]; e.g. 0.5 keeps half the {what.split()[0]}"
+            )
+        floor = self.min_budget_ratio
         if floor > target:
             raise BudgetError(
                 f"target {target} is unreachable: with every unit at min_keep="
-                f"{self.config.min_keep} the model keeps {floor:.3f} of its MACs; "
+                f"{self.config.min_keep} the model keeps {floor:.3f} of its {what}; "
                 f"raise the target above {floor:.3f} or lower min_keep"
             )
 
     def fit_measured(self, channels: ChannelCounts, target: float) -> np.ndarray:
         """Shrink ``channels`` until the *measured* MACs meet ``target``.
 
-        A no-op when the MACs model is exact. Otherwise it prunes (no evaluation, so
+        A no-op when the MACs model is exact, and under a latency budget (which bounds
+        the latency model's prediction, exact by construction). Otherwise it prunes (no evaluation, so
         nothing is charged) and lowers the unit holding the most MACs one step at a
         time: the repair behind the budget guarantee for networks whose MACs the
         fitted model only approximates.
         """
         fitted = np.array(channels, dtype=np.int64)
-        if self.analysis.mac_model.exact:
+        if self.analysis.mac_model.exact or self.config.metric != "macs":
             return fitted
         budget = target * self.analysis.macs
         full = self.analysis.channels
@@ -309,6 +387,7 @@ class PruningTask:
             macs_ratio=scored.macs / self.analysis.macs,
             params_ratio=scored.params / self.analysis.params,
             fidelity=images / self.val_size,
+            latency_ratio=self.budget_ratio(key) if self.config.metric == "latency" else None,
         )
         self.cache[(key, images)] = candidate
         while len(self.cache) > self.cache_limit:
@@ -377,7 +456,7 @@ class PruningTask:
         except ValueError:
             raise BudgetError(
                 f"method {method!r} evaluated no candidate within target {target}; "
-                "report this network's MACs model as a bug"
+                f"report this network's {self.config.metric} model as a bug"
             ) from None
         seconds = time.perf_counter() - started
         return SearchResult(method, best, history, self.charged(since), seconds, target)
@@ -413,6 +492,26 @@ class PruningTask:
             device=self.device,
             amp=self.evaluator.amp,
         )
+
+
+def channel_options(
+    analysis: ModelAnalysis, config: TaskConfig
+) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, ...]]:
+    """Each unit's fewest and most channels and the counts it may keep (``min_keep``,
+    ``max_keep``, its channel groups and ``round_to``)."""
+    steps = [unit_step(u.groups, config.round_to) for u in analysis.units]
+    full = analysis.channels
+    mins = [keep_count(config.min_keep, int(c), s) for c, s in zip(full, steps, strict=True)]
+    maxs = [keep_count(config.max_keep, int(c), s) for c, s in zip(full, steps, strict=True)]
+    candidates = tuple(
+        channel_candidates(int(c), int(lo), int(hi), s)
+        for c, lo, hi, s in zip(full, mins, maxs, steps, strict=True)
+    )
+    return (
+        np.array([c[0] for c in candidates], dtype=np.int64),
+        np.array([c[-1] for c in candidates], dtype=np.int64),
+        candidates,
+    )
 
 
 def make_evaluator(data: DataSplits, config: TaskConfig) -> Evaluator:

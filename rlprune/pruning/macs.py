@@ -23,6 +23,7 @@ __all__ = [
     "channel_candidates",
     "count_macs_params",
     "leaf_macs",
+    "term_shares",
 ]
 
 ChannelCounts = Sequence[int] | np.ndarray
@@ -42,15 +43,36 @@ class MacModel:
     exact: bool = True
     """False when some layer did not fit the bilinear form; the env then verifies
     the measured MACs of every pruned model and repairs the rare overshoot."""
+    pad: int = 1
+    """Channel counts are rounded up to a multiple of this before the terms are summed
+    (a latency model: kernels that work on blocks of channels); 1 for MACs."""
 
-    def macs(self, channels: np.ndarray) -> float:
-        """Predicted MACs for the channel count of every unit."""
+    def padded(self, channels: ChannelCounts) -> np.ndarray:
+        """``channels`` as floats, rounded up to multiples of :attr:`pad`."""
         n = np.asarray(channels, dtype=np.float64)
+        return np.ceil(n / self.pad) * self.pad if self.pad > 1 else n
+
+    def macs(self, channels: ChannelCounts) -> float:
+        """Predicted MACs (or cost) for the channel count of every unit."""
+        n = self.padded(channels)
         return float(
             self.const
             + np.dot(self.lin_coef, n[self.lin_unit])
             + np.dot(self.bil_coef, n[self.bil_u] * n[self.bil_v])
         )
+
+
+def term_shares(model: MacModel, channels: ChannelCounts) -> np.ndarray:
+    """Each unit's share of ``model``'s total at ``channels``: its linear terms, and half
+    of every bilinear term it is in (the constant belongs to no unit)."""
+    n = model.padded(channels)
+    shares = np.zeros(len(n))
+    np.add.at(shares, model.lin_unit, model.lin_coef * n[model.lin_unit])
+    pair = model.bil_coef * n[model.bil_u] * n[model.bil_v] / 2
+    np.add.at(shares, model.bil_u, pair)
+    np.add.at(shares, model.bil_v, pair)
+    total = model.macs(n)
+    return shares / total if total > 0 else shares
 
 
 def channel_candidates(channels: int, n_min: int, n_max: int, round_to: int | None) -> np.ndarray:

@@ -51,7 +51,8 @@ class ApplyReport:
     policy: str
     """Path of the policy artifact that chose the keep ratios."""
     target: float
-    """MACs budget as a fraction of the original model's MACs."""
+    """Budget as a fraction of the original model's MACs, or of its latency under a
+    latency budget (:attr:`latency_budget`)."""
     mode: str
     """One of :data:`MODES`."""
     adapt_episodes: int
@@ -72,8 +73,15 @@ class ApplyReport:
     val_accuracy_finetuned: float | None = None
     test_accuracy_finetuned: float | None = None
     latency: dict[int, dict[str, float]] = field(default_factory=dict)
-    """``{batch_size: {"before_ms", "after_ms", "speedup"}}`` (medians);
-    see :meth:`rlprune.reports.latency.LatencySpeedup.as_dict`."""
+    """``{batch_size: {"before_ms", "after_ms", "speedup", "p10", "p90"}}``: medians of
+    interleaved passes, and the 10th/90th percentile of the paired speedups; see
+    :meth:`rlprune.evaluation.timing.PairedSpeedup.as_dict`."""
+    threads: int = 0
+    """Torch threads the CPU timings ran with (0: not recorded)."""
+    latency_budget: dict[str, Any] | None = None
+    """Under ``metric: latency``: the budget's device, batch, threads and torch version,
+    the predicted and measured speedup there, and whether they agree within the latency
+    model's stated error (:func:`rlprune.apply.latency_budget_check`)."""
     wall_time_s: float
     device: str = "cpu"
     """Where scoring and fine-tuning ran."""
@@ -355,6 +363,20 @@ def _setting_lines(r: ApplyReport) -> list[str]:
         f"- wall time: {r.wall_time_s:.1f} s (scoring on {r.device})",
         *(
             [
+                f"- CPU timings: original and pruned interleaved, {r.threads} torch thread(s); "
+                + "; ".join(
+                    f"batch {b}: speedup {v['speedup']:.2f}× (p10–p90 of paired passes "
+                    f"{v['p10']:.2f}–{v['p90']:.2f})"
+                    for b, v in sorted(r.latency.items())
+                    if "p10" in v
+                )
+            ]
+            if r.threads and r.latency
+            else []
+        ),
+        *([f"- {latency_budget_words(r.latency_budget)}"] if r.latency_budget else []),
+        *(
+            [
                 f"- {r.device} latency, batch {b}: {_ms(v['before_ms'])} → {_ms(v['after_ms'])} "
                 f"({speed_words(v['speedup'])})"
                 for b, v in sorted(r.latency_gpu.items())
@@ -363,6 +385,22 @@ def _setting_lines(r: ApplyReport) -> list[str]:
             else []
         ),
     ]
+
+
+def latency_budget_words(check: Mapping[str, Any]) -> str:
+    """The latency budget's check in one sentence: where it was measured, predicted against
+    measured speedup, and whether they agree."""
+    verdict = (
+        "within the latency model's stated error"
+        if check["agrees"]
+        else "NOT within the latency model's stated error"
+    )
+    return (
+        f"latency budget ({check['device']}, batch {check['batch']}, {check['threads']} "
+        f"thread(s), torch {check['torch']}, round_to {check['round_to']}): predicted speedup "
+        f"{check['predicted_speedup']:.2f}×, measured {check['measured_speedup']:.2f}×, "
+        f"{verdict} ({check['stated_error']:.0%})"
+    )
 
 
 def _summary_table(r: ApplyReport) -> list[str]:

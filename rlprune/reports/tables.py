@@ -61,8 +61,13 @@ METRICS = (
     "params_ratio",
     "latency_speedup",
     "wall_time_s",
+    "speedup_b1",
+    "latency_ratio",
 )
 """The numeric fields of :class:`MethodSeedResult` that :func:`summarise` averages."""
+
+_NULLABLE = {"test_accuracy_finetuned", "speedup_b1", "latency_ratio"}
+"""Metrics a summary may lack (not fine-tuned, not timed at batch 1, a MACs budget)."""
 
 TABLE_FILES = ("results.csv", "summary.csv", "summary.json", "summary.md")
 
@@ -91,10 +96,15 @@ class MethodSeedResult:
     test_accuracy_finetuned: float | None
     """Test top-1 after fine-tuning the best candidate; ``None`` when not fine-tuned."""
     latency_speedup: float
-    """Original ÷ pruned median CPU latency at batch size 64."""
+    """Original ÷ pruned median latency at batch size 64, timed interleaved."""
     wall_time_s: float
     units: tuple[str, ...]
     """Unit names, one per keep ratio of :attr:`best`."""
+    speedup_b1: float | None = None
+    """The same at batch size 1 (``None`` in results kept from before it was measured)."""
+    speedup_spread: dict[str, list[float]] | None = None
+    """Per batch size (``"1"``, ``"64"``): the 10th and 90th percentile of the speedups of
+    the interleaved pairs of passes."""
 
     def __post_init__(self) -> None:
         if len(self.best.keep_ratios) != len(self.units):
@@ -123,6 +133,11 @@ class MethodSeedResult:
         return self.best.params_ratio
 
     @property
+    def latency_ratio(self) -> float | None:
+        """The best candidate's predicted latency ratio (``None`` under a MACs budget)."""
+        return self.best.latency_ratio
+
+    @property
     def keep_ratios(self) -> tuple[float, ...]:
         """The best candidate's per-unit keep ratios, in network order."""
         return self.best.keep_ratios
@@ -139,6 +154,8 @@ class MethodSeedResult:
             "latency_speedup": self.latency_speedup,
             "wall_time_s": self.wall_time_s,
             "units": list(self.units),
+            **({} if self.speedup_b1 is None else {"speedup_b1": self.speedup_b1}),
+            **({} if self.speedup_spread is None else {"speedup_spread": self.speedup_spread}),
         }
 
     @classmethod
@@ -150,7 +167,8 @@ class MethodSeedResult:
         """
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)
-        missing = sorted(names - set(data) - {"test_accuracy_finetuned"})
+        optional = {"test_accuracy_finetuned", "speedup_b1", "speedup_spread"}
+        missing = sorted(names - set(data) - optional)
         if unknown or missing:
             raise ConfigError(
                 f"not a benchmark result: unknown field(s) {unknown}, missing field(s) {missing}"
@@ -204,6 +222,10 @@ class MethodSummary:
     params_ratio: Stat
     latency_speedup: Stat
     wall_time_s: Stat
+    speedup_b1: Stat | None = None
+    """Over the seeds timed at batch 1; ``None`` if none was."""
+    latency_ratio: Stat | None = None
+    """Predicted latency ratio, under a latency budget; ``None`` under MACs."""
 
     def stat(self, metric: str) -> Stat | None:
         """The statistics of one of :data:`METRICS`."""
@@ -249,7 +271,7 @@ class MethodSummary:
             evaluations = data["evaluations"]
             metrics = {
                 m: None
-                if data[m] is None
+                if data.get(m) is None and m in _NULLABLE
                 else Stat(**{k: data[m][k] for k in ("mean", "std", "n")})
                 for m in METRICS
             }
@@ -261,9 +283,6 @@ class MethodSummary:
                 evaluations_max=float(evaluations["max"]),
                 **metrics,  # type: ignore[arg-type]  # only the fine-tuned stat may be None
             )
-            missing = [m for m in METRICS if m != "test_accuracy_finetuned" and metrics[m] is None]
-            if missing:
-                raise ConfigError(f"not a benchmark method summary: {missing[0]} is null")
             return summary
         except (KeyError, TypeError) as exc:
             raise ConfigError(f"not a benchmark method summary: missing {exc}") from exc
@@ -309,9 +328,16 @@ def summarise(results: Sequence[MethodSeedResult]) -> list[MethodSummary]:
                 params_ratio=Stat.of([r.params_ratio for r in group]),
                 latency_speedup=Stat.of([r.latency_speedup for r in group]),
                 wall_time_s=Stat.of([r.wall_time_s for r in group]),
+                speedup_b1=_stat_of_known([r.speedup_b1 for r in group]),
+                latency_ratio=_stat_of_known([r.latency_ratio for r in group]),
             )
         )
     return summaries
+
+
+def _stat_of_known(values: Sequence[float | None]) -> Stat | None:
+    known = [v for v in values if v is not None]
+    return Stat.of(known) if known else None
 
 
 def comparison_lines(summaries: Sequence[MethodSummary], reference: str = "ppo") -> list[str]:
@@ -474,9 +500,13 @@ _MD_COLUMNS = (
     ("test acc (fine-tuned)", "test_accuracy_finetuned", 100.0, 2, "%"),
     ("MACs ratio", "macs_ratio", 1.0, 3, ""),
     ("params ratio", "params_ratio", 1.0, 3, ""),
+    ("latency ratio (predicted)", "latency_ratio", 1.0, 3, ""),
+    ("speedup b1", "speedup_b1", 1.0, 2, "×"),
     ("speedup b64", "latency_speedup", 1.0, 2, "×"),
     ("wall time", "wall_time_s", 1.0, 1, " s"),
 )
+_OPTIONAL_COLUMNS = {"latency_ratio", "speedup_b1"}
+"""Shown only when some method has them (results kept from before they existed do not)."""
 _BOLD_BEST = {"val_accuracy", "test_accuracy", "test_accuracy_finetuned"}
 
 
@@ -484,8 +514,13 @@ def render_markdown(
     summaries: Sequence[MethodSummary], *, title: str, notes: Sequence[str] = ()
 ) -> str:
     """The text of ``summary.md``: one row per method, values as "mean ± std"."""
+    columns = [
+        c
+        for c in _MD_COLUMNS
+        if c[1] not in _OPTIONAL_COLUMNS or any(s.stat(c[1]) is not None for s in summaries)
+    ]
     best = {}
-    for _, metric, scale, decimals, _ in _MD_COLUMNS:
+    for _, metric, scale, decimals, _ in columns:
         if metric in _BOLD_BEST:
             # Compare the values as shown, so two methods that print alike are both bold.
             shown = [
@@ -495,7 +530,7 @@ def render_markdown(
             ]
             best[metric] = max(shown) if shown else None
 
-    header = ["method", "cost (full evals)", *(c[0] for c in _MD_COLUMNS)]
+    header = ["method", "cost (full evals)", *(c[0] for c in columns)]
     lines = [
         f"# {title}",
         "",
@@ -504,7 +539,7 @@ def render_markdown(
     ]
     for s in summaries:
         cells = [s.method, s.evaluations_label]
-        for _, metric, scale, decimals, unit in _MD_COLUMNS:
+        for _, metric, scale, decimals, unit in columns:
             stat = s.stat(metric)
             cell = _format_stat(stat, s.seeds, scale, decimals, unit)
             if (
@@ -530,8 +565,16 @@ def render_markdown(
         "Values are mean ± sample std over seeds (a single seed shows the mean only); the "
         "best mean of each accuracy column is in bold. Accuracies are top-1 in percent; "
         "val and test acc are the best candidate after BatchNorm recalibration, before "
-        "fine-tuning; the candidate is chosen on val, never on test. Speedup is the "
-        "original's median CPU latency at batch 64 divided by the pruned model's.",
+        "fine-tuning; the candidate is chosen on val, never on test. "
+        + (
+            "Speedups are the original's median latency divided by the pruned model's at "
+            "batch 1 and 64, the two timed interleaved on the same device (each seed's p10 "
+            "and p90 over the paired passes are in results.json); the latency ratio is the "
+            "latency model's prediction, which the budget bounds."
+            if any(c[1] == "speedup_b1" for c in columns)
+            else "Speedup is the original's median CPU latency at batch 64 divided by the "
+            "pruned model's."
+        ),
     ]
     if notes:
         lines.append("")

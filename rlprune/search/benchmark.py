@@ -27,10 +27,10 @@ from ..errors import ConfigError, RunError
 from ..evaluation.candidates import Candidate, SearchResult, best_of, within_budget
 from ..evaluation.finetune import deliver
 from ..evaluation.task import PruningTask
+from ..evaluation.timing import paired_speedups
 from ..files import atomic_write_json, atomic_write_text
 from ..mdp.settings import EnvConfig
 from ..presets.tasks import load_task as load_preset_task
-from ..reports.latency import compare_latency
 from ..reports.plots import plot_all
 from ..reports.tables import MethodSeedResult, comparison_lines, summarise, write_tables
 from ..rl.policy import env_config_for_policy, load_policy
@@ -133,13 +133,14 @@ def _finish(
         seed=seed,
         finetune_images=settings.finetune_images,
     )
-    speed = compare_latency(
+    speed = paired_speedups(
         task.model,
         delivered.final,
         task.data.input_shape,
-        batch_sizes=(64,),
+        (1, 64),
         repeats=settings.latency_repeats,
-    )[64]
+        threads=task.config.threads,
+    )
     return MethodSeedResult(
         method=search.method,
         seed=seed,
@@ -147,7 +148,9 @@ def _finish(
         best=best,
         test_accuracy=delivered.test_accuracy,
         test_accuracy_finetuned=delivered.test_accuracy_finetuned,
-        latency_speedup=speed.speedup,
+        latency_speedup=speed[64].speedup,
+        speedup_b1=speed[1].speedup,
+        speedup_spread={str(b): [s.p10, s.p90] for b, s in speed.items()},
         wall_time_s=search.seconds,
         units=tuple(u.name for u in task.analysis.units),
     )
@@ -306,11 +309,25 @@ def _run_job(
     return result, search
 
 
+def latency_note(task: PruningTask) -> str:
+    """What the latency budget was measured on: device, batch, threads, torch, the model."""
+    latency = task.latency
+    assert latency is not None
+    key = latency.key
+    return (
+        f"latency budget: predicted by a latency model of {key.device}, batch {key.batch}, "
+        f"{key.threads} torch thread(s), torch {key.torch} (original {latency.full_ms:.2f} "
+        f"ms; stated error {latency.error:.1%}; channel block {latency.cost.pad}; round_to "
+        f"{task.config.round_to}); speedups timed with the same threads"
+    )
+
+
 def _notes(task: PruningTask, settings: BenchmarkSettings, target: float) -> list[str]:
     """The report's notes: the task, the budget, the test split's use, what repeats."""
     notes = [
         f"env {task.config.name}: {task.config.model} on {task.config.dataset}, "
-        f"MACs target {target}, {len(task.analysis.units)} prunable units",
+        f"{'MACs' if task.config.metric == 'macs' else 'latency'} target {target}, "
+        f"{len(task.analysis.units)} prunable units",
         f"budget: {settings.evals} full evaluations per method and seed (one = "
         f"{task.val_size} validation images after BatchNorm recalibration, no fine-tuning; "
         "a low-fidelity probe on k images costs k / "
@@ -318,6 +335,8 @@ def _notes(task: PruningTask, settings: BenchmarkSettings, target: float) -> lis
         "test accuracy is measured once per method and seed on the best candidate; "
         "the test split never drives a search decision",
     ]
+    if task.latency is not None:
+        notes.append(latency_note(task))
     fixed = [m for m in settings.methods if not METHODS[m].seeded]
     if fixed and settings.seeds > 1:
         notes.append(

@@ -132,8 +132,8 @@ class EagleEyeSearch(BaselineMethod):
         self, task: PruningTask, target: float, rng: np.random.Generator
     ) -> Iterator[np.ndarray]:
         """Random configurations in the MACs window, from ``rng``, until ``max_draws``."""
-        low = (1.0 - self.window) * target * task.analysis.macs
-        high = target * task.analysis.macs
+        low = (1.0 - self.window) * target * task.cost_total
+        high = target * task.cost_total
         full = task.analysis.channels
         draws = 0
         while True:
@@ -152,7 +152,7 @@ class EagleEyeSearch(BaselineMethod):
                 ],
                 dtype=np.int64,
             )
-            if low <= task.analysis.mac_model.macs(channels) <= high:
+            if low <= task.cost_model.macs(channels) <= high:
                 yield channels
 
 

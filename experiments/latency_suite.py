@@ -1,0 +1,337 @@
+"""The latency budget's figures: model accuracy, every method under it, equal-speed search.
+
+    python experiments/latency_suite.py --resume      # run (or finish) every stage, write the page
+    python experiments/latency_suite.py --page-only   # seconds: docs/latency.md from kept results
+
+1. Accuracy: per network and batch size (--batches), the latency model is built afresh
+   (not from the cache) and checked against --check random candidates timed interleaved
+   with the original (``rlprune info --latency`` does the same for one).
+2. Search: every default method at ``--metric latency --target 0.5``, --evals full
+   evaluations, --seeds seeds, one fine-tuning pass over --finetune-images images; the
+   speedup columns are measured interleaved at batch 1 and 64.
+3. Equal speed: the MACs suite's ppo (docs/benchmarks/data, target 0.5, 50 evaluations)
+   against ppo under a latency budget set to the speed the MACs search reached (its best
+   candidates re-timed now, interleaved, at the latency batch): validation and fine-tuned
+   test accuracy side by side.
+
+Everything is timed with --threads torch threads (1: steady on a shared machine). Results
+are kept, compressed, in docs/benchmarks/latency/ (committed) after every result, so
+``--resume`` continues across sessions; the page is docs/latency.md.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from rlprune.arguments import arg, parse
+from rlprune.errors import run_script
+from rlprune.evaluation.latency import check_model, latency_model
+from rlprune.evaluation.task import PruningTask
+from rlprune.evaluation.timing import interleaved_ms
+from rlprune.presets.loader import load_env_config
+from rlprune.reports.tables import render_markdown, summarise
+from rlprune.reports.versions import software_versions
+from rlprune.search.benchmark import BenchmarkSettings, load_task
+from rlprune.search.methods import DEFAULT_METHODS, RECOMMENDED
+from rlprune.suites import finished, folder_results, restore, run_kept
+
+ROOT = Path(__file__).resolve().parent.parent
+KEPT = ROOT / "docs" / "benchmarks" / "latency"
+MACS_DATA = ROOT / "docs" / "benchmarks" / "data"
+NETWORKS = ("fmnist-resnet20", "fmnist-vgg", "fmnist-mobilenetv2")
+
+
+def text_list(text: str) -> list[str]:
+    """An argparse type: names, comma-separated."""
+    return text.split(",")
+
+
+def int_list(text: str) -> list[int]:
+    """An argparse type: whole numbers, comma-separated."""
+    return [int(part) for part in text.split(",")]
+
+
+@dataclass
+class Args:
+    """The suite's arguments (``--flag-name`` for each field)."""
+
+    stages: list[str] = arg(["accuracy", "search", "equal"], "stages to run", parse=text_list)
+    networks: list[str] = arg(list(NETWORKS), "env presets", parse=text_list)
+    batches: list[int] = arg([1, 64], "batch sizes of the accuracy check", parse=int_list)
+    check: int = arg(30, "random candidates per accuracy check")
+    target: float = arg(0.5, "latency target of the search stage")
+    latency_batch: int = arg(1, "batch size the search's latency budget is measured at")
+    threads: int = arg(1, "torch threads for every timing")
+    evals: int = arg(50, "full evaluations per method and seed")
+    seeds: int = arg(3, "seeds per method")
+    finetune_images: int = arg(10_000, "one fine-tuning pass over this many images (0: none)")
+    out: Path = arg(ROOT / "results" / "latency-suite", "benchmark folders (not committed)")
+    data: Path = arg(KEPT, "where results are kept (committed)")
+    markdown: Path = arg(ROOT / "docs" / "latency.md", "the page")
+    resume: bool = arg(False, "keep finished results")
+    page_only: bool = arg(False, "run nothing: write the page from the kept results")
+
+
+def _config(env: str, args: Args, target: float, batch: int | None = None) -> Any:
+    return load_env_config(
+        env,
+        {
+            "metric": "latency",
+            "latency_batch": batch or args.latency_batch,
+            "threads": args.threads,
+            "target": target,
+        },
+    )
+
+
+def accuracy_stage(args: Args) -> None:
+    """Build each model afresh and check it on random candidates; keep every row."""
+    path = args.data / "accuracy.json"
+    rows: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
+    for env in args.networks:
+        for batch in args.batches:
+            key = f"{env}@b{batch}"
+            if args.resume and key in rows:
+                continue
+            task = load_task(_config(env, args, 1.0, batch), None)
+
+            def prune(channels: np.ndarray, task: PruningTask = task) -> torch.nn.Module:
+                return task.prune(channels).model
+
+            started = time.perf_counter()
+            model = latency_model(
+                task.model,
+                task.analysis,
+                prune,
+                task.candidates,
+                batch=batch,
+                device=task.device,
+                threads=args.threads,
+                cache=False,
+            )
+            built = time.perf_counter() - started
+            check = check_model(
+                model,
+                task.model,
+                task.analysis,
+                prune,
+                task.candidates,
+                count=args.check,
+            )
+            errors = check.errors
+            rows[key] = {
+                "env": env,
+                "batch": batch,
+                "threads": model.key.threads,
+                "device": model.key.device,
+                "torch": model.key.torch,
+                "build_s": built,
+                "probes": model.probes,
+                "pad": model.cost.pad,
+                "stated_error": model.error,
+                "stated_error_p90": model.error_p90,
+                "noise": model.noise,
+                "full_ms": model.full_ms,
+                "check_n": len(errors),
+                "median_error": float(np.median(errors)),
+                "p90_error": float(np.percentile(errors, 90)),
+                "max_error": float(errors.max()),
+                "predicted": list(check.predicted),
+                "measured": list(check.measured),
+            }
+            print(
+                f"{key}: built in {built:.1f} s (channel block {model.cost.pad}); median abs "
+                f"error {rows[key]['median_error']:.1%} over {len(errors)} candidates",
+                flush=True,
+            )
+            args.data.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(rows, indent=1))
+
+
+def search_stage(args: Args) -> None:
+    """Every default method under the latency budget, kept after every result."""
+    for env in args.networks:
+        folder = args.out / f"{env}-lat{args.target}-b{args.evals}"
+        if args.resume:
+            restore(args.data, folder, ROOT)
+            if finished(folder):
+                continue
+        config = _config(env, args, args.target)
+        task = load_task(config, None)
+        settings = _settings(args, DEFAULT_METHODS)
+        run_kept(task, config, settings, folder, args.data, ROOT, folder.name, resume=args.resume)
+
+
+def equal_speed_stage(args: Args) -> None:
+    """ppo under a latency budget at the speed the MACs suite's ppo reached."""
+    for env in args.networks:
+        macs_folder = args.out / "macs" / f"{env}-t0.5-b50"
+        if not restore(MACS_DATA, macs_folder, ROOT):
+            print(f"{env}: no kept MACs suite result at t0.5-b50; skipped", flush=True)
+            continue
+        target = _reached_ratio(env, args, macs_folder)
+        folder = args.out / f"{env}-eq-b{args.evals}"
+        if args.resume:
+            restore(args.data, folder, ROOT)
+            if finished(folder):
+                continue
+        config = _config(env, args, target)
+        task = load_task(config, None)
+        settings = _settings(args, (RECOMMENDED,))
+        run_kept(task, config, settings, folder, args.data, ROOT, folder.name, resume=args.resume)
+
+
+def _reached_ratio(env: str, args: Args, macs_folder: Path) -> float:
+    """The latency ratio the MACs search's ppo bests reach, re-timed interleaved now (kept
+    so that a resumed stage uses the same target)."""
+    path = args.data / "equal_targets.json"
+    kept: dict[str, float] = json.loads(path.read_text()) if path.is_file() else {}
+    if env in kept:
+        return kept[env]
+    task = load_task(_config(env, args, 1.0), None)
+    c, h, w = (int(d) for d in task.analysis.input_shape)
+    ratios = []
+    for result in folder_results(macs_folder):
+        if result.method != RECOMMENDED:
+            continue
+        pruned = task.prune(result.best.channels).model
+        first, second = interleaved_ms(
+            task.model, pruned, (c, h, w), args.latency_batch, 20, threads=args.threads
+        )
+        ratios.append(float(np.median(second) / np.median(first)))
+    kept[env] = round(float(np.mean(ratios)), 3)
+    args.data.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(kept, indent=1))
+    return kept[env]
+
+
+def _settings(args: Args, methods: tuple[str, ...]) -> BenchmarkSettings:
+    return BenchmarkSettings(
+        methods=methods,
+        evals=args.evals,
+        seeds=args.seeds,
+        finetune_epochs=1 if args.finetune_images else 0,
+        finetune_images=args.finetune_images or None,
+    )
+
+
+def write_page(args: Args) -> None:
+    """docs/latency.md from whatever the kept results hold."""
+    lines = [
+        "# Latency budget: measured figures",
+        "",
+        "Regenerate with `python experiments/latency_suite.py --page-only` (seconds, from "
+        "the results kept in docs/benchmarks/latency/); `--resume` runs what is missing. "
+        f"Software: {', '.join(f'{k} {v}' for k, v in software_versions().items())}.",
+        "",
+    ]
+    lines += _accuracy_section(args)
+    lines += _search_section(args)
+    lines += _equal_section(args)
+    args.markdown.write_text("\n".join(lines) + "\n")
+    print(f"wrote {args.markdown}")
+
+
+def _accuracy_section(args: Args) -> list[str]:
+    path = args.data / "accuracy.json"
+    if not path.is_file():
+        return ["## Latency model accuracy", "", "Not measured yet.", ""]
+    rows = json.loads(path.read_text())
+    out = [
+        "## Latency model accuracy",
+        "",
+        "Each model built afresh (`cache=False`), then checked against random candidates "
+        "(a seed the fit did not use) timed interleaved with the original; error = |predicted "
+        "− measured| / measured latency ratio. Build time includes pruning every probe.",
+        "",
+        "| network | batch | threads | build (s) | probes | channel block | stated error "
+        "(LOO median / p90) | check: median abs error | p90 | max | original (ms) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in rows.values():
+        out.append(
+            f"| {r['env']} | {r['batch']} | {r['threads']} | {r['build_s']:.1f} | {r['probes']} "
+            f"| {r['pad']} | {r['stated_error']:.1%} / {r['stated_error_p90']:.1%} | "
+            f"**{r['median_error']:.1%}** ({r['check_n']}) | {r['p90_error']:.1%} | "
+            f"{r['max_error']:.1%} | {r['full_ms']:.2f} |"
+        )
+    device = next(iter(rows.values()))["device"]
+    out += ["", f"Device: {device}.", ""]
+    return out
+
+
+def _search_section(args: Args) -> list[str]:
+    out = [f"## Every method at latency target {args.target}", ""]
+    for env in args.networks:
+        folder = args.out / f"{env}-lat{args.target}-b{args.evals}"
+        restore(args.data, folder, ROOT)
+        if not (folder / "benchmark.json").is_file():
+            out += [f"### {env}", "", "Not run yet.", ""]
+            continue
+        summaries = summarise(folder_results(folder))
+        done = "" if finished(folder) else " (unfinished: the seeds run so far)"
+        table = render_markdown(summaries, title=f"{env}, latency target {args.target}{done}")
+        out += ["#" + table.split("\n", 1)[0], *table.split("\n", 1)[1].splitlines(), ""]
+    return out
+
+
+def _equal_section(args: Args) -> list[str]:
+    path = args.data / "equal_targets.json"
+    targets = json.loads(path.read_text()) if path.is_file() else {}
+    out = [
+        "## Equal measured speed: latency-targeted against MACs-targeted search",
+        "",
+        f"{RECOMMENDED} at MACs target 0.5 (the kept MACs suite, 50 evaluations, 3 seeds) "
+        f"against {RECOMMENDED} under a latency budget set to the latency ratio the MACs "
+        "search's bests actually reach (re-timed interleaved at the latency batch).",
+        "",
+        "| network | latency target (= MACs search's measured ratio) | MACs search val | "
+        "latency search val | MACs search test (fine-tuned) | latency search test "
+        "(fine-tuned) | latency search MACs ratio |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for env in args.networks:
+        folder = args.out / f"{env}-eq-b{args.evals}"
+        macs_folder = args.out / "macs" / f"{env}-t0.5-b50"
+        restore(args.data, folder, ROOT)
+        restore(MACS_DATA, macs_folder, ROOT)
+        if env not in targets or not (folder / "results").is_dir():
+            continue
+        ours = {s.method: s for s in summarise(folder_results(folder))}.get(RECOMMENDED)
+        theirs = {s.method: s for s in summarise(folder_results(macs_folder))}.get(RECOMMENDED)
+        if ours is None or theirs is None:
+            continue
+
+        def pct(stat: Any) -> str:
+            return "n/a" if stat is None else f"{100 * stat.mean:.2f} ± {100 * stat.std:.2f}"
+
+        out.append(
+            f"| {env} | {targets[env]:.3f} | {pct(theirs.val_accuracy)} | "
+            f"{pct(ours.val_accuracy)} | {pct(theirs.test_accuracy_finetuned)} | "
+            f"{pct(ours.test_accuracy_finetuned)} | {ours.macs_ratio.mean:.3f} |"
+        )
+    return [*out, ""]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the requested stages (unless --page-only), then write the page."""
+    args = parse(Args, argv, description=__doc__.splitlines()[0])
+    torch.set_num_threads(args.threads)
+    if not args.page_only:
+        stages = {"accuracy": accuracy_stage, "search": search_stage, "equal": equal_speed_stage}
+        for stage in args.stages:
+            stages[stage](args)
+            write_page(args)
+    write_page(args)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_script(main))

@@ -1,0 +1,259 @@
+"""The latency budget: the latency model, its cache, the action bound, every method, reports."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rlprune.apply import latency_budget_check
+from rlprune.cli import main
+from rlprune.env.pruning_env import PruningEnv
+from rlprune.errors import BudgetError, ConfigError
+from rlprune.evaluation import latency as latency_module
+from rlprune.evaluation.candidates import Candidate, within_budget
+from rlprune.evaluation.latency import LatencyModel, cache_dir, latency_model
+from rlprune.evaluation.task import PruningTask
+from rlprune.mdp.settings import EnvConfig, make_config
+from rlprune.models.specs import build_model
+from rlprune.pruning.macs import MacModel, term_shares
+from rlprune.search.benchmark import BenchmarkSettings, run_benchmark
+from tests.conftest import synthetic_data
+
+TARGET = 0.8  # digits-cnn at batch 1 keeps about 0.6 of its latency with every unit at min_keep
+
+
+@pytest.fixture(scope="module")
+def latency_config() -> EnvConfig:
+    from rlprune.presets.loader import load_env_config
+
+    return load_env_config("digits-cnn", {"metric": "latency", "threads": 1, "target": TARGET})
+
+
+@pytest.fixture(scope="module")
+def latency_task(latency_config: EnvConfig) -> PruningTask:
+    from rlprune.presets.tasks import load_task
+
+    return load_task(latency_config)
+
+
+def test_model_is_anchored_monotone_and_keyed(latency_task: PruningTask) -> None:
+    latency = latency_task.latency
+    assert latency is not None
+    key = latency.key
+    assert (key.batch, key.threads, key.torch) == (1, 1, torch.__version__)
+    assert key.device.startswith("cpu")
+    full = latency_task.analysis.channels
+    assert latency.predict(full) == pytest.approx(latency.full_ms)
+    assert latency_task.budget_ratio(full) == pytest.approx(1.0)
+    assert 0 < latency.error < 1 and latency.probes >= 20 and latency.seconds > 0
+    rng = np.random.default_rng(0)
+    for _ in range(50):  # more channels never predict less time: the action bound relies on it
+        channels = np.array([rng.choice(c) for c in latency_task.candidates])
+        unit = int(rng.integers(len(channels)))
+        more = channels.copy()
+        more[unit] = latency_task.candidates[unit][-1]
+        assert latency.predict(more) >= latency.predict(channels) - 1e-12
+
+
+def test_model_is_cached_and_reused(
+    latency_task: PruningTask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    latency = latency_task.latency
+    assert latency is not None
+    path = cache_dir() / "latency" / latency.key.file_name()
+    assert path.is_file()
+
+    def no_timing(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("a cached latency model was measured again")
+
+    monkeypatch.setattr(latency_module, "interleaved_ms", no_timing)
+    again = _rebuild(latency_task)
+    assert again.to_dict() == latency.to_dict()
+
+
+def test_cache_from_another_torch_version_is_rebuilt(latency_task: PruningTask) -> None:
+    latency = latency_task.latency
+    assert latency is not None
+    path = cache_dir() / "latency" / latency.key.file_name()
+    stale = latency.to_dict()
+    stale["key"]["torch"] = "1.0.0"
+    path.write_text(json.dumps(stale))
+    with pytest.warns(UserWarning, match="rebuilding"):
+        rebuilt = _rebuild(latency_task)
+    assert rebuilt.key == latency.key
+    assert LatencyModel.from_dict(json.loads(path.read_text())).key.torch == torch.__version__
+
+
+def test_bad_latency_input_is_refused(latency_config: EnvConfig, latency_task: PruningTask) -> None:
+    with pytest.raises(ConfigError, match="latency_batch"):
+        latency_config.derive({"latency_batch": 0})
+    with pytest.raises(ConfigError, match="metric"):
+        latency_config.derive({"metric": "flops"})
+    with pytest.raises(BudgetError, match=r"latency \(predicted\); raise the target above"):
+        latency_task.check_target(0.3)
+    with pytest.raises(ConfigError, match="latency batch"):
+        _rebuild(latency_task, batch=0)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--latency-batch", "0"], "latency-batch"),
+        (["--metric", "flops"], "metric"),
+        (["--metric", "latency", "--target", "0.2"], "raise the target above"),
+    ],
+)
+def test_cli_latency_errors_are_one_line(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    try:
+        code = main(["info", "--env", "digits-cnn", "--threads", "1", *args])
+    except SystemExit as exit_:  # argparse's own refusal
+        code = int(exit_.code or 0)
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "error:" in err[-1] and message in err[-1]
+    assert not any(line.startswith("error") for line in err[:-1])  # the error is one line
+
+
+def test_info_checks_the_model_against_fresh_timings(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["info", "--env", "digits-cnn", "--threads", "1", "--latency", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "latency model check" in out and "4 random candidates" in out
+    assert "median abs error" in out
+
+
+def test_candidates_budget_latency_not_macs() -> None:
+    base = dict(channels=(4,), keep_ratios=(0.5,), accuracy=0.9, macs=10, params=10)
+    cheap_but_slow = Candidate(**base, macs_ratio=0.3, params_ratio=0.3, latency_ratio=0.9)
+    assert not within_budget(cheap_but_slow, 0.5)
+    assert within_budget(Candidate(**base, macs_ratio=0.3, params_ratio=0.3), 0.5)
+    assert Candidate.from_dict(cheap_but_slow.to_dict()) == cheap_but_slow
+    assert "latency_ratio" not in Candidate(**base, macs_ratio=0.3, params_ratio=0.3).to_dict()
+
+
+def test_padded_cost_and_term_shares() -> None:
+    model = MacModel(
+        const=1.0,
+        lin_unit=np.array([0, 1]),
+        lin_coef=np.array([1.0, 2.0]),
+        bil_u=np.array([0]),
+        bil_v=np.array([1]),
+        bil_coef=np.array([0.5]),
+        pad=8,
+    )
+    assert model.macs([3, 9]) == model.macs([8, 16]) == 1 + 8 + 32 + 0.5 * 8 * 16
+    shares = term_shares(model, [8, 16])
+    assert shares == pytest.approx(np.array([8 + 32, 32 + 32]) / model.macs([8, 16]))
+
+
+def test_anchored_fit_recovers_a_known_cost() -> None:
+    rng = np.random.default_rng(0)
+    anchor = np.array([1.0, 100.0, 40.0])
+    features = np.column_stack([np.ones(30), rng.uniform(10, 100, 30), rng.uniform(5, 40, 30)])
+    truth = np.array([0.2, 0.006, 0.005])  # 0.2 + 0.6 + 0.2 = 1 at the anchor
+    weights = latency_module._fit_anchored(features, features @ truth, anchor)
+    assert weights == pytest.approx(truth, rel=1e-6)
+
+
+@pytest.fixture(scope="module")
+def residual_latency_task() -> PruningTask:
+    """A small residual network (9 units) on synthetic data under a latency budget."""
+    torch.manual_seed(0)
+    model = build_model(
+        "resnet", in_channels=1, num_classes=10, input_size=28, kwargs={"depth": 8, "width": 8}
+    )
+    config = make_config(
+        {
+            "model": "resnet",
+            "calibration_batches": 1,
+            "batch_size": 8,
+            "target": 0.8,
+            "metric": "latency",
+            "threads": 1,
+        }
+    )
+    task = PruningTask.from_model(model, synthetic_data(), config)
+    task.prepare_budget()
+    return task
+
+
+def test_env_meets_the_latency_target_by_construction(residual_latency_task: PruningTask) -> None:
+    task = residual_latency_task
+    config = make_config({"model": "resnet", "target": 0.8, "metric": "latency", "threads": 1})
+    env = PruningEnv(config=config, task=task)
+    rng = np.random.default_rng(1)
+    ratios = []
+    for episode in range(15):
+        env.reset(seed=episode)
+        done, info = False, {}
+        while not done:
+            _, _, done, _, info = env.step(rng.uniform(-1, 1, size=(1,)).astype(np.float32))
+        ratios.append(info["latency_ratio"])
+        assert info["latency_ratio"] <= 0.8 + 1e-9
+    assert max(ratios) > 0.7  # fill_budget uses the budget rather than over-pruning
+    shares = task.unit_shares
+    assert shares.shape == (len(task.analysis.units),) and 0.0 < shares.sum() <= 1.0
+
+
+def test_every_method_runs_under_the_latency_budget(
+    latency_task: PruningTask, latency_config: EnvConfig, tmp_path: Path
+) -> None:
+    methods = ("ppo", "random", "eagleeye", "tpe", "uniform", "magnitude", "sensitivity")
+    settings = BenchmarkSettings(methods=methods, evals=12, latency_repeats=3)
+    results, _ = run_benchmark(latency_task, settings, tmp_path, config=latency_config)
+    assert {r.method for r in results} == set(methods)
+    for r in results:
+        assert r.latency_ratio is not None and r.latency_ratio <= TARGET * 1.01, r.method
+        assert r.speedup_b1 is not None and r.speedup_b1 > 0
+        assert r.speedup_spread is not None and set(r.speedup_spread) == {"1", "64"}
+    summary = (tmp_path / "summary.md").read_text()
+    assert "latency ratio (predicted)" in summary and "speedup b1" in summary
+    assert "latency target 0.8" in summary and "latency budget: predicted by" in summary
+
+
+def test_delivered_speedup_disagreeing_with_the_model_warns(latency_task: PruningTask) -> None:
+    channels = latency_task.min_channels
+    predicted = 1 / latency_task.budget_ratio(channels)
+    batch = 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fine = latency_budget_check(latency_task, channels, {batch: {"speedup": predicted}})
+    assert fine is not None and fine["agrees"]
+    with pytest.warns(UserWarning, match="differs from the latency model"):
+        off = latency_budget_check(latency_task, channels, {batch: {"speedup": predicted * 2}})
+    assert off is not None and not off["agrees"]
+    assert off["threads"] == 1 and off["torch"] == torch.__version__
+
+
+def _rebuild(task: PruningTask, batch: int = 1) -> LatencyModel:
+    prune: Callable[[np.ndarray], torch.nn.Module] = lambda c: task.prune(c).model  # noqa: E731
+    return latency_model(
+        task.model,
+        task.analysis,
+        prune,
+        task.candidates,
+        batch=batch,
+        device=task.device,
+        threads=1,
+    )
+
+
+def test_noisy_timings_warn_with_the_figure(
+    latency_task: PruningTask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = np.random.default_rng(0)
+
+    def noisy(*_args: object, **_kwargs: object) -> tuple[list[float], list[float]]:
+        return [1.0] * 5, list(rng.uniform(0.1, 3.0, 5))
+
+    monkeypatch.setattr(latency_module, "interleaved_ms", noisy)
+    monkeypatch.setenv("RLPRUNE_CACHE_DIR", str(Path(cache_dir()) / "noisy"))
+    with pytest.warns(UserWarning, match=r"latency timings are noisy \(median relative standard"):
+        _rebuild(latency_task)
