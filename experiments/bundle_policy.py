@@ -30,10 +30,10 @@ from typing import Any
 
 from rlprune.arguments import arg, parse
 from rlprune.cli import fraction_list
-from rlprune.errors import run_script
+from rlprune.errors import ConfigError, run_script
 from rlprune.files import atomic_write_json
-from rlprune.presets.loader import GENERAL_POLICY
-from rlprune.rl.policy import install_policy, load_policy, save_ensemble
+from rlprune.presets.loader import GENERAL_POLICY, env_spec, load_env_config
+from rlprune.rl.policy import install_policy, load_policy, resolve_policy_dir, save_ensemble
 from rlprune.selection import Boards, Scored, pick_scale
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -72,6 +72,31 @@ class Args:
     install: bool = arg(False, f"copy the bundle to {GENERAL_POLICY}")
 
 
+def check_bundle(members: list[Path], out: Path, select: list[str]) -> None:
+    """Refuse, before anything is written, a member given twice, an ``--out`` that would
+    overwrite a member, and ``--select-on`` networks that are no env preset.
+
+    Raises:
+        ConfigError: naming the argument and the fix.
+    """
+    folders = [resolve_policy_dir(m).resolve() for m in members]
+    seen = set(folders)
+    if len(seen) < len(folders):
+        twice = next(str(m) for m, f in zip(members, folders, strict=True) if folders.count(f) > 1)
+        raise ConfigError(f"--members names {twice} twice; give each policy once")
+    target = out.resolve()
+    for member, folder in zip(members, folders, strict=True):
+        if target in (folder, folder.parent):
+            raise ConfigError(
+                f"--out {out} would overwrite the member {member}; give the bundle a folder "
+                "of its own"
+            )
+    if not select:
+        raise ConfigError("no networks to select on; give --select-on NET1,NET2,...")
+    for name in select:
+        load_env_config(env_spec(name, ROOT))  # an unknown preset fails here, in one line
+
+
 def main(argv: list[str] | None = None) -> int:
     """Write the ensemble with its chosen off-family strength; print every strength's score."""
     args = parse(
@@ -83,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         ),
     )
     select = [n for n in args.select_on.split(",") if n]
+    check_bundle(args.members, args.out, select)
     members = [load_policy(m) for m in args.members]
     # written first, playing the prior alone off-family: valid whatever happens next
     out = save_ensemble(members, args.out, {"outside_scale": 0.0})

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import glob
+import os
 import secrets
 import shutil
 import time
@@ -116,7 +118,8 @@ def apply_policy(
     """
     existed = Path(out_dir).exists()
     out = check_output_dir(out_dir)
-    staging = out.parent / f".{out.name}.partial-{secrets.token_hex(4)}"
+    _remove_stale_staging(out)
+    staging = out.parent / f".{out.name}.partial-{os.getpid()}-{secrets.token_hex(4)}"
     try:
         report = _apply(policy_path, env_config, settings, staging, on_episode, on_stage, on_refine)
         publish_dir(staging, out)
@@ -127,6 +130,26 @@ def apply_policy(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return report
+
+
+def _remove_stale_staging(out: Path) -> None:
+    """Remove the staging folders of earlier applies to ``out`` whose process is gone (a
+    kill that left no time to clean up); a running apply's folder names its live pid."""
+    for folder in out.parent.glob(f".{glob.escape(out.name)}.partial-*"):
+        pid = folder.name.rsplit(".partial-", 1)[1].split("-")[0]
+        if not (pid.isdigit() and _process_alive(int(pid))):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether a process with this id runs (or cannot be signalled: not ours to judge)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
 
 
 def _apply(

@@ -8,8 +8,12 @@ line and exits non-zero; messages name the bad value and the fix.
 from __future__ import annotations
 
 import os
+import signal
 import sys
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from types import FrameType
 
 __all__ = [
     "BudgetError",
@@ -19,9 +23,12 @@ __all__ = [
     "RLPruneError",
     "ResetNeeded",
     "RunError",
+    "Terminated",
     "one_line",
     "preview",
     "run_script",
+    "sigterm_stops_like_ctrl_c",
+    "stop_status",
 ]
 
 
@@ -53,6 +60,34 @@ class RunError(RLPruneError):
     """A run folder is missing, unreadable, or could not be written."""
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, so that it stops (and cleans up) as Ctrl-C does."""
+
+    signum = signal.SIGTERM
+
+
+@contextmanager
+def sigterm_stops_like_ctrl_c() -> Iterator[None]:
+    """While inside, SIGTERM raises :class:`Terminated` (a ``KeyboardInterrupt``)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+
+def stop_status(interrupt: KeyboardInterrupt) -> int:
+    """The exit status for an interrupt: 130 for Ctrl-C, 143 for SIGTERM."""
+    return 128 + int(getattr(interrupt, "signum", signal.SIGINT))
+
+
 def one_line(exc: BaseException) -> str:
     """``"TypeName: message"`` on one line, at most ~300 characters, for error messages."""
     text = " ".join(str(exc).split())
@@ -70,17 +105,19 @@ def preview(items: Sequence[str], limit: int = 3) -> str:
 
 def run_script(main: Callable[[], int | None]) -> int:
     """Run a script's ``main`` as the CLI runs a command: an :class:`RLPruneError` (a bad
-    ``--env``, a missing policy) is one line on stderr and exit status 2, Ctrl-C is 130;
+    ``--env``, a missing policy) is one line on stderr and exit status 2, Ctrl-C is 130 and
+    SIGTERM 143;
     ``RLPRUNE_DEBUG=1`` in the environment shows the traceback instead."""
     try:
-        return int(main() or 0)
+        with sigterm_stops_like_ctrl_c():
+            return int(main() or 0)
     except RLPruneError as error:
         if os.environ.get("RLPRUNE_DEBUG"):
             raise
         print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as error:
         if os.environ.get("RLPRUNE_DEBUG"):
             raise
         print("interrupted", file=sys.stderr)
-        return 130
+        return stop_status(error)

@@ -34,11 +34,32 @@ def check_weights_target(target: Path, *, overwrite: bool) -> None:
         )
     if target.is_dir():
         raise RunError(f"{target} is a folder; pass --out with a file name such as model.pt")
+    blocking = next((p for p in target.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise RunError(
+            f"{blocking} is a file, so {target} cannot be made in it; pass --out with a path "
+            "in a folder"
+        )
     if target.exists() and not overwrite:
         raise RunError(
             f"{target} exists (the preset's base weights?); pass --overwrite to replace it "
             "or --out with another path"
         )
+    if target.exists() and not _is_weights_file(target):
+        raise RunError(
+            f"{target} is not a weights file (a preset, code or data?); --overwrite replaces "
+            "only weights saved by torch.save: pass --out with another path"
+        )
+
+
+def _is_weights_file(path: Path) -> bool:
+    """Whether ``path`` holds what ``torch.save`` writes (a zip archive, or the legacy pickle)."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(4)
+    except OSError:
+        return False
+    return head == b"PK\x03\x04" or head[:1] == b"\x80"
 
 
 def pretrain(

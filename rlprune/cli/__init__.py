@@ -7,11 +7,12 @@ adding its parser and running it; :mod:`.common` holds what they share.
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 import warnings
 from collections.abc import Callable, Sequence
 
-from ..errors import RLPruneError, one_line
+from ..errors import RLPruneError, one_line, sigterm_stops_like_ctrl_c, stop_status
 from ..version import __version__
 from . import apply, benchmark, info, train
 from .common import (
@@ -54,24 +55,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     from ..evaluation.latency import reporting
 
     try:
-        with reporting(LatencyReporter()):
+        # SIGTERM cleans up as Ctrl-C does; latency models show their progress
+        with sigterm_stops_like_ctrl_c(), reporting(LatencyReporter()):
             return func(args)
     except RLPruneError as error:
         if args.debug:
             raise
         print_error(str(error))
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
         err_console.print("interrupted")
-        return 130
+        return stop_status(interrupt)
     except OSError as error:
         if args.debug:
             raise
         where = f" ({error.filename})" if error.filename else ""
-        print_error(
-            f"{error.strerror or one_line(error)}{where}; check free space and permissions "
-            "of the output folder (nothing was published)"
+        # only a full disk is the output folder's fault for sure; otherwise name the path
+        fix = (
+            "check free space of the output folder"
+            if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+            else "check that path and its permissions"
         )
+        print_error(f"{error.strerror or one_line(error)}{where}; {fix} (nothing was published)")
         return 1
     except Exception as error:  # noqa: BLE001 - the last line of defence: no traceback
         if args.debug:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..errors import stop_status
 from .common import (
     NON_NEGATIVE,
     add_env_arguments,
@@ -14,16 +16,23 @@ from .common import (
     console,
     env_config_from_args,
     episode_progress,
+    err_console,
+    seed_value,
     use_workers,
 )
 
 if TYPE_CHECKING:
+    from rich.progress import Progress
+
+    from ..apply import ApplySettings
+    from ..mdp.settings import EnvConfig
     from ..reports.apply_report import ApplyReport
+    from ..rl.recorder import RunRecorder
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
     """Apply a saved policy to a model and export the pruned model with a report."""
-    from ..apply import ApplySettings, apply_policy
+    from ..apply import ApplySettings
     from ..rl.run import run_folder_name
 
     use_workers(args)
@@ -42,8 +51,32 @@ def cmd_apply(args: argparse.Namespace) -> int:
         else Path("runs") / run_folder_name(config.name, "apply", args.seed)
     )
     progress, update = episode_progress(max(settings.adapt_episodes, 1), "adapt")
+    try:
+        report = _apply_with_progress(args, config, settings, out, progress, update)
+    except KeyboardInterrupt as interrupt:  # Ctrl-C, or SIGTERM (rlprune.cli.main)
+        err_console.print(
+            f"interrupted: nothing was written to {out}; run the command again", soft_wrap=True
+        )
+        return stop_status(interrupt)
+    _print_results(report)
+    _print_policy_fit(report)
+    console.print(f"report and pruned model: {out}", highlight=False)
+    return 0
+
+
+def _apply_with_progress(
+    args: argparse.Namespace,
+    config: EnvConfig,
+    settings: ApplySettings,
+    out: Path,
+    progress: Progress,
+    update: Callable[[RunRecorder], None],
+) -> ApplyReport:
+    """:func:`rlprune.apply.apply_policy` under the progress bar."""
+    from ..apply import apply_policy
+
     with progress:
-        report = apply_policy(
+        return apply_policy(
             args.policy,
             config,
             settings,
@@ -57,10 +90,6 @@ def cmd_apply(args: argparse.Namespace) -> int:
                 status=f"best acc {best.accuracy:.4f} @ MACs {best.macs_ratio:.3f}",
             ),
         )
-    _print_results(report)
-    _print_policy_fit(report)
-    console.print(f"report and pruned model: {out}", highlight=False)
-    return 0
 
 
 def _print_results(report: ApplyReport) -> None:
@@ -159,7 +188,9 @@ def add_parser(sub: Any, debug: argparse.ArgumentParser) -> None:
         default=0,
         help="fine-tune the pruned model on train",
     )
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--seed", type=seed_value, default=0, help="seed of adaptation and refinement (default: 0)"
+    )
     add_trust_argument(ap)
     add_worker_arguments(ap)
     ap.add_argument("--out", help="output folder (default: runs/{env}__apply__{seed}__{time})")

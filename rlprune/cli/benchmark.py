@@ -14,7 +14,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from ..errors import RunError
+from ..errors import RunError, stop_status
 from ..files import check_output_dir
 from ..search.methods import DEFAULT_METHODS, TRANSFER_METHODS, methods_help
 from .common import (
@@ -50,13 +50,13 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     task = load_task(config)
     try:
         files = _run_with_progress(task, settings, out, config, args)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:  # Ctrl-C, or SIGTERM (rlprune.cli.main)
         err_console.print(
             f"interrupted: finished (method, seed) results are kept in {out}/results; "
             "run the same command with --resume to compute only the missing ones",
             highlight=False,
         )
-        return 130
+        return stop_status(interrupt)
     console.print(files["summary.md"].read_text(), highlight=False, markup=False)
     plots = [p for k, p in files.items() if str(p).endswith(".png")]
     console.print(

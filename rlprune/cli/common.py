@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 from collections.abc import Callable
@@ -93,6 +94,18 @@ def fraction_list(text: str) -> list[float]:
 POSITIVE = count(1)
 
 
+MAX_SEED = 2**32 - 1
+"""The largest seed numpy and Stable-Baselines3 accept."""
+
+
+def seed_value(text: str) -> int:
+    """An argparse type: a seed, 0 to 2**32 - 1."""
+    value = count(0)(text)
+    if value > MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must be at most 2**32 - 1 = {MAX_SEED}, got {value}")
+    return value
+
+
 NON_NEGATIVE = count(0)
 
 
@@ -169,10 +182,29 @@ def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+WORKERS_PER_CORE = 4
+"""The most ``--workers`` per CPU core on this machine (each is a process with a model copy)."""
+MAX_RAY_WORKERS = 4096
+"""The most ``--workers`` on a Ray cluster."""
+
+
 def use_workers(args: argparse.Namespace) -> None:
-    """Apply ``--workers/--backend/--ray-address`` to every task this command builds."""
+    """Apply ``--workers/--backend/--ray-address`` to every task this command builds.
+
+    Raises:
+        RunError: more workers than this machine (or any cluster) can hold.
+    """
     from ..evaluation.backends import set_default_backend
 
+    ray = args.backend == "ray" or (args.backend is None and args.ray_address)
+    cores = os.cpu_count() or 1
+    limit = MAX_RAY_WORKERS if ray else WORKERS_PER_CORE * cores
+    if args.workers > limit:
+        where = "on Ray" if ray else f"here ({cores} CPU cores, {WORKERS_PER_CORE} per core)"
+        raise RunError(
+            f"--workers {args.workers} is more than the {limit} workers {where}; each is a "
+            f"process with its own model copy: give --workers {limit} or fewer (one per core is best)"
+        )
     set_default_backend(args.backend, args.workers, ray_address=args.ray_address)
 
 

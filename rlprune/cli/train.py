@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import RunError
 from ..files import check_output_dir
+from ..mdp.settings import resolve_spec
 from .common import (
     NON_NEGATIVE,
     POSITIVE,
@@ -22,6 +23,7 @@ from .common import (
     err_console,
     fraction_list,
     seconds,
+    seed_value,
     status_progress,
     use_workers,
 )
@@ -77,6 +79,11 @@ def _resume_one(args: argparse.Namespace) -> TrainResult:
     )
     _, _, settings = load_run(args.resume)
     total = args.episodes or settings.episodes
+    # relative as given, absolute as the run recorded them (and as the refusal asks)
+    model, dataset = (
+        None if spec is None else resolve_spec(spec, Path.cwd())
+        for spec in (args.model, args.dataset)
+    )
     progress, update = episode_progress(total, f"resume {Path(args.resume).name}")
     with progress:
         return resume(
@@ -85,8 +92,8 @@ def _resume_one(args: argparse.Namespace) -> TrainResult:
             on_episode=update,
             checkpoint_every=args.checkpoint_every,
             checkpoint_seconds=args.checkpoint_seconds,
-            trust_model=args.model,
-            trust_dataset=args.dataset,
+            trust_model=model,
+            trust_dataset=dataset,
         )
 
 
@@ -108,7 +115,8 @@ def _train_one(args: argparse.Namespace) -> TrainResult:
         "checkpoint_seconds": args.checkpoint_seconds,
     }
     if args.workers > 1 and args.n_envs is None and agent.algo in ON_POLICY:
-        given["n_envs"] = args.workers  # one episode per worker ends at each update step
+        # one episode per worker ends at each update step; no more envs than episodes
+        given["n_envs"] = min(args.workers, args.episodes or TrainSettings.episodes)
     settings = TrainSettings(**{k: v for k, v in given.items() if v is not None})
     progress, update = episode_progress(settings.episodes, f"{agent.name} on {config.name}")
     with progress:
@@ -227,7 +235,10 @@ def _resume_family(args: argparse.Namespace) -> int:
         f"resume {Path(args.resume).name}",
         total,
         lambda update: resume_family(
-            args.resume, episodes=args.episodes, on_episode=update, trust_dataset=args.dataset
+            args.resume,
+            episodes=args.episodes,
+            on_episode=update,
+            trust_dataset=None if args.dataset is None else resolve_spec(args.dataset, Path.cwd()),
         ),
     )
 
@@ -276,7 +287,9 @@ def add_parser(sub: Any, debug: argparse.ArgumentParser) -> None:
     # no defaults here for what a run fixes: with --resume, a flag given must match the run
     tr.add_argument("--agent", help="agent preset name or YAML (default: ppo)")
     tr.add_argument("--episodes", type=POSITIVE, help="pruned networks to evaluate (default: 300)")
-    tr.add_argument("--seed", type=int, help="seed for the agent and environments (default: 0)")
+    tr.add_argument(
+        "--seed", type=seed_value, help="seed for the agent and environments (default: 0)"
+    )
     tr.add_argument(
         "--n-envs",
         type=POSITIVE,

@@ -388,6 +388,11 @@ def _val_count(val_size: int | float, pool: int) -> int:
         count = int(round(val_size * pool))
     else:
         count = val_size
+    if pool < 2:
+        raise ConfigError(
+            f"{pool} sample{'s' if pool != 1 else ''} cannot be split into validation and "
+            "test; give at least 2"
+        )
     if not 1 <= count <= pool - 1:
         raise ConfigError(
             f"val_size={val_size!r} gives {count} validation samples out of {pool}; "
@@ -496,6 +501,35 @@ class Normalized(Dataset[tuple[torch.Tensor, Any]]):
         return (torch.as_tensor(image, dtype=torch.float32) - self.mean) / self.std, label
 
 
+class ReadChecked(Dataset[Any]):
+    """Another dataset's samples, a failed read (an unreadable or truncated image file)
+    turned into a :class:`DatasetError` naming the dataset, split and sample, so that it is
+    not taken for a problem of the output folder."""
+
+    def __init__(self, dataset: Dataset[Any], spec: str, split: str) -> None:
+        self.dataset = dataset
+        self.spec = spec
+        self.split = split
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getattr__(self, name: str) -> Any:
+        """The wrapped dataset's attributes (``indices``, ``targets``, ...) show through."""
+        if name == "dataset":  # not set yet (unpickling): no recursion
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+    def __getitem__(self, index: int) -> Any:
+        try:
+            return self.dataset[index]
+        except Exception as exc:
+            raise DatasetError(
+                f"reading sample {index} of the {self.split} split of dataset {self.spec!r} "
+                f"failed: {one_line(exc)}; check the dataset's files and transforms"
+            ) from exc
+
+
 def _per_channel(normalize: Mapping[str, Any], channels: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``normalize``'s mean and std as ``(C, 1, 1)`` tensors (one value serves every channel)."""
     values = []
@@ -511,6 +545,11 @@ def _per_channel(normalize: Mapping[str, Any], channels: int) -> tuple[torch.Ten
             )
         values.append(torch.tensor(numbers, dtype=torch.float32).view(-1, 1, 1))
     return values[0], values[1]
+
+
+MAX_SAMPLES = 100_000_000
+"""The most samples one split of a dataset factory may have (the splits are shuffled by
+index arrays held in memory)."""
 
 
 _SHAPE_HINT = (
@@ -542,6 +581,10 @@ def _from_factory(
         )
     num_classes = _num_classes(spec, parts, num_classes, num_workers)
     parts = _normalized(parts, normalize, shapes["train"][0])
+    parts = {
+        name: part if isinstance(part, TensorDataset) else ReadChecked(part, spec, name)
+        for name, part in parts.items()
+    }
     c, h, w = shapes["train"]
     return DataSplits(
         train=parts["train"],
@@ -577,6 +620,11 @@ def _check_parts(spec: str, parts: Mapping[str, Any]) -> None:
             )
         if len(part) == 0:
             raise DatasetError(f"the {name} split of dataset {spec!r} is empty; give it samples")
+        if len(part) > MAX_SAMPLES:
+            raise DatasetError(
+                f"the {name} split of dataset {spec!r} claims {len(part):,} samples, more than "
+                f"the {MAX_SAMPLES:,} rlprune can index; check the dataset's __len__"
+            )
 
 
 def _split_val_and_test(
@@ -675,7 +723,7 @@ def _sample_shape(spec: str, name: str, part: Dataset[Any]) -> tuple[int, int, i
             "(image, label) pair; return (image tensor (C, H, W), int label) from __getitem__"
         )
     image, label = sample
-    if not isinstance(image, torch.Tensor) or image.ndim != 3 or not image.is_floating_point():
+    if not isinstance(image, torch.Tensor) or image.ndim != 3 or image.dtype != torch.float32:
         what = (
             f"a {tuple(image.shape)} {image.dtype} tensor"
             if isinstance(image, torch.Tensor)
@@ -683,7 +731,8 @@ def _sample_shape(spec: str, name: str, part: Dataset[Any]) -> tuple[int, int, i
         )
         raise DatasetError(
             f"the {name} split of dataset {spec!r} yields {what} as image; images must be "
-            "float tensors (C, H, W) (add transforms.ToTensor(), or unsqueeze(0) for grayscale)"
+            "float32 tensors (C, H, W) (add transforms.ToTensor(), .float(), or unsqueeze(0) "
+            "for grayscale)"
         )
     if isinstance(label, torch.Tensor):
         label = label.item() if label.numel() == 1 else None

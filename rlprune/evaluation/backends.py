@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
-from ..errors import ConfigError, RLPruneError
+from ..errors import ConfigError, ModelError, RLPruneError, one_line
 from .scoring import to_fast_layout
 
 if TYPE_CHECKING:
@@ -105,12 +105,21 @@ def score_on(task: PruningTask, request: Request) -> Scored:
     """Prune, recalibrate and score one request on ``task`` (what every worker runs)."""
     channels, images = request
     t0 = time.perf_counter()
-    result = task.prune(channels)
-    to_fast_layout(result.model, task.example_inputs)
-    t1 = time.perf_counter()
-    task.evaluator.calibrate(result.model)
-    t2 = time.perf_counter()
-    accuracy = task.evaluator.score(result.model, images)
+    try:
+        result = task.prune(channels)
+        to_fast_layout(result.model, task.example_inputs)
+        t1 = time.perf_counter()
+        task.evaluator.calibrate(result.model)
+        t2 = time.perf_counter()
+        accuracy = task.evaluator.score(result.model, images)
+    except (RLPruneError, MemoryError, torch.OutOfMemoryError):
+        raise  # already one line, or the machine's limit rather than the model's fault
+    except Exception as exc:  # the user's model code: its failure is the input's fault
+        raise ModelError(
+            f"the model failed on the pruned candidate {list(channels)} ({one_line(exc)}); a "
+            "forward that fixes channel counts or shapes cannot be pruned: derive them from "
+            "the input, or list that layer in ignored_layers"
+        ) from exc
     t3 = time.perf_counter()
     return Scored(accuracy, int(result.macs), int(result.params), t1 - t0, t2 - t1, t3 - t2)
 

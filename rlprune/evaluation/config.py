@@ -167,5 +167,7 @@ def _check_normalize(value: Any) -> None:
             f"normalize mean has {len(lists[0])} values and std {len(lists[1])}; give one "
             "per channel in both"
         )
+    if not all(-1e30 < n < 1e30 for n in [*lists[0], *lists[1]]):  # NaN fails too
+        raise ConfigError(f"normalize mean and std must be finite numbers, got {dict(value)}")
     if any(n <= 0 for n in lists[1]):
         raise ConfigError(f"normalize std must be positive, got {lists[1]}")

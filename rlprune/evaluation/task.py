@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from ..errors import BudgetError, ConfigError
+from ..errors import BudgetError, ConfigError, ModelError, RLPruneError, one_line
 from ..pruning.analysis import ModelAnalysis, analyse
 from ..pruning.macs import ChannelCounts, MacModel, channel_candidates, term_shares
 from ..pruning.surgeon import PruneResult, Surgeon, keep_count, prune, unit_step
@@ -109,12 +109,21 @@ class PruningTask:
         check_model_fits(model, data.input_shape, data.num_classes)
         model = model.eval()
         example_inputs = torch.zeros((1, *data.input_shape))
-        analysis = analyse(
-            model,
-            example_inputs,
-            ignored_layers=config.ignored_layers,
-            importance=config.importance,
-        )
+        try:
+            analysis = analyse(
+                model,
+                example_inputs,
+                ignored_layers=config.ignored_layers,
+                importance=config.importance,
+            )
+        except (RLPruneError, MemoryError):
+            raise
+        except Exception as exc:  # the user's model code, traced on one image
+            raise ModelError(
+                f"tracing the model {config.model!r} on a batch of one input "
+                f"{tuple(data.input_shape)} failed ({one_line(exc)}); rlprune traces the "
+                "model on one image: make its forward work for a batch of one"
+            ) from exc
         evaluator = make_evaluator(data, config)
         mins, maxs, candidates = channel_options(analysis, config)
         task = cls(

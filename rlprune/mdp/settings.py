@@ -32,6 +32,7 @@ __all__ = [
     "EnvSettings",
     "TargetRange",
     "make_config",
+    "resolve_spec",
     "setting_help",
 ]
 
@@ -236,10 +237,8 @@ class EnvConfig:
                 data[key] = str((base_dir / data[key]).resolve())
         for key in ("model", "dataset"):
             spec = data.get(key)
-            if base_dir is not None and isinstance(spec, str) and ".py:" in spec:
-                file, _, factory = spec.rpartition(":")
-                if not Path(file).is_absolute():
-                    data[key] = f"{(base_dir / file).resolve()}:{factory}"
+            if base_dir is not None and isinstance(spec, str):
+                data[key] = resolve_spec(spec, base_dir)
         task = TaskConfig(**{k: v for k, v in data.items() if k in TASK_FIELDS})
         env = EnvSettings(**{k: v for k, v in data.items() if k in ENV_FIELDS})
         return cls(task, env)
@@ -258,6 +257,15 @@ class EnvConfig:
         if not overrides:
             return self
         return EnvConfig.from_dict({**self.to_dict(), **overrides}, base_dir=base_dir)
+
+
+def resolve_spec(spec: str, base_dir: Path) -> str:
+    """A model or dataset spec with the file of a ``path/file.py:factory`` spec made
+    absolute against ``base_dir`` (other specs as they are)."""
+    if ".py:" not in spec:
+        return spec
+    file, _, factory = spec.rpartition(":")
+    return spec if Path(file).is_absolute() else f"{(base_dir / file).resolve()}:{factory}"
 
 
 def make_config(values: Mapping[str, Any], base_dir: Path | None = None) -> EnvConfig:

@@ -90,7 +90,11 @@ def read_preset(kind: str, path: Path) -> dict[str, Any]:
         ConfigError: the file is not valid YAML or not a mapping.
     """
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{kind} preset {str(path)!r} is not UTF-8 text (byte {exc.start}); save it as UTF-8"
+        ) from None
     except yaml.YAMLError as exc:
         raise ConfigError(
             f"{kind} preset {str(path)!r} is not valid YAML: {exc}".splitlines()[0]

@@ -118,10 +118,22 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+MAX_LAYER_WIDTH = 4096
+"""The widest hidden layer an agent's network may have (observations hold ~15 features;
+a width beyond this is a typo that would allocate gigabytes)."""
+MAX_LAYERS = 16
+"""The most hidden layers an agent's network may have."""
+
+
 def _net_arch_ok(arch: Any) -> bool:
     def layers(v: Any) -> bool:
-        return isinstance(v, list) and all(
-            isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in v
+        return (
+            isinstance(v, list)
+            and len(v) <= MAX_LAYERS
+            and all(
+                isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= MAX_LAYER_WIDTH
+                for n in v
+            )
         )
 
     if isinstance(arch, Mapping):
@@ -151,8 +163,9 @@ def check_agent_types(name: str, values: Mapping[str, Any]) -> None:
         raise ConfigError(f"policy_kwargs {where} must be a mapping, e.g. {{net_arch: [64, 64]}}")
     if "net_arch" in kwargs and not _net_arch_ok(kwargs["net_arch"]):
         raise ConfigError(
-            f"net_arch {where} must be a list of layer widths (e.g. [64, 64]) or a mapping "
-            f"of such lists (e.g. {{pi: [64], vf: [64]}}), got {kwargs['net_arch']!r}"
+            f"net_arch {where} must be a list of at most {MAX_LAYERS} layer widths of 1 to "
+            f"{MAX_LAYER_WIDTH} (e.g. [64, 64]) or a mapping of such lists (e.g. "
+            f"{{pi: [64], vf: [64]}}), got {kwargs['net_arch']!r}"
         )
     if "log_std_init" in kwargs and not _is_number(kwargs["log_std_init"]):
         raise ConfigError(f"log_std_init {where} must be a number, got {kwargs['log_std_init']!r}")

@@ -54,19 +54,27 @@ def run_callback(
     """The callback of a training run: ``checkpoints`` at update boundaries and, at every
     step until ``recorder`` holds ``episodes`` episodes, the ``before`` callbacks, then the
     finished episodes recorded (see :class:`StopAtEpisodes` for ``learn_last_rollout``)."""
-    steps = CallbackList([*before, RecordEpisodes(recorder, on_episode)])
+    steps = CallbackList([*before, RecordEpisodes(recorder, on_episode, limit=episodes)])
     stop = StopAtEpisodes(recorder, episodes, steps, learn_last_rollout=learn_last_rollout)
     return CallbackList([checkpoints, stop])
 
 
 class RecordEpisodes(BaseCallback):
     """Hands every episode that ends at this step to the recorder (its log and SB3's), then
-    calls ``on_episode``."""
+    calls ``on_episode``; with ``limit``, no more than that many episodes in all (several
+    environments end their episodes at the same step)."""
 
-    def __init__(self, recorder: EpisodeLog, on_episode: Callable[[], None] | None = None):
+    def __init__(
+        self,
+        recorder: EpisodeLog,
+        on_episode: Callable[[], None] | None = None,
+        *,
+        limit: int | None = None,
+    ) -> None:
         super().__init__()
         self.recorder = recorder
         self.on_episode = on_episode
+        self.limit = limit
 
     def _on_step(self) -> bool:
         for reward, done, info in zip(
@@ -74,6 +82,8 @@ class RecordEpisodes(BaseCallback):
         ):
             if not done or "accuracy" not in info:
                 continue
+            if self.limit is not None and self.recorder.episodes >= self.limit:
+                break  # the run asked for no more: the extra environments' episodes go
             reward = float(info.get("reward", reward))  # the episode's, without shaping
             self.recorder.record(reward, info)
             self.recorder.log_episode(self.logger, reward, info)

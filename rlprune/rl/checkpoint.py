@@ -165,6 +165,11 @@ def restore(snapshot: Snapshot, algorithm: BaseAlgorithm, vec_env: DummyVecEnv) 
             f"{where}: params.pt does not fit this agent ({type(exc).__name__}); "
             "start a new run without --resume"
         ) from None
+    if not all(torch.isfinite(t).all() for t in _tensors(params)):
+        raise RunError(
+            f"{where}: params.pt holds NaN or inf weights; point checkpoints/latest.json at "
+            "an earlier checkpoint, or start a new run without --resume"
+        )
     state = snapshot.state
     algorithm.num_timesteps = int(state["num_timesteps"])
     if not snapshot.exact:
@@ -176,6 +181,17 @@ def restore(snapshot: Snapshot, algorithm: BaseAlgorithm, vec_env: DummyVecEnv) 
             f"{where}: its state does not fit this run ({type(exc).__name__}: {exc}); the "
             "folder's model, weights or preset may have changed; start a new run"
         ) from None
+
+
+def _tensors(value: Any) -> list[torch.Tensor]:
+    """Every floating-point tensor in a nested dict or list of state dicts."""
+    if isinstance(value, torch.Tensor):
+        return [value] if value.is_floating_point() else []
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in _tensors(v)]
+    if isinstance(value, (list, tuple)):
+        return [t for v in value for t in _tensors(v)]
+    return []
 
 
 def _anchor_state(env: Any) -> list[list[float]]:
@@ -304,7 +320,8 @@ def read_checkpoint(path: Path) -> Snapshot:
         if not isinstance(state, dict):
             raise ValueError("state.json is not a JSON object")
         episodes = int(state["episodes"])
-        int(state["num_timesteps"])
+        if episodes < 0 or int(state["num_timesteps"]) < 0:
+            raise ValueError("state.json: episodes and num_timesteps must be 0 or more")
         best_file = path / "best.json"
         best = json.loads(best_file.read_text()) if best_file.is_file() else None
         replay_file = path / "replay.npz"

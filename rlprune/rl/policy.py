@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -268,7 +269,66 @@ def _read_metadata(folder: Path) -> dict[str, Any]:
             f"this rlprune knows {', '.join(f'v{v}' for v in FEATURE_SETS)}; retrain it "
             "with this version"
         )
+    _check_feature_metadata(folder / METADATA_FILE, metadata, version)
+    _check_outside_scale(folder / METADATA_FILE, metadata)
     return metadata
+
+
+def _check_feature_metadata(path: Path, metadata: Mapping[str, Any], version: int) -> None:
+    """Refuse ``features`` other than feature set ``version``'s columns in order, and
+    ``feature_ranges`` that are not finite ``[low, high]`` pairs of those columns.
+
+    Raises:
+        ConfigError: naming the file and the field.
+    """
+    columns = list(features_for(version))
+    if "features" in metadata and metadata["features"] != columns:
+        raise ConfigError(
+            f"{path} is damaged: 'features' must list feature set v{version}'s columns in "
+            f"order ({', '.join(columns)}); re-save the policy with `rlprune train`"
+        )
+    ranges = metadata.get("feature_ranges")
+    if ranges is None:
+        return
+    if not isinstance(ranges, dict):
+        raise ConfigError(f"{path} is damaged: 'feature_ranges' must map features to [low, high]")
+    for name, pair in ranges.items():
+        ok = (
+            name in columns
+            and isinstance(pair, list)
+            and len(pair) == 2
+            and all(_is_finite_number(v) for v in pair)
+            and pair[0] <= pair[1]
+        )
+        if not ok:
+            raise ConfigError(
+                f"{path} is damaged: 'feature_ranges' {name!r} must be a known feature's "
+                f"finite [low, high] with low <= high, got {pair!r}; re-save the policy"
+            )
+
+
+def _check_outside_scale(path: Path, metadata: Mapping[str, Any]) -> None:
+    """Refuse an ``outside_scale`` that is not a number in [0, 1].
+
+    Raises:
+        ConfigError: naming the file and the field.
+    """
+    value = metadata.get("outside_scale", 0.0)
+    if not (_is_finite_number(value) and 0.0 <= value <= 1.0):
+        raise ConfigError(
+            f"{path} is damaged: 'outside_scale' must be a number in [0, 1] (the strength "
+            f"off-family), got {value!r}; rerun experiments/bundle_policy.py or set it to 0"
+        )
+
+
+def _is_finite_number(value: Any) -> bool:
+    """A JSON number (not a boolean) that is neither NaN nor infinite."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer too large for a float
+        return False
 
 
 def _agent_from_metadata(folder: Path, metadata: Mapping[str, Any]) -> AgentConfig:
@@ -281,14 +341,17 @@ def _agent_from_metadata(folder: Path, metadata: Mapping[str, Any]) -> AgentConf
             f"{folder / METADATA_FILE} is damaged: 'agent' must map name, algo, hyperparams "
             "and env; re-save the policy with `rlprune train`"
         )
-    return make_agent_config(
-        str(agent_meta.get("name", "agent")),
-        {
-            "algo": agent_meta.get("algo", "ppo"),
-            **agent_meta.get("hyperparams", {}),
-            "env": agent_meta.get("env", {}),
-        },
-    )
+    try:
+        return make_agent_config(
+            str(agent_meta.get("name", "agent")),
+            {
+                "algo": agent_meta.get("algo", "ppo"),
+                **agent_meta.get("hyperparams", {}),
+                "env": agent_meta.get("env", {}),
+            },
+        )
+    except ConfigError as exc:
+        raise ConfigError(f"{folder / METADATA_FILE} is damaged: {exc}") from None
 
 
 def _load_networks(
@@ -310,9 +373,16 @@ def _load_networks(
         for network, part in zip(networks, parts, strict=True):
             network.load_state_dict(part)
     except Exception as exc:  # corrupt file or a network that does not match the metadata
+        # one_line: an empty file's error has no text to take a first line of
         raise ConfigError(
-            f"cannot load policy weights {str(folder / WEIGHTS_FILE)!r}: {str(exc).splitlines()[0]}"
+            f"cannot load policy weights {str(folder / WEIGHTS_FILE)!r}: {one_line(exc)}"
         ) from None
+    bad = next((k for k, v in state.items() if not torch.isfinite(v).all()), None)
+    if bad is not None:
+        raise ConfigError(
+            f"policy weights {str(folder / WEIGHTS_FILE)!r} hold NaN or inf in {bad!r}; "
+            "the policy is damaged: retrain it or use another"
+        )
     return networks
 
 

@@ -24,18 +24,15 @@ from __future__ import annotations
 
 import shutil
 import signal
-import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import FrameType
 
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import Logger, configure
 
-from ..errors import RunError
+from ..errors import RunError, sigterm_stops_like_ctrl_c
 from ..files import atomic_write_json, atomic_write_text
 from ..reports.versions import software_versions
 from .checkpoint import Snapshot, latest_checkpoint, read_checkpoint, write_checkpoint
@@ -173,29 +170,6 @@ def learn_up_to(
 
 
 # --- stopping -------------------------------------------------------------------------
-
-
-class _Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where the run is, so that it stops the way Ctrl-C does."""
-
-    signum = signal.SIGTERM
-
-
-@contextmanager
-def sigterm_stops_like_ctrl_c() -> Iterator[None]:
-    """While inside, SIGTERM raises a ``KeyboardInterrupt`` (with ``signum`` SIGTERM)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # signal handlers can only be set from the main thread
-        return
-
-    def stop(signum: int, frame: FrameType | None) -> None:
-        raise _Terminated
-
-    previous = signal.signal(signal.SIGTERM, stop)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 def until_stopped(body: Callable[[], None]) -> int:

@@ -240,6 +240,8 @@ def _check_settings(agent: AgentConfig, settings: TrainSettings) -> None:
     """
     if settings.episodes < 1 or settings.n_envs < 1:
         raise RunError("--episodes and --n-envs must be at least 1")
+    if not 0 <= settings.seed <= 2**32 - 1:
+        raise RunError(f"--seed {settings.seed} is out of range; give a seed from 0 to 2**32 - 1")
     if settings.checkpoint_every < 0 or settings.checkpoint_seconds < 0:
         raise RunError(
             "--checkpoint-every and --checkpoint-seconds must be 0 or more (0 turns that "
@@ -295,11 +297,14 @@ def _open_recorder(
     if snapshot is None:
         return RunRecorder(run_dir, task)
     restore(snapshot, algorithm, vec_env)  # the generators last: nothing draws after it
+    best = _snapshot_best(snapshot, run_dir)
+    if best is not None:
+        _check_best_fits(best, task, run_dir / "checkpoints" / f"ep{snapshot.episodes:06d}")
     return RunRecorder(
         run_dir,
         task,
         start_episode=snapshot.episodes,
-        best=_snapshot_best(snapshot, run_dir),
+        best=best,
         elapsed_s=float(snapshot.state.get("elapsed_s", 0.0)),
     )
 
@@ -385,6 +390,24 @@ def _snapshot_best(snapshot: Snapshot, run_dir: Path) -> BestCandidate | None:
     return best if best is not None and best.episode <= snapshot.episodes else None
 
 
+def _check_best_fits(best: BestCandidate, task: PruningTask, checkpoint: Path) -> None:
+    """Refuse a checkpoint's best candidate whose channels this network cannot have.
+
+    Raises:
+        RunError: naming the file and the field.
+    """
+    full = task.analysis.channels
+    channels = best.candidate.channels
+    if len(channels) != len(full) or any(
+        not 1 <= int(n) <= int(c) for n, c in zip(channels, full, strict=False)
+    ):
+        raise RunError(
+            f"{checkpoint / 'best.json'} is damaged: 'channels' {list(channels)} do not fit "
+            f"the network's {len(full)} units of {[int(c) for c in full]} channels; point "
+            "checkpoints/latest.json at an earlier checkpoint, or start a new run"
+        )
+
+
 def _read_best(run_dir: Path) -> BestCandidate | None:
     path = run_dir / "best.json"
     if not path.is_file():
@@ -432,9 +455,29 @@ def load_run(run_dir: str | Path) -> tuple[EnvConfig, AgentConfig, TrainSettings
             },
         )
         settings = TrainSettings(**raw["train"])
-    except (yaml.YAMLError, KeyError, TypeError) as exc:
+    except (yaml.YAMLError, KeyError, TypeError, ConfigError, UnicodeDecodeError) as exc:
         raise RunError(f"cannot read {config_file}: {exc}") from None
+    _check_recorded_settings(config_file, settings)
     return env_config, agent, settings
+
+
+def _check_recorded_settings(config_file: Path, settings: TrainSettings) -> None:
+    """Refuse a run's ``train:`` settings of the wrong type or range (an edited file).
+
+    Raises:
+        RunError: naming the file and the field.
+    """
+    for item in dataclasses.fields(TrainSettings):
+        value = getattr(settings, item.name)
+        number = isinstance(value, int) or (
+            item.name == "checkpoint_seconds" and isinstance(value, float)
+        )
+        least = 1 if item.name in ("episodes", "n_envs") else 0
+        if isinstance(value, bool) or not number or not least <= value < float("inf"):
+            raise RunError(
+                f"{config_file} is damaged: train.{item.name} must be a number of at least "
+                f"{least}, got {value!r}; restore the file or start a new run"
+            )
 
 
 def _preset_name(value: str) -> str:
