@@ -45,6 +45,7 @@ from ..presets.tasks import (
     dataset_fingerprint,
     load_task,
     model_fingerprint,
+    trust_task_code,
 )
 from .agents import ON_POLICY, AgentConfig, build_algorithm, make_agent_config
 from .callbacks import CheckpointAtUpdates, run_callback
@@ -177,6 +178,8 @@ def train(
         run_dir = runs_root / run_folder_name(env_config.name, agent.name, settings.seed)
     if _resume:
         check_latest_pointer(run_dir)
+    else:  # the user named this code to train: a resume of the run may import it
+        trust_task_code(env_config.task)
     snapshot = open_run(
         run_dir,
         command,
@@ -504,9 +507,10 @@ def resume(
     """Continue a run from its last checkpoint up to its episode count (or ``episodes``).
 
     Model code the run folder names (a ``.py`` file or a module, not a zoo model) is
-    imported only if its file has the sha256 recorded at train time, or if the caller
-    names the same spec in ``trust_model`` (``--model`` on the command line); dataset code
-    likewise, with ``trust_dataset`` (``--dataset``).
+    imported only if this user trusted it when training on this machine and its file is
+    unchanged since (:func:`rlprune.code.is_trusted_code`), or if the caller names the
+    same spec in ``trust_model`` (``--model`` on the command line, which trusts it from
+    then on); dataset code likewise, with ``trust_dataset`` (``--dataset``).
 
     Without a checkpoint (a fault before the first one) the run starts again from the
     beginning. Episodes logged after the checkpoint run again and give the same rows.
@@ -563,3 +567,7 @@ def _check_run_code(
         check_recorded_dataset(
             env_config.task, raw_config.get("dataset_sha256"), f"run folder {path}"
         )
+    # code named on the command line is trusted from now on
+    trust_task_code(
+        env_config.task, model=trust_model is not None, dataset=trust_dataset is not None
+    )

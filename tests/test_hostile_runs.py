@@ -1,0 +1,129 @@
+"""Hostile run folders and resumes (issue 40, items 1-6): code a copied run folder names,
+flags a resume would ignore, a worker that dies while idle, names that escape ``--out``,
+off-family detection for single-run policies, and non-finite data."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rlprune.cli import main
+from rlprune.presets.loader import load_env_config
+from rlprune.rl.agents import load_agent_config
+from rlprune.rl.training import TrainSettings
+
+EVIL = """\
+from pathlib import Path
+Path({pwned!r}).write_text("x")
+from rlprune.models.zoo import digits_cnn as build
+from rlprune.data.datasets import load_dataset as make
+"""
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _plain(value: object) -> object:
+    return json.loads(json.dumps(value, default=list))
+
+
+def _evil_file(folder: Path, pwned: Path) -> Path:
+    evil = folder / "evil.py"
+    evil.write_text(EVIL.format(pwned=str(pwned)))
+    return evil
+
+
+def _copied_run(folder: Path, env: dict[str, object], **sha: object) -> Path:
+    """A run folder as someone else could hand it over: config.yaml and nothing else."""
+    folder.mkdir(parents=True)
+    config = {
+        "env": _plain({**load_env_config("digits-cnn").to_dict(), **env}),
+        "agent": _plain(load_agent_config("ppo-v1", "digits-cnn").to_dict()),
+        "train": dataclasses.asdict(TrainSettings(episodes=4)),
+        **sha,
+    }
+    (folder / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return folder
+
+
+@pytest.mark.parametrize("key", ["model", "dataset"])
+def test_resume_runs_no_code_a_copied_run_folder_names(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], key: str
+) -> None:
+    pwned = tmp_path / "pwned"
+    run = tmp_path / "run"
+    evil = _evil_file(run.parent, pwned)
+    attr = "build" if key == "model" else "make"
+    spec = f"{evil}:{attr}"
+    # the folder's own checksum matches: it proves nothing about who wrote the code
+    _copied_run(run, {key: spec}, **{f"{key}_sha256": _sha(evil)})
+    assert main(["train", "--resume", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert not pwned.exists()
+    assert "did not name when training" in err and f"pass --{key} {spec}" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_resume_runs_no_library_function_a_copied_run_folder_names(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import subprocess
+
+    pwned = tmp_path / "pwned"
+    spec = "subprocess:getoutput"
+    run = _copied_run(
+        tmp_path / "run",
+        {"model": spec, "model_kwargs": {"cmd": f"touch {pwned}"}},
+        model_sha256=_sha(Path(subprocess.__file__)),
+    )
+    assert main(["train", "--resume", str(run)]) == 2
+    assert not pwned.exists()
+    assert "pass --model subprocess:getoutput" in capsys.readouterr().err
+
+
+def test_family_resume_runs_no_code_a_copied_family_json_names(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from rlprune.rl.family import FamilySettings
+
+    pwned = tmp_path / "pwned"
+    run = tmp_path / "run"
+    run.mkdir()
+    evil = _evil_file(tmp_path, pwned)
+    member = {**load_env_config("digits-cnn").to_dict(), "model": f"{evil}:build"}
+    settings = dataclasses.asdict(FamilySettings(episodes=4, targets=(0.5,)))
+    family = {  # no model_sha256 at all: a family run checked models only where listed
+        "family": ["digits-cnn"],
+        "targets": [0.5],
+        "agent": load_agent_config("ppo", "digits-cnn").to_dict(),
+        "train": settings,
+        "command": "rlprune train",
+        "members": [member],
+    }
+    (run / "family.json").write_text(json.dumps(_plain(family)))
+    assert main(["train", "--resume", str(run)]) == 2
+    assert not pwned.exists()
+    assert f"pass --model {evil}:build" in capsys.readouterr().err
+
+
+def test_trusted_code_is_what_this_user_named_unchanged(
+    tmp_path: Path, trusted_code_list: Path
+) -> None:
+    from rlprune.code import is_trusted_code, trust_code
+
+    code = tmp_path / "mine.py"
+    code.write_text("def build():\n    return None\n")
+    spec = f"{code}:build"
+    assert not is_trusted_code(spec)
+    trust_code(spec)
+    assert is_trusted_code(spec) and str(code.resolve()) in trusted_code_list.read_text()
+    code.write_text(code.read_text() + "# changed\n")
+    assert not is_trusted_code(spec)
+    assert is_trusted_code("rlprune.models.zoo:resnet")  # rlprune's own model code
+    assert not is_trusted_code("rlprune.files:atomic_write_text")  # but not any of its code
