@@ -127,3 +127,87 @@ def test_trusted_code_is_what_this_user_named_unchanged(
     assert not is_trusted_code(spec)
     assert is_trusted_code("rlprune.models.zoo:resnet")  # rlprune's own model code
     assert not is_trusted_code("rlprune.files:atomic_write_text")  # but not any of its code
+
+
+def _copied_family(folder: Path) -> Path:
+    """A family run folder of digits-cnn alone (family.json only: no checkpoint yet)."""
+    from rlprune.rl.family import FamilySettings
+
+    folder.mkdir(parents=True)
+    family = {
+        "family": ["digits-cnn"],
+        "targets": [0.5],
+        "agent": load_agent_config("ppo", "digits-cnn").to_dict(),
+        "train": dataclasses.asdict(FamilySettings(episodes=4, targets=(0.5,))),
+        "command": "rlprune train",
+        "members": [load_env_config("digits-cnn").to_dict()],
+        "model_sha256": [None],
+        "dataset_sha256": [None],
+    }
+    (folder / "family.json").write_text(json.dumps(_plain(family)))
+    return folder
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [["--amp"], ["--device", "cuda"], ["--device", "cpu"], ["--out", "elsewhere"]],
+)
+@pytest.mark.parametrize("kind", ["run", "family run"])
+def test_resume_refuses_every_flag_it_would_ignore(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], kind: str
+) -> None:
+    run = tmp_path / "run"
+    if kind == "run":
+        _copied_run(run, {})
+    else:
+        _copied_family(run)
+    before = {p.name: p.read_text() for p in run.iterdir()}
+    assert main(["train", "--resume", str(run), *flags]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"drop {flags[0]}" in err, err
+    assert {p.name: p.read_text() for p in run.iterdir()} == before  # nothing ran
+
+
+@pytest.mark.parametrize("flags", [["--normalize", "none"], ["--reward", "acc_only"]])
+def test_family_resume_refuses_what_a_single_resume_refuses(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str]
+) -> None:
+    run = _copied_family(tmp_path / "run")
+    assert main(["train", "--resume", str(run), *flags]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"{flags[0]} cannot change a resumed family run" in err
+    assert not (run / "episodes.csv").exists()
+
+
+def test_family_runs_refuse_checkpoint_seconds_and_honour_checkpoint_every(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import rlprune.rl.family as family
+
+    new = ["train", "--env", "digits-cnn,fmnist-cnn", "--out", str(tmp_path / "runs")]
+    assert main([*new, "--checkpoint-seconds", "5"]) == 2
+    assert "--checkpoint-every" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+    run = _copied_family(tmp_path / "run")
+    seen: list[int] = []
+    monkeypatch.setattr(
+        family, "train_family", lambda _m, _a, s, *_x, **_k: seen.append(s.save_every)
+    )
+    main(["train", "--resume", str(run), "--checkpoint-every", "3"])
+    assert seen == [3]
+    assert json.loads((run / "family.json").read_text())["train"]["save_every"] == 3
+
+
+def test_benchmark_resume_refuses_another_worker_count(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "bench"
+    args = ["benchmark", "--methods", "uniform", "--evals", "2", "--out", str(out)]
+    assert main(args) == 0
+    kept = sorted(p.name for p in (out / "results").iterdir())
+    capsys.readouterr()
+    assert main([*args, "--resume", "--workers", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--workers 2 differs from the 1" in err and len(err.splitlines()) == 1
+    assert sorted(p.name for p in (out / "results").iterdir()) == kept
+    assert main([*args, "--resume", "--workers", "1"]) == 0

@@ -428,9 +428,10 @@ def resume_family(
     episodes: int | None = None,
     on_episode: Callable[[int, dict[str, Any]], None] | None = None,
     trust_dataset: str | None = None,
+    save_every: int | None = None,
 ) -> FamilyResult:
     """Continue a family run (:func:`train_family`) from its last checkpoint, up to its
-    episode count (or ``episodes``, recorded in ``family.json``). Without a checkpoint (killed
+    episode count (or ``episodes``, recorded in ``family.json``; ``save_every`` likewise). Without a checkpoint (killed
     before the first) the run starts again from the beginning; episodes logged after the
     checkpoint run again and give the same rows. A member's dataset code (a ``file.py:fn``
     dataset) is imported only if its file is the one recorded at training time, or if
@@ -450,7 +451,11 @@ def resume_family(
     if episodes is not None and episodes != settings.episodes:
         check_more_episodes(path, episodes)
         settings = dataclasses.replace(settings, episodes=episodes)
-        meta["train"] = dataclasses.asdict(settings)
+    if save_every is not None and save_every != settings.save_every:
+        settings = dataclasses.replace(settings, save_every=save_every)
+    train = json.loads(json.dumps(dataclasses.asdict(settings)))
+    if meta["train"] != train:
+        meta["train"] = train
         atomic_write_json(meta_file, meta)
     return train_family(
         members,
