@@ -211,3 +211,31 @@ def test_benchmark_resume_refuses_another_worker_count(
     assert "--workers 2 differs from the 1" in err and len(err.splitlines()) == 1
     assert sorted(p.name for p in (out / "results").iterdir()) == kept
     assert main([*args, "--resume", "--workers", "1"]) == 0
+
+
+def test_a_worker_that_dies_while_idle_is_replaced_and_the_search_finishes() -> None:
+    import os
+    import signal
+    import time
+
+    from rlprune.evaluation.backends import ProcessPool
+    from rlprune.presets.tasks import load_task
+    from rlprune.search.random_search import search_random
+
+    task = load_task(load_env_config("digits-cnn"))
+    try:
+        expected = search_random(task, 0.5, 6, seed=5)
+        task.reset_search()
+        pool = task.use_backend("process", 2)
+        assert isinstance(pool, ProcessPool)
+        pool.start()
+        os.kill(pool.pids()[0], signal.SIGKILL)  # between two searches: nothing in flight
+        deadline = time.monotonic() + 30
+        while not pool._pool._broken and time.monotonic() < deadline:  # type: ignore[union-attr]
+            time.sleep(0.01)
+        got = search_random(task, 0.5, 6, seed=5)
+        assert pool.restarts == 1
+        assert [c.channels for c in got.history] == [c.channels for c in expected.history]
+        assert got.best == expected.best
+    finally:
+        task.close_backend()
