@@ -239,3 +239,31 @@ def test_a_worker_that_dies_while_idle_is_replaced_and_the_search_finishes() -> 
         assert got.best == expected.best
     finally:
         task.close_backend()
+
+
+@pytest.mark.parametrize("name", ["../../escaped", "/tmp/rlprune-escaped", "a/b", ".."])
+def test_a_preset_name_never_leads_a_run_folder_out_of_out(tmp_path: Path, name: str) -> None:
+    from rlprune.files import safe_name
+    from rlprune.rl.run import run_folder_name
+
+    folder = run_folder_name(name, name, 0)
+    assert "/" not in folder and not folder.startswith(".")
+    assert (tmp_path / folder).resolve().parent == tmp_path.resolve()
+    assert safe_name(name) not in ("", ".", "..")
+
+
+def test_train_keeps_a_hostile_preset_name_inside_out(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parent.parent
+    preset = tmp_path / "hostile.yaml"
+    weights = root / "weights" / "digits-cnn.pt"
+    preset.write_text(
+        f'name: "../../escaped"\nmodel: digits-cnn\nweights: {weights}\ndataset: digits\n'
+        "calibration_batches: 1\nval_size: 64\n"
+    )
+    out = tmp_path / "a" / "b" / "runs"
+    assert main(["train", "--env", str(preset), "--episodes", "1", "--out", str(out)]) == 0
+    (run,) = out.iterdir()
+    assert run.name.startswith("_.._escaped__")
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_dir() and "escaped" in p.name) == [
+        run.name
+    ]
