@@ -267,3 +267,20 @@ def test_train_keeps_a_hostile_preset_name_inside_out(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.rglob("*") if p.is_dir() and "escaped" in p.name) == [
         run.name
     ]
+
+
+def test_a_single_run_policy_records_its_ranges_and_apply_tells_another_network(
+    trained_run: Path, make_small_task: object, digits_task: object
+) -> None:
+    from rlprune.rl.policy import load_policy
+    from rlprune.rl.transfer import policy_env, zero_shot
+
+    policy = load_policy(trained_run / "policy")
+    ranges = policy.metadata["feature_ranges"]
+    assert set(ranges) == set(policy.metadata["features"])  # every feature, seen
+    assert all(low <= high for low, high in ranges.values())
+    resnet = make_small_task("residual")  # type: ignore[operator]
+    outside = zero_shot(policy, policy_env(policy, resnet, 0.5)).outside
+    assert outside, "a residual net on 28x28 images lies outside a digits CNN's ranges"
+    inside = zero_shot(policy, policy_env(policy, digits_task, 0.5)).outside  # type: ignore[arg-type]
+    assert [name for name, _, _ in inside] == []
