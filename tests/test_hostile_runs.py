@@ -284,3 +284,63 @@ def test_a_single_run_policy_records_its_ranges_and_apply_tells_another_network(
     assert outside, "a residual net on 28x28 images lies outside a digits CNN's ranges"
     inside = zero_shot(policy, policy_env(policy, digits_task, 0.5)).outside  # type: ignore[arg-type]
     assert [name for name, _, _ in inside] == []
+
+
+def test_non_finite_images_are_refused_before_any_search(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    code = tmp_path / "poisoned.py"
+    code.write_text(
+        (examples / "tensor_dataset.py").read_text()
+        + "\n\ndef poisoned():\n"
+        + "    splits = standardised()\n"
+        + "    x, y = splits['train'].tensors\n"
+        + "    x = x.clone()\n"
+        + "    x[:45, 0, 0, 0] = float('inf')  # 45 training images\n"
+        + "    splits['train'] = TensorDataset(x, y)\n"
+        + "    return splits\n"
+    )
+    assert main(["info", "--env", "digits-cnn", "--dataset", f"{code}:poisoned"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "45 image(s) of the train split hold NaN or inf" in err
+
+
+def test_non_finite_weights_or_streamed_images_are_refused(tmp_path: Path) -> None:
+    import torch
+    from torch.utils.data import Dataset
+
+    from rlprune.errors import DatasetError, ModelError
+    from rlprune.evaluation.task import PruningTask
+    from rlprune.mdp.settings import make_config
+    from rlprune.models.specs import build_model
+    from tests.conftest import synthetic_data
+
+    config = make_config({"model": "digits-cnn", "calibration_batches": 1, "batch_size": 8})
+    data = synthetic_data()
+
+    def model() -> torch.nn.Module:
+        torch.manual_seed(0)
+        return build_model("digits-cnn", in_channels=1, num_classes=10, input_size=28)
+
+    PruningTask.from_model(model(), data, config)  # finite: fine
+    broken = model()
+    next(broken.parameters()).data[0] = float("nan")
+    with pytest.raises(ModelError, match="NaN/inf"):
+        PruningTask.from_model(broken, data, config)
+
+    class Streamed(Dataset):  # a factory's dataset, read sample by sample
+        def __init__(self, x: torch.Tensor, y: torch.Tensor) -> None:
+            self.x, self.y = x.clone(), y
+            self.x[:, 0, 0, 0] = float("inf")
+
+        def __len__(self) -> int:
+            return len(self.y)
+
+        def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+            return self.x[i], int(self.y[i])
+
+    streamed = dataclasses.replace(data, train=Streamed(*data.train.tensors))
+    with pytest.raises(DatasetError, match="calibration batches"):
+        PruningTask.from_model(model(), streamed, config)

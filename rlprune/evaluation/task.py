@@ -29,7 +29,7 @@ from .candidates import Candidate, SearchResult, best_of
 from .config import TaskConfig
 from .devices import resolve_device
 from .scoring import Evaluator, split_accuracy
-from .splits import DataSplits, check_model_fits
+from .splits import DataSplits, check_finite, check_model_fits
 
 __all__ = ["PruningTask", "Timings"]
 
@@ -103,6 +103,8 @@ class PruningTask:
             config = config.task
         check_model_fits(model, data.input_shape, data.num_classes)
         model = model.eval()
+        evaluator = make_evaluator(data, config)
+        check_finite(model, data, list(evaluator.calibration_batches))  # before any search
         example_inputs = torch.zeros((1, *data.input_shape))
         analysis = analyse(
             model,
@@ -110,7 +112,6 @@ class PruningTask:
             ignored_layers=config.ignored_layers,
             importance=config.importance,
         )
-        evaluator = make_evaluator(data, config)
         steps = [unit_step(u.groups, config.round_to) for u in analysis.units]
         full = analysis.channels
         mins = np.array(
