@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,7 +18,19 @@ __all__ = [
     "atomic_write_text",
     "check_output_dir",
     "publish_dir",
+    "safe_name",
 ]
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._+=-]+")
+
+
+def safe_name(text: str, fallback: str = "unnamed") -> str:
+    """``text`` as one safe file or folder name inside an output folder: every run of
+    characters other than letters, digits and ``._+=-`` (``/``, ``\\``, spaces, ...) becomes
+    ``_`` and leading dots go, so a name such as ``../../x`` or ``/etc/x`` cannot leave the
+    folder; at most 100 characters; ``fallback`` when nothing is left."""
+    name = _UNSAFE.sub("_", str(text)).lstrip(".")[:100]
+    return name or fallback
 
 
 def check_output_dir(path: str | os.PathLike[str], flag: str = "--out") -> Path:

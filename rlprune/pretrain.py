@@ -11,6 +11,7 @@ from .errors import ConfigError, RunError
 from .evaluation.config import TaskConfig
 from .evaluation.devices import resolve_device
 from .evaluation.finetune import FitResult, train_classifier
+from .files import safe_name
 from .models.weights import save_weights
 from .presets.tasks import build_config_model, load_data
 
@@ -91,7 +92,7 @@ def pretrain(
     settings.update(config.pretrain)
     if epochs is not None:
         settings["epochs"] = epochs
-    target = Path(out) if out is not None else Path("pretrained") / f"{config.name}.pt"
+    target = Path(out) if out is not None else Path("pretrained") / f"{safe_name(config.name)}.pt"
     check_weights_target(target, overwrite=overwrite)
     data = load_data(config)
     torch.manual_seed(config.seed)

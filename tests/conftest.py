@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -43,6 +43,23 @@ def synthetic_data(shape: tuple[int, int, int] = (1, 28, 28), classes: int = 10)
         return torch.randn(n, *shape, generator=g), torch.randint(classes, (n,), generator=g)
 
     return from_tensors(*split(32), *split(16), *split(16))
+
+
+TRUSTED_CODE_ENV = "RLPRUNE_TRUSTED_CODE"  # rlprune.code.TRUSTED_CODE_ENV
+
+
+@pytest.fixture(scope="session", autouse=True)
+def trusted_code_list(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The session's own list of trusted code (never the user's ``~/.config``); child
+    processes inherit it."""
+    path = tmp_path_factory.mktemp("config") / "trusted-code.json"
+    before = os.environ.get(TRUSTED_CODE_ENV)
+    os.environ[TRUSTED_CODE_ENV] = str(path)
+    yield path
+    if before is None:
+        os.environ.pop(TRUSTED_CODE_ENV, None)
+    else:
+        os.environ[TRUSTED_CODE_ENV] = before
 
 
 @pytest.fixture(scope="session")

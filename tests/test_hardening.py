@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from rlprune.cli import main
+from rlprune.code import trust_code
 from rlprune.errors import ModelError
 from rlprune.evaluation.task import PruningTask
 from rlprune.models.specs import check_recorded_spec, spec_fingerprint
@@ -88,10 +89,13 @@ def test_model_code_from_a_run_folder_runs_only_if_unchanged(tmp_path: Path) -> 
     model.write_text((ROOT / "examples" / "custom_model.py").read_text())
     spec = f"{model}:build"
     recorded = spec_fingerprint(spec)
-    check_recorded_spec(spec, recorded, "run folder r")  # same file: allowed
-    check_recorded_spec("resnet20", None, "run folder r")  # zoo models are rlprune's code
+    with pytest.raises(ModelError, match="did not name when training"):
+        check_recorded_spec(spec, recorded, "run folder r")  # the folder's word is no proof
     with pytest.raises(ModelError, match="no recorded checksum; .* pass --model"):
         check_recorded_spec(spec, None, "run folder r")
+    trust_code(spec)  # what training records outside the folder
+    check_recorded_spec(spec, recorded, "run folder r")  # same file, trusted: allowed
+    check_recorded_spec("resnet20", None, "run folder r")  # zoo models are rlprune's code
     model.write_text(model.read_text() + "\nopen('pwned', 'w').write('x')\n")
     with pytest.raises(ModelError, match="changed since training"):
         check_recorded_spec(spec, recorded, "run folder r")

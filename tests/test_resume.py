@@ -101,6 +101,11 @@ def test_resume_reproduces_the_uninterrupted_run(
     assert _rows(cut.run_dir) == _rows(whole.run_dir)
     assert (cut.run_dir / "best.json").read_text() == (whole.run_dir / "best.json").read_text()
     _assert_best_matches_log(cut.run_dir)
+    ranges = [
+        json.loads((r / "policy" / "policy.json").read_text())["feature_ranges"]
+        for r in (cut.run_dir, whole.run_dir)
+    ]
+    assert ranges[0] == ranges[1]  # the policy's training ranges resume exactly too
 
 
 def test_resume_keeps_the_anchor_of_a_best_anchored_agent(

@@ -15,7 +15,7 @@ from rich.progress import (
 )
 
 from ..errors import RunError, stop_status
-from ..files import check_output_dir
+from ..files import check_output_dir, safe_name
 from ..search.methods import DEFAULT_METHODS, TRANSFER_METHODS, methods_help
 from .common import (
     NON_NEGATIVE,
@@ -44,7 +44,7 @@ def cmd_benchmark(args: argparse.Namespace) -> int:
     use_workers(args)
     config = env_config_from_args(args)
     settings = _benchmark_settings(args)
-    out = Path(args.out) if args.out else Path("results") / f"benchmark-{config.name}"
+    out = Path(args.out) if args.out else Path("results") / f"benchmark-{safe_name(config.name)}"
     check_output_dir(out)
     config = benchmark_config(config, args.policy)
     task = load_task(config)

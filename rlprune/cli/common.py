@@ -7,7 +7,7 @@ import os
 import shlex
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from rich.console import Console
 from rich.progress import (
@@ -215,28 +215,31 @@ def env_config_from_args(args: argparse.Namespace) -> EnvConfig:
             f"--target {args.target[0]}:{args.target[1]} is a range, which only `rlprune "
             f"train` takes; give `rlprune {args.command}` one target, e.g. --target 0.5"
         )
-    config = load_env_config(
-        args.env,
-        {
-            "model": args.model,
-            "weights": args.weights,
-            "dataset": args.dataset,
-            "normalize": args.normalize,
-            "device": args.device,
-            "amp": args.amp,
-            "target": args.target,
-            "reward": args.reward,
-            "metric": getattr(args, "metric", None),
-            "latency_batch": getattr(args, "latency_batch", None),
-            "threads": getattr(args, "threads", None),
-        },
-    )
+    config = load_env_config(args.env, env_overrides(args))
     if config.task.threads is not None:
         import torch
 
         torch.set_num_threads(config.task.threads)
     get_reward(config.env.reward)  # an unknown reward fails here, before any loading
     return config
+
+
+def env_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The env settings the flags of :func:`add_env_arguments` give (``None``: not given),
+    keyed by setting name (``--n-envs`` would be ``n_envs``)."""
+    return {
+        "model": args.model,
+        "weights": args.weights,
+        "dataset": args.dataset,
+        "normalize": args.normalize,
+        "device": args.device,
+        "amp": args.amp,
+        "target": args.target,
+        "reward": args.reward,
+        "metric": getattr(args, "metric", None),
+        "latency_batch": getattr(args, "latency_batch", None),
+        "threads": getattr(args, "threads", None),
+    }
 
 
 def command_line() -> str:

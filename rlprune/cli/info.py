@@ -12,6 +12,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from ..files import safe_name
 from .common import (
     NON_NEGATIVE,
     POSITIVE,
@@ -89,7 +90,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     from ..pretrain import check_weights_target, pretrain
 
     config = env_config_from_args(args)
-    out = Path(args.out) if args.out else Path("pretrained") / f"{config.name}.pt"
+    out = Path(args.out) if args.out else Path("pretrained") / f"{safe_name(config.name)}.pt"
     check_weights_target(out, overwrite=args.overwrite)  # before any training
     epochs = args.epochs if args.epochs is not None else int(config.task.pretrain.get("epochs", 10))
     with Progress(console=console, transient=True) as progress:

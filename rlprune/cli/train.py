@@ -19,6 +19,7 @@ from .common import (
     command_line,
     console,
     env_config_from_args,
+    env_overrides,
     episode_progress,
     err_console,
     fraction_list,
@@ -31,6 +32,9 @@ from .common import (
 if TYPE_CHECKING:
     from ..rl.family import FamilyResult
     from ..rl.training import TrainResult
+
+DEFAULT_RUNS = "runs"
+"""Where run folders go without ``--out`` (``None`` there: ``--resume`` refuses one given)."""
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -56,17 +60,8 @@ def _resume_one(args: argparse.Namespace) -> TrainResult:
     """``rlprune train --resume RUN`` for one network: refuse changed settings, then resume."""
     from ..rl.training import check_resume_overrides, load_run, resume
 
-    for flag, value in (
-        ("--weights", args.weights),
-        ("--targets", args.targets),
-        ("--reward", args.reward),
-        ("--normalize", args.normalize),
-    ):
-        if value is not None:
-            raise RunError(
-                f"{flag} cannot change a resumed run (it keeps the settings in "
-                f"{args.resume}/config.yaml); drop {flag}, or start a new run"
-            )
+    # --model/--dataset trust the run's code, --target must be the run's (checked below)
+    _refuse_resume_flags(args, {}, keep=("model", "dataset", "target"), run="run")
     # the run keeps its own settings: a flag that asks for others is an error
     check_resume_overrides(
         args.resume,
@@ -106,7 +101,8 @@ def _train_one(args: argparse.Namespace) -> TrainResult:
         args.env = "digits-cnn"
     config = env_config_from_args(args)
     agent = load_agent_config(args.agent or "ppo", config.name)
-    check_output_dir(args.out)
+    out = args.out or DEFAULT_RUNS
+    check_output_dir(out)
     given = {
         "episodes": args.episodes,
         "seed": args.seed,
@@ -124,9 +120,37 @@ def _train_one(args: argparse.Namespace) -> TrainResult:
             config,
             agent,
             settings,
-            runs_root=Path(args.out),
+            runs_root=Path(out),
             command=command_line(),
             on_episode=update,
+        )
+
+
+def _refuse_resume_flags(
+    args: argparse.Namespace, given: dict[str, Any], *, keep: tuple[str, ...], run: str
+) -> None:
+    """Refuse every flag that would change a resumed ``run`` (a flag parsed and then
+    ignored would be a lie): the env settings (all but ``keep``), ``--targets``, ``--out``
+    and the flags in ``given``.
+
+    Raises:
+        RunError: naming the first such flag given.
+    """
+    record = "family.json" if run == "family run" else "config.yaml"
+    flags = {
+        f"--{key.replace('_', '-')}": value
+        for key, value in env_overrides(args).items()
+        if key not in keep
+    }
+    for flag, value in {**flags, "--targets": args.targets, **given}.items():
+        if value is not None:
+            raise RunError(
+                f"{flag} cannot change a resumed {run} (it keeps the settings in "
+                f"{args.resume}/{record}); drop {flag}, or start a new run"
+            )
+    if args.out is not None:
+        raise RunError(
+            f"--out cannot move a resumed {run}: it continues in {args.resume}; drop --out"
         )
 
 
@@ -182,7 +206,13 @@ def _train_family(args: argparse.Namespace) -> int:
         for name in names
     ]
     agent = load_agent_config(args.agent or "ppo", configs[0].name)
-    check_output_dir(args.out)
+    if args.checkpoint_seconds is not None:
+        raise RunError(
+            "--checkpoint-seconds: a family run checkpoints by episodes only; give "
+            "--checkpoint-every N instead"
+        )
+    out = args.out or DEFAULT_RUNS
+    check_output_dir(out)
     settings = FamilySettings(
         **{
             k: v
@@ -196,7 +226,7 @@ def _train_family(args: argparse.Namespace) -> int:
         },
         targets=targets,
     )
-    run_dir = Path(args.out) / run_folder_name("family", agent.name, settings.seed)
+    run_dir = Path(out) / run_folder_name("family", agent.name, settings.seed)
     return _run_family(
         f"{agent.name} on {len(names)} envs",
         settings.episodes,
@@ -212,20 +242,13 @@ def _resume_family(args: argparse.Namespace) -> int:
 
     given = {
         "--env": args.env,
-        "--target": args.target,
-        "--targets": args.targets,
         "--agent": args.agent,
         "--seed": args.seed,
         "--n-envs": args.n_envs,
-        "--model": args.model,
-        "--weights": args.weights,
+        "--checkpoint-seconds": args.checkpoint_seconds,
     }
-    for flag, value in given.items():
-        if value is not None:
-            raise RunError(
-                f"{flag} cannot change a resumed family run (it keeps the settings in "
-                f"{args.resume}/family.json); drop {flag}, or start a new run"
-            )
+    # --dataset trusts a member's dataset code (resume_family checks it is one)
+    _refuse_resume_flags(args, given, keep=("dataset",), run="family run")
     try:
         meta = json.loads((Path(args.resume) / "family.json").read_text())
         total = args.episodes or int(meta["train"]["episodes"])
@@ -239,6 +262,7 @@ def _resume_family(args: argparse.Namespace) -> int:
             episodes=args.episodes,
             on_episode=update,
             trust_dataset=None if args.dataset is None else resolve_spec(args.dataset, Path.cwd()),
+            save_every=args.checkpoint_every,
         ),
     )
 
@@ -314,6 +338,6 @@ def add_parser(sub: Any, debug: argparse.ArgumentParser) -> None:
         help="a family's targets, listed: each episode draws one uniformly, so a repeated "
         "target is drawn more often (e.g. 0.3,0.3,0.4,0.5,0.6,0.7; instead of --target LOW:HIGH)",
     )
-    tr.add_argument("--out", default="runs", help="folder for run folders (default: runs)")
+    tr.add_argument("--out", help="folder for run folders (default: runs)")
     tr.add_argument("--resume", help="continue the run in this folder from its last checkpoint")
     tr.set_defaults(func=cmd_train, env=None)

@@ -15,9 +15,9 @@ has not scored yet to its backend:
   (``pip install 'rlprune[ray]'``; ``ray_address`` joins a running cluster); the task's
   recipe goes to the object store once and each actor builds the task from it.
 
-A worker killed in the middle of an evaluation is replaced and the evaluation retried
-(the process pool is rebuilt; Ray restarts the actor and retries the task), so a search
-finishes with the result it would have had. Each worker runs torch with ``threads``
+A worker killed in the middle of an evaluation, or while idle, is replaced and the
+evaluation retried (the process pool is rebuilt; Ray restarts the actor and retries the
+task), so a search finishes with the result it would have had. Each worker runs torch with ``threads``
 intra-op threads (1 by default: K workers on K cores).
 """
 
@@ -183,8 +183,9 @@ class ProcessPool:
     ``forkserver`` it is pickled and must build the task (and the calling script needs an
     ``if __name__ == "__main__":`` guard, as for any spawned process).
 
-    A worker that dies (killed, out of memory) breaks the pool: the pool is rebuilt and
-    the requests not yet answered are sent again, up to ``retries`` times per call.
+    A worker that dies (killed, out of memory), during a request or while idle, breaks the
+    pool: the pool is rebuilt and the requests not yet answered are sent again, up to
+    ``retries`` times per call.
     """
 
     name = "process"
@@ -238,9 +239,7 @@ class ProcessPool:
         pending = list(range(len(requests)))
         failures = 0
         while pending:
-            pool = self._executor()
-            futures = {i: pool.submit(_process_score, requests[i]) for i in pending}
-            broken = False
+            futures, broken = self._submit(requests, pending)
             for i, future in futures.items():
                 try:
                     results[i] = future.result()
@@ -258,6 +257,20 @@ class ProcessPool:
                         "evaluations; check its memory use, or use --backend local"
                     )
         return [r for r in results if r is not None]
+
+    def _submit(
+        self, requests: Sequence[Request], pending: Sequence[int]
+    ) -> tuple[dict[int, cf.Future[Scored]], bool]:
+        """Send the pending requests; also whether the pool was found broken (a worker
+        died while idle, between calls), in which case the rest are not sent."""
+        pool = self._executor()
+        futures: dict[int, cf.Future[Scored]] = {}
+        try:
+            for i in pending:
+                futures[i] = pool.submit(_process_score, requests[i])
+        except BrokenProcessPool:
+            return futures, True
+        return futures, False
 
     def close(self) -> None:
         """Stop the workers."""

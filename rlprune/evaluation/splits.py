@@ -16,7 +16,13 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from ..errors import ConfigError, DatasetError, ModelError, one_line
 
-__all__ = ["DataSplits", "check_model_fits", "from_tensors", "make_loader"]
+__all__ = [
+    "DataSplits",
+    "check_finite",
+    "check_model_fits",
+    "from_tensors",
+    "make_loader",
+]
 
 
 @dataclass(frozen=True)
@@ -196,3 +202,40 @@ def check_model_fits(model: nn.Module, input_shape: tuple[int, int, int], num_cl
             f"model output shape {tuple(output.shape)} for a batch of 2 inputs {shape}, "
             f"expected (2, {num_classes}); make the classifier output num_classes={num_classes}"
         )
+
+
+def check_finite(
+    model: nn.Module, data: DataSplits, calibration_batches: list[torch.Tensor]
+) -> None:
+    """Refuse non-finite numbers before any search: one inf in a calibration image turns
+    every BatchNorm statistic into NaN and every candidate scores chance, silently.
+
+    Checks the model's weights and buffers, every split held in memory, and the
+    calibration batches (the training images that reach BatchNorm, for streamed splits).
+
+    Raises:
+        ModelError: a weight or buffer holds NaN or inf.
+        DatasetError: images hold NaN or inf.
+    """
+    for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise ModelError(
+                f"model weight {name!r} holds {bad} NaN/inf value(s); the weights are "
+                "damaged: retrain or reload them (rlprune pretrain)"
+            )
+    splits = {
+        name: split.tensors[0]
+        for name in ("train", "val", "test")
+        if isinstance(split := getattr(data, name), TensorDataset)
+    }
+    if not isinstance(data.train, TensorDataset) and calibration_batches:
+        splits["train (calibration batches)"] = torch.cat(calibration_batches)
+    for name, images in splits.items():
+        if images.is_floating_point() and not bool(torch.isfinite(images).all()):
+            rows = (~torch.isfinite(images.reshape(len(images), -1))).any(dim=1)
+            raise DatasetError(
+                f"{int(rows.sum())} image(s) of the {name} split hold NaN or inf (the first "
+                f"at index {int(rows.nonzero()[0])}); fix or drop them (their BatchNorm "
+                "statistics would be NaN and every candidate would score chance)"
+            )

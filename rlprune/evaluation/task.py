@@ -31,7 +31,7 @@ from .config import TaskConfig
 from .devices import resolve_device
 from .latency import LatencyCheck, LatencyModel, check_model, latency_model
 from .scoring import Evaluator, split_accuracy
-from .splits import DataSplits, check_model_fits
+from .splits import DataSplits, check_finite, check_model_fits
 
 __all__ = ["PruningTask", "Timings"]
 
@@ -108,6 +108,8 @@ class PruningTask:
             config = config.task
         check_model_fits(model, data.input_shape, data.num_classes)
         model = model.eval()
+        evaluator = make_evaluator(data, config)
+        check_finite(model, data, list(evaluator.calibration_batches))  # before any search
         example_inputs = torch.zeros((1, *data.input_shape))
         try:
             analysis = analyse(

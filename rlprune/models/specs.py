@@ -19,7 +19,7 @@ from typing import Any
 
 from torch import nn
 
-from ..code import fingerprint, resolve_callable
+from ..code import fingerprint, is_trusted_code, resolve_callable, untrusted_reason
 from ..errors import ModelError, one_line
 from .zoo import MODELS
 
@@ -34,27 +34,20 @@ def spec_fingerprint(spec: str) -> str | None:
 
 def check_recorded_spec(spec: str, recorded: str | None, where: str) -> None:
     """Refuse to import model code named in a file rlprune wrote (a run folder) unless it
-    is the same file as at train time (``recorded``: its :func:`spec_fingerprint`).
+    is a zoo model, rlprune's own code, or a file this user trusted when training and
+    unchanged since (:func:`rlprune.code.is_trusted_code`); ``recorded`` (the folder's
+    :func:`spec_fingerprint`) only words the message.
 
     Raises:
-        ModelError: the code is not a zoo model and its file is missing, changed, or was
-            never recorded; the message says to pass ``--model`` to trust it.
+        ModelError: the code is missing, changed, or not trusted here; the message says to
+            pass ``--model`` to trust it.
     """
-    if str(spec).strip() in MODELS:
+    if is_trusted_code(spec, MODELS):
         return
-    current = spec_fingerprint(spec)
-    if current is not None and current == recorded:
-        return
-    reason = (
-        "whose file is missing"
-        if current is None
-        else "whose file changed since training"
-        if recorded
-        else "with no recorded checksum"
-    )
     raise ModelError(
-        f"{where} names model code {spec!r} {reason}; rlprune runs code only from the "
-        f"command line: pass --model {spec} to trust it"
+        f"{where} names model code {spec!r} {untrusted_reason(spec, recorded, MODELS)}; "
+        f"rlprune runs code a run folder names only if you name it: pass --model {spec} to "
+        "trust it"
     )
 
 

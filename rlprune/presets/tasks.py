@@ -13,7 +13,7 @@ from pathlib import Path
 
 from torch import nn
 
-from ..code import fingerprint, is_code_spec
+from ..code import fingerprint, is_code_spec, is_trusted_code, trust_code, untrusted_reason
 from ..data.datasets import load_dataset
 from ..errors import DatasetError, ModelError
 from ..evaluation.config import TaskConfig
@@ -33,6 +33,7 @@ __all__ = [
     "load_task",
     "model_fingerprint",
     "pretrained_weights_hint",
+    "trust_task_code",
 ]
 
 
@@ -49,23 +50,26 @@ def dataset_fingerprint(config: TaskConfig) -> str | None:
 
 
 def check_recorded_dataset(config: TaskConfig, recorded: str | None, where: str) -> None:
-    """Refuse dataset code named in a run folder unless it is the file recorded there."""
+    """Refuse dataset code named in a run folder unless this user trusted it when training
+    (see :func:`rlprune.models.specs.check_recorded_spec`)."""
     if not is_code_spec(config.dataset) or Path(config.dataset).is_dir():
         return
-    current = dataset_fingerprint(config)
-    if current is not None and current == recorded:
+    if is_trusted_code(config.dataset):
         return
-    reason = (
-        "whose file is missing"
-        if current is None
-        else "whose file changed since training"
-        if recorded
-        else "with no recorded checksum"
-    )
     raise DatasetError(
-        f"{where} names dataset code {config.dataset!r} {reason}; rlprune runs code only from "
-        f"the command line: pass --dataset {config.dataset} to trust it"
+        f"{where} names dataset code {config.dataset!r} "
+        f"{untrusted_reason(config.dataset, recorded)}; rlprune runs code a run folder names "
+        f"only if you name it: pass --dataset {config.dataset} to trust it"
     )
+
+
+def trust_task_code(config: TaskConfig, *, model: bool = True, dataset: bool = True) -> None:
+    """Record a task's model and dataset code (those asked for) as trusted by this user,
+    who named it: a resume of the run may import it while its files stay unchanged."""
+    if model and spec_fingerprint(config.model) is not None:
+        trust_code(config.model)
+    if dataset and dataset_fingerprint(config) is not None:
+        trust_code(config.dataset)
 
 
 def check_recorded_model(config: TaskConfig, recorded: str | None, where: str) -> None:

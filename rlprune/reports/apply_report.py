@@ -97,7 +97,8 @@ class ApplyReport:
     ``{"feature", "steps", "distance"}`` (steps outside, largest distance), largest first;
     empty when the network lies inside them (or the policy recorded no ranges)."""
     policy_ranges: bool = False
-    """Whether the policy recorded its training ranges (family policies do)."""
+    """Whether the policy recorded its training ranges (every policy trained since rlprune
+    records them; older single-run policies did not)."""
     deferred: bool = False
     """Whether the zero-shot episode damped the policy's corrections to
     :attr:`correction_scale` (the network lies outside its training ranges; ``rlprune

@@ -226,10 +226,23 @@ class ObservationRanges(BaseCallback):
         self.high = np.full(len(self.features), -np.inf)
 
     def _on_step(self) -> bool:
-        rows = np.asarray(self.locals["new_obs"], dtype=np.float64).reshape(-1, len(self.low))
+        self.observe(self.locals["new_obs"])
+        return True
+
+    def observe(self, observations: Any) -> None:
+        """Widen the ranges to take in ``observations`` (one row per observation)."""
+        rows = np.asarray(observations, dtype=np.float64).reshape(-1, len(self.low))
         self.low = np.minimum(self.low, rows.min(axis=0))
         self.high = np.maximum(self.high, rows.max(axis=0))
-        return True
+
+    def widen(self, ranges: dict[str, Any]) -> None:
+        """Widen the ranges to take in ``{feature: [low, high]}`` (a policy's
+        ``feature_ranges``; features not observed here are ignored)."""
+        for j, name in enumerate(self.features):
+            if name in ranges:
+                low, high = ranges[name]
+                self.low[j] = min(self.low[j], float(low))
+                self.high[j] = max(self.high[j], float(high))
 
     def to_state(self) -> dict[str, list[float | None]]:
         """The ranges as plain JSON (``None`` for a feature not seen yet)."""

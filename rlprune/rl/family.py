@@ -49,6 +49,7 @@ from ..presets.tasks import (
     dataset_fingerprint,
     load_task,
     model_fingerprint,
+    trust_task_code,
 )
 from ..reports.versions import software_versions
 from .agents import ON_POLICY, AgentConfig, build_algorithm, make_agent_config
@@ -230,6 +231,9 @@ def train_family(
         tasks = [load_task(c) for c in members]
     for task in tasks:
         task.check_target(min(settings.targets))
+    if not _resume:  # the user named this code to train: a resume may import it
+        for config in configs:
+            trust_task_code(config.task)
     snapshot = open_run(
         run_dir,
         command,
@@ -424,9 +428,10 @@ def resume_family(
     episodes: int | None = None,
     on_episode: Callable[[int, dict[str, Any]], None] | None = None,
     trust_dataset: str | None = None,
+    save_every: int | None = None,
 ) -> FamilyResult:
     """Continue a family run (:func:`train_family`) from its last checkpoint, up to its
-    episode count (or ``episodes``, recorded in ``family.json``). Without a checkpoint (killed
+    episode count (or ``episodes``, recorded in ``family.json``; ``save_every`` likewise). Without a checkpoint (killed
     before the first) the run starts again from the beginning; episodes logged after the
     checkpoint run again and give the same rows. A member's dataset code (a ``file.py:fn``
     dataset) is imported only if its file is the one recorded at training time, or if
@@ -446,7 +451,11 @@ def resume_family(
     if episodes is not None and episodes != settings.episodes:
         check_more_episodes(path, episodes)
         settings = dataclasses.replace(settings, episodes=episodes)
-        meta["train"] = dataclasses.asdict(settings)
+    if save_every is not None and save_every != settings.save_every:
+        settings = dataclasses.replace(settings, save_every=save_every)
+    train = json.loads(json.dumps(dataclasses.asdict(settings)))
+    if meta["train"] != train:
+        meta["train"] = train
         atomic_write_json(meta_file, meta)
     return train_family(
         members,
@@ -491,13 +500,16 @@ def _read_family_run(
 def _check_member_code(
     path: Path, meta: dict[str, Any], members: Sequence[EnvConfig], trust_dataset: str | None
 ) -> None:
-    """Model code runs only unchanged; dataset code only unchanged, or trusted by naming it.
+    """Model and dataset code run only if this user trusted them when training, unchanged
+    since (:func:`rlprune.code.is_trusted_code`); dataset code also when named again.
 
     Raises:
-        RunError: a member's model code changed, or ``trust_dataset`` is no member's dataset.
-        DatasetError: a member's dataset code changed and is not trusted.
+        ModelError: a member's model code is not trusted here (missing, changed, copied).
+        RunError: ``trust_dataset`` is no member's dataset.
+        DatasetError: a member's dataset code is not trusted here.
     """
-    for config, recorded in zip(members, meta.get("model_sha256") or [], strict=False):
+    recorded_models = list(meta.get("model_sha256") or []) + [None] * len(members)
+    for config, recorded in zip(members, recorded_models, strict=False):  # every member
         check_recorded_model(config.task, recorded, f"family run {path}")
     datasets = {c.task.dataset for c in members}
     if trust_dataset is not None and trust_dataset not in datasets:
@@ -507,5 +519,7 @@ def _check_member_code(
         )
     recorded_data = list(meta.get("dataset_sha256") or []) + [None] * len(members)
     for config, recorded in zip(members, recorded_data, strict=False):
-        if config.task.dataset != trust_dataset:  # dataset code runs only unchanged, or trusted
+        if config.task.dataset != trust_dataset:  # dataset code runs only trusted
             check_recorded_dataset(config.task, recorded, f"family run {path}")
+        else:  # named on the command line: trusted from now on
+            trust_task_code(config.task, model=False)

@@ -33,7 +33,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import Logger, configure
 
 from ..errors import RunError, sigterm_stops_like_ctrl_c
-from ..files import atomic_write_json, atomic_write_text
+from ..files import atomic_write_json, atomic_write_text, safe_name
 from ..reports.versions import software_versions
 from .checkpoint import Snapshot, latest_checkpoint, read_checkpoint, write_checkpoint
 from .recorder import logged_episodes
@@ -53,8 +53,9 @@ __all__ = [
 
 
 def run_folder_name(env: str, agent: str, seed: int) -> str:
-    """``{env}__{agent}__{seed}__{time}``, CleanRL style."""
-    return f"{env}__{agent}__{seed}__{time.strftime('%Y%m%d-%H%M%S')}"
+    """``{env}__{agent}__{seed}__{time}``, CleanRL style; names that are not safe folder
+    names (a preset's ``name: ../../x``) are made so (:func:`rlprune.files.safe_name`)."""
+    return f"{safe_name(env)}__{safe_name(agent)}__{seed}__{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def open_run(

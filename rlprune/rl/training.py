@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import CallbackList
@@ -38,6 +39,7 @@ from ..errors import ConfigError, RunError
 from ..evaluation.candidates import Candidate
 from ..evaluation.task import PruningTask
 from ..files import atomic_write_text
+from ..mdp.features import features_for
 from ..mdp.settings import EnvConfig, make_config
 from ..presets.tasks import (
     check_recorded_dataset,
@@ -45,9 +47,10 @@ from ..presets.tasks import (
     dataset_fingerprint,
     load_task,
     model_fingerprint,
+    trust_task_code,
 )
 from .agents import ON_POLICY, AgentConfig, build_algorithm, make_agent_config
-from .callbacks import CheckpointAtUpdates, run_callback
+from .callbacks import CheckpointAtUpdates, ObservationRanges, run_callback
 from .checkpoint import Snapshot, restore
 from .policy import POLICY_ENV_KEYS, LoadedPolicy, save_policy
 from .recorder import BestCandidate, RunRecorder
@@ -177,6 +180,8 @@ def train(
         run_dir = runs_root / run_folder_name(env_config.name, agent.name, settings.seed)
     if _resume:
         check_latest_pointer(run_dir)
+    else:  # the user named this code to train: a resume of the run may import it
+        trust_task_code(env_config.task)
     snapshot = open_run(
         run_dir,
         command,
@@ -192,20 +197,24 @@ def train(
     recorder = _open_recorder(run_dir, task, algorithm, vec_env, snapshot)
     if _resume:
         recorder.write_best()  # the best of the episodes kept, none of those dropped
+    ranges = _observation_ranges(env_config, snapshot, initial_policy)
     checkpoints = CheckpointAtUpdates(
         run_dir,
         vec_env,
         recorder,
         every=settings.checkpoint_every,
         seconds=settings.checkpoint_seconds,
+        extra_state=lambda: {"observation_ranges": ranges.to_state()},
     )
     hook = (lambda: on_episode(recorder)) if on_episode is not None else None
-    callback = run_callback(checkpoints, recorder, settings.episodes, on_episode=hook)
+    callback = run_callback(
+        checkpoints, recorder, settings.episodes, before=[ranges], on_episode=hook
+    )
     evaluations_before = task.timings.evaluations
     try:
         stop_signal = until_stopped(
             lambda: _run_episodes(
-                algorithm, task, env_config, settings, recorder, callback, snapshot, hook
+                algorithm, task, env_config, settings, recorder, callback, snapshot, hook, ranges
             )
         )
     finally:
@@ -215,7 +224,7 @@ def train(
     save_policy(
         algorithm.policy,
         run_dir / "policy",
-        _policy_metadata(env_config, agent, recorder),
+        _policy_metadata(env_config, agent, recorder, ranges),
         feature_version=env_config.env.features,
     )
     return TrainResult(
@@ -309,6 +318,21 @@ def _open_recorder(
     )
 
 
+def _observation_ranges(
+    env_config: EnvConfig, snapshot: Snapshot | None, initial_policy: LoadedPolicy | None
+) -> ObservationRanges:
+    """The range every observation feature took, as the checkpoint left it (or the
+    initial policy's ranges, for an adaptation): recorded in the policy so that ``apply``
+    can tell a network outside them."""
+    ranges = ObservationRanges(features_for(env_config.env.features))
+    saved = snapshot.state.get("observation_ranges") if snapshot is not None else None
+    if saved:
+        ranges.load_state(saved)
+    elif snapshot is None and initial_policy is not None:
+        ranges.widen(initial_policy.metadata.get("feature_ranges") or {})
+    return ranges
+
+
 def _run_episodes(
     algorithm: BaseAlgorithm,
     task: PruningTask,
@@ -318,11 +342,14 @@ def _run_episodes(
     callback: CallbackList,
     snapshot: Snapshot | None,
     on_episode: Callable[[], None] | None,
+    ranges: ObservationRanges,
 ) -> None:
     """The run's episodes: a residual agent's deterministic one first, then learning."""
     if env_config.env.action_mode == "residual" and recorder.episodes == 0:
         # the policy's deterministic episode first: with zero_init_action, the prior
-        reward, info = _deterministic_episode(algorithm, task, env_config, settings.seed)
+        reward, info = _deterministic_episode(
+            algorithm, task, env_config, settings.seed, ranges.observe
+        )
         recorder.record(reward, info)
         if on_episode is not None:
             on_episode()
@@ -337,12 +364,18 @@ def _run_episodes(
 
 
 def _deterministic_episode(
-    algorithm: BaseAlgorithm, task: PruningTask, env_config: EnvConfig, seed: int
+    algorithm: BaseAlgorithm,
+    task: PruningTask,
+    env_config: EnvConfig,
+    seed: int,
+    observe: Callable[[np.ndarray], None],
 ) -> tuple[float, dict[str, Any]]:
-    """One episode of the policy's deterministic actions: its reward and final info."""
+    """One episode of the policy's deterministic actions (each observation handed to
+    ``observe``): its reward and final info."""
     env = PruningEnv(task=task, config=env_config)
     obs, _ = env.reset(seed=seed)
     while True:
+        observe(obs)
         action, _ = algorithm.predict(obs, deterministic=True)
         obs, reward, done, _, info = env.step(action)
         if done:
@@ -350,7 +383,7 @@ def _deterministic_episode(
 
 
 def _policy_metadata(
-    env_config: EnvConfig, agent: AgentConfig, recorder: RunRecorder
+    env_config: EnvConfig, agent: AgentConfig, recorder: RunRecorder, ranges: ObservationRanges
 ) -> dict[str, Any]:
     return {
         "algo": agent.algo,
@@ -365,6 +398,8 @@ def _policy_metadata(
         "dataset": env_config.task.dataset,
         "training_episodes": recorder.episodes,
         "best": recorder.best.to_dict() if recorder.best else None,
+        # what the policy has seen: apply tells a network outside it (--trust)
+        "feature_ranges": ranges.feature_ranges(),
     }
 
 
@@ -547,9 +582,10 @@ def resume(
     """Continue a run from its last checkpoint up to its episode count (or ``episodes``).
 
     Model code the run folder names (a ``.py`` file or a module, not a zoo model) is
-    imported only if its file has the sha256 recorded at train time, or if the caller
-    names the same spec in ``trust_model`` (``--model`` on the command line); dataset code
-    likewise, with ``trust_dataset`` (``--dataset``).
+    imported only if this user trusted it when training on this machine and its file is
+    unchanged since (:func:`rlprune.code.is_trusted_code`), or if the caller names the
+    same spec in ``trust_model`` (``--model`` on the command line, which trusts it from
+    then on); dataset code likewise, with ``trust_dataset`` (``--dataset``).
 
     Without a checkpoint (a fault before the first one) the run starts again from the
     beginning. Episodes logged after the checkpoint run again and give the same rows.
@@ -606,3 +642,7 @@ def _check_run_code(
         check_recorded_dataset(
             env_config.task, raw_config.get("dataset_sha256"), f"run folder {path}"
         )
+    # code named on the command line is trusted from now on
+    trust_task_code(
+        env_config.task, model=trust_model is not None, dataset=trust_dataset is not None
+    )

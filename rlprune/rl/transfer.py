@@ -1,8 +1,8 @@
 """Zero-shot transfer: play a saved policy on a network it has never seen.
 
 :func:`zero_shot` runs any policy once on a network and evaluates one configuration.
-A family policy (:mod:`rlprune.rl.family`) records the range every observation feature
-took in training; :func:`family_distance` compares a new network's observations with those
+Every policy, a family's (:mod:`rlprune.rl.family`) or a single run's
+(:mod:`rlprune.rl.training`), records the range every observation feature took in training; :func:`family_distance` compares a new network's observations with those
 ranges, so that ``rlprune apply`` can say when a network lies outside what the policy has
 seen, and a residual policy can play its corrections damped there.
 """

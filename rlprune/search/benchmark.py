@@ -197,6 +197,17 @@ def _more_seeds(previous: dict[str, Any], manifest: dict[str, Any]) -> bool:
     return same and int(now.get("seeds", 1)) > int(before.get("seeds", 1))
 
 
+def _check_workers(out: Path, previous: dict[str, Any], manifest: dict[str, Any]) -> None:
+    """Refuse to resume with another ``--workers``: a search that asks several trials at
+    once proposes other candidates with another count, so the results would be mixed."""
+    if previous.get("workers") != manifest.get("workers"):
+        raise RunError(
+            f"--workers {manifest.get('workers')} differs from the {previous.get('workers')} "
+            f"the benchmark in {out} ran with; resume it with --workers "
+            f"{previous.get('workers')} (or use --overwrite, or another --out)"
+        )
+
+
 def prepare_out_dir(out: Path, manifest: dict[str, Any], *, overwrite: bool, resume: bool) -> None:
     """Refuse to mix results: an existing benchmark needs ``overwrite`` or a matching ``resume``."""
     existing = out / MANIFEST
@@ -213,6 +224,9 @@ def prepare_out_dir(out: Path, manifest: dict[str, Any], *, overwrite: bool, res
             previous["env"] = {**defaults, **previous.get("env", {})}
             before = {k: v for k, v in SETTINGS_BEFORE.items() if k in manifest["settings"]}
             previous["settings"] = {**before, **previous.get("settings", {})}
+            if "workers" in manifest:  # not recorded before: taken as this command's
+                previous.setdefault("workers", manifest["workers"])
+            _check_workers(out, previous, manifest)
             grown = _more_seeds(previous, manifest)
             if previous != manifest and not grown:
                 raise RunError(
@@ -250,7 +264,12 @@ def run_benchmark(
     out = Path(out)
     settings.check(task)
     target = config.env.target.low
-    manifest = {"env": config.to_dict(), "settings": manifest_settings(settings)}
+    # K workers ask K trials of a sequential search at once (TPE): part of the settings
+    manifest = {
+        "env": config.to_dict(),
+        "settings": manifest_settings(settings),
+        "workers": task.service.workers,
+    }
     prepare_out_dir(
         out, json.loads(json.dumps(manifest, default=list)), overwrite=overwrite, resume=resume
     )
