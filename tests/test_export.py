@@ -1,4 +1,5 @@
-"""Export: TorchScript that runs without rlprune, safe state dicts, architecture, ONNX."""
+"""Export: torch.export and TorchScript files that run without rlprune, safe state dicts,
+architecture, ONNX."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -55,17 +57,66 @@ def test_export_writes_files_and_torchscript_reproduces_model(
 
     assert files.onnx is None
     assert files.names() == {
+        "program": "pruned_model.pt2",
         "torchscript": "pruned_model.pt",
         "state_dict": "pruned_state_dict.pt",
         "architecture": "architecture.json",
     }
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(files.names().values())
+    assert files.torchscript is not None
     loaded = load_exported(files.torchscript)
     assert isinstance(loaded, torch.jit.ScriptModule)
     assert not loaded.training
-    x = batch(5)  # a batch size the trace never saw
-    with torch.no_grad():
-        assert torch.allclose(loaded(x), pruned_model(x), atol=1e-5)
+    program = load_exported(files.program)
+    for n in (1, 5):  # batch sizes the export never saw (it saw 2) and the trace never saw
+        x = batch(n)
+        with torch.no_grad():
+            assert torch.allclose(loaded(x), pruned_model(x), atol=1e-5)
+            assert torch.allclose(program(x), pruned_model(x), atol=1e-5)
+
+
+def test_export_raises_no_warning(pruned_model: nn.Module, tmp_path: Path) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        files = export_model(pruned_model, EXAMPLE, tmp_path, onnx=False)
+        load_exported(files.program)
+        assert files.torchscript is not None
+        load_exported(files.torchscript)
+
+
+def test_only_torchscripts_deprecation_warnings_are_silenced(
+    pruned_model: nn.Module, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever category a torch release gives them (FutureWarning shows by default)."""
+    trace = torch.jit.trace
+
+    def deprecated_trace(*args: Any, **kwargs: Any) -> Any:
+        warnings.warn(
+            "`torch.jit.trace` is deprecated. Please switch to `torch.compile` or `torch.export`.",
+            FutureWarning,
+            stacklevel=2,
+        )
+        warnings.warn("an unrelated warning", UserWarning, stacklevel=2)
+        return trace(*args, **kwargs)
+
+    monkeypatch.setattr(torch.jit, "trace", deprecated_trace)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        export_model(pruned_model, EXAMPLE, tmp_path, onnx=False)
+    assert [str(w.message) for w in caught] == ["an unrelated warning"]
+
+
+def test_no_torchscript_without_torch_jit(
+    pruned_model: nn.Module, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stale = tmp_path / "pruned_model.pt"
+    stale.write_bytes(b"from an earlier export")
+    monkeypatch.setattr(export, "torchscript_available", lambda: False)
+    files = export_model(pruned_model, EXAMPLE, tmp_path, onnx=False)
+    assert files.torchscript is None and not stale.exists()
+    assert "torchscript" not in files.names() and files.program.is_file()
+    with pytest.raises(ConfigError, match="torchscript=False"):
+        export_model(pruned_model, EXAMPLE, tmp_path, onnx=False, torchscript=True)
 
 
 def test_export_restores_train_mode(tmp_path: Path) -> None:
@@ -74,8 +125,12 @@ def test_export_restores_train_mode(tmp_path: Path) -> None:
     assert model.training
 
 
-def test_torchscript_loads_in_a_clean_process_without_rlprune(
-    pruned_model: nn.Module, tmp_path: Path
+@pytest.mark.parametrize(
+    "load",
+    ["torch.export.load(sys.argv[1]).module()", 'torch.jit.load(sys.argv[1], map_location="cpu")'],
+)
+def test_exports_load_in_a_clean_process_without_rlprune(
+    pruned_model: nn.Module, tmp_path: Path, load: str
 ) -> None:
     files = export_model(pruned_model, EXAMPLE, tmp_path / "export", onnx=False)
     x = batch(3)
@@ -95,16 +150,19 @@ def test_torchscript_loads_in_a_clean_process_without_rlprune(
         sys.meta_path.insert(0, BlockRlprune())
         import torch
 
-        model = torch.jit.load(sys.argv[1], map_location="cpu")
+        model = LOAD
         x = torch.load("input.pt", weights_only=True)
         with torch.no_grad():
             torch.save(model(x), "output.pt")
         assert not any(m.split(".")[0] == "rlprune" for m in sys.modules), "rlprune imported"
         """
-    )
+    ).replace("LOAD", load)
+    path = files.program if "export" in load else files.torchscript
+    warn = ["-W", "error"] if "export" in load else []
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     completed = subprocess.run(
-        [sys.executable, "-I", "-c", script, str(files.torchscript)],
+        # no warning from loading the primary artifact (torch.jit.load warns: its own)
+        [sys.executable, "-I", *warn, "-c", script, str(path)],
         cwd=tmp_path,
         env=env,
         capture_output=True,
@@ -190,7 +248,9 @@ def test_export_rejects_a_trace_that_does_not_reproduce_the_model(tmp_path: Path
     old = tmp_path / "pruned_model.pt"
     old.write_bytes(b"previous export")
     with pytest.raises(
-        ModelError, match=r"does not reproduce the model on a batch of shape \(2, 1, 8, 8\)"
+        ModelError,
+        # the program is exported from the batch of two and fails on the batch of one
+        match=r"BatchSizeBranch does not reproduce the model on a batch of shape \(1, 1, 8, 8\)",
     ):
         export_model(BatchSizeBranch(), EXAMPLE, tmp_path, onnx=False)
     assert old.read_bytes() == b"previous export"  # a bad export never replaces a file
@@ -238,7 +298,7 @@ def test_onnx_failure_raises_only_when_onnx_was_requested(
         files = export_model(pruned_model, EXAMPLE, tmp_path, onnx=None)
     assert files.onnx is None
     assert not stale.exists()
-    assert files.torchscript.is_file()
+    assert files.torchscript is not None and files.torchscript.is_file()
     assert no_temp_files(tmp_path)
 
 
@@ -265,6 +325,10 @@ def test_load_exported_reports_missing_and_bad_files(tmp_path: Path) -> None:
     bad.write_bytes(b"not a zip archive")
     with pytest.raises(ModelError, match="cannot load .* as TorchScript"):
         load_exported(bad)
+    bad_program = tmp_path / "bad.pt2"
+    bad_program.write_bytes(b"not a zip archive")
+    with pytest.raises(ModelError, match="cannot load .* with torch.export.load"):
+        load_exported(bad_program)
 
 
 def test_atomic_path_leaves_no_trace_on_failure(tmp_path: Path) -> None:
@@ -305,5 +369,7 @@ def test_export_residual_and_depthwise_zoo_models(spec: str, kwargs: dict, tmp_p
     model = build_model(spec, in_channels=1, num_classes=10, input_size=8, kwargs=kwargs).eval()
     files = export_model(model, EXAMPLE, tmp_path, onnx=False)
     x = batch(3)
+    assert files.torchscript is not None
     with torch.no_grad():
         assert torch.allclose(load_exported(files.torchscript)(x), model(x), atol=1e-5)
+        assert torch.allclose(load_exported(files.program)(x), model(x), atol=1e-5)

@@ -4,23 +4,28 @@
 
 | file | what | load it with |
 | --- | --- | --- |
-| ``pruned_model.pt`` | TorchScript (traced in eval mode) | ``torch.jit.load(path)`` or :func:`load_exported` |
+| ``pruned_model.pt2`` | ``torch.export`` program (eval mode, dynamic batch size) | ``torch.export.load(path).module()`` or :func:`load_exported` |
+| ``pruned_model.pt`` | TorchScript (traced in eval mode), while torch ships ``torch.jit`` | ``torch.jit.load(path)`` or :func:`load_exported` |
 | ``pruned_state_dict.pt`` | plain state dict of CPU tensors | ``torch.load(path, weights_only=True)`` |
 | ``architecture.json`` | every conv / linear / BatchNorm layer and its channel counts | ``json.load`` |
 | ``pruned_model.onnx`` | ONNX (opset 17, dynamic batch axis), with the ``onnx`` extra | ``onnxruntime.InferenceSession(path)`` |
 
 A pruned network has the same module tree as the original but narrower layers, so
 the state dict alone does not rebuild it: ``architecture.json`` gives each layer's
-width, and the TorchScript file needs neither the model's Python class nor rlprune.
+width, and the ``.pt2`` and TorchScript files need neither the model's Python class nor
+rlprune.
 
-TorchScript rather than ``torch.export``: tracing generalises over the batch size for
-these CNNs, whereas ``torch.export`` specialises a batch of one to the constant 1, and
-TorchScript files load across many PyTorch versions. PyTorch 2.9+ marks
-``torch.jit`` deprecated; the warnings it raises for our own calls are silenced here.
+``torch.export`` is where PyTorch is going (PyTorch 2.9+ marks ``torch.jit`` deprecated),
+so its ``.pt2`` file is the primary artifact. It is exported from a batch of two with the
+batch dimension marked dynamic (a batch of one would be specialised to the constant 1)
+and checked on both batch sizes. TorchScript is written too while torch still has
+``torch.jit.trace``, since its files load on older PyTorch versions; the deprecation
+warnings torch raises for those calls, and only those, are silenced here.
 """
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import inspect
 import io
@@ -46,14 +51,17 @@ __all__ = [
     "ARCHITECTURE_FORMAT",
     "ONNX_FILE",
     "ONNX_OPSET",
+    "PROGRAM_FILE",
     "STATE_DICT_FILE",
     "TORCHSCRIPT_FILE",
     "ExportedFiles",
     "architecture",
     "export_model",
     "load_exported",
+    "torchscript_available",
 ]
 
+PROGRAM_FILE = "pruned_model.pt2"
 TORCHSCRIPT_FILE = "pruned_model.pt"
 STATE_DICT_FILE = "pruned_state_dict.pt"
 ARCHITECTURE_FILE = "architecture.json"
@@ -63,6 +71,7 @@ ONNX_OPSET = 17
 """Supported by onnxruntime >= 1.14 and by every PyTorch this package allows."""
 
 TORCHSCRIPT_ATOL = 1e-5
+"""Largest output difference of the ``.pt2`` and TorchScript files from the eager model."""
 # ONNX Runtime picks its own convolution kernels, so its float32 sums differ in the
 # last bits from PyTorch's; 1e-4 still catches any real export error.
 ONNX_TOL = 1e-4
@@ -72,7 +81,10 @@ ONNX_TOL = 1e-4
 class ExportedFiles:
     """Paths written by :func:`export_model`."""
 
-    torchscript: Path
+    program: Path
+    """The ``torch.export`` program (``.pt2``)."""
+    torchscript: Path | None
+    """The TorchScript file; ``None`` when not written (no ``torch.jit.trace`` in this torch)."""
     state_dict: Path
     architecture: Path
     onnx: Path | None
@@ -80,6 +92,7 @@ class ExportedFiles:
     def names(self) -> dict[str, str]:
         """``{kind: file name}`` for the files that exist (as the apply report lists them)."""
         files = {
+            "program": self.program,
             "torchscript": self.torchscript,
             "state_dict": self.state_dict,
             "architecture": self.architecture,
@@ -94,12 +107,14 @@ def export_model(
     out_dir: str | os.PathLike[str],
     *,
     onnx: bool | None = None,
+    torchscript: bool | None = None,
 ) -> ExportedFiles:
-    """Write the TorchScript, state-dict, architecture and (optionally) ONNX files.
+    """Write the ``torch.export``, TorchScript, state-dict, architecture and (optionally)
+    ONNX files.
 
-    The model is traced in eval mode with ``example_inputs`` (a batch with the model's
-    input shape; its train/eval mode is restored afterwards). The saved TorchScript file
-    is loaded back and checked against the eager model, on ``example_inputs`` and on a
+    The model is exported in eval mode (its train/eval mode is restored afterwards):
+    ``example_inputs`` is a batch with the model's input shape. Each saved program is
+    loaded back and checked against the eager model, on ``example_inputs`` and on a
     random batch of two, before it replaces any earlier file. Every file is written to a
     temporary name and moved into place, so a crash never leaves a half-written file.
 
@@ -112,17 +127,27 @@ def export_model(
             (and only warns if the ONNX export fails). When ``onnxruntime`` is importable
             too, the ONNX file is run and checked. When no ONNX file is written, one left
             in ``out_dir`` by an earlier export is deleted, as it would not match.
+        torchscript: ``True`` writes ``pruned_model.pt``, ``False`` skips it, ``None``
+            writes it while this torch has ``torch.jit.trace`` (:func:`torchscript_available`).
+            When it is not written, one left by an earlier export is deleted.
 
     Raises:
-        ConfigError: ``onnx=True`` without the ``onnx`` package.
-        ModelError: tracing fails, ONNX export fails with ``onnx=True``, or an exported
-            model's outputs differ from the eager model's.
+        ConfigError: ``onnx=True`` without the ``onnx`` package, or ``torchscript=True``
+            on a torch without ``torch.jit.trace``.
+        ModelError: ``torch.export`` or tracing fails, ONNX export fails with
+            ``onnx=True``, or an exported model's outputs differ from the eager model's.
     """
     want_onnx = _onnx_available() if onnx is None else onnx
     if want_onnx and not _onnx_available():
         raise ConfigError(
             "onnx=True but the onnx package is not installed; "
             "run `pip install 'rlprune[onnx]'` or pass onnx=False"
+        )
+    want_torchscript = torchscript_available() if torchscript is None else torchscript
+    if want_torchscript and not torchscript_available():
+        raise ConfigError(
+            f"torchscript=True but torch {torch.__version__} has no torch.jit.trace; "
+            f"pass torchscript=False and load the {PROGRAM_FILE} file with torch.export.load"
         )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -136,8 +161,15 @@ def export_model(
     try:
         with torch.no_grad():
             expected = [_forward(model, x) for x in checks]
-        torchscript = out / TORCHSCRIPT_FILE
-        _export_torchscript(model, example, checks, expected, torchscript)
+        program = out / PROGRAM_FILE
+        _export_program(model, checks, expected, program)
+        script: Path | None = out / TORCHSCRIPT_FILE
+        assert script is not None
+        if want_torchscript:
+            _export_torchscript(model, example, checks, expected, script)
+        else:
+            script.unlink(missing_ok=True)  # an earlier export's would not match
+            script = None
 
         state_dict = out / STATE_DICT_FILE
         state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
@@ -154,28 +186,47 @@ def export_model(
     finally:
         model.train(was_training)
     return ExportedFiles(
-        torchscript=torchscript, state_dict=state_dict, architecture=arch, onnx=onnx_path
+        program=program,
+        torchscript=script,
+        state_dict=state_dict,
+        architecture=arch,
+        onnx=onnx_path,
     )
 
 
-def load_exported(path: str | os.PathLike[str]) -> torch.jit.ScriptModule:
-    """Load an exported ``pruned_model.pt`` on the CPU, in eval mode.
+def torchscript_available() -> bool:
+    """Whether this torch still ships ``torch.jit.trace`` (TorchScript is deprecated)."""
+    jit = getattr(torch, "jit", None)
+    return callable(getattr(jit, "trace", None)) and callable(getattr(jit, "load", None))
+
+
+def load_exported(path: str | os.PathLike[str]) -> nn.Module:
+    """Load an exported ``pruned_model.pt2`` (or TorchScript ``pruned_model.pt``) on the CPU.
 
     This is all a user needs to run a pruned model; it is the same as
-    ``torch.jit.load(path, map_location="cpu")``, which works without rlprune installed.
+    ``torch.export.load(path).module()`` (or ``torch.jit.load(path, map_location="cpu")``
+    in eval mode), which works without rlprune installed.
 
     Raises:
-        ModelError: the file is missing or is not a TorchScript archive.
+        ModelError: the file is missing or is not an exported program or TorchScript archive.
     """
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"exported model {str(path)!r} not found; check the path")
+    if path.suffix == ".pt2":
+        try:
+            return _program_load(path)
+        except Exception as exc:
+            raise ModelError(
+                f"cannot load {str(path)!r} with torch.export.load: {one_line(exc)}; "
+                f"pass the {PROGRAM_FILE} written by export_model"
+            ) from exc
     try:
         module = _jit_load(path)
     except Exception as exc:
         raise ModelError(
             f"cannot load {str(path)!r} as TorchScript: {one_line(exc)}; "
-            f"pass the {TORCHSCRIPT_FILE} written by export_model"
+            f"pass the {PROGRAM_FILE} or {TORCHSCRIPT_FILE} written by export_model"
         ) from exc
     return module.eval()
 
@@ -276,6 +327,60 @@ def _forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return output
 
 
+def _export_program(
+    model: nn.Module,
+    checks: list[torch.Tensor],
+    expected: list[torch.Tensor],
+    path: Path,
+) -> None:
+    """``torch.export`` the model on the CPU, save it, load it back and check it."""
+    from torch.export import Dim, export, save
+
+    parameter = next(iter(model.parameters()), None)
+    on_cpu = parameter is None or parameter.device.type == "cpu"
+    cpu_model = model if on_cpu else copy.deepcopy(model).cpu()
+    # a batch of one would be specialised to the constant 1: export from the batch of two
+    sample = checks[-1].cpu()
+    dynamic = {0: Dim("batch", min=1)} if len(checks) > 1 else None
+    try:
+        with torch.no_grad():
+            program = export(cpu_model, (sample,), dynamic_shapes=(dynamic,))
+    except Exception as exc:
+        raise ModelError(
+            f"cannot export {type(model).__name__} with torch.export: {one_line(exc)}; "
+            "the forward pass must be exportable (no data-dependent control flow)"
+        ) from exc
+    with atomic_path(path) as tmp:
+        data = _serialise(lambda f: save(program, f))
+        tmp.write_bytes(data)
+        # loaded from the bytes: torch.export.load wants a name ending in .pt2, not .tmp
+        _check_outputs(_program_load(io.BytesIO(data)), "torch.export", model, checks, expected)
+
+
+def _check_outputs(
+    loaded: Callable[[torch.Tensor], Any],
+    kind: str,
+    model: nn.Module,
+    checks: list[torch.Tensor],
+    expected: list[torch.Tensor],
+) -> None:
+    """Raise unless ``loaded`` reproduces the eager outputs on every check batch."""
+    with torch.no_grad():
+        for x, want in zip(checks, expected, strict=True):
+            got = loaded(x.cpu())
+            if not (
+                isinstance(got, torch.Tensor)
+                and got.shape == want.shape
+                and torch.allclose(got, want.cpu(), atol=TORCHSCRIPT_ATOL)
+            ):
+                raise ModelError(
+                    f"{kind} export of {type(model).__name__} does not reproduce the "
+                    f"model on a batch of shape {tuple(x.shape)} "
+                    f"({_difference(got, want)}); the forward pass probably has "
+                    "data-dependent control flow or a fixed batch size"
+                )
+
+
 def _export_torchscript(
     model: nn.Module,
     example: torch.Tensor,
@@ -295,21 +400,7 @@ def _export_torchscript(
     with atomic_path(path) as tmp:
         with _quiet_jit():
             tmp.write_bytes(_serialise(lambda f: torch.jit.save(traced, f)))
-        loaded = _jit_load(tmp)
-        with torch.no_grad():
-            for x, want in zip(checks, expected, strict=True):
-                got = loaded(x.cpu())
-                if not (
-                    isinstance(got, torch.Tensor)
-                    and got.shape == want.shape
-                    and torch.allclose(got, want.cpu(), atol=TORCHSCRIPT_ATOL)
-                ):
-                    raise ModelError(
-                        f"TorchScript export of {type(model).__name__} does not reproduce the "
-                        f"model on a batch of shape {tuple(x.shape)} "
-                        f"({_difference(got, want)}); the forward pass probably has "
-                        "data-dependent control flow or a fixed batch size"
-                    )
+        _check_outputs(_jit_load(tmp), "TorchScript", model, checks, expected)
 
 
 def _write_onnx(
@@ -357,7 +448,8 @@ def _export_onnx(
         kwargs["dynamo"] = False
     with atomic_path(path) as tmp:
         try:
-            with warnings.catch_warnings():
+            # this exporter traces with torch.jit: its deprecation warnings are ours too
+            with warnings.catch_warnings(), _quiet_jit():
                 warnings.filterwarnings("ignore", category=DeprecationWarning)
                 data = _serialise(
                     lambda f: torch.onnx.export(model, (example,), f, **kwargs)  # type: ignore[arg-type]
@@ -395,11 +487,17 @@ def _check_onnx_outputs(
             )
 
 
+_JIT_DEPRECATION = r".*(torch\.jit|TorchScript).*(deprecated|not supported|switch to)"
+"""The message of a warning torch raises because TorchScript is deprecated (2.9+);
+``warnings`` matches it from the start, ignoring case."""
+
+
 @contextmanager
 def _quiet_jit() -> Iterator[None]:
-    """Silence PyTorch 2.9+'s deprecation warnings for torch.jit (see the module docstring)."""
+    """Silence torch's deprecation warnings for our own torch.jit calls, whatever their
+    category (DeprecationWarning today, FutureWarning in some releases), and no others."""
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=DeprecationWarning, message=".*torch.jit")
+        warnings.filterwarnings("ignore", message=_JIT_DEPRECATION)
         yield
 
 
@@ -408,6 +506,14 @@ def _serialise(write: Callable[[io.BytesIO], object]) -> bytes:
     buffer = io.BytesIO()
     write(buffer)
     return buffer.getvalue()
+
+
+def _program_load(source: Path | io.BytesIO) -> nn.Module:
+    """The module of a saved ``torch.export`` program (a ``.pt2`` file or its bytes)."""
+    module: nn.Module = torch.export.load(
+        str(source) if isinstance(source, Path) else source
+    ).module()
+    return module
 
 
 def _jit_load(path: Path) -> torch.jit.ScriptModule:
