@@ -54,6 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         warnings.formatwarning = lambda message, *_args, **_kw: f"warning: {message}\n"
     from ..evaluation.latency import reporting
 
+    threads = _torch_threads()
     try:
         # SIGTERM cleans up as Ctrl-C does; latency models show their progress
         with sigterm_stops_like_ctrl_c(), reporting(LatencyReporter()):
@@ -90,3 +91,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         service = sys.modules.get("rlprune.evaluation.backends")
         if service is not None:
             service.close_all()  # worker processes and Ray actors end with the command
+        if threads is not None:  # --threads and --workers set them for this command only
+            sys.modules["torch"].set_num_threads(threads)
+
+
+def _torch_threads() -> int | None:
+    """Torch's intra-op threads now (``None`` while torch is not imported)."""
+    torch = sys.modules.get("torch")
+    return None if torch is None else int(torch.get_num_threads())

@@ -166,7 +166,8 @@ def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
         "--workers",
         type=POSITIVE,
         default=1,
-        help="candidates scored at once, one worker each with one torch thread (default: 1)",
+        help="candidates scored at once, one worker each with one torch thread; this process "
+        "then keeps the cores left (at least 1) unless --threads says otherwise (default: 1)",
     )
     group.add_argument(
         "--backend",
@@ -205,7 +206,15 @@ def use_workers(args: argparse.Namespace) -> None:
             f"--workers {args.workers} is more than the {limit} workers {where}; each is a "
             f"process with its own model copy: give --workers {limit} or fewer (one per core is best)"
         )
-    set_default_backend(args.backend, args.workers, ray_address=args.ray_address)
+    choice = set_default_backend(args.backend, args.workers, ray_address=args.ray_address)
+    local = choice.name == "process" or (choice.name == "ray" and not choice.ray_address)
+    if local and choice.workers > 1 and getattr(args, "threads", None) is None:
+        import torch
+
+        from ..evaluation.backends import threads_beside
+
+        # the workers take one core each; --threads overrides (env_config_from_args)
+        torch.set_num_threads(threads_beside(choice.workers, cores))
 
 
 def env_config_from_args(args: argparse.Namespace) -> EnvConfig:

@@ -373,6 +373,13 @@ class RayActors:
         self._actors = []
 
 
+def threads_beside(workers: int, cores: int | None = None) -> int:
+    """Torch threads for the process that drives ``workers`` local workers of one thread
+    each: the cores they leave, at least one, so that no core runs two busy threads
+    (torch's default, one thread per core, thrashes beside busy workers)."""
+    return max(1, (cores or os.cpu_count() or 1) - workers)
+
+
 @dataclass(frozen=True)
 class BackendChoice:
     """What :func:`set_default_backend` chose: the arguments of :func:`make_backend`."""

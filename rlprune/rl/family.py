@@ -32,6 +32,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import CallbackList
 from stable_baselines3.common.monitor import Monitor
@@ -323,6 +324,7 @@ def _write_family_json(
             "targets": list(settings.targets),
             "agent": agent.to_dict(),
             "train": dataclasses.asdict(settings),
+            "threads": torch.get_num_threads(),  # this process's torch threads
             "command": command,
             "members": [json.loads(json.dumps(c.to_dict(), default=list)) for c in configs],
             "model_sha256": [model_fingerprint(c.task) for c in configs],

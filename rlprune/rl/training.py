@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 import yaml
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import CallbackList
@@ -185,7 +186,7 @@ def train(
     snapshot = open_run(
         run_dir,
         command,
-        lambda: _write_config(run_dir, env_config, agent, settings),
+        lambda: _write_config(run_dir, env_config, agent, settings, task),
         resume=_resume,
     )
     vec_env = make_vec_env(task, env_config, settings.n_envs)
@@ -264,13 +265,20 @@ def _check_settings(agent: AgentConfig, settings: TrainSettings) -> None:
 
 
 def _write_config(
-    run_dir: Path, env_config: EnvConfig, agent: AgentConfig, settings: TrainSettings
+    run_dir: Path,
+    env_config: EnvConfig,
+    agent: AgentConfig,
+    settings: TrainSettings,
+    task: PruningTask,
 ) -> None:
-    """A new run's ``config.yaml``: everything needed to reproduce or resume it."""
+    """A new run's ``config.yaml``: everything needed to reproduce or resume it, and the
+    CPU use it ran with (``threads``: this process's torch threads; ``workers``)."""
     resolved = {
         "env": env_config.to_dict(),
         "agent": agent.to_dict(),
         "train": dataclasses.asdict(settings),
+        "threads": torch.get_num_threads(),
+        "workers": task.service.workers,
         # a resume imports the model's code only if its file is unchanged
         "model_sha256": model_fingerprint(env_config.task),
         "dataset_sha256": dataset_fingerprint(env_config.task),

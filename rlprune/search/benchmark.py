@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from ..env.rollout import check_trust
 from ..errors import ConfigError, RunError
@@ -219,6 +220,7 @@ def prepare_out_dir(out: Path, manifest: dict[str, Any], *, overwrite: bool, res
             shutil.rmtree(out / "runs", ignore_errors=True)
         elif resume:
             previous = json.loads(existing.read_text())
+            previous["threads"] = manifest.get("threads")  # a resume may use other threads
             # settings added to EnvConfig since that benchmark began count at their defaults
             defaults = json.loads(json.dumps(EnvConfig().to_dict(), default=list))
             previous["env"] = {**defaults, **previous.get("env", {})}
@@ -269,6 +271,8 @@ def run_benchmark(
         "env": config.to_dict(),
         "settings": manifest_settings(settings),
         "workers": task.service.workers,
+        # recorded, not compared: threads change the wall time, not the results
+        "threads": torch.get_num_threads(),
     }
     prepare_out_dir(
         out, json.loads(json.dumps(manifest, default=list)), overwrite=overwrite, resume=resume
@@ -341,6 +345,16 @@ def latency_note(task: PruningTask) -> str:
     )
 
 
+def _scoring_words(task: PruningTask) -> str:
+    """Where candidates were scored and with how many torch threads."""
+    here = f"{torch.get_num_threads()} torch thread(s) in this process"
+    service = task.service
+    if service.workers <= 1 and service.name == "local":
+        return f"in-process, {here}"
+    per_worker = getattr(service, "threads", 1)
+    return f"{service.workers} {service.name} worker(s) of {per_worker} torch thread(s), {here}"
+
+
 def _notes(task: PruningTask, settings: BenchmarkSettings, target: float) -> list[str]:
     """The report's notes: the task, the budget, the test split's use, what repeats."""
     notes = [
@@ -353,6 +367,8 @@ def _notes(task: PruningTask, settings: BenchmarkSettings, target: float) -> lis
         f"{task.val_size}; cost is the sum over every request, cached or not)",
         "test accuracy is measured once per method and seed on the best candidate; "
         "the test split never drives a search decision",
+        f"scoring: {_scoring_words(task)}; latency timed with "
+        f"{task.config.threads or torch.get_num_threads()} torch thread(s)",
     ]
     if task.latency is not None:
         notes.append(latency_note(task))
