@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import csv
 import subprocess
 import sys
 import warnings
@@ -61,8 +62,8 @@ def test_human_render_prints_and_no_mode_renders_nothing(
 
 
 def test_unknown_render_mode_is_refused(digits_task: PruningTask) -> None:
-    with pytest.raises(ValueError, match="render_mode 'rgb_array' is not one of"):
-        PruningEnv(task=digits_task, render_mode="rgb_array")
+    with pytest.raises(ValueError, match="render_mode 'depth_array' is not one of"):
+        PruningEnv(task=digits_task, render_mode="depth_array")
 
 
 def test_make_passes_render_mode_and_agent() -> None:
@@ -154,8 +155,13 @@ def test_tensorboard_has_episode_returns_and_the_last_rollout(
     tags = events.Tags()["scalars"]
     assert "rollout/ep_rew_mean" in tags and "episode/reward" in tags
     units = len(digits_task.analysis.units)
-    steps = [e.step for e in events.Scalars("episode/reward")]
-    assert steps[-1] == 11 * units  # the episodes after the last update are logged too
+    # one point per episode, at step = episode, those after the last update included
+    rewards = events.Scalars("episode/reward")
+    assert [e.step for e in rewards] == list(range(1, 12))
+    logged = [float(r["episode/reward"]) for r in csv.DictReader(
+        (result.run_dir / "episodes.csv").open()
+    )]  # fmt: skip
+    assert [e.value for e in rewards] == pytest.approx(logged, abs=1e-5)
     assert [e.step for e in events.Scalars("rollout/ep_rew_mean")][-1] == 11 * units
 
 

@@ -208,3 +208,20 @@ def test_cli_workers(tmp_path: object, capsys: pytest.CaptureFixture[str]) -> No
         assert code == 2 and "--ray-address needs --backend ray" in capsys.readouterr().err
     finally:
         set_default_backend()  # the process default back to in-process
+
+
+@pytest.mark.slow
+def test_a_ray_run_prints_no_ray_notices(tmp_path: object) -> None:
+    """No token-authentication warning, "Started a local Ray instance" or actor-restart
+    error line (a preset's recipe is sent inline, not through the object store)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "rlprune", "benchmark", "--methods", "uniform", "--evals", "1"]
+        + ["--workers", "2", "--backend", "ray", "--out", f"{tmp_path}/bench"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stderr == "", done.stderr
+    assert "2 ray worker(s)" in done.stdout

@@ -121,15 +121,23 @@ def main(argv: list[str] | None = None) -> int:
         f"analysis alone:                       {analysis_s * 1000:.0f} ms once "
         f"(median of {len(analyses)}: {', '.join(f'{a:.2f}' for a in analyses)} s)"
     )
-    print(f"per episode, median of {args.episodes}:")
-    for key in ("prune", "calibrate", "evaluate", "other", "total"):
-        share = median[key] / median["total"]
+    print(f"per episode, median of {args.episodes} (share: of all {args.episodes} episodes' time)")
+    for key, share in shares(rows).items():
         print(f"  {key:<10} {median[key] * 1000:8.1f} ms  {share:6.1%}")
     print(
         f"env + pruning overhead (prune + other): median {statistics.median(overhead):.1%} "
         f"of an episode, {statistics.median(nonforward) * 1000:.1f} ms"
     )
     return 0
+
+
+def shares(rows: dict[str, list[float]]) -> dict[str, float]:
+    """Each part's share of the episodes' total time (``total`` itself: 1). Shares of sums,
+    not ratios of medians: the parts' medians come from different episodes, so their
+    ratios to the median total need not add up to 100 %; these do."""
+    total = sum(rows["total"]) or 1.0
+    parts = ("prune", "calibrate", "evaluate", "other")
+    return {**{key: sum(rows[key]) / total for key in parts}, "total": 1.0}
 
 
 def torchvision_task(arch: str, size: int) -> tuple[nn.Module, DataSplits, EnvConfig]:

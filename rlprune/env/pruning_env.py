@@ -195,7 +195,9 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
     observes feature set 2 and takes residual corrections to the sensitivity prior.
     `render_mode` is `None`, `"ansi"` (`render()` returns the units decided so far, their
     keep-ratios and channels, and the MACs so far or the pruned network's score, as text)
-    or `"human"` (the same text, printed).
+    or `"human"` (the same text, printed), or `"rgb_array"` (an image: one bar per unit, its
+    keep-ratio so far, grey for units not decided yet; what video recorders ask for, and
+    what SB3's `make_vec_env` asks every env for).
 
     ```python
     import gymnasium, rlprune
@@ -210,7 +212,7 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
     """
 
     # render_fps: Gymnasium's checker asks for one; text needs no frame rate
-    metadata: dict[str, Any] = {"render_modes": ["ansi", "human"], "render_fps": 4}
+    metadata: dict[str, Any] = {"render_modes": ["ansi", "human", "rgb_array"], "render_fps": 4}
 
     def __init__(
         self,
@@ -488,15 +490,18 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
         finally:
             self._chosen[t] = saved
 
-    def render(self) -> str | None:
+    def render(self) -> str | np.ndarray | None:
         """The episode so far as text: one line per unit decided (keep-ratio, channels),
-        then the MACs so far against the target. ``ansi`` returns it, ``human`` prints it."""
+        then the MACs so far against the target. ``ansi`` returns it, ``human`` prints it;
+        ``rgb_array`` returns the keep-ratios as an image (:meth:`_render_image`)."""
         if self.render_mode is None:
             return None
         decided = max(self._step, 0)
         done = self.last_candidate is not None and decided == len(self.units)
         # once pruned, the channels evaluated (after budget top-up and fitting)
         chosen = self.last_candidate.channels if self.last_candidate and done else self._chosen
+        if self.render_mode == "rgb_array":
+            return self._render_image(np.asarray(chosen[:decided]) / self._full[:decided])
         what = "MACs" if self.task.config.metric == "macs" else "latency"
         lines = [f"target {self._target:.3f} of the {what}, unit {decided}/{len(self.units)}"]
         for i, unit in enumerate(self.units[:decided]):
@@ -519,6 +524,18 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
             print(text, end="")
             return None
         return text
+
+    def _render_image(self, keep: np.ndarray) -> np.ndarray:
+        """A ``(64, 16 × units, 3)`` uint8 image: per unit a bar as high as its keep-ratio
+        (blue when decided, grey full height when not), on white."""
+        height, width = 64, 16
+        image = np.full((height, width * len(self.units), 3), 255, dtype=np.uint8)
+        for i in range(len(self.units)):
+            decided = i < len(keep)
+            top = height - round(height * float(keep[i])) if decided else 0
+            color = (31, 119, 180) if decided else (200, 200, 200)
+            image[top:, i * width + 2 : (i + 1) * width - 2] = color
+        return image
 
     def _final_channels(self) -> np.ndarray:
         """The configuration to evaluate: with residual actions, budget left unused is given

@@ -25,13 +25,15 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import functools
+import logging
 import multiprocessing
 import os
 import time
 import warnings
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -295,6 +297,30 @@ class _RayWorker:
         return os.getpid()
 
 
+RAY_INLINE_BYTES = 64 * 1024
+"""The largest task recipe sent inline with each Ray actor (Ray itself inlines up to 100 KiB)."""
+
+
+class _DropTokenNotice(logging.Filter):
+    """Drops Ray's notice that a new local instance uses token authentication (its
+    default, which it announces as a warning on every start); passes every other record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Token authentication is enabled")
+
+
+@contextmanager
+def _quiet_token_notice() -> Iterator[None]:
+    """While starting a local Ray instance: no token-authentication notice."""
+    logger = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    notice = _DropTokenNotice()
+    logger.addFilter(notice)
+    try:
+        yield
+    finally:
+        logger.removeFilter(notice)
+
+
 class RayActors:
     """``workers`` Ray actors, each building the task once from a recipe put in the object
     store once. Actors killed mid-evaluation are restarted and their tasks retried by Ray
@@ -327,11 +353,18 @@ class RayActors:
         self.workers = workers
         self.threads = threads
         if not ray.is_initialized():
-            options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+            # Ray's INFO lines ("Started a local Ray instance") are not the user's business;
+            # its warnings and errors still show
+            options: dict[str, Any] = {
+                "include_dashboard": False,
+                "log_to_driver": False,
+                "logging_level": logging.WARNING,
+            }
             if address:
                 ray.init(address=address, **options)
             else:
-                ray.init(num_cpus=max(workers, os.cpu_count() or 1), **options)
+                with _quiet_token_notice():
+                    ray.init(num_cpus=max(workers, os.cpu_count() or 1), **options)
         cpus = ray.cluster_resources().get("CPU", 0)
         if cpus < workers:
             raise ConfigError(
@@ -340,9 +373,15 @@ class RayActors:
             )
         remote = ray.remote(num_cpus=1, max_restarts=retries, max_task_retries=retries)
         actor_class = remote(_RayWorker)
-        recipe_ref = ray.put(recipe)
-        self._recipe_ref = recipe_ref  # kept: restarted actors rebuild from it
-        self._actors: list[Any] = [actor_class.remote(recipe_ref, threads) for _ in range(workers)]
+        # A preset's recipe (a config) is small: sent inline with each actor, so it lives
+        # as long as the actor. A large one (a model and data given in Python) goes to the
+        # object store once and is kept here for restarts; for that case only, Ray logs an
+        # error line per actor (ray-project/ray#53727), which would be noise for the former.
+        recipe_arg: Any = recipe
+        if len(ray.cloudpickle.dumps(recipe)) > RAY_INLINE_BYTES:
+            recipe_arg = ray.put(recipe)
+        self._recipe_ref = recipe_arg  # kept: restarted actors rebuild from it
+        self._actors: list[Any] = [actor_class.remote(recipe_arg, threads) for _ in range(workers)]
         self._next = 0
 
     def pids(self) -> list[int]:

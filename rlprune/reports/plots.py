@@ -326,7 +326,9 @@ def _keep_ratios(results: Sequence[MethodSeedResult], colors: Mapping[str, str])
         label.set_horizontalalignment("right")
         label.set_rotation_mode("anchor")
     ax.set_ylim(0, 1.05)
-    ax.set_title("Keep ratio per unit of each method's best model (best-val seed)")
+    # over the figure, not the axes: the legend beside them narrows the axes, and a title
+    # centred over them ran off the figure's left edge
+    figure.suptitle("Keep ratio per unit of each method's best model (best-val seed)")
     ax.set_xlabel("prunable unit (network order)")
     ax.set_ylabel("keep ratio (kept / original channels)")
     if not best:

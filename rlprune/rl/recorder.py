@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stable_baselines3.common.logger import Logger
+from stable_baselines3.common.logger import Logger, TensorBoardOutputFormat
 
 from ..errors import ConfigError, RunError
 from ..evaluation.candidates import Candidate
@@ -31,6 +31,7 @@ __all__ = [
     "EpisodeLog",
     "FamilyRecorder",
     "RunRecorder",
+    "log_per_episode",
     "logged_episodes",
     "truncate_log",
 ]
@@ -262,10 +263,17 @@ class RunRecorder(EpisodeLog):
         self.write_best()
 
     def log_episode(self, logger: Logger, reward: float, info: dict[str, Any]) -> None:
-        """The episode's reward, accuracy and MACs (means per update) and the best so far."""
-        logger.record_mean("episode/reward", float(reward))
-        logger.record_mean("prune/accuracy", float(info["accuracy"]))
-        logger.record_mean("prune/macs_ratio", float(info["macs_ratio"]))
+        """The episode's reward, accuracy and MACs (TensorBoard: one point per episode, at
+        step = episode; ``progress.csv``: means per update) and the best so far."""
+        log_per_episode(
+            logger,
+            self.episodes,
+            {
+                "episode/reward": float(reward),
+                "prune/accuracy": float(info["accuracy"]),
+                "prune/macs_ratio": float(info["macs_ratio"]),
+            },
+        )
         best = self.best
         if best is not None:
             logger.record("best/accuracy", best.candidate.accuracy)
@@ -283,6 +291,18 @@ class RunRecorder(EpisodeLog):
             atomic_write_json(self.run_dir / "best.json", self.best.to_dict())
         else:
             (self.run_dir / "best.json").unlink(missing_ok=True)
+
+
+def log_per_episode(logger: Logger, episode: int, values: Mapping[str, float]) -> None:
+    """One TensorBoard point per episode for each of ``values`` (step: the episode number),
+    and their means per update for the logger's other outputs (``progress.csv``). SB3's
+    logger writes only at update boundaries, so TensorBoard's writer is used directly."""
+    for key, value in values.items():
+        logger.record_mean(key, value, exclude="tensorboard")
+    for output in logger.output_formats:
+        if isinstance(output, TensorBoardOutputFormat):
+            for key, value in values.items():
+                output.writer.add_scalar(key, value, episode)
 
 
 class FamilyRecorder(EpisodeLog):
@@ -318,5 +338,5 @@ class FamilyRecorder(EpisodeLog):
         self.write_row(row)
 
     def log_episode(self, logger: Logger, reward: float, info: dict[str, Any]) -> None:
-        """The episode's reward over the prior (mean per update)."""
-        logger.record_mean("episode/reward_over_prior", float(reward))
+        """The episode's reward over the prior (TensorBoard: per episode; CSV: mean per update)."""
+        log_per_episode(logger, self.episodes, {"episode/reward_over_prior": float(reward)})
