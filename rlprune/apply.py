@@ -28,7 +28,7 @@ from torch import nn
 
 from .env.pruning_env import PruningEnv
 from .env.rollout import check_trust
-from .errors import ConfigError
+from .errors import ConfigError, RunError
 from .evaluation.candidates import Candidate
 from .evaluation.finetune import deliver
 from .evaluation.task import PruningTask
@@ -103,8 +103,12 @@ def apply_policy(
     on_episode: Callable[[RunRecorder], None] | None = None,
     on_stage: Callable[[str], None] | None = None,
     on_refine: Callable[[float, Candidate], None] | None = None,
+    overwrite: bool = False,
 ) -> ApplyReport:
     """Prune ``env_config``'s model with a saved policy; write the model and report to ``out_dir``.
+
+    An ``out_dir`` that holds files already is refused unless ``overwrite`` (as a
+    benchmark's is); then an earlier apply's files there are replaced, others kept.
 
     ``policy_path`` ``None`` uses the bundled general policy
     (:data:`rlprune.presets.loader.GENERAL_POLICY`).
@@ -117,11 +121,24 @@ def apply_policy(
     the end, so a failure (a full disk included) leaves no half-written output.
     """
     existed = Path(out_dir).exists()
+    held = _visible_entries(Path(out_dir)) if existed else []
+    if held and not overwrite:
+        shown = ", ".join(held[:3]) + (", ..." if len(held) > 3 else "")
+        raise RunError(
+            f"output folder {out_dir} already holds files ({shown}); pass --overwrite to "
+            "replace an earlier apply's, or choose another --out"
+        )
     out = check_output_dir(out_dir)
     _remove_stale_staging(out)
     staging = out.parent / f".{out.name}.partial-{os.getpid()}-{secrets.token_hex(4)}"
     try:
         report = _apply(policy_path, env_config, settings, staging, on_episode, on_stage, on_refine)
+        for name in APPLY_OUTPUTS:  # an earlier apply's files that this one may not write
+            stale = out / name
+            if stale.is_dir() and not stale.is_symlink():
+                shutil.rmtree(stale)
+            else:
+                stale.unlink(missing_ok=True)
         publish_dir(staging, out)
     except BaseException:
         if not existed and not any(out.iterdir()):
@@ -130,6 +147,26 @@ def apply_policy(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return report
+
+
+APPLY_OUTPUTS = (
+    "report.json",
+    "report.md",
+    "pruned_model.pt2",
+    "pruned_model.pt",
+    "pruned_state_dict.pt",
+    "architecture.json",
+    "pruned_model.onnx",
+    "adapt",
+)
+"""What an apply may write into its output folder (``overwrite`` replaces them all)."""
+
+
+def _visible_entries(folder: Path) -> list[str]:
+    """The names in ``folder`` that are not hidden (a folder or a missing path: none)."""
+    if not folder.is_dir():
+        return []
+    return sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
 
 
 def _remove_stale_staging(out: Path) -> None:

@@ -91,7 +91,8 @@ def test_write_report_round_trips_every_field(tmp_path: Path) -> None:
     assert (json_path.name, md_path.name) == ("report.json", "report.md")
     assert sorted(p.name for p in json_path.parent.iterdir()) == ["report.json", "report.md"]
     raw = json.loads(json_path.read_text())
-    assert set(raw) == {f.name for f in dataclasses.fields(ApplyReport)}
+    # every field, and the derived list of noisy timings
+    assert set(raw) == {f.name for f in dataclasses.fields(ApplyReport)} | {"latency_noisy"}
     assert raw["latency"]["64"]["after_ms"] == 2.2
     assert raw["units"][1]["keep_ratio"] == 0.75
     loaded = read_report(json_path)
@@ -229,3 +230,28 @@ def test_a_slower_pruned_model_is_reported_as_slower(tmp_path: Path) -> None:
     assert "| final vs original | 0.50× | 0.36× | -0.6 pp | -0.5 pp | 1.10× slower |" in text
     assert "- cuda:0 latency, batch 1: 0.62 ms → 0.68 ms (1.10× slower)" in text
     assert "faster" not in text
+
+
+def test_a_latency_whose_spread_is_too_wide_is_marked_noisy(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from rlprune.cli.apply import _print_results
+
+    steady = {"before_ms": 0.52, "after_ms": 0.31, "speedup": 1.68, "p10": 1.5, "p90": 1.8}
+    noisy = {"before_ms": 4.1, "after_ms": 2.2, "speedup": 1.86, "p10": 0.9, "p90": 3.1}
+    report = make_report(latency={1: steady, 64: noisy}, threads=1)
+    assert report.noisy_latency == ["cpu b64"]
+    text = render_markdown(report)
+    assert "batch 64: speedup 1.86× (p10–p90 of paired passes 0.90–3.10) (noisy)" in text
+    assert "batch 1: speedup 1.68× (p10–p90 of paired passes 1.50–1.80);" in text
+    assert "1.86× faster (noisy)" in text and "1.68× faster |" in text
+    json_path, _ = write_report(report, tmp_path)
+    assert json.loads(json_path.read_text())["latency_noisy"] == ["cpu b64"]
+    assert read_report(json_path) == report
+    _print_results(report)
+    printed = capsys.readouterr().out.splitlines()
+    assert [line.endswith("(noisy)") for line in printed if "latency batch" in line] == [
+        False,
+        True,
+    ]
+    assert any(line.startswith("(noisy): ") and "--threads 1" in line for line in printed)

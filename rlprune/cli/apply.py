@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,16 +14,17 @@ from .common import (
     add_worker_arguments,
     console,
     env_config_from_args,
-    episode_progress,
     err_console,
     seed_value,
+    stage_progress,
     use_workers,
 )
 
 if TYPE_CHECKING:
-    from rich.progress import Progress
+    from rich.progress import TaskID
 
     from ..apply import ApplySettings
+    from ..evaluation.candidates import Candidate
     from ..mdp.settings import EnvConfig
     from ..reports.apply_report import ApplyReport
     from ..rl.recorder import RunRecorder
@@ -50,9 +50,8 @@ def cmd_apply(args: argparse.Namespace) -> int:
         if args.out
         else Path("runs") / run_folder_name(config.name, "apply", args.seed)
     )
-    progress, update = episode_progress(max(settings.adapt_episodes, 1), "adapt")
     try:
-        report = _apply_with_progress(args, config, settings, out, progress, update)
+        report = _apply_with_progress(args, config, settings, out)
     except KeyboardInterrupt as interrupt:  # Ctrl-C, or SIGTERM (rlprune.cli.main)
         err_console.print(
             f"interrupted: nothing was written to {out}; run the command again", soft_wrap=True
@@ -65,15 +64,34 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
 
 def _apply_with_progress(
-    args: argparse.Namespace,
-    config: EnvConfig,
-    settings: ApplySettings,
-    out: Path,
-    progress: Progress,
-    update: Callable[[RunRecorder], None],
+    args: argparse.Namespace, config: EnvConfig, settings: ApplySettings, out: Path
 ) -> ApplyReport:
-    """:func:`rlprune.apply.apply_policy` under the progress bar."""
+    """:func:`rlprune.apply.apply_policy` with its stage on one line and, while adapting or
+    refining, a bar of its own; all of it cleared at the end (nothing stale in a pipe)."""
     from ..apply import apply_policy
+
+    progress = stage_progress()
+    stage = progress.add_task("starting", total=None, bar=False, status="")
+    bars: dict[str, TaskID] = {}
+
+    def bar(label: str, total: int) -> TaskID:
+        if label not in bars:
+            bars[label] = progress.add_task(label, total=total, bar=True, status="")
+        return bars[label]
+
+    def on_episode(recorder: RunRecorder) -> None:
+        best = recorder.best
+        status = (
+            f"best acc {best.candidate.accuracy:.4f} @ MACs {best.candidate.macs_ratio:.3f}"
+            if best
+            else ""
+        )
+        task = bar("adapt", settings.adapt_episodes)
+        progress.update(task, completed=recorder.episodes, status=status)
+
+    def on_refine(done: float, best: Candidate) -> None:
+        status = f"best acc {best.accuracy:.4f} @ MACs {best.macs_ratio:.3f}"
+        progress.update(bar("refine", settings.refine), completed=done, status=status)
 
     with progress:
         return apply_policy(
@@ -81,21 +99,17 @@ def _apply_with_progress(
             config,
             settings,
             out,
-            on_episode=update,
-            on_stage=lambda msg: progress.update(progress.task_ids[0], description=msg),
-            on_refine=lambda done, best: progress.update(
-                progress.task_ids[0],
-                total=settings.refine,
-                completed=done,
-                status=f"best acc {best.accuracy:.4f} @ MACs {best.macs_ratio:.3f}",
-            ),
+            on_episode=on_episode,
+            on_stage=lambda msg: progress.update(stage, description=msg),
+            on_refine=on_refine,
+            overwrite=args.overwrite,
         )
 
 
 def _print_results(report: ApplyReport) -> None:
     """Print what pruning delivered: MACs, params, accuracy, latency and the refinement."""
     from ..reports.apply_report import format_count, latency_budget_words
-    from ..reports.latency import speed_words
+    from ..reports.latency import NOISY_SPREAD, noise_mark, speed_words
 
     console.print(
         f"MACs {format_count(report.macs_before)} → {format_count(report.macs_after)} "
@@ -115,9 +129,16 @@ def _print_results(report: ApplyReport) -> None:
             console.print(
                 f"{where} latency batch {batch}: {row['before_ms']:.2f} ms → "
                 f"{row['after_ms']:.2f} ms ({speed_words(row['speedup'])}"
-                + (f", p10–p90 {row['p10']:.2f}–{row['p90']:.2f}×)" if "p10" in row else ")"),
+                + (f", p10–p90 {row['p10']:.2f}–{row['p90']:.2f}×)" if "p10" in row else ")")
+                + noise_mark(row),
                 highlight=False,
             )
+    if report.noisy_latency:
+        console.print(
+            f"(noisy): the paired passes' speedups spread more than {NOISY_SPREAD}× (p90/p10); "
+            "time again on an idle machine or with --threads 1",
+            highlight=False,
+        )
     if report.latency_budget:
         console.print(latency_budget_words(report.latency_budget), highlight=False)
     if report.refine_evaluations:
@@ -194,4 +215,7 @@ def add_parser(sub: Any, debug: argparse.ArgumentParser) -> None:
     add_trust_argument(ap)
     add_worker_arguments(ap)
     ap.add_argument("--out", help="output folder (default: runs/{env}__apply__{seed}__{time})")
+    ap.add_argument(
+        "--overwrite", action="store_true", help="replace an earlier apply's files in --out"
+    )
     ap.set_defaults(func=cmd_apply)

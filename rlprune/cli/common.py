@@ -6,14 +6,17 @@ import argparse
 import os
 import shlex
 import sys
+import textwrap
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions, RenderableType
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
+    Task,
     TaskID,
     TextColumn,
     TimeElapsedColumn,
@@ -26,23 +29,59 @@ from ..errors import RunError
 from ..evaluation.config import METRICS
 from ..mdp.rewards import get_reward
 from ..mdp.settings import EnvConfig, setting_help
-from ..presets.loader import load_env_config
+from ..presets.loader import available_presets, load_env_config
 
 if TYPE_CHECKING:
     from ..evaluation.latency import LatencyModel
     from ..rl.recorder import RunRecorder
 
 
+UNWRAPPED_WIDTH = 100_000
+"""A console's width when it writes to a file or a pipe: wide enough that no line wraps."""
+
+
+class OutputConsole(Console):
+    """A rich console that wraps nothing when its output is not a terminal: a table or a
+    line piped to a file keeps its rows whole (rich would wrap them at 80 columns, or at
+    the width of whatever terminal the pipe started from). ``COLUMNS`` still sets a width."""
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        """The terminal's size; :data:`UNWRAPPED_WIDTH` wide when writing elsewhere."""
+        size = super().size
+        if self._width is None and not self.is_terminal:
+            return ConsoleDimensions(UNWRAPPED_WIDTH, size.height)
+        return size
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        self._width, self._height = new_size
+
+
 # markup off: paths and messages may hold brackets ("[/x]", "[low, high]") that rich
 # would read as tags
-console = Console(markup=False, highlight=False)
+console = OutputConsole(markup=False, highlight=False)
 
 
-err_console = Console(stderr=True, markup=False, highlight=False)
+err_console = OutputConsole(stderr=True, markup=False, highlight=False)
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """argparse's help layout, wrapped only at spaces: method and preset names such as
+    ``transfer-adapt`` or ``ppo,random,tpe`` are never split mid-name."""
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        text = " ".join(text.split())
+        return textwrap.wrap(text, width, break_on_hyphens=False, break_long_words=False)
 
 
 class Parser(argparse.ArgumentParser):
-    """An argument parser whose usage errors are one line (and exit 2)."""
+    """An argument parser whose usage errors are one line (and exit 2), and whose help
+    never splits a name (:class:`HelpFormatter`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
@@ -109,11 +148,15 @@ def seed_value(text: str) -> int:
 NON_NEGATIVE = count(0)
 
 
-def add_env_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--env`` plus the overrides every env-taking command accepts."""
+def add_env_arguments(parser: argparse.ArgumentParser, *, search: bool = True) -> None:
+    """``--env`` plus the overrides every env-taking command accepts; ``search=False``
+    leaves out the budget and reward, which only a search uses (``pretrain``)."""
     group = parser.add_argument_group("environment")
     group.add_argument(
-        "--env", default="digits-cnn", help="bundled preset name or YAML path (default: digits-cnn)"
+        "--env",
+        default="digits-cnn",
+        help=f"bundled preset ({', '.join(available_presets())}) or a YAML path "
+        "(default: digits-cnn)",
     )
     group.add_argument("--model", help=setting_help("model"))
     group.add_argument("--weights", help=setting_help("weights"))
@@ -128,6 +171,9 @@ def add_env_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--amp", action="store_true", default=None, help=setting_help("amp") + " (default: off)"
     )
+    group.add_argument("--threads", type=POSITIVE, help=setting_help("threads"))
+    if not search:
+        return
     group.add_argument(
         "--target",
         type=target_value,
@@ -143,7 +189,6 @@ def add_env_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--latency-batch", type=POSITIVE, help=setting_help("latency_batch") + " (default: 1)"
     )
-    group.add_argument("--threads", type=POSITIVE, help=setting_help("threads"))
 
 
 def add_trust_argument(parser: argparse.ArgumentParser) -> None:
@@ -219,12 +264,17 @@ def use_workers(args: argparse.Namespace) -> None:
 
 def env_config_from_args(args: argparse.Namespace) -> EnvConfig:
     """Load the preset named by ``--env`` with the command-line overrides applied."""
-    if isinstance(args.target, tuple) and args.command != "train":
+    if isinstance(getattr(args, "target", None), tuple) and args.command != "train":
         raise RunError(
             f"--target {args.target[0]}:{args.target[1]} is a range, which only `rlprune "
             f"train` takes; give `rlprune {args.command}` one target, e.g. --target 0.5"
         )
     config = load_env_config(args.env, env_overrides(args))
+    if args.command != "pretrain":  # pretrain makes the weights
+        from ..presets.tasks import check_weights
+
+        # the hint names the preset as given: a YAML preset's name alone is no preset
+        check_weights(config.task, args.env)
     if config.task.threads is not None:
         import torch
 
@@ -243,8 +293,8 @@ def env_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "normalize": args.normalize,
         "device": args.device,
         "amp": args.amp,
-        "target": args.target,
-        "reward": args.reward,
+        "target": getattr(args, "target", None),
+        "reward": getattr(args, "reward", None),
         "metric": getattr(args, "metric", None),
         "latency_batch": getattr(args, "latency_batch", None),
         "threads": getattr(args, "threads", None),
@@ -272,6 +322,39 @@ def status_progress(total: int, label: str) -> tuple[Progress, Callable[[int, st
         progress.update(bar, completed=completed, status=text)
 
     return progress, set_status
+
+
+class _OptionalBar(ProgressColumn):
+    """A bar only for the tasks added with ``bar=True`` (a stage line has none)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bar = BarColumn()
+
+    def render(self, task: Task) -> RenderableType:
+        return self.bar.render(task) if task.fields.get("bar") else Text("")
+
+
+class _OptionalCount(MofNCompleteColumn):
+    """``done/total`` only for the tasks added with ``bar=True``."""
+
+    def render(self, task: Task) -> Text:
+        return super().render(task) if task.fields.get("bar") else Text("")
+
+
+def stage_progress() -> Progress:
+    """A transient progress display: tasks added with ``bar=False`` are a line of text (a
+    stage), those with ``bar=True`` a bar with a count and a ``status`` field. Nothing of it
+    stays on the screen, or reaches a file or a pipe, once it stops."""
+    return Progress(
+        TextColumn("{task.description}", markup=False),
+        _OptionalBar(),
+        _OptionalCount(),
+        TextColumn("{task.fields[status]}", markup=False),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
 
 
 def episode_progress(total: int, label: str) -> tuple[Progress, Callable[[RunRecorder], None]]:

@@ -135,7 +135,7 @@ def add_parser(sub: Any, debug: argparse.ArgumentParser) -> None:
     pre = sub.add_parser(
         "pretrain", parents=[debug], help="train and save the base model of a preset"
     )
-    add_env_arguments(pre)
+    add_env_arguments(pre, search=False)
     pre.add_argument("--epochs", type=NON_NEGATIVE, help="training epochs (default: the preset's)")
     pre.add_argument(
         "--out", help="where to save the weights (default: pretrained/{env}.pt in this folder)"

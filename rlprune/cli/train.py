@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import RunError
 from ..files import check_output_dir
 from ..mdp.settings import resolve_spec
+from ..presets.loader import available_agents
 from .common import (
     NON_NEGATIVE,
     POSITIVE,
@@ -309,7 +310,11 @@ def add_parser(sub: Any, debug: argparse.ArgumentParser) -> None:
     tr = sub.add_parser("train", parents=[debug], help="train a pruning agent (PPO by default)")
     add_env_arguments(tr)
     # no defaults here for what a run fixes: with --resume, a flag given must match the run
-    tr.add_argument("--agent", help="agent preset name or YAML (default: ppo)")
+    tr.add_argument(
+        "--agent",
+        help=f"bundled agent preset ({', '.join(available_agents())}) or a YAML path "
+        "(default: ppo)",
+    )
     tr.add_argument("--episodes", type=POSITIVE, help="pruned networks to evaluate (default: 300)")
     tr.add_argument(
         "--seed", type=seed_value, help="seed for the agent and environments (default: 0)"

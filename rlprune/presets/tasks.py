@@ -8,26 +8,30 @@ from __future__ import annotations
 
 import functools
 import os
+import shlex
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from torch import nn
 
 from ..code import fingerprint, is_code_spec, is_trusted_code, trust_code, untrusted_reason
 from ..data.datasets import load_dataset
-from ..errors import DatasetError, ModelError
+from ..errors import ConfigError, DatasetError, ModelError
 from ..evaluation.config import TaskConfig
 from ..evaluation.splits import DataSplits, check_model_fits
 from ..evaluation.task import PruningTask
 from ..mdp.settings import EnvConfig
 from ..models.specs import build_model, check_recorded_spec, spec_fingerprint
 from ..models.weights import load_weights
-from .loader import load_env_config
+from .loader import available_presets, load_env_config
 
 __all__ = [
     "build_config_model",
     "check_recorded_dataset",
     "check_recorded_model",
+    "check_weights",
     "dataset_fingerprint",
     "load_data",
     "load_task",
@@ -78,10 +82,31 @@ def check_recorded_model(config: TaskConfig, recorded: str | None, where: str) -
     check_recorded_spec(config.model, recorded, where)
 
 
-def pretrained_weights_hint(config: TaskConfig) -> str:
-    """The command that makes a preset's base model."""
-    out = f" --out {config.weights}" if config.weights else ""
-    return f"run `rlprune pretrain --env {config.name}{out}` to train it"
+def pretrained_weights_hint(
+    config: TaskConfig, preset: str | os.PathLike[str] | None = None
+) -> str:
+    """The command that makes a preset's base model. ``preset``: the bundled name or YAML
+    path the preset was loaded from; without it, a bundled preset's name, else a
+    placeholder for the YAML file (a YAML preset's name alone is not a preset)."""
+    out = f" --out {shlex.quote(config.weights)}" if config.weights else ""
+    if preset is not None:
+        return f"run `rlprune pretrain --env {shlex.quote(str(preset))}{out}` to train it"
+    if config.name in available_presets():
+        return f"run `rlprune pretrain --env {config.name}{out}` to train it"
+    return f"run `rlprune pretrain --env PRESET.yaml{out}` with the YAML preset that names it"
+
+
+def check_weights(config: TaskConfig, preset: str | os.PathLike[str] | None = None) -> None:
+    """Refuse a preset whose weights file is missing, saying how to make it.
+
+    Raises:
+        ModelError: ``config.weights`` names no file.
+    """
+    if config.weights is not None and not Path(config.weights).is_file():
+        raise ModelError(
+            f"base model weights {config.weights!r} not found; "
+            + pretrained_weights_hint(config, preset)
+        )
 
 
 def load_data(config: TaskConfig) -> DataSplits:
@@ -109,13 +134,28 @@ def build_config_model(config: TaskConfig, data: DataSplits) -> nn.Module:
     )
 
 
-def load_task(config: EnvConfig | TaskConfig | str | os.PathLike[str]) -> PruningTask:
-    """Load the data and trained model a preset names (an :class:`EnvConfig`, a bundled
-    preset name or a YAML path) or a task configuration names, then analyse the model.
+def load_task(
+    config: EnvConfig | TaskConfig | Mapping[str, Any] | str | os.PathLike[str],
+) -> PruningTask:
+    """Load the data and trained model a preset names (an :class:`EnvConfig`, a dict of
+    preset keys as :func:`rlprune.make_config` takes, a bundled preset name or a YAML path)
+    or a task configuration names, then analyse the model.
 
-    Given a preset, its target is checked against what the model can reach."""
+    Given a preset, its target is checked against what the model can reach.
+
+    Raises:
+        ConfigError: ``config`` is none of those, or holds an unknown or bad preset key.
+    """
     if isinstance(config, (str, os.PathLike)):
         config = load_env_config(config)
+    elif isinstance(config, Mapping):
+        config = EnvConfig.from_dict(config)
+    elif not isinstance(config, (EnvConfig, TaskConfig)):
+        raise ConfigError(
+            f"load_task takes a preset name or YAML path, a dict of preset keys, an EnvConfig "
+            f"or a TaskConfig, not a {type(config).__name__}; e.g. load_task('digits-cnn') or "
+            "load_task({'target': 0.5})"
+        )
     target = None
     if isinstance(config, EnvConfig):
         target = config.env.target.low
@@ -128,11 +168,8 @@ def load_task(config: EnvConfig | TaskConfig | str | os.PathLike[str]) -> Prunin
             + pretrained_weights_hint(config),
             stacklevel=2,
         )
-    elif not Path(config.weights).is_file():
-        raise ModelError(
-            f"base model weights {config.weights!r} not found; " + pretrained_weights_hint(config)
-        )
     else:
+        check_weights(config)
         check_model_fits(model, data.input_shape, data.num_classes)
         load_weights(model, config.weights)
     task = PruningTask.from_model(model, data, config)

@@ -19,7 +19,7 @@ from ..errors import ConfigError
 from ..evaluation.candidates import Candidate
 from ..files import atomic_path
 from ..pruning.analysis import PrunableUnit
-from .latency import speed_words
+from .latency import NOISY_SPREAD, is_noisy, noise_mark, speed_words
 from .versions import software_versions
 
 __all__ = [
@@ -129,6 +129,19 @@ class ApplyReport:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
 
     @property
+    def noisy_latency(self) -> list[str]:
+        """The timings whose paired passes spread wider than
+        :data:`~rlprune.reports.latency.NOISY_SPREAD` (``"cpu b1"``, ``"cuda b64"``): their
+        speedups are marked "(noisy)"; ``report.json`` lists them as ``latency_noisy``."""
+        timed = [("cpu", self.latency), (self.device, self.latency_gpu or {})]
+        return [
+            f"{where} b{batch}"
+            for where, rows in timed
+            for batch, row in sorted(rows.items())
+            if is_noisy(row)
+        ]
+
+    @property
     def macs_after(self) -> int:
         """MACs of the pruned network."""
         return self.candidate.macs
@@ -162,6 +175,7 @@ class ApplyReport:
         """Plain data (JSON turns the integer ``latency`` keys into strings)."""
         data = dataclasses.asdict(self)
         data["candidate"] = self.candidate.to_dict()
+        data["latency_noisy"] = self.noisy_latency  # derived: from_dict drops it
         return data
 
     @classmethod
@@ -172,6 +186,7 @@ class ApplyReport:
             ConfigError: keys are missing or unknown.
         """
         names = {f.name for f in dataclasses.fields(cls)}
+        data = {k: v for k, v in data.items() if k != "latency_noisy"}
         unknown = sorted(set(data) - names)
         if unknown:
             raise ConfigError(
@@ -367,9 +382,16 @@ def _setting_lines(r: ApplyReport) -> list[str]:
                 f"- CPU timings: original and pruned interleaved, {r.threads} torch thread(s); "
                 + "; ".join(
                     f"batch {b}: speedup {v['speedup']:.2f}× (p10–p90 of paired passes "
-                    f"{v['p10']:.2f}–{v['p90']:.2f})"
+                    f"{v['p10']:.2f}–{v['p90']:.2f}){noise_mark(v)}"
                     for b, v in sorted(r.latency.items())
                     if "p10" in v
+                )
+                + (
+                    f"; (noisy): the paired speedups spread more than {NOISY_SPREAD}× "
+                    "(p90/p10), so the median may be far off: time again on an idle "
+                    "machine or with --threads 1"
+                    if r.noisy_latency
+                    else ""
                 )
             ]
             if r.threads and r.latency
@@ -379,7 +401,7 @@ def _setting_lines(r: ApplyReport) -> list[str]:
         *(
             [
                 f"- {r.device} latency, batch {b}: {_ms(v['before_ms'])} → {_ms(v['after_ms'])} "
-                f"({speed_words(v['speedup'])})"
+                f"({speed_words(v['speedup'])}){noise_mark(v)}"
                 for b, v in sorted(r.latency_gpu.items())
             ]
             if r.latency_gpu
@@ -445,7 +467,7 @@ def _summary_table(r: ApplyReport) -> list[str]:
             f"{r.params_ratio:.2f}×",
             _points(r.val_accuracy_before, r.val_accuracy_finetuned, r.val_accuracy_after),
             _points(r.test_accuracy_before, r.test_accuracy_finetuned, r.test_accuracy_after),
-            *(speed_words(r.latency[b]["speedup"]) for b in batches),
+            *(speed_words(r.latency[b]["speedup"]) + noise_mark(r.latency[b]) for b in batches),
         ]
     )
     return [

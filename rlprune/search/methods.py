@@ -92,4 +92,4 @@ def get_baseline(name: str) -> BaselineMethod:
 def methods_help() -> str:
     """The ``--methods`` help text: every method with its description."""
     listed = "; ".join(f"{m.name}: {m.description}" for m in METHODS.values())
-    return f"comma-separated methods (default: {','.join(DEFAULT_METHODS)}). {listed}"
+    return f"comma-separated methods (default: {', '.join(DEFAULT_METHODS)}). {listed}"
