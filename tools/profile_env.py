@@ -57,12 +57,15 @@ class Args:
     arch: str | None = arg(None, "a torchvision CNN (e.g. resnet50) instead of --env")
     size: int = arg(224, "input size with --arch")
     runs: int = arg(1, "analyses to time (median)")
+    threads: int = arg(0, "torch threads (0: torch's default, one per core)")
 
 
 def main(argv: list[str] | None = None) -> int:
     """Print where an episode's time goes (or, with --memory, the resident memory)."""
     args = parse(Args, argv, description=__doc__.splitlines()[0])
     warnings.simplefilter("ignore", UserWarning)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.memory:
         memory(args)
         return 0
@@ -112,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     ]
 
     print(
-        f"env {config.name}: {len(task.analysis.units)} units, "
+        f"torch threads {torch.get_num_threads()}; env {config.name}: "
+        f"{len(task.analysis.units)} units, "
         f"{task.val_size} validation images, "
         f"{config.task.calibration_batches}x{config.task.batch_size} calibration images"
     )
