@@ -279,7 +279,7 @@ def _search_section(args: Args) -> list[str]:
         summaries = summarise(folder_results(folder))
         done = "" if finished(folder) else " (unfinished: the seeds run so far)"
         table = render_markdown(summaries, title=f"{env}, latency target {args.target}{done}")
-        out += ["#" + table.split("\n", 1)[0], *table.split("\n", 1)[1].splitlines(), ""]
+        out += ["##" + table.split("\n", 1)[0], *table.split("\n", 1)[1].splitlines(), ""]
     return out
 
 
