@@ -36,6 +36,7 @@ from rlprune.evaluation.latency import check_model, latency_model
 from rlprune.evaluation.task import PruningTask
 from rlprune.evaluation.timing import interleaved_ms
 from rlprune.presets.loader import load_env_config
+from rlprune.presets.tasks import load_task as load_preset_task
 from rlprune.reports.tables import render_markdown, summarise
 from rlprune.reports.versions import software_versions
 from rlprune.search.benchmark import BenchmarkSettings, load_task
@@ -100,7 +101,8 @@ def accuracy_stage(args: Args) -> None:
             key = f"{env}@b{batch}"
             if args.resume and key in rows:
                 continue
-            task = load_task(_config(env, args, 1.0, batch), None)
+            # the task part only: no target check, so no cached model is built first
+            task = load_preset_task(_config(env, args, 1.0, batch).task)
 
             def prune(channels: np.ndarray, task: PruningTask = task) -> torch.nn.Module:
                 return task.prune(channels).model
