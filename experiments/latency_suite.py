@@ -36,6 +36,7 @@ from rlprune.evaluation.latency import check_model, latency_model
 from rlprune.evaluation.task import PruningTask
 from rlprune.evaluation.timing import interleaved_ms
 from rlprune.presets.loader import load_env_config
+from rlprune.presets.tasks import load_task as load_preset_task
 from rlprune.reports.tables import render_markdown, summarise
 from rlprune.reports.versions import software_versions
 from rlprune.search.benchmark import BenchmarkSettings, load_task
@@ -100,7 +101,8 @@ def accuracy_stage(args: Args) -> None:
             key = f"{env}@b{batch}"
             if args.resume and key in rows:
                 continue
-            task = load_task(_config(env, args, 1.0, batch), None)
+            # the task part only: no target check, so no cached model is built first
+            task = load_preset_task(_config(env, args, 1.0, batch).task)
 
             def prune(channels: np.ndarray, task: PruningTask = task) -> torch.nn.Module:
                 return task.prune(channels).model
@@ -235,6 +237,7 @@ def write_page(args: Args) -> None:
     lines += _accuracy_section(args)
     lines += _search_section(args)
     lines += _equal_section(args)
+    lines += _vision_section(args)
     args.markdown.write_text("\n".join(lines) + "\n")
     print(f"wrote {args.markdown}")
 
@@ -278,7 +281,7 @@ def _search_section(args: Args) -> list[str]:
         summaries = summarise(folder_results(folder))
         done = "" if finished(folder) else " (unfinished: the seeds run so far)"
         table = render_markdown(summaries, title=f"{env}, latency target {args.target}{done}")
-        out += ["#" + table.split("\n", 1)[0], *table.split("\n", 1)[1].splitlines(), ""]
+        out += ["##" + table.split("\n", 1)[0], *table.split("\n", 1)[1].splitlines(), ""]
     return out
 
 
@@ -318,6 +321,52 @@ def _equal_section(args: Args) -> list[str]:
             f"{pct(ours.test_accuracy_finetuned)} | {ours.macs_ratio.mean:.3f} |"
         )
     return [*out, ""]
+
+
+def _vision_section(args: Args) -> list[str]:
+    path = args.data / "vision.json"
+    out = [
+        "## torchvision at 224x224 (random weights, latency only)",
+        "",
+        "From `python experiments/latency_vision.py`: the general policy zero-shot (`apply`) "
+        "and a `ppo` search of 50 evaluations at latency target 0.5 (batch 1), each "
+        "delivered model timed against the original interleaved; p10–p90 of the paired "
+        "speedups in brackets.",
+        "",
+    ]
+    if not path.is_file():
+        return [*out, "Not run yet.", ""]
+    out += [
+        "| network | method | latency ratio (predicted) | MACs ratio | speedup b1 | speedup b64 |",
+        "| --- | --- | ---: | ---: | ---: | ---: |",
+    ]
+    for row in json.loads(path.read_text()).values():
+        applied, ppo = row["apply"], row["ppo"]
+        speed = applied["speedups"]
+
+        def cell(value: float, spread: list[float] | None) -> str:
+            return f"{value:.2f}×" + (f" ({spread[0]:.2f}–{spread[1]:.2f})" if spread else "")
+
+        out.append(
+            f"| {row['network']} | apply (zero-shot) | {applied['latency_ratio']:.3f} | "
+            f"{applied['macs_ratio']:.3f} | "
+            f"{cell(speed['1']['speedup'], [speed['1']['p10'], speed['1']['p90']])} | "
+            f"{cell(speed['64']['speedup'], [speed['64']['p10'], speed['64']['p90']])} |"
+        )
+        spread = ppo["spread"] or {}
+        out.append(
+            f"| {row['network']} | ppo ({args.evals} evaluations) | {ppo['latency_ratio']:.3f} | "
+            f"{ppo['macs_ratio']:.3f} | {cell(ppo['speedup_b1'], spread.get('1'))} | "
+            f"{cell(ppo['speedup_b64'], spread.get('64'))} |"
+        )
+    first = next(iter(json.loads(path.read_text()).values()))
+    out += [
+        "",
+        f"Device {first['device']}, {first['threads']} thread(s), torch {first['torch']}; "
+        f"round_to {first['round_to']}.",
+        "",
+    ]
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

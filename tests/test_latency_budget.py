@@ -205,7 +205,17 @@ def test_env_meets_the_latency_target_by_construction(residual_latency_task: Pru
 def test_every_method_runs_under_the_latency_budget(
     latency_task: PruningTask, latency_config: EnvConfig, tmp_path: Path
 ) -> None:
-    methods = ("ppo", "random", "eagleeye", "tpe", "uniform", "magnitude", "sensitivity")
+    methods = (
+        "ppo",
+        "ppo-v1",
+        "random",
+        "eagleeye",
+        "tpe",
+        "cmaes",
+        "uniform",
+        "magnitude",
+        "sensitivity",
+    )
     settings = BenchmarkSettings(methods=methods, evals=12, latency_repeats=3)
     results, _ = run_benchmark(latency_task, settings, tmp_path, config=latency_config)
     assert {r.method for r in results} == set(methods)
@@ -257,3 +267,60 @@ def test_noisy_timings_warn_with_the_figure(
     monkeypatch.setenv("RLPRUNE_CACHE_DIR", str(Path(cache_dir()) / "noisy"))
     with pytest.warns(UserWarning, match=r"latency timings are noisy \(median relative standard"):
         _rebuild(latency_task)
+
+
+def test_info_states_the_channel_rounding(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["info", "--env", "digits-cnn", "--threads", "1", "--latency", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "channel block is" in out and "round_to" in out
+
+
+def test_train_under_a_latency_budget(tmp_path: Path) -> None:
+    code = main(
+        [
+            "train",
+            "--env",
+            "digits-cnn",
+            "--metric",
+            "latency",
+            "--threads",
+            "1",
+            "--target",
+            str(TARGET),
+            "--episodes",
+            "4",
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    assert code == 0
+    (run,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    best = json.loads((run / "best.json").read_text())
+    assert best["latency_ratio"] <= TARGET * 1.01
+
+
+def test_apply_with_refine_meets_the_latency_target(
+    latency_config: EnvConfig, tmp_path: Path
+) -> None:
+    from rlprune.apply import ApplySettings, apply_policy
+
+    report = apply_policy(
+        None, latency_config, ApplySettings(refine=3, latency_repeats=3), tmp_path / "out"
+    )
+    assert report.candidate.latency_ratio is not None
+    assert report.candidate.latency_ratio <= TARGET * 1.01
+    check = report.latency_budget
+    assert check is not None and check["batch"] == 1 and check["threads"] == 1
+    assert check["predicted_speedup"] == pytest.approx(1 / report.candidate.latency_ratio)
+    saved = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert saved["latency_budget"]["measured_speedup"] > 0
+    assert "latency budget (" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_the_general_policy_transfers_under_the_latency_budget(tmp_path: Path) -> None:
+    args = ["benchmark", "--env", "digits-cnn", "--metric", "latency", "--threads", "1"]
+    args += ["--target", str(TARGET), "--methods", "transfer", "--evals", "12"]
+    assert main([*args, "--seeds", "1", "--out", str(tmp_path)]) == 0
+    (result,) = json.loads((tmp_path / "summary.json").read_text())["methods"]
+    assert result["method"] == "transfer"
+    assert result["latency_ratio"]["mean"] <= TARGET * 1.01
