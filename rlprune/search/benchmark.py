@@ -220,7 +220,9 @@ def prepare_out_dir(out: Path, manifest: dict[str, Any], *, overwrite: bool, res
             shutil.rmtree(out / "runs", ignore_errors=True)
         elif resume:
             previous = json.loads(existing.read_text())
-            previous["threads"] = manifest.get("threads")  # a resume may use other threads
+            previous.pop("threads", None)  # a resume may use other threads
+            if "threads" in manifest:
+                previous["threads"] = manifest["threads"]
             # settings added to EnvConfig since that benchmark began count at their defaults
             defaults = json.loads(json.dumps(EnvConfig().to_dict(), default=list))
             previous["env"] = {**defaults, **previous.get("env", {})}
