@@ -6,6 +6,7 @@ Built-in datasets:
 - ``fashion-mnist`` (alias ``fmnist``): the standard IDX files, read from a local folder
   (see :func:`load_dataset` for the search order). Nothing is ever downloaded.
 
+A folder of images in ImageFolder's layout is read as it is (:mod:`.folders`).
 Anything else comes in through a dataset factory (``"package.module:factory"`` or
 ``"path/file.py:factory"``, see :func:`load_dataset`) or
 :func:`rlprune.evaluation.splits.from_tensors`.
