@@ -364,7 +364,7 @@ def test_image_folder_example_runs_as_its_docstring_says(
     _png_tree(tmp_path / "images", 1440, size=8)
     doc = ast.get_docstring(ast.parse((EXAMPLES / "image_folder.py").read_text()))
     text = re.sub(r"\\\n\s*", " ", str(doc))  # join continued lines
-    commands = [line.strip() for line in text.splitlines() if line.strip().startswith("rlprune ")]
+    commands = [line.strip() for line in text.splitlines() if line.startswith("    rlprune ")]
     assert [c.split()[1] for c in commands] == ["pretrain", "info"]
     monkeypatch.chdir(ROOT)
     for command in commands:
