@@ -12,7 +12,8 @@
    fine-tuned the same way for the Spearman correlation of the search's proxy.
 2. Transfer: the page includes docs/transfer.md, written by experiments/transfer_suite.py
    (the general policy on networks outside its training family), unless --no-transfer;
-   and docs/ablation.md, written by experiments/ablation.py.
+   and docs/ablation.md, written by experiments/ablation.py, and docs/latency.md, written
+   by experiments/latency_suite.py (the latency budget).
 
 Results go to --out (default results/suite, not committed); the tables are written
 into BENCHMARKS.md and the plots copied to docs/benchmarks/. Each setting's manifest,
@@ -335,6 +336,10 @@ def write_markdown(
             ablation.read_text().strip().replace("# ", "### ", 1),
             "",
         ]
+    latency = args.markdown.parent / "docs" / "latency.md"
+    if latency.is_file():  # from experiments/latency_suite.py: one level down
+        body = latency.read_text().strip().splitlines()
+        lines += [f"#{line}" if line.startswith("#") else line for line in body] + [""]
     for key, folder in folders.items():
         if key.startswith("transfer-"):
             continue

@@ -235,6 +235,7 @@ def write_page(args: Args) -> None:
     lines += _accuracy_section(args)
     lines += _search_section(args)
     lines += _equal_section(args)
+    lines += _vision_section(args)
     args.markdown.write_text("\n".join(lines) + "\n")
     print(f"wrote {args.markdown}")
 
@@ -278,7 +279,7 @@ def _search_section(args: Args) -> list[str]:
         summaries = summarise(folder_results(folder))
         done = "" if finished(folder) else " (unfinished: the seeds run so far)"
         table = render_markdown(summaries, title=f"{env}, latency target {args.target}{done}")
-        out += ["#" + table.split("\n", 1)[0], *table.split("\n", 1)[1].splitlines(), ""]
+        out += ["##" + table.split("\n", 1)[0], *table.split("\n", 1)[1].splitlines(), ""]
     return out
 
 
@@ -318,6 +319,52 @@ def _equal_section(args: Args) -> list[str]:
             f"{pct(ours.test_accuracy_finetuned)} | {ours.macs_ratio.mean:.3f} |"
         )
     return [*out, ""]
+
+
+def _vision_section(args: Args) -> list[str]:
+    path = args.data / "vision.json"
+    out = [
+        "## torchvision at 224x224 (random weights, latency only)",
+        "",
+        "From `python experiments/latency_vision.py`: the general policy zero-shot (`apply`) "
+        "and a `ppo` search of 50 evaluations at latency target 0.5 (batch 1), each "
+        "delivered model timed against the original interleaved; p10–p90 of the paired "
+        "speedups in brackets.",
+        "",
+    ]
+    if not path.is_file():
+        return [*out, "Not run yet.", ""]
+    out += [
+        "| network | method | latency ratio (predicted) | MACs ratio | speedup b1 | speedup b64 |",
+        "| --- | --- | ---: | ---: | ---: | ---: |",
+    ]
+    for row in json.loads(path.read_text()).values():
+        applied, ppo = row["apply"], row["ppo"]
+        speed = applied["speedups"]
+
+        def cell(value: float, spread: list[float] | None) -> str:
+            return f"{value:.2f}×" + (f" ({spread[0]:.2f}–{spread[1]:.2f})" if spread else "")
+
+        out.append(
+            f"| {row['network']} | apply (zero-shot) | {applied['latency_ratio']:.3f} | "
+            f"{applied['macs_ratio']:.3f} | "
+            f"{cell(speed['1']['speedup'], [speed['1']['p10'], speed['1']['p90']])} | "
+            f"{cell(speed['64']['speedup'], [speed['64']['p10'], speed['64']['p90']])} |"
+        )
+        spread = ppo["spread"] or {}
+        out.append(
+            f"| {row['network']} | ppo ({args.evals} evaluations) | {ppo['latency_ratio']:.3f} | "
+            f"{ppo['macs_ratio']:.3f} | {cell(ppo['speedup_b1'], spread.get('1'))} | "
+            f"{cell(ppo['speedup_b64'], spread.get('64'))} |"
+        )
+    first = next(iter(json.loads(path.read_text()).values()))
+    out += [
+        "",
+        f"Device {first['device']}, {first['threads']} thread(s), torch {first['torch']}; "
+        f"round_to {first['round_to']}.",
+        "",
+    ]
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

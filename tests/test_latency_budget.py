@@ -257,3 +257,33 @@ def test_noisy_timings_warn_with_the_figure(
     monkeypatch.setenv("RLPRUNE_CACHE_DIR", str(Path(cache_dir()) / "noisy"))
     with pytest.warns(UserWarning, match=r"latency timings are noisy \(median relative standard"):
         _rebuild(latency_task)
+
+
+def test_info_states_the_channel_rounding(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["info", "--env", "digits-cnn", "--threads", "1", "--latency", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "channel block is" in out and "round_to" in out
+
+
+def test_train_under_a_latency_budget(tmp_path: Path) -> None:
+    code = main(
+        [
+            "train",
+            "--env",
+            "digits-cnn",
+            "--metric",
+            "latency",
+            "--threads",
+            "1",
+            "--target",
+            str(TARGET),
+            "--episodes",
+            "4",
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    assert code == 0
+    (run,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    best = json.loads((run / "best.json").read_text())
+    assert best["latency_ratio"] <= TARGET * 1.01

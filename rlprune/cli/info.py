@@ -36,6 +36,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         config = config.derive({"metric": "latency"})
     # checking the latency model is no search: the preset's target need not be reachable
     task = load_task(config.task if args.latency else config)
+    task.prepare_budget()  # under a latency budget: the latency model (and round_to)
     analysis = task.analysis
     table = Table(title=f"{config.name}: {config.task.model} on {config.task.dataset}")
     for column in ("#", "unit", "kind", "channels", "kernel", "stride", "input", "MACs share"):
@@ -63,6 +64,12 @@ def cmd_info(args: argparse.Namespace) -> int:
         f"(min_keep={config.task.min_keep})   MACs model: "
         f"{'exact' if analysis.mac_model.exact else 'approximate (measured and repaired)'}"
     )
+    if task.latency is not None:
+        console.print(
+            f"latency budget: smallest reachable target {task.min_budget_ratio:.3f}; the "
+            f"device's channel block is {task.latency.cost.pad}, so channel counts are kept in "
+            f"multiples of {task.config.round_to or 1} (round_to; set it to override)"
+        )
     console.print(f"validation accuracy (unpruned): {task.base_accuracy():.4f}")
     if args.latency:
         _print_latency_check(task, args.latency)
