@@ -1,10 +1,17 @@
 """A dataset factory over image files on disk, read batch by batch (never all in memory).
 
 Layout (ImageFolder's): ``ROOT/train/<class>/*.png`` and ``ROOT/heldout/<class>/*.png``;
-rlprune splits the held-out images into validation and test.
+rlprune splits the held-out images into validation and test. From the repository's
+root, with ``ROOT`` your folder (``--dataset-kwargs`` gives the factory its arguments)::
 
-    rlprune info --model my_model.py:build --weights w.pt \\
-        --dataset examples/image_folder.py:folders   # plus dataset_kwargs: {root: ROOT}
+    rlprune pretrain --model examples/custom_model.py:build --epochs 2 --out w.pt \\
+        --dataset examples/image_folder.py:folders --dataset-kwargs root=ROOT,size=32
+    rlprune info --model examples/custom_model.py:build --weights w.pt \\
+        --dataset examples/image_folder.py:folders --dataset-kwargs root=ROOT,size=32
+
+rlprune reads this layout without a factory too: ``--dataset ROOT`` (images scaled to
+[0, 1], not normalised; ``--dataset-kwargs size=32,channels=3`` to resize or convert).
+This file shows how to bring your own transforms.
 
 In a preset::
 

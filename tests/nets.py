@@ -44,6 +44,27 @@ class GroupedAfterConcat(nn.Module):
         return self.head(self.mix(self.grouped(y)))
 
 
+class GroupedAfterStridedConcat(nn.Module):
+    """A strided conv concatenated with two branches computed from it, then a grouped conv
+    (``groups=2``): the strided conv's channels are one of the grouped conv's two groups,
+    so no unit of the concat can be pruned alone (issue 38)."""
+
+    def __init__(self, in_channels: int = 1, num_classes: int = 10, **_: object) -> None:
+        super().__init__()
+        self.stem = _cbr(in_channels, 8)
+        self.down = nn.Sequential(
+            nn.Conv2d(8, 16, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU()
+        )
+        self.left = _cbr(16, 8)
+        self.right = _cbr(16, 8, k=1)
+        self.grouped = _cbr(32, 32, groups=2)
+        self.head = _Head(32, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.down(self.stem(x))
+        return self.head(self.grouped(torch.cat([x, self.left(x), self.right(x)], dim=1)))
+
+
 class ResNeXtBlock(nn.Module):
     """A bottleneck whose 3x3 is grouped, with an identity shortcut."""
 
@@ -163,6 +184,7 @@ class LayerScale(nn.Module):
 
 STRUCTURES = {
     "grouped_after_concat": GroupedAfterConcat,
+    "grouped_after_strided_concat": GroupedAfterStridedConcat,
     "resnext_block": ResNeXtBlock,
     "channel_shuffle": ShuffleBlock,
     "squeeze_excite": SqueezeExcite,
@@ -180,3 +202,10 @@ def shuffle_net(in_channels: int = 1, num_classes: int = 10, **kwargs: object) -
 def dense_net(in_channels: int = 1, num_classes: int = 10, **kwargs: object) -> nn.Module:
     """Model spec factory: a dense block (every layer reads all earlier outputs)."""
     return DenseBlock(in_channels, num_classes)
+
+
+def grouped_after_strided_concat(
+    in_channels: int = 1, num_classes: int = 10, **kwargs: object
+) -> nn.Module:
+    """Model spec factory: a grouped conv after a concat of a strided conv and two branches."""
+    return GroupedAfterStridedConcat(in_channels, num_classes)

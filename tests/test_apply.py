@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -79,6 +81,83 @@ def test_adapt_and_finetune(trained_run: Path, tmp_path: Path) -> None:
     assert report["mode"] == "adapted" and report["adapt_episodes"] == 4
     assert report["val_accuracy_finetuned"] is not None
     assert (out / "adapt" / "episodes.csv").is_file()
+
+
+def test_apply_delivers_the_uniform_allocation_when_the_policy_scores_worse(
+    trained_run: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 38: a policy's zero-shot result below the uniform ratio was delivered."""
+    import rlprune.apply as apply_module
+
+    played = apply_module.zero_shot
+
+    def poor(*args: Any, **kwargs: Any) -> Any:  # the policy's episode, scored at 0
+        shot = played(*args, **kwargs)
+        return dataclasses.replace(shot, candidate=dataclasses.replace(shot.candidate, accuracy=0))
+
+    monkeypatch.setattr(apply_module, "zero_shot", poor)
+    out = tmp_path / "apply"
+    base = ["apply", "--policy", str(trained_run), "--env", "digits-cnn", "--target", "0.5"]
+    assert main([*base, "--out", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["choice"] == "uniform"
+    assert report["scored"]["policy"] == 0 and report["scored"]["uniform"] > 0.5
+    assert report["candidate"]["accuracy"] == report["scored"]["uniform"]
+    ratios = [u["keep_ratio"] for u in report["units"]]
+    steps = [1 / u["channels_before"] for u in report["units"]]
+    assert max(ratios) - min(ratios) <= max(steps) + 1e-9  # one keep-ratio for every unit
+    said = "delivered the uniform allocation"
+    assert said in capsys.readouterr().out
+    assert said in (out / "report.md").read_text()
+
+
+def test_finetuning_that_lowers_val_accuracy_is_not_delivered(
+    digits_task: PruningTask, tmp_path: Path
+) -> None:
+    """Issue 38: fine-tuning took val 98.06 -> 95.83 and the report still led with it."""
+    from rlprune.evaluation.finetune import deliver
+    from rlprune.priors import uniform_channels
+    from rlprune.reports.apply_report import ApplyReport, render_markdown
+
+    candidate = digits_task.evaluate(uniform_channels(digits_task, 0.5))
+    # a learning rate that wrecks the weights in one epoch
+    delivered = deliver(digits_task, candidate, finetune_epochs=1, lr=50.0, seed=0)
+    assert delivered.val_accuracy_finetuned is not None
+    assert delivered.val_accuracy_finetuned < delivered.val_accuracy
+    assert delivered.finetune_kept is False
+    # the shipped model is the one before fine-tuning
+    assert digits_task.evaluator.score(delivered.final) == pytest.approx(delivered.val_accuracy)
+    report = ApplyReport(
+        env="digits-cnn",
+        model="digits-cnn",
+        policy="p",
+        target=0.5,
+        mode="zero-shot",
+        adapt_episodes=0,
+        finetune_epochs=1,
+        units=[],
+        candidate=dataclasses.replace(candidate, accuracy=delivered.val_accuracy),
+        macs_before=digits_task.analysis.macs,
+        params_before=digits_task.analysis.params,
+        val_accuracy_before=0.98,
+        test_accuracy_before=0.98,
+        test_accuracy_after=delivered.test_accuracy,
+        val_accuracy_finetuned=delivered.val_accuracy_finetuned,
+        test_accuracy_finetuned=delivered.test_accuracy_finetuned,
+        finetune_kept=delivered.finetune_kept,
+        wall_time_s=1.0,
+    )
+    page = render_markdown(report)
+    headline = page.splitlines()[2]
+    assert "after fine-tuning" not in headline and "not kept" in headline
+    assert "the model before fine-tuning is delivered" in page
+    assert "pruned + fine-tuned (not kept)" in page
+    # the final row measures the delivered model: before fine-tuning
+    final = next(line for line in page.splitlines() if line.startswith("| final vs original"))
+    assert f"{100 * (delivered.test_accuracy - 0.98):+.1f} pp" in final
 
 
 def test_refine_searches_after_the_zero_shot_episode(

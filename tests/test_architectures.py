@@ -25,7 +25,7 @@ from rlprune.errors import ModelError
 from rlprune.evaluation.candidates import Candidate
 from rlprune.evaluation.task import PruningTask
 from rlprune.mdp.settings import make_config
-from rlprune.pruning.analysis import analyse
+from rlprune.pruning.analysis import ModelAnalysis, analyse
 from rlprune.pruning.groups import build_graph, iter_groups
 from rlprune.pruning.macs import leaf_macs
 from rlprune.pruning.surgeon import Surgeon
@@ -114,6 +114,75 @@ def test_grouped_conv_prunes_the_same_positions_in_every_group() -> None:
     assert len(removed) == 16
     per_group = removed.reshape(8, 2) % 4
     assert (per_group == per_group[0]).all()
+
+
+def _analyse_with(
+    name: str, prober: str, monkeypatch: pytest.MonkeyPatch
+) -> tuple[nn.Module, ModelAnalysis]:
+    """``name``'s analysis with its probes forced onto a weightless ``meta`` copy or onto
+    the real model (which one the analysis picks depends on timing)."""
+    import copy
+
+    import rlprune.pruning.analysis as analysis_module
+
+    def forced(
+        model: nn.Module, inputs: torch.Tensor, *_: object
+    ) -> tuple[nn.Module, torch.Tensor]:
+        if prober == "meta":
+            return copy.deepcopy(model).to("meta"), inputs.to("meta")
+        return model, inputs
+
+    monkeypatch.setattr(analysis_module, "_prober", forced)
+    torch.manual_seed(0)
+    model = STRUCTURES[name]().eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return model, analyse(model, torch.zeros(1, *SHAPE))
+
+
+GROUPED = ["grouped_after_concat", "grouped_after_strided_concat", "resnext_block"]
+
+
+@pytest.mark.parametrize("name", GROUPED)
+def test_frozen_units_do_not_depend_on_where_the_probes_ran(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 38: `info` froze the strided conv and `apply` did not, as the analysis probed
+    on the real model in one and on a weightless copy in the other."""
+    _, on_meta = _analyse_with(name, "meta", monkeypatch)
+    _, on_real = _analyse_with(name, "real", monkeypatch)
+    assert on_meta.frozen == on_real.frozen
+    assert [u.name for u in on_meta.units] == [u.name for u in on_real.units]
+
+
+@pytest.mark.parametrize("prober", ["meta", "real"])
+@pytest.mark.parametrize("name", GROUPED)
+def test_every_accepted_unit_prunes_alone_to_every_count(
+    name: str, prober: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 38: sensitivity probes crashed pruning an accepted unit alone to a quarter."""
+    _, analysis = _analyse_with(name, prober, monkeypatch)
+    assert analysis.surgeon is not None and analysis.units
+    x = torch.randn(2, *SHAPE)
+    for unit in analysis.units:
+        for n in range(unit.groups, unit.out_channels + 1, unit.groups):
+            pruned = analysis.surgeon.prune({unit.key or unit.name: n}, count=False).model
+            assert pruned(x).shape == (2, 10), (unit.name, n)
+
+
+def test_a_concat_before_a_grouped_conv_freezes_the_units_it_splits(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    model, analysis = _analyse_with("grouped_after_strided_concat", "meta", monkeypatch)
+    frozen = dict(analysis.frozen)
+    # each of the three is a part of the grouped conv's two groups: pruned alone, the
+    # groups would differ in width
+    assert {"down.0", "left.0", "right.0"} <= set(frozen)
+    assert "unevenly across its 2 groups" in frozen["down.0"]
+    assert {u.name for u in analysis.units} == {"stem.0", "grouped.0"}
+    # the surgeon itself refuses it, so every command that prunes sees the same units
+    surgeon = Surgeon(model, torch.zeros(1, *SHAPE))
+    assert "down.0" in surgeon.failed and "down.0" not in surgeon.plans
 
 
 def test_channel_shuffle_freezes_what_it_mixes_and_prunes_the_rest() -> None:

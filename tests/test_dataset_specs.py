@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -299,3 +300,80 @@ def test_resume_imports_dataset_code_only_if_unchanged(tmp_path: Path) -> None:
     with pytest.raises(Exception, match="conflicts with the run"):
         resume(run.run_dir, episodes=12, trust_dataset="digits")
     assert resume(run.run_dir, episodes=12, trust_dataset=spec).episodes == 12
+
+
+# --- an image folder from the command line (issue 38) -----------------------------------
+
+
+def test_an_image_folder_given_as_a_path_is_read_as_images(tmp_path: Path) -> None:
+    """`--dataset /path/to/folder` was read as Fashion-MNIST ("fashion-mnist not found")."""
+    _png_tree(tmp_path / "images", 48, size=12)
+    data = load_dataset(str(tmp_path / "images"), val_size=0.5, kwargs={"size": 8})
+    assert data.input_shape == (3, 8, 8) and data.num_classes == 4
+    assert not data.in_memory and len(data.train) == 24 and len(data.val) == 12
+    image, label = data.val[0]
+    assert image.dtype == torch.float32 and 0.0 <= float(image.min()) <= float(image.max()) <= 1.0
+    assert 0 <= label < 4
+    gray = load_dataset(str(tmp_path / "images"), val_size=0.5, kwargs={"channels": 1})
+    assert gray.input_shape == (1, 12, 12)  # the first image's size by default
+
+
+def test_a_folder_of_neither_images_nor_idx_files_says_what_it_needs(tmp_path: Path) -> None:
+    (tmp_path / "pictures" / "cats").mkdir(parents=True)
+    with pytest.raises(DatasetError, match=r"neither images in ImageFolder's layout .*train/"):
+        load_dataset(str(tmp_path / "pictures"))
+
+
+def test_factory_kwargs_parse_from_the_command_line() -> None:
+    from rlprune.cli import build_parser
+    from rlprune.cli.common import env_config_from_args, factory_arguments
+
+    assert factory_arguments("root=/data/x,size=32,mean=[0.5, 0.5, 0.5]") == {
+        "root": "/data/x",
+        "size": 32,
+        "mean": [0.5, 0.5, 0.5],
+    }
+    parser = build_parser()
+    args = parser.parse_args(
+        ["info", "--dataset-kwargs", "root=/x,size=32", "--dataset-kwargs", "size=16"]
+        + ["--model-kwargs", "width=8"]
+    )
+    config = env_config_from_args(args)
+    assert config.task.dataset_kwargs == {"root": "/x", "size": 16}  # later pairs win
+    assert config.task.model_kwargs == {"width": 8}
+    # another model than the preset's does not inherit the preset's model_kwargs
+    spec = f"{EXAMPLES / 'custom_model.py'}:build"
+    args = parser.parse_args(["info", "--env", "fmnist-resnet20", "--model", spec])
+    assert env_config_from_args(args).task.model_kwargs == {}
+    args = parser.parse_args(["info", "--env", "fmnist-resnet20", "--model-kwargs", "depth=14"])
+    assert env_config_from_args(args).task.model_kwargs == {"width": 16, "depth": 14}
+    with pytest.raises(SystemExit):
+        parser.parse_args(["info", "--dataset-kwargs", "no-pairs-here"])
+
+
+def test_image_folder_example_runs_as_its_docstring_says(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`examples/image_folder.py:folders` failed from the CLI: missing `root`."""
+    import ast
+    import shlex
+
+    from rlprune.cli import main
+
+    # the digits-cnn preset validates on 360 images
+    _png_tree(tmp_path / "images", 1440, size=8)
+    doc = ast.get_docstring(ast.parse((EXAMPLES / "image_folder.py").read_text()))
+    text = re.sub(r"\\\n\s*", " ", str(doc))  # join continued lines
+    commands = [line.strip() for line in text.splitlines() if line.startswith("    rlprune ")]
+    assert [c.split()[1] for c in commands] == ["pretrain", "info"]
+    monkeypatch.chdir(ROOT)
+    for command in commands:
+        argv = shlex.split(
+            command.replace("ROOT", str(tmp_path / "images")).replace(
+                "w.pt", str(tmp_path / "w.pt")
+            )
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            assert main(argv[1:]) == 0, command
+    assert (tmp_path / "w.pt").is_file()

@@ -118,11 +118,15 @@ def _print_results(report: ApplyReport) -> None:
         f"test acc {report.test_accuracy_before:.4f} → {report.test_accuracy_after:.4f}"
         + (
             f" (fine-tuned {report.test_accuracy_finetuned:.4f})"
-            if report.test_accuracy_finetuned is not None
+            if report.finetuned_delivered and report.test_accuracy_finetuned is not None
             else ""
         ),
         highlight=False,
     )
+    if report.scored:
+        console.print(report.choice_words(), highlight=False, soft_wrap=True)
+    if report.finetuned:
+        console.print(report.finetune_words(), highlight=False, soft_wrap=True)
     timed = [("CPU", report.latency), (report.device, report.latency_gpu or {})]
     for where, rows in timed:
         for batch, row in sorted(rows.items()):
@@ -147,7 +151,7 @@ def _print_results(report: ApplyReport) -> None:
             + (
                 "a better configuration was found and delivered"
                 if report.refine_improved
-                else "none beat the policy's configuration, which was delivered"
+                else f"none beat the {report.choice} configuration, which was delivered"
             ),
             highlight=False,
         )

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shlex
 import sys
 import textwrap
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn
 
+import yaml
 from rich.console import Console, ConsoleDimensions, RenderableType
 from rich.progress import (
     BarColumn,
@@ -103,6 +105,27 @@ def count(minimum: int) -> Callable[[str], int]:
     return parse
 
 
+_PAIR_START = re.compile(r",(?=\s*[A-Za-z_]\w*\s*=)")
+
+
+def factory_arguments(text: str) -> dict[str, Any]:
+    """An argparse type: ``KEY=VALUE`` pairs separated by commas (``root=/x,size=32``), each
+    value read as YAML (``32`` a number, ``[0.5, 0.5]`` a list, ``/x`` a string)."""
+    pairs: dict[str, Any] = {}
+    for part in _PAIR_START.split(text):
+        key, sep, value = part.partition("=")
+        key = key.strip()
+        if not sep or not key.isidentifier():
+            raise argparse.ArgumentTypeError(
+                f"expected KEY=VALUE pairs such as root=/data/images,size=32, got {text!r}"
+            )
+        try:
+            pairs[key] = yaml.safe_load(value) if value.strip() else ""
+        except yaml.YAMLError:
+            pairs[key] = value
+    return pairs
+
+
 def target_value(text: str) -> float | tuple[float, float]:
     """An argparse type: a MACs target (``0.5``) or a range (``0.3:0.7``)."""
     try:
@@ -159,8 +182,25 @@ def add_env_arguments(parser: argparse.ArgumentParser, *, search: bool = True) -
         "(default: digits-cnn)",
     )
     group.add_argument("--model", help=setting_help("model"))
+    group.add_argument(
+        "--model-kwargs",
+        type=factory_arguments,
+        action="append",
+        metavar="KEY=VALUE[,KEY=VALUE]",
+        help="arguments for the model factory (repeatable; each VALUE read as YAML), over "
+        "the preset's model_kwargs, which a --model of another name drops",
+    )
     group.add_argument("--weights", help=setting_help("weights"))
     group.add_argument("--dataset", help=setting_help("dataset"))
+    group.add_argument(
+        "--dataset-kwargs",
+        type=factory_arguments,
+        action="append",
+        metavar="KEY=VALUE[,KEY=VALUE]",
+        help="arguments for the dataset factory or image folder (e.g. root=/data/x,size=32; "
+        "repeatable; each VALUE read as YAML), over the preset's dataset_kwargs, which a "
+        "--dataset of another name drops",
+    )
     group.add_argument(
         "--normalize",
         choices=("standard", "none"),
@@ -269,7 +309,9 @@ def env_config_from_args(args: argparse.Namespace) -> EnvConfig:
             f"--target {args.target[0]}:{args.target[1]} is a range, which only `rlprune "
             f"train` takes; give `rlprune {args.command}` one target, e.g. --target 0.5"
         )
-    config = load_env_config(args.env, env_overrides(args))
+    overrides = env_overrides(args)
+    kwargs = {key: overrides.pop(key) for key in FACTORY_KWARGS}
+    config = _with_factory_kwargs(args.env, load_env_config(args.env, overrides), kwargs)
     if args.command != "pretrain":  # pretrain makes the weights
         from ..presets.tasks import check_weights
 
@@ -283,13 +325,37 @@ def env_config_from_args(args: argparse.Namespace) -> EnvConfig:
     return config
 
 
+FACTORY_KWARGS = ("model_kwargs", "dataset_kwargs")
+"""The preset keys ``--model-kwargs`` and ``--dataset-kwargs`` set."""
+
+
+def _with_factory_kwargs(
+    env: str, config: EnvConfig, given: dict[str, dict[str, Any] | None]
+) -> EnvConfig:
+    """``config`` with the factory arguments of the command line merged over the preset's;
+    a model or dataset other than the preset's starts from none (the preset's were for its
+    own)."""
+    preset = load_env_config(env)
+    changes: dict[str, dict[str, Any]] = {}
+    for key in FACTORY_KWARGS:
+        kind = key.removesuffix("_kwargs")
+        replaced = getattr(config.task, kind) != getattr(preset.task, kind)
+        current = dict(getattr(config.task, key))
+        merged = {**({} if replaced else current), **(given.get(key) or {})}
+        if merged != current:
+            changes[key] = merged
+    return config.derive(changes) if changes else config
+
+
 def env_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The env settings the flags of :func:`add_env_arguments` give (``None``: not given),
     keyed by setting name (``--n-envs`` would be ``n_envs``)."""
     return {
         "model": args.model,
+        "model_kwargs": _merged(getattr(args, "model_kwargs", None)),
         "weights": args.weights,
         "dataset": args.dataset,
+        "dataset_kwargs": _merged(getattr(args, "dataset_kwargs", None)),
         "normalize": args.normalize,
         "device": args.device,
         "amp": args.amp,
@@ -299,6 +365,13 @@ def env_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "latency_batch": getattr(args, "latency_batch", None),
         "threads": getattr(args, "threads", None),
     }
+
+
+def _merged(groups: list[dict[str, Any]] | None) -> dict[str, Any] | None:
+    """The pairs of a repeated ``--*-kwargs`` flag as one mapping (later ones win)."""
+    if not groups:
+        return None
+    return {key: value for group in groups for key, value in group.items()}
 
 
 def command_line() -> str:

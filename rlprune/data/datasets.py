@@ -6,6 +6,7 @@ Built-in datasets:
 - ``fashion-mnist`` (alias ``fmnist``): the standard IDX files, read from a local folder
   (see :func:`load_dataset` for the search order). Nothing is ever downloaded.
 
+A folder of images in ImageFolder's layout is read as it is (:mod:`.folders`).
 Anything else comes in through a dataset factory (``"package.module:factory"`` or
 ``"path/file.py:factory"``, see :func:`load_dataset`) or
 :func:`rlprune.evaluation.splits.from_tensors`.
@@ -28,6 +29,7 @@ from torch.utils.data import Dataset, Subset, TensorDataset
 from ..code import is_code_spec, resolve_callable
 from ..errors import ConfigError, DatasetError, one_line
 from ..evaluation.splits import DataSplits
+from .folders import image_folder, image_folder_layout
 
 __all__ = [
     "DATASET_NAMES",
@@ -80,8 +82,12 @@ def load_dataset(
     """Load a dataset by name, folder or factory spec as train / val / test splits.
 
     Args:
-        name_or_path: ``"digits"``, ``"fashion-mnist"`` (alias ``"fmnist"``), or a folder
-            holding the four fashion-mnist IDX files (raw or ``.gz``).
+        name_or_path: ``"digits"``, ``"fashion-mnist"`` (alias ``"fmnist"``), a folder
+            holding the four fashion-mnist IDX files (raw or ``.gz``), a folder of images
+            in ImageFolder's layout (``ROOT/train/<class>/*.png`` and
+            ``ROOT/heldout/<class>/*.png``, or ``val/`` and ``test/`` beside ``train/``;
+            :func:`rlprune.data.folders.image_folder`, which takes ``size`` and
+            ``channels`` through ``kwargs``), or a dataset factory spec.
         seed: Seeds the train/val split and ``train_limit`` subsampling.
         val_size: Validation samples carved out of the training pool: an ``int`` is a
             count, a ``float`` in (0, 1) a fraction of the pool. The pool is the official
@@ -94,7 +100,7 @@ def load_dataset(
             (Debian package ``dataset-fashion-mnist``).
         train_limit: Keep at most this many training samples (seeded, stratified), for
             quick runs. Validation and test splits are not affected.
-        kwargs: Keyword arguments for a dataset factory.
+        kwargs: Keyword arguments for a dataset factory (or an image folder).
         normalize: ``"standard"``, ``"none"`` or ``{"mean": [...], "std": [...]}`` (per
             channel); ``None`` means standard for the bundled datasets and none for a
             factory (its own transforms normalise).
@@ -122,7 +128,25 @@ def load_dataset(
     """
     key = str(name_or_path).strip().lower()
     canonical = DATASET_NAMES.get(key)
-    if canonical is None and is_code_spec(str(name_or_path)) and not Path(name_or_path).is_dir():
+    folder = Path(name_or_path)
+    if canonical is None and folder.is_dir() and not _holds_fashion_mnist(folder):
+        if image_folder_layout(folder) is None:
+            raise DatasetError(
+                f"dataset folder {str(folder)!r} holds neither images in ImageFolder's layout "
+                f"({folder / 'train'}/<class>/*.png and {folder / 'heldout'}/<class>/*.png, or "
+                "val/ and test/ beside train/) nor the fashion-mnist IDX files "
+                f"({', '.join(FASHION_MNIST_FILES.values())})"
+            )
+        return _from_factory(
+            str(name_or_path),
+            image_folder,
+            kwargs={"root": str(folder), **dict(kwargs or {})},
+            seed=seed,
+            val_size=val_size,
+            normalize=normalize,
+            num_workers=num_workers,
+        )
+    if canonical is None and is_code_spec(str(name_or_path)) and not folder.is_dir():
         factory = resolve_callable(
             str(name_or_path),
             kind="dataset",
@@ -163,6 +187,11 @@ def load_dataset(
         train_limit=train_limit,
         normalize=normalize,
     )
+
+
+def _holds_fashion_mnist(folder: Path) -> bool:
+    """Whether ``folder`` (or its ``fashion-mnist`` subfolder) holds the four IDX files."""
+    return any(_idx_files_in(f) is not None for f in (folder, folder / "fashion-mnist"))
 
 
 def _bundled_name(

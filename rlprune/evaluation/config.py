@@ -51,7 +51,7 @@ class TaskConfig:
     )
     data_dir: str | None = setting(None, "folder holding dataset files", "str?")
     dataset_kwargs: dict[str, Any] = setting(
-        {}, "keyword arguments for a dataset factory", "mapping"
+        {}, "keyword arguments for a dataset factory (an image folder: size, channels)", "mapping"
     )
     normalize: str | dict[str, Any] | None = setting(
         None,

@@ -127,12 +127,14 @@ class Delivered:
     """A chosen candidate, pruned for real and scored (and optionally fine-tuned)."""
 
     final: nn.Module
-    """The model to ship, on the CPU: fine-tuned if fine-tuning ran, else pruned and
-    recalibrated."""
+    """The model to ship, on the CPU: the fine-tuned one if fine-tuning ran and did not
+    lower the validation accuracy, else the pruned and recalibrated one."""
     val_accuracy: float
     test_accuracy: float
     val_accuracy_finetuned: float | None
     test_accuracy_finetuned: float | None
+    finetune_kept: bool | None = None
+    """Whether :attr:`final` is the fine-tuned model (``None``: no fine-tuning ran)."""
 
 
 def deliver(
@@ -146,7 +148,11 @@ def deliver(
 ) -> Delivered:
     """Prune ``candidate`` for real, recalibrate BatchNorm, score on val and test, and
     fine-tune on the training split for ``finetune_epochs`` (at most ``finetune_images``
-    images), the same way for every method."""
+    images), the same way for every method.
+
+    The fine-tuned model is delivered only when its validation accuracy is at least the
+    pruned one's (:attr:`Delivered.finetune_kept`): fine-tuning that made the model worse
+    is measured and reported, not shipped."""
     result = task.prune(candidate.channels, count=True)  # the real count, once
     if result.macs != candidate.macs:
         warnings.warn(
@@ -170,4 +176,12 @@ def deliver(
         max_images=finetune_images,
         device=task.device,
     )
-    return Delivered(tuned_model.cpu(), val_acc, test_acc, tuned.val_accuracy, tuned.test_accuracy)
+    kept = tuned.val_accuracy >= val_acc
+    return Delivered(
+        (tuned_model if kept else pruned).cpu(),
+        val_acc,
+        test_acc,
+        tuned.val_accuracy,
+        tuned.test_accuracy,
+        finetune_kept=kept,
+    )

@@ -22,7 +22,16 @@ from .groups import GroupInfo, build_graph, first_line, iter_groups
 from .importance import Importance, make_importance
 from .macs import count_macs_params
 
-__all__ = ["Edit", "PruneResult", "Surgeon", "UnitPlan", "keep_count", "prune", "unit_step"]
+__all__ = [
+    "Edit",
+    "PruneResult",
+    "Surgeon",
+    "UnitPlan",
+    "grouped_conv_mismatch",
+    "keep_count",
+    "prune",
+    "unit_step",
+]
 
 
 def keep_count(keep_ratio: float, channels: int, round_to: int | None = None) -> int:
@@ -105,13 +114,20 @@ class Surgeon:
         self.plans: dict[str, UnitPlan] = {}
         self.groups: dict[str, tp.Group] = {}
         """Each unit's torch-pruning group (all channels), for other importance scorers."""
+        modules = dict(model.named_modules())
         for group, info in iter_groups(graph, model, ignored_layers, self.failed):
             key = info.out_modules[0]
             try:
-                self.plans[key] = self._plan(group, info, scorer, names, param_names)
-                self.groups[key] = group
+                plan = self._plan(group, info, scorer, names, param_names)
             except Exception as exc:
                 self.failed[key] = first_line(exc)
+                continue
+            why = grouped_conv_mismatch(plan, modules)
+            if why:
+                self.failed[key] = why
+                continue
+            self.plans[key] = plan
+            self.groups[key] = group
 
     @staticmethod
     def _plan(
@@ -253,6 +269,61 @@ class Surgeon:
         else:
             macs, params = -1, sum(p.numel() for p in pruned.parameters())
         return PruneResult(model=pruned, channels=dict(keep), macs=macs, params=params)
+
+
+def _is_grouped_conv(module: nn.Module | None) -> bool:
+    """A convolution with channel groups that is not depthwise (torch-pruning's test)."""
+    return (
+        isinstance(module, nn.modules.conv._ConvNd)
+        and module.groups > 1
+        and module.groups != module.out_channels
+    )
+
+
+def grouped_conv_mismatch(plan: UnitPlan, modules: Mapping[str, nn.Module]) -> str:
+    """Why some channel count of ``plan``'s unit would break a grouped conv it touches
+    ("" if none does), checked for every count the unit can keep.
+
+    torch-pruning removes a grouped conv's input channels at the same positions in every
+    group (it slices the weight by the first group's positions), and its output channels
+    must stay equal in number per group. A unit that covers only some of the conv's
+    groups (a concat of several units before it) cannot do either on its own: pruning it
+    crashes ("INDICES element is out of DATA bounds") or silently mixes up the groups'
+    weights, so it is frozen, whatever the probe width or the device the probe ran on.
+    """
+    edits = [
+        e
+        for e in plan.edits
+        if not e.is_param
+        and _is_grouped_conv(modules.get(e.target))
+        and getattr(e.handler, "__name__", "") in ("prune_in_channels", "prune_out_channels")
+    ]
+    if not edits:
+        return ""
+    groups = plan.info.groups
+    for n_keep in range(groups, plan.info.channels, groups):
+        removed = plan.pruned(n_keep)
+        for edit in edits:
+            conv = modules[edit.target]
+            assert isinstance(conv, nn.modules.conv._ConvNd)
+            inputs = edit.handler.__name__ == "prune_in_channels"
+            width = conv.in_channels if inputs else conv.out_channels
+            size = width // conv.groups
+            idx = edit.idx[np.isin(edit.root, removed)]
+            per_group = [np.sort(idx[idx // size == g] % size) for g in range(conv.groups)]
+            same = (
+                all(np.array_equal(p, per_group[0]) for p in per_group)
+                if inputs
+                else len({len(p) for p in per_group}) == 1
+            )
+            if not same:
+                side = "input" if inputs else "output"
+                return (
+                    f"keeping {n_keep} of its {plan.info.channels} channels would remove "
+                    f"{edit.target}'s {side} channels unevenly across its {conv.groups} "
+                    "groups (a concat before a grouped conv)"
+                )
+    return ""
 
 
 def unit_step(groups: int, round_to: int | None) -> int | None:

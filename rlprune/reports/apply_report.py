@@ -113,6 +113,18 @@ class ApplyReport:
     ``rlprune apply --refine``)."""
     refine_improved: bool = False
     """Whether that search found a more accurate configuration (then delivered instead)."""
+    choice: str = "policy"
+    """Which configuration was delivered (refinement, when asked, started from it): the
+    policy's (``policy``), one keep-ratio for every unit (``uniform``) or the prior the
+    policy corrects (``sensitivity prior``, ...): the one most accurate on validation
+    among :attr:`scored`, the policy's on ties."""
+    scored: dict[str, float] = field(default_factory=dict)
+    """Validation accuracy of each configuration compared, by name (empty in reports
+    written before apply compared them)."""
+    finetune_kept: bool | None = None
+    """Whether the fine-tuned model was delivered: fine-tuning that lowered the validation
+    accuracy is measured and reported, and the model before it is delivered (``None``:
+    no fine-tuning, or a report written before this was recorded)."""
 
     def played(self) -> str:
         """What a deferred zero-shot episode played, in words: the prior alone, or the
@@ -170,6 +182,37 @@ class ApplyReport:
     def finetuned(self) -> bool:
         """Whether fine-tuned accuracies were measured."""
         return self.test_accuracy_finetuned is not None or self.val_accuracy_finetuned is not None
+
+    @property
+    def finetuned_delivered(self) -> bool:
+        """Whether the delivered model is the fine-tuned one."""
+        return self.finetuned and self.finetune_kept is not False
+
+    def choice_words(self) -> str:
+        """Which configuration was delivered and what it beat, in one sentence."""
+        if len(self.scored) < 2:
+            return f"delivered the {_CHOICE_NAMES.get(self.choice, self.choice)}"
+        others = ", ".join(
+            f"{_CHOICE_NAMES.get(name, name)} {_percent(acc)}"
+            for name, acc in self.scored.items()
+            if name != self.choice
+        )
+        return (
+            f"delivered the {_CHOICE_NAMES.get(self.choice, self.choice)} (val acc "
+            f"{_percent(self.scored.get(self.choice))}), the best of those scored ({others})"
+        )
+
+    def finetune_words(self) -> str:
+        """What fine-tuning did and which model was kept ("" without fine-tuning)."""
+        if not self.finetuned:
+            return ""
+        before, after = _percent(self.val_accuracy_after), _percent(self.val_accuracy_finetuned)
+        if self.finetune_kept is False:
+            return (
+                f"fine-tuning lowered val acc {before} → {after}: the model before "
+                "fine-tuning is delivered"
+            )
+        return f"fine-tuning moved val acc {before} → {after}: the fine-tuned model is delivered"
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (JSON turns the integer ``latency`` keys into strings)."""
@@ -336,8 +379,10 @@ def _headline(r: ApplyReport) -> str:
         f"({r.macs_ratio:.2f}×), test acc {_percent(r.test_accuracy_before)} → "
         f"{_percent(r.test_accuracy_after)}"
     )
-    if r.test_accuracy_finetuned is not None:
+    if r.finetuned_delivered and r.test_accuracy_finetuned is not None:
         headline += f" ({_percent(r.test_accuracy_finetuned)} after fine-tuning)"
+    elif r.finetuned:
+        headline += " (fine-tuning made it worse on validation and was not kept)"
     return headline
 
 
@@ -347,10 +392,11 @@ def _policy_mode(r: ApplyReport) -> str:
     if r.deferred:
         mode += f"; the zero-shot episode played {r.played()} (outside the family)"
     if r.refine_evaluations:
+        start = _CHOICE_NAMES.get(r.choice, r.choice)
         mode += f"; refined with {r.refine_evaluations} evaluations (" + (
             "a better configuration found and delivered)"
             if r.refine_improved
-            else "none better than the policy's)"
+            else f"none better than the {start})"
         )
     return mode
 
@@ -375,7 +421,8 @@ def _setting_lines(r: ApplyReport) -> list[str]:
             if r.outside_family
             else []
         ),
-        f"- fine-tuning: {finetune}",
+        *([f"- {r.choice_words()}"] if r.scored else []),
+        f"- fine-tuning: {finetune}" + (f" ({r.finetune_words()})" if r.finetuned else ""),
         f"- wall time: {r.wall_time_s:.1f} s (scoring on {r.device})",
         *(
             [
@@ -428,6 +475,9 @@ def latency_budget_words(check: Mapping[str, Any]) -> str:
 
 def _summary_table(r: ApplyReport) -> list[str]:
     batches = sorted(r.latency)
+    # the final row is the delivered model: fine-tuned only when that was kept
+    finetuned_val = r.val_accuracy_finetuned if r.finetuned_delivered else None
+    finetuned_test = r.test_accuracy_finetuned if r.finetuned_delivered else None
     header = ["model", "MACs", "params", "val acc", "test acc"]
     header += [f"latency b{b}" for b in batches]
     after_latency = [_ms(r.latency[b]["after_ms"]) for b in batches]
@@ -452,7 +502,7 @@ def _summary_table(r: ApplyReport) -> list[str]:
     if r.finetuned:
         rows.append(
             [
-                "pruned + fine-tuned",
+                "pruned + fine-tuned" + ("" if r.finetuned_delivered else " (not kept)"),
                 format_count(r.macs_after),
                 format_count(r.params_after),
                 _percent(r.val_accuracy_finetuned),
@@ -465,8 +515,8 @@ def _summary_table(r: ApplyReport) -> list[str]:
             "final vs original",
             f"{r.macs_ratio:.2f}×",
             f"{r.params_ratio:.2f}×",
-            _points(r.val_accuracy_before, r.val_accuracy_finetuned, r.val_accuracy_after),
-            _points(r.test_accuracy_before, r.test_accuracy_finetuned, r.test_accuracy_after),
+            _points(r.val_accuracy_before, finetuned_val, r.val_accuracy_after),
+            _points(r.test_accuracy_before, finetuned_test, r.test_accuracy_after),
             *(speed_words(r.latency[b]["speedup"]) + noise_mark(r.latency[b]) for b in batches),
         ]
     )
@@ -482,6 +532,13 @@ def _significant(value: float) -> str:
     if abs(value) >= 100:
         return f"{value:.0f}"
     return f"{value:.3g}"
+
+
+_CHOICE_NAMES = {
+    "policy": "policy's configuration",
+    "uniform": "uniform allocation (one keep-ratio for every unit)",
+}
+"""How :attr:`ApplyReport.choice` reads in a sentence (a prior: as it is named)."""
 
 
 def _percent(value: float | None) -> str:
