@@ -95,3 +95,23 @@ def test_train_run_config_records_threads(
     )
     recorded = yaml.safe_load((result.run_dir / "config.yaml").read_text())
     assert recorded["threads"] == 1 and recorded["workers"] == 1
+
+
+@pytest.mark.parametrize(("load", "expected"), [(0.1, 2), (1.2, 1), (2.5, 1), (7.0, 1)])
+def test_default_threads_leave_the_cores_other_processes_hold(
+    load: float, expected: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    import torch
+
+    from rlprune.evaluation.devices import threads_for_load
+
+    monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert threads_for_load() == expected
+    finally:
+        torch.set_num_threads(before)

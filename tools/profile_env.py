@@ -38,6 +38,7 @@ from torch import nn
 from rlprune.arguments import arg, parse
 from rlprune.env.pruning_env import PruningEnv
 from rlprune.errors import run_script
+from rlprune.evaluation.devices import threads_for_load
 from rlprune.evaluation.splits import DataSplits, from_tensors
 from rlprune.evaluation.task import PruningTask
 from rlprune.mdp.settings import EnvConfig, make_config
@@ -57,15 +58,16 @@ class Args:
     arch: str | None = arg(None, "a torchvision CNN (e.g. resnet50) instead of --env")
     size: int = arg(224, "input size with --arch")
     runs: int = arg(1, "analyses to time (median)")
-    threads: int = arg(0, "torch threads (0: torch's default, one per core)")
+    threads: int = arg(
+        0, "torch threads (0: the CLI's default, one per core unless other processes hold cores)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     """Print where an episode's time goes (or, with --memory, the resident memory)."""
     args = parse(Args, argv, description=__doc__.splitlines()[0])
     warnings.simplefilter("ignore", UserWarning)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads or threads_for_load())
     if args.memory:
         memory(args)
         return 0

@@ -317,10 +317,14 @@ def env_config_from_args(args: argparse.Namespace) -> EnvConfig:
 
         # the hint names the preset as given: a YAML preset's name alone is no preset
         check_weights(config.task, args.env)
-    if config.task.threads is not None:
-        import torch
+    import torch
 
+    if config.task.threads is not None:
         torch.set_num_threads(config.task.threads)
+    elif getattr(args, "workers", 1) <= 1:  # workers: use_workers leaves them a core each
+        from ..evaluation.devices import threads_for_load
+
+        torch.set_num_threads(threads_for_load())
     get_reward(config.env.reward)  # an unknown reward fails here, before any loading
     return config
 

@@ -7,6 +7,7 @@ BatchNorm calibration, scoring, fine-tuning and latency run on the chosen device
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 from collections.abc import Iterator
 
@@ -14,7 +15,7 @@ import torch
 
 from ..errors import ConfigError
 
-__all__ = ["DEVICE_PATTERN", "autocast", "resolve_device"]
+__all__ = ["DEVICE_PATTERN", "autocast", "resolve_device", "threads_for_load"]
 
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 """The device names rlprune accepts."""
@@ -60,3 +61,17 @@ def autocast(device: torch.device, enabled: bool) -> Iterator[None]:
     dtype = torch.bfloat16 if device.type == "cpu" else torch.float16
     with torch.autocast(device_type=device.type, dtype=dtype):
         yield
+
+
+def threads_for_load() -> int:
+    """Torch threads for in-process work, given what else runs here: torch's own choice
+    (one per core) on an idle machine, fewer when the 1-minute load average says other
+    processes hold cores (at least one). Two threads contending with another process make
+    small convolutions 10-100x slower; one thread is 1-2x slower on an idle machine."""
+    default = torch.get_num_threads()
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # no load average (Windows): keep torch's choice
+        return default
+    free = (os.cpu_count() or 1) - load
+    return max(1, min(default, int(free + 0.5)))
