@@ -17,6 +17,7 @@ from rlprune.reports.tables import (
     Stat,
     comparison_lines,
     read_summary,
+    render_markdown,
     summarise,
     write_tables,
 )
@@ -318,3 +319,19 @@ def test_plots_accept_identical_one_shot_results(tmp_path: Path) -> None:
     ]
     files = plot_all({"uniform": runs}, results, tmp_path, target=0.5)
     assert all(p.stat().st_size > 5000 for p in files.values())
+
+
+def test_a_speedup_timed_on_a_busy_machine_is_marked_noisy() -> None:
+    import dataclasses
+
+    steady = dataclasses.replace(
+        RESULTS[0], speedup_b1=1.9, speedup_spread={"1": [1.8, 2.0], "64": [1.9, 2.1]}
+    )
+    busy = dataclasses.replace(steady, seed=1, speedup_spread={"1": [0.6, 4.8], "64": [1.9, 2.1]})
+    quiet = render_markdown(summarise([steady]), title="t")
+    assert "(noisy)" not in quiet
+    marked = render_markdown(summarise([steady, busy]), title="t")
+    assert marked.count("× (noisy)") == 2  # both speedup cells of the method
+    assert "spread more than 1.5×" in marked
+    (summary,) = summarise([steady, busy])
+    assert summary.noisy_speedups == 1

@@ -39,6 +39,7 @@ import numpy as np
 from ..errors import ConfigError
 from ..evaluation.candidates import Candidate
 from ..files import atomic_write_json, atomic_write_text
+from .latency import NOISY_SPREAD
 
 __all__ = [
     "METRICS",
@@ -226,6 +227,9 @@ class MethodSummary:
     """Over the seeds timed at batch 1; ``None`` if none was."""
     latency_ratio: Stat | None = None
     """Predicted latency ratio, under a latency budget; ``None`` under MACs."""
+    noisy_speedups: int = 0
+    """Seeds whose paired speedups (at any batch size) spread more than
+    :data:`~rlprune.reports.latency.NOISY_SPREAD`: their speedup cells are marked."""
 
     def stat(self, metric: str) -> Stat | None:
         """The statistics of one of :data:`METRICS`."""
@@ -254,6 +258,7 @@ class MethodSummary:
                 "min": self.evaluations_min,
                 "max": self.evaluations_max,
             },
+            **({"noisy_speedups": self.noisy_speedups} if self.noisy_speedups else {}),
         }
         for metric in METRICS:
             stat = self.stat(metric)
@@ -281,6 +286,7 @@ class MethodSummary:
                 evaluations_mean=float(evaluations["mean"]),
                 evaluations_min=float(evaluations["min"]),
                 evaluations_max=float(evaluations["max"]),
+                noisy_speedups=int(data.get("noisy_speedups", 0)),
                 **metrics,  # type: ignore[arg-type]  # only the fine-tuned stat may be None
             )
             return summary
@@ -330,9 +336,16 @@ def summarise(results: Sequence[MethodSeedResult]) -> list[MethodSummary]:
                 wall_time_s=Stat.of([r.wall_time_s for r in group]),
                 speedup_b1=_stat_of_known([r.speedup_b1 for r in group]),
                 latency_ratio=_stat_of_known([r.latency_ratio for r in group]),
+                noisy_speedups=sum(_noisy(r) for r in group),
             )
         )
     return summaries
+
+
+def _noisy(result: MethodSeedResult) -> bool:
+    """Whether a seed's speedups spread too wide to trust (p90 / p10 of the paired passes)."""
+    spread = result.speedup_spread or {}
+    return any(p10 <= 0 or p90 / p10 > NOISY_SPREAD for p10, p90 in spread.values())
 
 
 def _stat_of_known(values: Sequence[float | None]) -> Stat | None:
@@ -542,6 +555,8 @@ def render_markdown(
         for _, metric, scale, decimals, unit in columns:
             stat = s.stat(metric)
             cell = _format_stat(stat, s.seeds, scale, decimals, unit)
+            if metric in ("speedup_b1", "latency_speedup") and s.noisy_speedups:
+                cell += " (noisy)"
             if (
                 stat is not None
                 and best.get(metric) is not None
@@ -576,6 +591,11 @@ def render_markdown(
             "pruned model's."
         ),
     ]
+    if any(s.noisy_speedups for s in summaries):
+        lines[-1] += (
+            f" (noisy): some seed's paired speedups spread more than {NOISY_SPREAD}× "
+            "(p90 / p10); the machine was busy while it was timed."
+        )
     if notes:
         lines.append("")
         lines += [f"- {note}" for note in notes]
