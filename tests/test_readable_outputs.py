@@ -275,3 +275,12 @@ def test_profile_env_prints_shares_that_add_up(capsys: pytest.CaptureFixture[str
     parts = re.findall(r"^  (prune|calibrate|evaluate|other)\s+[\d.]+ ms\s+([\d.]+)%", out, re.M)
     assert len(parts) == 4
     assert sum(float(share) for _, share in parts) == pytest.approx(100.0, abs=0.25)
+
+
+def test_no_weights_warning_names_the_yaml_preset_as_given(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("mine.yaml").write_text(yaml.safe_dump({"target": 0.5, "weights": None}))
+    with pytest.warns(UserWarning, match=r"gives no weights.*rlprune pretrain --env mine\.yaml"):
+        assert main(["info", "--env", "mine.yaml"]) == 0

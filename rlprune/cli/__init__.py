@@ -88,6 +88,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 1
     finally:
+        tasks = sys.modules.get("rlprune.presets.tasks")
+        if tasks is not None:
+            tasks.forget_presets()  # hints name presets as this command was given them
         service = sys.modules.get("rlprune.evaluation.backends")
         if service is not None:
             service.close_all()  # worker processes and Ray actors end with the command

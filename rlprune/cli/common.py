@@ -312,6 +312,9 @@ def env_config_from_args(args: argparse.Namespace) -> EnvConfig:
     overrides = env_overrides(args)
     kwargs = {key: overrides.pop(key) for key in FACTORY_KWARGS}
     config = _with_factory_kwargs(args.env, load_env_config(args.env, overrides), kwargs)
+    from ..presets.tasks import remember_preset
+
+    remember_preset(config.name, args.env)
     if args.command != "pretrain":  # pretrain makes the weights
         from ..presets.tasks import check_weights
 

@@ -82,6 +82,21 @@ def check_recorded_model(config: TaskConfig, recorded: str | None, where: str) -
     check_recorded_spec(config.model, recorded, where)
 
 
+_PRESET_AS_GIVEN: dict[str, str] = {}
+"""Preset name -> how the command line named it (``--env mine.yaml``): what a hint prints."""
+
+
+def remember_preset(name: str, given: str | os.PathLike[str]) -> None:
+    """Record that the preset called ``name`` was given as ``given`` (the CLI does), so that
+    hints printed later name a command that works."""
+    _PRESET_AS_GIVEN[name] = str(given)
+
+
+def forget_presets() -> None:
+    """Forget what :func:`remember_preset` recorded (the CLI does when a command ends)."""
+    _PRESET_AS_GIVEN.clear()
+
+
 def pretrained_weights_hint(
     config: TaskConfig, preset: str | os.PathLike[str] | None = None
 ) -> str:
@@ -89,6 +104,7 @@ def pretrained_weights_hint(
     path the preset was loaded from; without it, a bundled preset's name, else a
     placeholder for the YAML file (a YAML preset's name alone is not a preset)."""
     out = f" --out {shlex.quote(config.weights)}" if config.weights else ""
+    preset = preset if preset is not None else _PRESET_AS_GIVEN.get(config.name)
     if preset is not None:
         return f"run `rlprune pretrain --env {shlex.quote(str(preset))}{out}` to train it"
     if config.name in available_presets():
