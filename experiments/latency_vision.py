@@ -105,6 +105,7 @@ def measure(network: str, args: Args) -> dict[str, Any]:
         config,
         ApplySettings(latency_batches=(1, 64), latency_repeats=args.repeats),
         args.out / f"{network}-apply",
+        overwrite=True,
     )
     apply_s = time.perf_counter() - started
     task = load_task(config)
