@@ -332,26 +332,13 @@ def check_model(
     original and compare with ``latency``'s prediction; both as ratios to the original, so
     the error is the budget's. Reports progress like the build."""
     started = time.perf_counter()
-    where = torch.device(device)
     configs = probe_channels(candidates, count, np.random.default_rng(seed + 1000))
     full = latency.predict(analysis.channels)
-    shape = tuple(int(d) for d in analysis.input_shape)
-    predicted, measured = [], []
-    original = model.to(where)
-    for done, channels in enumerate(configs):
-        first, second = interleaved_ms(
-            original,
-            prune(channels).to(where),
-            shape,  # type: ignore[arg-type]
-            latency.key.batch,
-            repeats,
-            threads=latency.key.threads,
-            device=where,
-        )
-        measured.append(float(np.median(np.array(second) / np.array(first))))
-        predicted.append(latency.predict(channels) / full)
-        for callback in _progress:
-            callback(done + 1, count, None)
+    timed = _time_probes(
+        model, analysis, prune, configs, latency.key, torch.device(device), repeats
+    )
+    predicted = [latency.predict(channels) / full for channels in configs]
+    measured = [ratio for _, ratio, _ in timed]
     return LatencyCheck(tuple(predicted), tuple(measured), time.perf_counter() - started)
 
 
@@ -373,31 +360,10 @@ def _build(
     rng = np.random.default_rng(0)
     smallest = np.array([c[0] for c in candidates], dtype=np.int64)
     configs = [smallest, *probe_channels(candidates, probes, rng)]
-    original = model.to(device)
-    c, h, w = (int(d) for d in analysis.input_shape)
-    shape = (c, h, w)
-    before: list[float] = []
-    ratios: list[float] = []
-    noise: list[float] = []
-    for done, channels in enumerate(configs):
-        pruned = prune(channels).to(device)
-        first, second = interleaved_ms(
-            original,
-            pruned,
-            shape,
-            key.batch,
-            repeats,
-            threads=key.threads,
-            device=device,
-        )
-        # each pass over the original pass just before it: load bursts cancel
-        paired = np.array(second) / np.array(first)
-        before.append(float(np.median(first)))
-        ratios.append(float(np.median(paired)))
-        # relative standard error of the probe's ratio
-        noise.append(float(np.std(paired) / np.mean(paired) / np.sqrt(len(paired))))
-        for callback in _progress:
-            callback(done + 1, len(configs), None)
+    timed = _time_probes(model, analysis, prune, configs, key, device, repeats)
+    before = [first for first, _, _ in timed]
+    ratios = [ratio for _, ratio, _ in timed]
+    noise = [error for _, _, error in timed]
     full_ms = float(np.median(before))
     ratios_array = np.array(ratios)
     # the channel block the device's kernels work in: the padding that predicts best
@@ -424,6 +390,39 @@ def _build(
         probes=len(configs),
         seconds=time.perf_counter() - started,
     )
+
+
+def _time_probes(
+    model: nn.Module,
+    analysis: ModelAnalysis,
+    prune: Pruner,
+    configs: Sequence[np.ndarray],
+    key: LatencyKey,
+    device: torch.device,
+    repeats: int,
+) -> list[tuple[float, float, float]]:
+    """Each configuration pruned and timed interleaved with the original, pass for pass
+    (load bursts slow both alike): the original's median ms, the median of the paired
+    ratios, and that ratio's relative standard error. Reports progress."""
+    original = model.to(device)
+    c, h, w = (int(d) for d in analysis.input_shape)
+    timed = []
+    for done, channels in enumerate(configs):
+        first, second = interleaved_ms(
+            original,
+            prune(channels).to(device),
+            (c, h, w),
+            key.batch,
+            repeats,
+            threads=key.threads,
+            device=device,
+        )
+        paired = np.array(second) / np.array(first)
+        error = float(np.std(paired) / np.mean(paired) / np.sqrt(len(paired)))
+        timed.append((float(np.median(first)), float(np.median(paired)), error))
+        for callback in _progress:
+            callback(done + 1, len(configs), None)
+    return timed
 
 
 def _features(analysis: ModelAnalysis, channels: np.ndarray, pad: int) -> np.ndarray:
