@@ -11,7 +11,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev,onnx,optuna,ray,tensorboard,zoo]"
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev,onnx,optuna,ray,tensorboard,vision,zoo]"
 	touch $(STAMP)
 
 demo: $(STAMP)
