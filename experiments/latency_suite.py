@@ -32,7 +32,7 @@ import torch
 
 from rlprune.arguments import arg, parse
 from rlprune.errors import run_script
-from rlprune.evaluation.latency import check_model, latency_model
+from rlprune.evaluation.latency import check_model, grid_words, latency_model
 from rlprune.evaluation.task import PruningTask
 from rlprune.evaluation.timing import interleaved_ms
 from rlprune.presets.loader import load_env_config
@@ -116,14 +116,16 @@ def accuracy_stage(args: Args) -> None:
                 return task.prune(channels).model
 
             started = time.perf_counter()
+            grids = task.latency_grids()
             model = latency_model(
                 task.model,
                 task.analysis,
                 prune,
-                task.candidates,
+                grids,
                 batch=batch,
                 device=task.device,
                 threads=args.threads,
+                target=args.target,
                 cache=False,
             )
             built = time.perf_counter() - started
@@ -132,7 +134,7 @@ def accuracy_stage(args: Args) -> None:
                 task.model,
                 task.analysis,
                 prune,
-                task.candidates,
+                grids[model.block],
                 count=args.check,
             )
             errors = check.errors
@@ -145,6 +147,8 @@ def accuracy_stage(args: Args) -> None:
                 "build_s": built,
                 "probes": model.probes,
                 "pad": model.cost.pad,
+                "block": model.block,
+                "grid": grid_words(model),
                 "stated_error": model.error,
                 "stated_error_p90": model.error_p90,
                 "noise": model.noise,
@@ -157,7 +161,7 @@ def accuracy_stage(args: Args) -> None:
                 "measured": list(check.measured),
             }
             print(
-                f"{key}: built in {built:.1f} s (channel block {model.cost.pad}); median abs "
+                f"{key}: built in {built:.1f} s ({grid_words(model)}); median abs "
                 f"error {rows[key]['median_error']:.1%} over {len(errors)} candidates",
                 flush=True,
             )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +18,15 @@ from rlprune.env.pruning_env import PruningEnv
 from rlprune.errors import BudgetError, ConfigError
 from rlprune.evaluation import latency as latency_module
 from rlprune.evaluation.candidates import Candidate, within_budget
-from rlprune.evaluation.latency import LatencyModel, cache_dir, latency_model
+from rlprune.evaluation.latency import (
+    BLOCKS,
+    BlockTrial,
+    LatencyModel,
+    _choose_block,
+    at_target,
+    cache_dir,
+    latency_model,
+)
 from rlprune.evaluation.task import PruningTask
 from rlprune.mdp.settings import EnvConfig, make_config
 from rlprune.models.specs import build_model
@@ -248,10 +257,11 @@ def _rebuild(task: PruningTask, batch: int = 1) -> LatencyModel:
         task.model,
         task.analysis,
         prune,
-        task.candidates,
+        task.latency_grids(),
         batch=batch,
         device=task.device,
         threads=1,
+        target=task.latency_target,
     )
 
 
@@ -271,8 +281,47 @@ def test_noisy_timings_warn_with_the_figure(
 
 def test_info_states_the_channel_rounding(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["info", "--env", "digits-cnn", "--threads", "1", "--latency", "2"]) == 0
-    out = capsys.readouterr().out
-    assert "channel block is" in out and "round_to" in out
+    out = " ".join(capsys.readouterr().out.split())
+    grid = re.search(r"channel grid (\d+) \(timed at target [\d.]+; MACs kept per grid: 1 ", out)
+    assert grid, out
+    assert f"multiples of {grid.group(1)} (round_to" in out
+
+
+def test_the_grid_keeping_most_macs_at_the_target_is_chosen() -> None:
+    trials = [BlockTrial(1, 0.3, 0.40, 1.0), BlockTrial(8, 0.35, 0.45, 1.0)]
+    assert _choose_block([*trials, BlockTrial(16, 0.6, 0.0, 1.0)]) == 8  # 16 cannot reach it
+    assert _choose_block([*trials, BlockTrial(16, 0.3, 0.46, 1.0)]) == 8  # within 2 points
+    assert _choose_block([BlockTrial(1, 0.9, 0.0, 1.0), BlockTrial(16, 0.8, 0.0, 1.0)]) == 16
+
+
+def test_a_chosen_grid_becomes_round_to_and_keeps_its_cache_key(
+    latency_task: PruningTask,
+) -> None:
+    latency = latency_task.latency
+    assert latency is not None and latency.key.grids == BLOCKS
+    assert latency.block in BLOCKS and len(latency.trials) == len(BLOCKS)
+    assert (latency_task.config.round_to or 1) == latency.block
+    for options in latency_task.candidates:  # the search keeps to the grid
+        assert all(c % latency.block == 0 or c == options[-1] for c in options[:-1])
+    assert set(latency_task.latency_grids()) == set(BLOCKS)  # the same key on a rebuild
+
+
+def test_focus_probes_sit_at_the_target(latency_task: PruningTask) -> None:
+    latency = latency_task.latency
+    assert latency is not None
+    weights = np.array(latency.weights) / latency.full_ms
+    near = at_target(
+        latency_task.analysis,
+        latency_task.candidates,
+        weights,
+        latency.cost.pad,
+        TARGET,
+        8,
+        np.random.default_rng(3),
+    )
+    ratios = [latency_task.budget_ratio(c) for c in near]
+    assert all(r <= TARGET + 1e-9 for r in ratios)
+    assert np.median(ratios) > TARGET - 0.1  # not merely small: at the target
 
 
 def test_train_under_a_latency_budget(tmp_path: Path) -> None:

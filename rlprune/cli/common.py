@@ -29,6 +29,7 @@ from rich.text import Text
 from ..env.rollout import TRUST_MODES
 from ..errors import RunError
 from ..evaluation.config import METRICS
+from ..evaluation.latency import grid_words
 from ..mdp.rewards import get_reward
 from ..mdp.settings import EnvConfig, setting_help
 from ..presets.loader import available_presets, load_env_config
@@ -475,7 +476,7 @@ class LatencyReporter:
                 self.progress.start()
                 self.bar = self.progress.add_task("timing latency probes", total=total)
             assert self.bar is not None
-            self.progress.update(self.bar, completed=done)
+            self.progress.update(self.bar, completed=done, total=total)
             return
         if self.progress is not None:
             self.progress.stop()
@@ -490,7 +491,7 @@ class LatencyReporter:
             f"latency model ({key.device}, batch {key.batch}, {key.threads} thread"
             f"{'s' if key.threads != 1 else ''}, torch {key.torch}): {how}; original "
             f"{model.full_ms:.2f} ms, stated error {model.error:.1%}, timing noise "
-            f"{model.noise:.1%}",
+            f"{model.noise:.1%}, {grid_words(model)}",
             markup=False,
             highlight=False,
             soft_wrap=True,

@@ -12,6 +12,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from ..evaluation.latency import grid_words
 from ..files import safe_name
 from .common import (
     NON_NEGATIVE,
@@ -36,6 +37,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         config = config.derive({"metric": "latency"})
     # checking the latency model is no search: the preset's target need not be reachable
     task = load_task(config.task if args.latency else config)
+    task.latency_target = config.env.target.low  # the grid and focus of a latency model
     task.prepare_budget()  # under a latency budget: the latency model (and round_to)
     analysis = task.analysis
     table = Table(title=f"{config.name}: {config.task.model} on {config.task.dataset}")
@@ -66,8 +68,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     )
     if task.latency is not None:
         console.print(
-            f"latency budget: smallest reachable target {task.min_budget_ratio:.3f}; the "
-            f"device's channel block is {task.latency.cost.pad}, so channel counts are kept in "
+            f"latency budget: smallest reachable target {task.min_budget_ratio:.3f}; "
+            f"{grid_words(task.latency)}, so channel counts are kept in "
             f"multiples of {task.config.round_to or 1} (round_to; set it to override)"
         )
     console.print(f"validation accuracy (unpruned): {task.base_accuracy():.4f}")

@@ -29,7 +29,7 @@ from .backends import Backend, InProcess, Request, Scored, TaskRecipe, default_b
 from .candidates import Candidate, SearchResult, best_of
 from .config import TaskConfig
 from .devices import resolve_device
-from .latency import LatencyCheck, LatencyModel, check_model, latency_model
+from .latency import BLOCKS, LatencyCheck, LatencyModel, check_model, latency_model
 from .scoring import Evaluator, split_accuracy
 from .splits import DataSplits, check_finite, check_model_fits
 
@@ -93,7 +93,12 @@ class PruningTask:
     latency: LatencyModel | None = None
     """The latency model (``metric: latency``), built by :meth:`prepare_budget` or on first
     use; ``None`` until then and under the MACs budget."""
+    latency_target: float = 0.5
+    """The target a latency model is built for (its grid choice and focus probes): the
+    first :meth:`check_target`'s, else this default."""
     _prefetched: set[tuple[tuple[int, ...], int]] = field(default_factory=set, repr=False)
+    _grid_chosen: bool = field(default=False, repr=False)
+    """``round_to`` was set by the latency model's grid choice, not given."""
 
     @classmethod
     def from_model(
@@ -145,31 +150,40 @@ class PruningTask:
 
     def prepare_budget(self) -> None:
         """Build (or load from the cache) the latency model when the task budgets latency;
-        a no-op under the MACs budget (progress: :func:`rlprune.evaluation.latency.reporting`)."""
+        a no-op under the MACs budget (progress: :func:`rlprune.evaluation.latency.reporting`).
+        With no ``round_to`` set, the model's channel grid becomes it."""
         if self.config.metric != "latency" or self.latency is not None:
             return
         self.latency = latency_model(
             self.model,
             self.analysis,
             lambda channels: self.prune(channels).model,
-            self.candidates,
+            self.latency_grids(),
             batch=self.config.latency_batch,
             device=self.device,
             threads=self.config.threads,
+            target=self.latency_target,
         )
-        if self.config.round_to is None:
-            self._round_for_device(self.latency.cost.pad)
+        if self.config.round_to is None and self.latency.block > 1:
+            self._grid_chosen = True
+            self.config = dataclasses.replace(self.config, round_to=self.latency.block)
+            self.min_channels, self.max_channels, self.candidates = channel_options(
+                self.analysis, self.config
+            )
 
-    def _round_for_device(self, pad: int) -> None:
-        """Under a latency budget with no ``round_to`` set: keep channel counts in multiples
-        of 8 on CUDA, and of the latency model's channel block (at most 8) elsewhere."""
-        step = 8 if self.device.type == "cuda" else min(pad, 8)
-        if step <= 1:
-            return
-        self.config = dataclasses.replace(self.config, round_to=step)
-        self.min_channels, self.max_channels, self.candidates = channel_options(
-            self.analysis, self.config
-        )
+    def latency_grids(self) -> dict[int, tuple[np.ndarray, ...]]:
+        """The channel grids the latency model may choose from, each unit's candidates on
+        each: the ``round_to`` given; else 8 on CUDA; else every grid of
+        :data:`~rlprune.evaluation.latency.BLOCKS`, timed on this device."""
+        if self.config.round_to is not None and not self._grid_chosen:
+            return {int(self.config.round_to): self.candidates}
+        blocks = (8,) if self.device.type == "cuda" else BLOCKS
+        return {
+            b: channel_options(
+                self.analysis, dataclasses.replace(self.config, round_to=b if b > 1 else None)
+            )[2]
+            for b in blocks
+        }
 
     def check_latency(self, count: int = 30, repeats: int = 7) -> LatencyCheck:
         """The latency model (built if needed) against ``count`` freshly timed random
@@ -235,6 +249,8 @@ class PruningTask:
     def check_target(self, target: float) -> None:
         """Raise :class:`BudgetError` if ``target`` cannot be met with ``min_keep``."""
         what = "MACs" if self.config.metric == "macs" else "latency (predicted)"
+        if self.latency is None and 0.0 < target <= 1.0:
+            self.latency_target = float(target)
         if not 0.0 < target <= 1.0:
             raise BudgetError(
                 f"target {target} is outside (0, 1]; e.g. 0.5 keeps half the {what.split()[0]}"

@@ -27,6 +27,7 @@ from ..env.rollout import check_trust
 from ..errors import ConfigError, RunError
 from ..evaluation.candidates import Candidate, SearchResult, best_of, within_budget
 from ..evaluation.finetune import deliver
+from ..evaluation.latency import grid_words
 from ..evaluation.task import PruningTask
 from ..evaluation.timing import paired_speedups
 from ..files import atomic_write_json, atomic_write_text
@@ -342,7 +343,7 @@ def latency_note(task: PruningTask) -> str:
     return (
         f"latency budget: predicted by a latency model of {key.device}, batch {key.batch}, "
         f"{key.threads} torch thread(s), torch {key.torch} (original {latency.full_ms:.2f} "
-        f"ms; stated error {latency.error:.1%}; channel block {latency.cost.pad}; round_to "
+        f"ms; stated error {latency.error:.1%}; {grid_words(latency)}; round_to "
         f"{task.config.round_to}); speedups timed with the same threads"
     )
 
