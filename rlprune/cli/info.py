@@ -69,8 +69,13 @@ def cmd_info(args: argparse.Namespace) -> int:
     if task.latency is not None:
         console.print(
             f"latency budget: smallest reachable target {task.min_budget_ratio:.3f}; "
-            f"{grid_words(task.latency)}, so channel counts are kept in "
-            f"multiples of {task.config.round_to or 1} (round_to; set it to override)"
+            f"{grid_words(task.latency)}: "
+            + (
+                f"channel counts are kept in multiples of {task.config.round_to}"
+                if (task.config.round_to or 1) > 1
+                else "channel counts are not rounded"
+            )
+            + " (round_to; set it to override)"
         )
     console.print(f"validation accuracy (unpruned): {task.base_accuracy():.4f}")
     if args.latency:
