@@ -45,6 +45,7 @@ from scipy.optimize import nnls
 from torch import nn
 
 from ..errors import ConfigError
+from ..files import cache_dir
 from ..pruning.analysis import ModelAnalysis
 from ..pruning.macs import MacModel
 from .timing import interleaved_ms
@@ -172,16 +173,6 @@ class LatencyModel:
             ),
             **fields,
         )
-
-
-def cache_dir() -> Path:
-    """Where latency models are cached: ``$RLPRUNE_CACHE_DIR``, else ``$XDG_CACHE_HOME/rlprune``
-    (``~/.cache/rlprune``)."""
-    explicit = os.environ.get("RLPRUNE_CACHE_DIR")
-    if explicit:
-        return Path(explicit).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base).expanduser() / "rlprune"
 
 
 def device_name(device: torch.device) -> str:

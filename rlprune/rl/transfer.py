@@ -22,7 +22,7 @@ from ..mdp.features import features_for
 from ..mdp.settings import EnvConfig
 from .policy import LoadedPolicy, env_config_for_policy
 
-__all__ = ["ZeroShot", "family_distance", "policy_env", "zero_shot"]
+__all__ = ["ZeroShot", "family_distance", "network_distance", "policy_env", "zero_shot"]
 
 
 def family_distance(
@@ -74,6 +74,18 @@ def policy_env(policy: LoadedPolicy, task: PruningTask, target: float) -> Prunin
     return PruningEnv(
         task=task, config=env_config_for_policy(EnvConfig(task.config), policy, target)
     )
+
+
+def network_distance(
+    policy: LoadedPolicy, task: PruningTask, target: float
+) -> list[tuple[str, int, float]]:
+    """:func:`family_distance` of ``task``'s network under ``policy`` at ``target``: what
+    ``rlprune apply`` prints about it (a dry pass; the probes of the policy's prior, if it
+    observes one, are charged to ``task``)."""
+    env = policy_env(policy, task, target)
+    observations: list[np.ndarray] = []
+    propose(policy, env, seed=0, observations=observations)
+    return family_distance(policy.metadata, np.array(observations))
 
 
 def zero_shot(
