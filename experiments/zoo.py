@@ -56,6 +56,7 @@ from rlprune.reports.tables import MethodSeedResult
 from rlprune.rl.policy import load_policy
 from rlprune.rl.transfer import network_distance
 from rlprune.search.benchmark import BenchmarkSettings, benchmark_config, load_task
+from rlprune.search.methods import METHODS as REGISTRY
 from rlprune.suites import adopt_settings, folder_results, rerun_error, run_kept, settle
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,6 +74,11 @@ def name_list(text: str) -> list[str]:
         return [zoo_net(name).name for name in text.split(",")]
     except ModelError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def name_list_plain(text: str) -> list[str]:
+    """An argparse type: names, comma-separated (checked later)."""
+    return [name for name in text.split(",") if name]
 
 
 # ------------------------------------------------------------------------------ train
@@ -227,7 +233,8 @@ TABLE = "table.json"
 TARGETS = (0.5, 0.3)
 HEURISTICS = ("uniform", "magnitude", "sensitivity")
 SEARCHES = ("random", "tpe")
-METHODS = ("transfer", "transfer-refine", *HEURISTICS, *SEARCHES)
+SEARCHED = ("transfer", "transfer-refine", *SEARCHES)
+"""Run with --evals (random and TPE spend them all, the transfer methods their own cost)."""
 COLUMNS = {
     "transfer": "zero-shot",
     "transfer-refine": "refine",
@@ -250,8 +257,17 @@ class Args:
     evals: int = arg(100, "evaluations for random search and TPE")
     refine: int = arg(20, "evaluations of transfer-refine (rlprune apply --refine N)")
     policy: Path = arg(GENERAL_POLICY, "the policy played (default: the bundled general one)")
+    heuristics: list[str] = arg(
+        list(HEURISTICS),
+        "heuristics, comma-separated, each run at its own cost (sensitivity: units x 3 "
+        "probes + 1, whatever --evals says)",
+        parse=name_list_plain,
+    )
     trust: str = arg(
         "family", "as rlprune apply --trust (its default: family)", choices=TRUST_MODES
+    )
+    val_size: int = arg(
+        0, "validation images per evaluation (0: the preset's 2000; fewer: cheaper, noisier)"
     )
     finetune_images: int = arg(
         0, "fine-tune each best candidate on this many training images (0: none)"
@@ -259,7 +275,7 @@ class Args:
     rerun: list[str] = arg(
         [],
         "with --resume: run these methods again; the kept results of the others stand",
-        parse=lambda text: text.split(","),
+        parse=name_list_plain,
         metavar="METHODS",
     )
     out: Path = arg(ROOT / "results" / "zoo", "where the benchmark folders go")
@@ -277,6 +293,9 @@ def check_table(args: Args) -> str | None:
     error = rerun_error(args.rerun, args.resume)
     if error:
         return error
+    unknown = sorted(set(args.heuristics) - set(HEURISTICS))
+    if unknown:
+        return f"--heuristics: unknown {unknown[0]!r}; choose from {', '.join(HEURISTICS)}"
     if not 0 < args.refine < args.evals:
         return f"--refine must lie in 1..{args.evals - 1} (below --evals), got {args.refine}"
     if args.seeds < 1 or args.evals < 1:
@@ -292,8 +311,10 @@ def settings_of(args: Args) -> dict[str, Any]:
         "seeds": args.seeds,
         "evals": args.evals,
         "refine": args.refine,
+        "heuristics": args.heuristics,
         "trust": args.trust,
         "finetune_images": args.finetune_images,
+        "val_size": args.val_size,
     }
 
 
@@ -309,45 +330,69 @@ def _key(name: str, target: float) -> str:
     return f"zoo-{name}-t{target}"
 
 
-def run_setting(args: Args, net: ZooNet, target: float, kept: dict[str, Any]) -> Path:
-    """One (network, target) benchmark folder, run or restored, kept in --data; its family
-    distance recorded in ``kept`` (the table record)."""
+def _folders(args: Args, name: str, target: float) -> dict[str, tuple[str, ...]]:
+    """A setting's benchmark folders and their methods: the searches and transfer methods
+    with --evals, the heuristics (if any) at their own costs."""
+    key = _key(name, target)
+    folders: dict[str, tuple[str, ...]] = {key: SEARCHED}
+    if args.heuristics:
+        folders[f"{key}-heuristics"] = tuple(args.heuristics)
+    return folders
+
+
+def run_setting(
+    args: Args, net: ZooNet, target: float, kept: dict[str, Any]
+) -> list[MethodSeedResult]:
+    """One (network, target): its benchmark folders run or restored, kept in --data, and
+    their results; its family distance recorded in ``kept`` (the table record)."""
     key = _key(net.name, target)
-    out = args.out / key
-    done = settle(
-        out,
-        args.data,
-        ROOT,
-        METHODS,
-        resume=args.resume,
-        page_only=args.page_only,
-        rerun=args.rerun,
-    )
-    if done and key in kept["distance"]:
-        return out
-    config = benchmark_config(load_env_config(net.preset, {"target": target}), str(args.policy))
-    task = load_task(config, None)
-    if not done:
-        settings = BenchmarkSettings(
-            methods=METHODS,
-            evals=args.evals,
-            seeds=args.seeds,
-            finetune_epochs=1 if args.finetune_images else 0,
-            finetune_images=args.finetune_images or None,
-            policy=str(args.policy),
-            adapt_episodes=args.refine,
-            trust=args.trust,
+    folders = _folders(args, net.name, target)
+    done = {
+        folder: settle(
+            args.out / folder,
+            args.data,
+            ROOT,
+            methods,
+            resume=args.resume,
+            page_only=args.page_only,
+            rerun=args.rerun,
         )
-        if args.resume and args.rerun:
-            adopt_settings(out, settings)
-        run_kept(task, config, settings, out, args.data, ROOT, key, resume=args.resume)
-    outside = network_distance(load_policy(args.policy), task, target)
-    kept["distance"][key] = {
-        "units": len(task.analysis.units),
-        "outside": [[name, steps, round(d, 4)] for name, steps, d in outside],
+        for folder, methods in folders.items()
     }
-    atomic_write_json(args.data / TABLE, kept)
-    return out
+    if not all(done.values()) or key not in kept["distance"]:
+        overrides = {"target": target, "val_size": args.val_size or None}
+        config = benchmark_config(load_env_config(net.preset, overrides), str(args.policy))
+        task = load_task(config, None)
+        for folder, methods in folders.items():
+            if done[folder]:
+                continue
+            own_cost = max(REGISTRY[m].min_evals(task) for m in methods)
+            settings = BenchmarkSettings(
+                methods=methods,
+                evals=args.evals if folder == key else own_cost,
+                seeds=args.seeds,
+                finetune_epochs=1 if args.finetune_images else 0,
+                finetune_images=args.finetune_images or None,
+                policy=str(args.policy) if folder == key else None,
+                adapt_episodes=args.refine if folder == key else 0,
+                trust=args.trust,
+            )
+            out = args.out / folder
+            if args.resume and args.rerun:
+                adopt_settings(out, settings)
+            run_kept(task, config, settings, out, args.data, ROOT, folder, resume=args.resume)
+        outside = network_distance(load_policy(args.policy), task, target)
+        kept["distance"][key] = {
+            "units": len(task.analysis.units),
+            "outside": [[name, steps, round(d, 4)] for name, steps, d in outside],
+        }
+        atomic_write_json(args.data / TABLE, kept)
+    return [r for folder in folders for r in folder_results(args.out / folder)]
+
+
+def _kept_setting(args: Args, name: str, target: float) -> bool:
+    """Whether --data keeps every folder of the setting (finished or not)."""
+    return all((args.data / f"{f}.json.gz").is_file() for f in _folders(args, name, target))
 
 
 def _missing_weights(args: Args) -> list[str]:
@@ -356,7 +401,7 @@ def _missing_weights(args: Args) -> list[str]:
     missing = []
     for name in args.networks:
         net = ZOO[name]
-        kept = all((args.data / f"{_key(name, t)}.json.gz").is_file() for t in args.targets)
+        kept = all(_kept_setting(args, name, t) for t in args.targets)
         if not weights_path(net).is_file() and not (args.resume and kept):
             missing.append(name)
     return missing
@@ -377,6 +422,8 @@ def table(argv: list[str]) -> int:
         saved = kept["settings"]
         args.targets, args.seeds = [float(t) for t in saved["targets"]], int(saved["seeds"])
         args.evals, args.refine = int(saved["evals"]), int(saved["refine"])
+        args.heuristics = list(saved["heuristics"])
+        args.val_size = int(saved["val_size"])
     else:
         if args.resume and kept["settings"] and kept["settings"] != settings_of(args):
             raise RunError(
@@ -402,18 +449,18 @@ def table(argv: list[str]) -> int:
     pending: list[str] = []
     for name in args.networks:
         for target in args.targets:
-            if args.page_only and not (args.data / f"{_key(name, target)}.json.gz").is_file():
+            if args.page_only and not _kept_setting(args, name, target):
                 pending.append(f"{name} @ {target}")
                 continue
             print(f"zoo: {name} at {target}", flush=True)
             try:
-                folder = run_setting(args, ZOO[name], target, kept)
+                results = run_setting(args, ZOO[name], target, kept)
             except RunError:
                 if not args.page_only:
                     raise
                 pending.append(f"{name} @ {target}")  # kept, but not finished
                 continue
-            rows.setdefault(name, {})[target] = folder_results(folder)
+            rows.setdefault(name, {})[target] = results
     write_page(args, rows, kept, read_record(args.data), pending)
     return 0
 
@@ -505,8 +552,8 @@ def write_page(
         f"equivalents (probes charged) in brackets. zero-shot: the bundled general policy as "
         f"`rlprune apply` plays it by default (`--trust {args.trust}`); refine: `rlprune apply "
         f"--refine {args.refine}`; uniform, magnitude, sensitivity at their own costs; random "
-        f"and TPE given {args.evals} evaluations. Gaps: zero-shot and refine minus TPE, in "
-        "points (negative: TPE better).",
+        f"and TPE given {args.evals} evaluations; {args.val_size or 2000} validation images per "
+        "evaluation. Gaps: zero-shot and refine minus TPE, in points (negative: TPE better).",
         "",
     ]
     figure_rows: dict[float, list[tuple[str, float | None, float | None]]] = {}
@@ -589,11 +636,12 @@ def draw_gaps(rows: dict[float, list[tuple[str, float | None, float | None]]], p
     for ax, (target, entries) in zip(axes[:, 0], sorted(rows.items(), reverse=True), strict=True):
         names = [e[0] for e in entries]
         positions = range(len(names))
-        for offset, (index, label) in zip(
-            (-0.2, 0.2), ((1, "zero-shot"), (2, "refine")), strict=True
-        ):
-            values = [float("nan") if e[index] is None else e[index] for e in entries]
-            ax.bar([p + offset for p in positions], values, width=0.4, label=label)
+        series = (("zero-shot", [e[1] for e in entries]), ("refine", [e[2] for e in entries]))
+        for offset, (label, measured) in zip((-0.2, 0.2), series, strict=True):
+            values = [float("nan") if v is None else v for v in measured]
+            median = _median([v for v in measured if v is not None])
+            shown = "" if median is None else f" (median {median:+.2f})"
+            ax.bar([p + offset for p in positions], values, width=0.4, label=label + shown)
         ax.axhline(0, color="black", linewidth=0.8)
         ax.set_xticks(list(positions), names, rotation=30, ha="right")
         ax.set_ylabel("points vs TPE")

@@ -238,7 +238,9 @@ def test_tiny_table_runs_then_resumes_and_rebuilds_from_kept_data(tmp_path: Path
     env = {**os.environ, "RLPRUNE_CACHE_DIR": str(cache), "RLPRUNE_DATA": str(fmnist)}
     out, data, page = tmp_path / "out", tmp_path / "data", tmp_path / "zoo.md"
     common = ["--networks", name, "--targets", "0.5", "--seeds", "1", "--evals", "4"]
-    common += ["--refine", "2", "--out", str(out), "--data", str(data), "--markdown", str(page)]
+    common += ["--val-size", "100"]
+    common += ["--refine", "2", "--heuristics", "uniform,magnitude", "--out", str(out)]
+    common += ["--data", str(data), "--markdown", str(page)]
     common += ["--figure", str(tmp_path / "gaps.png")]
 
     def table(*extra: str) -> subprocess.CompletedProcess[str]:
