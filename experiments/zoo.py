@@ -414,17 +414,13 @@ def table(argv: list[str]) -> int:
     kept: dict[str, Any] = (
         json.loads(path.read_text()) if path.is_file() else {"settings": {}, "distance": {}}
     )
-    if args.page_only:
-        if not kept["settings"]:
-            raise RunError(
-                f"no {TABLE} in {args.data}: run `python experiments/zoo.py table` first"
-            )
+    if args.page_only and kept["settings"]:
         saved = kept["settings"]
         args.targets, args.seeds = [float(t) for t in saved["targets"]], int(saved["seeds"])
         args.evals, args.refine = int(saved["evals"]), int(saved["refine"])
         args.heuristics = list(saved["heuristics"])
         args.val_size = int(saved["val_size"])
-    else:
+    elif not args.page_only:  # (--page-only before any table run: the zoo, nothing run yet)
         if args.resume and kept["settings"] and kept["settings"] != settings_of(args):
             raise RunError(
                 f"{args.data / TABLE} was run with {kept['settings']}; resume it with those "
@@ -523,10 +519,15 @@ def write_page(
         "",
         "## The zoo",
         "",
-        f"Input: {record.get('input', INPUT)}. torchvision {record.get('torchvision', '?')}, "
-        f"torch {record.get('torch', '?')}; trained on a 2-core CPU (time shared with other "
-        "work), SGD with Nesterov momentum and a cosine schedule, batch 64; test accuracy on "
-        "the 10 000 official test images.",
+        f"Input: {record.get('input', INPUT)}."
+        + (
+            f" torchvision {record['torchvision']}, torch {record['torch']}."
+            if "torchvision" in record
+            else ""
+        )
+        + " Trained on a 2-core CPU (time shared with other work) with SGD, Nesterov "
+        "momentum and a cosine schedule, batch 64, as each preset's `pretrain` section says "
+        "(`envs/zoo-*.yaml`); test accuracy on the 10 000 official test images.",
         "",
         "| network | family | structures | params | MACs | train images | test % | train min |",
         "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |",
@@ -557,7 +558,7 @@ def write_page(
         "",
     ]
     figure_rows: dict[float, list[tuple[str, float | None, float | None]]] = {}
-    for target in args.targets:
+    for target in args.targets if rows else ():
         heading = " | ".join(COLUMNS.values())
         lines += [
             f"### MACs target {target}",
@@ -592,6 +593,8 @@ def write_page(
             + " |"
         )
         lines.append("")
+    if not rows:
+        lines += ["Nothing has run yet: `python experiments/zoo.py table --resume` runs it.", ""]
     lines += [
         "## Family distance",
         "",

@@ -291,3 +291,26 @@ def test_tiny_table_runs_then_resumes_and_rebuilds_from_kept_data(tmp_path: Path
     )
     assert rebuilt.returncode == 0, rebuilt.stderr[-2000:]
     assert page.read_text() == first
+
+
+def test_page_only_before_any_run_lists_the_zoo(tmp_path: Path) -> None:
+    record = {
+        "networks": {
+            "squeezenet1_1": {
+                "params": 735_000,
+                "macs": 21_000_000,
+                "train_images": 116_000,
+                "test_accuracy": 0.871,
+                "seconds": 300.0,
+            }
+        }
+    }
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "zoo.json").write_text(json.dumps(record))
+    page = tmp_path / "zoo.md"
+    argv = ["--page-only", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "out")]
+    assert _harness().table([*argv, "--markdown", str(page)]) == 0
+    text = page.read_text()
+    assert "| squeezenet1_1 | squeezenet | fire | 0.73 M | 21.0 M | 116,000 | 87.10 | 5.0 |" in text
+    assert "| densenet121 | densenet | dense | | | | not trained | |" in text
+    assert "Nothing has run yet" in text and "densenet121 @ 0.3" in text
