@@ -314,3 +314,23 @@ def test_page_only_before_any_run_lists_the_zoo(tmp_path: Path) -> None:
     assert "| squeezenet1_1 | squeezenet | fire | 0.73 M | 21.0 M | 116,000 | 87.10 | 5.0 |" in text
     assert "| densenet121 | densenet | dense | | | | not trained | |" in text
     assert "Nothing has run yet" in text and "densenet121 @ 0.3" in text
+
+
+def test_pretrain_stops_after_its_images_and_recalibrates_batchnorm(tmp_path: Path) -> None:
+    from rlprune.pretrain import pretrain
+
+    config = load_env_config(
+        "digits-cnn",
+        {"pretrain": {"epochs": 3, "batch_size": 32, "images": 64, "calibrate_batches": 2}},
+    )
+    steps: list[tuple[int, int]] = []
+    path, result = pretrain(
+        config.task,
+        out=tmp_path / "w.pt",
+        on_step=lambda d, n: steps.append((d, n)),
+        metadata={"note": "zoo"},
+    )
+    assert steps[-1] == (2, 2)  # 64 images of batch 32, of 3 epochs' worth
+    meta = torch.load(path, weights_only=True)["metadata"]
+    assert meta["images"] == 64 and meta["note"] == "zoo" and meta["seconds"] >= 0
+    assert 0 <= result.test_accuracy <= 1
