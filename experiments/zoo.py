@@ -208,6 +208,7 @@ def train(argv: list[str]) -> int:
             f"{100 * result.val_accuracy:.2f} % in {time.perf_counter() - start:.0f} s -> "
             f"{path}{verdict}",
             highlight=False,
+            soft_wrap=True,
         )
     return 0
 

@@ -107,7 +107,7 @@ def test_every_zoo_network_analyses_and_prunes_one_episode(name: str) -> None:
 
 def test_adapter_repeats_grey_and_pads_to_32() -> None:
     x = torch.arange(28 * 28, dtype=torch.float32).view(1, 1, 28, 28)
-    y = InputAdapter()(x)
+    y = InputAdapter(1, 28)(x)
     assert y.shape == (1, 3, 32, 32)
     assert torch.equal(y[0, 2, 2:30, 2:30], x[0, 0]) and y[0, :, :2].abs().sum() == 0
     # RGB images of 32 px or more go to torchvision's network unchanged

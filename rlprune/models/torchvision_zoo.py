@@ -118,25 +118,28 @@ def zoo_net(name: str) -> ZooNet:
 
 
 class InputAdapter(nn.Module):
-    """Grey images to what torchvision's stems take: one channel repeated into ``channels``,
-    zero-padded (centred) to at least ``size`` x ``size``. No weights, no MACs."""
+    """Grey or small images to what torchvision's stems take: ``in_channels`` = 1 repeated
+    into ``channels``, ``input_size`` zero-padded (centred) to ``size``. No weights, no MACs;
+    fixed at construction, so tracing (TorchScript export) sees no data-dependent branch."""
 
-    def __init__(self, channels: int = 3, size: int = 32) -> None:
+    def __init__(
+        self, in_channels: int = 1, input_size: int = 28, channels: int = 3, size: int = 32
+    ) -> None:
         super().__init__()
-        self.channels = channels
-        self.size = size
+        self.repeat = channels if in_channels == 1 and channels != 1 else 0
+        before = max(0, size - input_size) // 2
+        after = max(0, size - input_size) - before
+        self.padding = (before, after, before, after)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[1] == 1 and self.channels != 1:
-            x = x.expand(-1, self.channels, -1, -1)
-        height, width = x.shape[-2:]
-        pad_h, pad_w = max(0, self.size - height), max(0, self.size - width)
-        if pad_h or pad_w:
-            x = F.pad(x, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2))
+        if self.repeat:
+            x = x.expand(-1, self.repeat, -1, -1)
+        if any(self.padding):
+            x = F.pad(x, self.padding)
         return x
 
     def extra_repr(self) -> str:
-        return f"channels={self.channels}, size={self.size}"
+        return f"repeat={self.repeat}, padding={self.padding}"
 
 
 class Adapted(nn.Module):
@@ -194,7 +197,7 @@ def torchvision_net(
         ) from None
     if in_channels == 3 and input_size >= size:
         return net
-    return Adapted(net, InputAdapter(3, size))
+    return Adapted(net, InputAdapter(in_channels, input_size, 3, size))
 
 
 def _torchvision_version() -> str:
