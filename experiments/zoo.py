@@ -11,7 +11,7 @@ progress bar, into rlprune's cache folder (``$RLPRUNE_CACHE_DIR``, else
 ``~/.cache/rlprune``; ``zoo/NAME.pt``, written atomically) and records each network's
 accuracy, time, images, parameters and MACs in docs/benchmarks/zoo/zoo.json. An interrupted
 training keeps the networks finished before it (``--resume``); the one it stopped in trains
-again from the start.
+again from the start, and so does one whose preset's training settings changed since.
 
 ``table`` runs, for every zoo network and target (0.5 and 0.3 by default), 3 seeds, every
 cost in full-evaluation equivalents (probes charged): ``transfer-apply`` (what ``rlprune
@@ -116,6 +116,11 @@ def weights_path(net: ZooNet) -> Path:
     return Path(weights)
 
 
+def train_settings(net: ZooNet) -> dict[str, Any]:
+    """How ``net``'s preset trains it (its ``pretrain`` section, with the default epochs)."""
+    return {"epochs": 10, **load_env_config(net.preset).task.pretrain}
+
+
 def describe(net: ZooNet, path: Path) -> dict[str, Any]:
     """What the record keeps of a trained network: its weights' metadata (accuracy, time,
     settings), its size and MACs at Fashion-MNIST's 28 x 28."""
@@ -136,7 +141,7 @@ def describe(net: ZooNet, path: Path) -> dict[str, Any]:
         "structures": list(net.structures),
         "preset": net.preset,
         "input": INPUT,
-        "train": {k: v for k, v in settings.items() if v is not None},
+        "train": train_settings(net),
         "train_images": images,
         "val_accuracy": meta.get("val_accuracy"),
         "test_accuracy": meta.get("test_accuracy"),
@@ -164,7 +169,15 @@ def train(argv: list[str]) -> int:
                     f"{path} holds {net.name}'s weights already; pass --resume to keep the "
                     "trained networks (or --overwrite to train them again)"
                 )
-            if net.name not in record["networks"]:  # trained, then stopped before recording
+            kept = record["networks"].get(net.name)
+            if kept is not None and kept["train"] != train_settings(net):
+                console.print(
+                    f"{net.name}: its preset trains it otherwise now; training it again",
+                    highlight=False,
+                )
+                todo.append(net)
+                continue
+            if kept is None:  # trained, then stopped before recording
                 record["networks"][net.name] = describe(net, path)
                 _write(args.data, record)
             console.print(f"{net.name}: trained already ({path})", highlight=False)

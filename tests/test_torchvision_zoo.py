@@ -222,6 +222,14 @@ def test_interrupted_training_resumes_keeping_finished_networks(
     assert harness.train([*argv, "--resume"]) == 0
     assert trained == list(CHEAP)  # the finished one was kept, not trained again
     assert set(json.loads((data / "zoo.json").read_text())["networks"]) == set(CHEAP)
+    # a preset that trains its network otherwise now: --resume trains that one again
+    settings = harness.train_settings
+    changed = {"epochs": 99}
+    monkeypatch.setattr(
+        harness, "train_settings", lambda n: changed if n.name == CHEAP[0] else settings(n)
+    )
+    assert harness.train([*argv, "--resume"]) == 0
+    assert trained == [*CHEAP, CHEAP[0]]
 
 
 # --------------------------------------------------------------------------- table
