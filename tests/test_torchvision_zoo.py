@@ -310,7 +310,15 @@ def test_page_only_before_any_run_lists_the_zoo(tmp_path: Path) -> None:
                 "train_images": 116_000,
                 "test_accuracy": 0.871,
                 "seconds": 300.0,
-            }
+            },
+            "shufflenet_v2_x0_5": {
+                "params": 352_042,
+                "macs": 880_106,
+                "train_images": 116_000,
+                "test_accuracy": 0.8647,
+                "seconds": 818.4,
+                "train": {"epochs": 1},
+            },
         }
     }
     (tmp_path / "data").mkdir()
@@ -321,6 +329,7 @@ def test_page_only_before_any_run_lists_the_zoo(tmp_path: Path) -> None:
     text = page.read_text()
     assert "| squeezenet1_1 | squeezenet | fire | 0.73 M | 21.0 M | 116,000 | 87.10 | 5.0 |" in text
     assert "| densenet121 | densenet | dense | | | | not trained | |" in text
+    assert "| 86.47 *to retrain* |" in text  # trained otherwise than its preset says now
     assert "Nothing has run yet" in text and "densenet121 @ 0.3" in text
 
 
