@@ -56,16 +56,14 @@ from rlprune.search.benchmark import (
     BenchmarkSettings,
     benchmark_config,
     load_task,
-    manifest_settings,
 )
 from rlprune.suites import (
+    adopt_settings,
     elapsed,
-    finished,
     folder_results,
-    forget,
     rerun_error,
-    restore,
     run_kept,
+    settle,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -322,19 +320,17 @@ def _run(
     (the single-target folders' policies are not the one --rerun is about). With
     --page-only, the kept folder alone."""
     out = args.out / key
-    if args.resume or args.page_only:
-        restore(args.data, out, ROOT)
-    if args.page_only:
-        if not finished(out, methods):
-            raise RunError(
-                f"{key} is not finished in {args.data}; run the suite with --resume to finish it"
-            )
+    kept = settle(
+        out,
+        args.data,
+        ROOT,
+        methods,
+        resume=args.resume,
+        page_only=args.page_only,
+        rerun=args.rerun if rerun else (),
+    )
+    if kept:  # nothing to run (its policy need not be here any more)
         return out
-    if args.resume:
-        if rerun:
-            forget(out, [m for m in args.rerun if m in methods])
-        if finished(out, methods):  # nothing to run (its policy need not be here any more)
-            return out
     config = benchmark_config(load_env_config(env_spec(env, ROOT), {"target": target}), str(policy))
     task = load_task(config, None)
     settings = BenchmarkSettings(
@@ -347,11 +343,8 @@ def _run(
         adapt_episodes=args.adapt_episodes if set(ADAPTED) & set(methods) else 0,
         trust=trust or args.trust,
     )
-    if rerun and args.resume and args.rerun and (out / "benchmark.json").is_file():
-        # the methods run again under these settings; the others' results stand
-        manifest = json.loads((out / "benchmark.json").read_text())
-        manifest["settings"] = json.loads(json.dumps(manifest_settings(settings), default=list))
-        (out / "benchmark.json").write_text(json.dumps(manifest, indent=2))
+    if rerun and args.resume and args.rerun:
+        adopt_settings(out, settings)
     run_kept(task, config, settings, out, args.data, ROOT, key, resume=args.resume)
     return out
 

@@ -37,14 +37,13 @@ from .files import check_output_dir, publish_dir
 from .mdp.settings import EnvConfig
 from .presets.loader import GENERAL_POLICY
 from .presets.tasks import load_task
-from .priors import prior_channels, uniform_channels
 from .reports.apply_report import ApplyReport, unit_rows, write_report
 from .reports.export import export_model
 from .rl.agents import ON_POLICY
 from .rl.policy import LoadedPolicy, env_config_for_policy, load_policy
 from .rl.recorder import RunRecorder
 from .rl.training import TrainSettings, train
-from .rl.transfer import zero_shot
+from .rl.transfer import best_of_obvious, uses_prior, zero_shot
 from .search.optuna_search import refine
 
 __all__ = ["ApplySettings", "apply_policy", "default_policy"]
@@ -215,8 +214,8 @@ def _apply(
         stage(f"adapting for {settings.adapt_episodes} episodes")
         best = _adapt(policy, task, config, settings, best, out, on_episode)
         mode = "adapted"
-    stage("scoring the uniform allocation" + (" and the prior" if _uses_prior(config) else ""))
-    best, choice, scored = _best_of_obvious(task, config, best)
+    stage("scoring the uniform allocation" + (" and the prior" if uses_prior(config) else ""))
+    best, choice, scored = best_of_obvious(task, config, best)
     improved = False
     if settings.refine > 0:
         stage(f"refining with {settings.refine} evaluations")
@@ -278,33 +277,6 @@ def _apply(
     )
     write_report(report, out)
     return report
-
-
-def _uses_prior(config: EnvConfig) -> bool:
-    """Whether the policy's env plays corrections to (or observes) a prior allocation."""
-    return config.env.action_mode == "residual" or config.env.features >= 2
-
-
-def _best_of_obvious(
-    task: PruningTask, config: EnvConfig, played: Candidate
-) -> tuple[Candidate, str, dict[str, float]]:
-    """The policy's candidate against the obvious allocations at the same target: one
-    keep-ratio for every unit, and the prior the policy corrects (when it uses one other
-    than uniform; its probes are already paid for). Each costs one evaluation.
-
-    Returns the most accurate on validation (the policy's on ties), its name (``policy``,
-    ``uniform`` or ``PRIOR prior``) and every validation accuracy scored, by name.
-    """
-    target = config.env.target.low
-    options = {"policy": played}
-    uniform = uniform_channels(task, target)
-    options["uniform"] = task.evaluate(task.fit_measured(uniform, target))
-    prior = config.env.prior
-    if _uses_prior(config) and prior != "uniform":
-        channels = prior_channels(task, target, prior, config.task.probe_images)
-        options[f"{prior} prior"] = task.evaluate(task.fit_measured(channels, target))
-    choice = max(options, key=lambda name: options[name].accuracy)  # the first on ties
-    return options[choice], choice, {name: c.accuracy for name, c in options.items()}
 
 
 def _adapt(

@@ -1,4 +1,5 @@
-"""Atomic file writes: a reader sees the old file or the new one, never half of one."""
+"""Atomic file writes (a reader sees the old file or the new one, never half of one), and
+rlprune's cache folder."""
 
 from __future__ import annotations
 
@@ -16,12 +17,34 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_text",
+    "cache_dir",
     "check_output_dir",
+    "resolve_cached",
     "publish_dir",
     "safe_name",
 ]
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+=-]+")
+
+CACHE_PREFIX = "cache:"
+"""A path that starts with this lies under :func:`cache_dir` (``cache:zoo/resnet18.pt``)."""
+
+
+def cache_dir() -> Path:
+    """rlprune's cache folder (latency models, the torchvision zoo's weights):
+    ``$RLPRUNE_CACHE_DIR``, else ``$XDG_CACHE_HOME/rlprune`` (``~/.cache/rlprune``)."""
+    explicit = os.environ.get("RLPRUNE_CACHE_DIR")
+    if explicit:
+        return Path(explicit).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base).expanduser() / "rlprune"
+
+
+def resolve_cached(path: str) -> str:
+    """``path`` with a leading ``cache:`` replaced by :func:`cache_dir` (others unchanged)."""
+    if path.startswith(CACHE_PREFIX):
+        return str(cache_dir() / path[len(CACHE_PREFIX) :])
+    return path
 
 
 def safe_name(text: str, fallback: str = "unnamed") -> str:

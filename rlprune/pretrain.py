@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -71,6 +72,8 @@ def pretrain(
     overwrite: bool = False,
     command: str = "",
     on_epoch: Callable[[int, float], None] | None = None,
+    on_step: Callable[[int, int], None] | None = None,
+    metadata: Mapping[str, Any] | None = None,
 ) -> tuple[Path, FitResult]:
     """Train the preset's model from scratch and save it to ``out``.
 
@@ -78,12 +81,23 @@ def pretrain(
     existing file (the bundled base weights included) is replaced only with
     ``overwrite``, and nothing is ever written inside the installed package. Returns the
     weights path and the training result. Settings come from the preset's ``pretrain``
-    section; ``epochs`` overrides it.
+    section (``images``: stop after that many training images, the schedule spanning
+    them; ``calibrate_batches``: re-estimate BatchNorm statistics on that many training
+    batches at the end); ``epochs`` overrides it. ``on_epoch`` and ``on_step`` report progress
+    (:func:`~rlprune.evaluation.finetune.train_classifier`); ``metadata`` (JSON) joins
+    what the weights file records.
 
     Raises:
         RunError: ``out`` exists and ``overwrite`` is not set, or it lies inside the package.
     """
-    settings = {"epochs": 10, "lr": 0.05, "batch_size": 128, "weight_decay": 5e-4}
+    settings: dict[str, Any] = {
+        "epochs": 10,
+        "lr": 0.05,
+        "batch_size": 128,
+        "weight_decay": 5e-4,
+        "images": None,
+        "calibrate_batches": 0,
+    }
     unknown = set(config.pretrain) - set(settings)
     if unknown:
         raise ConfigError(
@@ -105,7 +119,10 @@ def pretrain(
         batch_size=int(settings["batch_size"]),
         weight_decay=float(settings["weight_decay"]),
         seed=config.seed,
+        max_images=None if settings["images"] is None else int(settings["images"]),
         on_epoch=on_epoch,
+        on_step=on_step,
+        calibrate_batches=int(settings["calibrate_batches"]),
         device=resolve_device(config.device),
     )
     save_weights(
@@ -117,9 +134,12 @@ def pretrain(
             "model_kwargs": dict(config.model_kwargs),
             "dataset": config.dataset,
             "epochs": result.epochs,
+            "images": settings["images"],
             "val_accuracy": result.val_accuracy,
             "test_accuracy": result.test_accuracy,
+            "seconds": round(result.seconds, 1),
             "command": command,
+            **dict(metadata or {}),
         },
     )
     return target, result

@@ -19,13 +19,15 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from .errors import RunError
 from .evaluation.task import PruningTask
 from .mdp.settings import EnvConfig
 from .reports.tables import MethodSeedResult
-from .search.benchmark import BenchmarkSettings, run_benchmark
+from .search.benchmark import BenchmarkSettings, manifest_settings, run_benchmark
 from .search.methods import METHODS
 
 __all__ = [
+    "adopt_settings",
     "elapsed",
     "finished",
     "folder_results",
@@ -33,6 +35,7 @@ __all__ = [
     "rerun_error",
     "restore",
     "run_kept",
+    "settle",
     "store",
 ]
 
@@ -123,6 +126,47 @@ def finished(folder: Path, methods: Sequence[str] = ()) -> bool:
         for method in {*settings["methods"], *methods}
         for seed in range(settings["seeds"])
     )
+
+
+def settle(
+    out: Path,
+    data: Path,
+    root: Path,
+    methods: Sequence[str],
+    *,
+    resume: bool,
+    page_only: bool,
+    rerun: Sequence[str] = (),
+) -> bool:
+    """Bring a suite's benchmark folder ``out`` up to what ``data`` keeps of it (with
+    ``resume`` or ``page_only``; ``rerun``'s methods dropped, to run again) and say whether
+    it holds every result of ``methods`` already, so that nothing is left to run.
+
+    Raises:
+        RunError: with ``page_only``, the kept folder is not finished (one line: resume it).
+    """
+    if resume or page_only:
+        restore(data, out, root)
+    if page_only:
+        if not finished(out, methods):
+            raise RunError(
+                f"{out.name} is not finished in {data}; run the suite with --resume to finish it"
+            )
+        return True
+    if resume:
+        forget(out, [m for m in rerun if m in methods])
+        return finished(out, methods)
+    return False
+
+
+def adopt_settings(out: Path, settings: BenchmarkSettings) -> None:
+    """Write ``settings`` into a kept folder's manifest (if it has one), so that the methods
+    ``--rerun`` dropped run again under them; the others' results stand."""
+    path = out / "benchmark.json"
+    if path.is_file():
+        manifest = json.loads(path.read_text())
+        manifest["settings"] = json.loads(json.dumps(manifest_settings(settings), default=list))
+        path.write_text(json.dumps(manifest, indent=2))
 
 
 def folder_results(folder: Path) -> list[MethodSeedResult]:

@@ -172,6 +172,28 @@ def test_transfer_methods_count_their_cost(
     assert by_method["transfer-refine"].val_accuracy >= by_method["transfer"].val_accuracy
 
 
+def test_transfer_apply_methods_score_what_apply_compares(
+    trained_run: Path, digits_task: PruningTask, tmp_path: Path
+) -> None:
+    settings = BenchmarkSettings(
+        methods=("transfer", "transfer-apply", "transfer-apply-refine"),
+        evals=8,
+        policy=str(trained_run),
+        adapt_episodes=4,
+    )
+    results, _ = run_benchmark(
+        digits_task, settings, tmp_path, config=EnvConfig(digits_task.config)
+    )
+    by_method = {r.method: r for r in results}
+    zero, applied = by_method["transfer"], by_method["transfer-apply"]
+    # the uniform allocation, and the prior when the policy corrects one: +1 evaluation each
+    assert applied.evaluations - zero.evaluations in (1, 2)
+    assert applied.val_accuracy >= zero.val_accuracy
+    refined = by_method["transfer-apply-refine"]
+    assert refined.evaluations == applied.evaluations + 4
+    assert refined.val_accuracy >= applied.val_accuracy  # refine starts from apply's best
+
+
 def test_cli_benchmark_errors_are_one_line(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

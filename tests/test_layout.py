@@ -90,11 +90,13 @@ def test_every_harness_takes_its_arguments_from_one_dataclass(
     module = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, spec.name, module)  # dataclasses resolve names there
     spec.loader.exec_module(module)  # defines Args and main; runs nothing
-    text = arguments_parser(module.Args).format_help()
-    fields = module.Args.__dataclass_fields__
-    for name, field in fields.items():
-        assert f"--{name.replace('_', '-')}" in text
-        assert field.metadata.get("help"), f"{path.name}: --{name} has no help"
+    # a harness with commands (zoo.py train / table) has one more dataclass per command
+    commands = [v for k, v in vars(module).items() if k.endswith("Args") and k != "Args"]
+    for args in (module.Args, *commands):
+        text = arguments_parser(args).format_help()
+        for name, field in args.__dataclass_fields__.items():
+            assert f"--{name.replace('_', '-')}" in text
+            assert field.metadata.get("help"), f"{path.name}: --{name} has no help"
 
 
 def test_method_help_and_defaults_come_from_the_registry() -> None:

@@ -61,7 +61,7 @@ def test_zoo_model_forward_shape(name: str, shape: tuple[int, int, int]) -> None
     check_model_fits(model, shape, 10)
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", sorted(set(MODELS) - {"torchvision"}))  # torchvision's own
 def test_zoo_model_structure(name: str) -> None:
     """BN after every conv, activation modules, and a Linear classifier executed last."""
     model = build(name, (3, 28, 28), num_classes=7)

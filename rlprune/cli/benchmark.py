@@ -177,7 +177,8 @@ def add_parser(sub: Any, debug: argparse.ArgumentParser) -> None:
         "--adapt-episodes",
         type=NON_NEGATIVE,
         default=0,
-        help="episodes for transfer-adapt, evaluations for transfer-refine",
+        help="episodes for transfer-adapt, evaluations for transfer-refine and "
+        "transfer-apply-refine",
     )
     add_trust_argument(bm)
     add_worker_arguments(bm)

@@ -108,12 +108,15 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     check_weights_target(out, overwrite=args.overwrite)  # before any training
     epochs = args.epochs if args.epochs is not None else int(config.task.pretrain.get("epochs", 10))
     with Progress(console=console, transient=True) as progress:
-        bar = progress.add_task(f"pretrain {config.name}", total=epochs)
+        bar = progress.add_task(f"pretrain {config.name} ({epochs} epochs)", total=None)
 
         def on_epoch(epoch: int, loss: float) -> None:
             progress.update(
-                bar, completed=epoch, description=f"pretrain {config.name} loss {loss:.3f}"
+                bar, description=f"pretrain {config.name} epoch {epoch} loss {loss:.3f}"
             )
+
+        def on_step(done: int, steps: int) -> None:
+            progress.update(bar, completed=done, total=steps)
 
         path, result = pretrain(
             config.task,
@@ -122,6 +125,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
             command=command_line(),
             on_epoch=on_epoch,
+            on_step=on_step,
         )
     console.print(
         f"saved {path}  val acc {result.val_accuracy:.4f}  test acc {result.test_accuracy:.4f}  "

@@ -41,7 +41,10 @@ class TaskConfig:
         {}, "keyword arguments for the model factory", "mapping", "{width: 2}"
     )
     weights: str | None = setting(
-        None, "trained weights (state dict); relative to the preset file", "str?"
+        None,
+        "trained weights (state dict); relative to the preset file, or cache:PATH under "
+        "rlprune's cache folder ($RLPRUNE_CACHE_DIR, else ~/.cache/rlprune)",
+        "str?",
     )
     dataset: str = setting(
         "digits",
@@ -117,7 +120,11 @@ class TaskConfig:
         policy=True,
     )
     pretrain: dict[str, Any] = setting(
-        {}, "base-model training settings: epochs, lr, batch_size, weight_decay", "mapping"
+        {},
+        "base-model training settings: epochs, lr, batch_size, weight_decay, images (stop "
+        "after this many training images), calibrate_batches (BatchNorm statistics "
+        "re-estimated at the end)",
+        "mapping",
     )
 
     def __post_init__(self) -> None:

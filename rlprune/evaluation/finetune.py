@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 
 from ..errors import ConfigError
 from .candidates import Candidate
-from .scoring import split_accuracy
+from .scoring import calibrate_batchnorm, split_accuracy
 from .splits import DataSplits, make_loader
 from .task import PruningTask
 
@@ -47,12 +47,17 @@ def train_classifier(
     max_images: int | None = None,
     on_epoch: Callable[[int, float], None] | None = None,
     device: torch.device | None = None,
+    on_step: Callable[[int, int], None] | None = None,
+    calibrate_batches: int = 0,
 ) -> FitResult:
     """Train (or fine-tune) ``model`` in place on ``data.train`` with SGD and a cosine schedule.
 
     ``max_images`` stops after that many training images (the schedule spans them): one
     short pass for ranking candidates. ``on_epoch(epoch, mean_loss)`` is called after
-    every epoch (for progress display). ``device`` (default: where the model's parameters
+    every epoch and ``on_step(steps done, steps in all)`` after every batch (for progress
+    display). ``calibrate_batches`` > 0 re-estimates the BatchNorm statistics on that many
+    training batches before scoring (for networks whose BatchNorm momentum is too small
+    for a short training to settle them, such as torchvision's MNASNet). ``device`` (default: where the model's parameters
     are) runs the training and the final scores there.
     """
     if epochs < 0:
@@ -80,10 +85,23 @@ def train_classifier(
         if done >= steps:
             break
         done, mean_loss = _train_epoch(
-            model, loader, optimizer, scheduler, loss_fn, device, done=done, steps=steps
+            model,
+            loader,
+            optimizer,
+            scheduler,
+            loss_fn,
+            device,
+            done=done,
+            steps=steps,
+            on_step=on_step,
         )
         if on_epoch is not None:
             on_epoch(epoch + 1, mean_loss)
+    if calibrate_batches > 0:
+        batches = [
+            x.to(device) for (x, _), _ in zip(loader, range(calibrate_batches), strict=False)
+        ]
+        calibrate_batchnorm(model, batches)
     model.eval()
     return FitResult(
         epochs=epochs,
@@ -103,6 +121,7 @@ def _train_epoch(
     *,
     done: int,
     steps: int,
+    on_step: Callable[[int, int], None] | None = None,
 ) -> tuple[int, float]:
     """One epoch, stopping at the step budget; returns the steps done so far and mean loss."""
     model.train()
@@ -119,6 +138,8 @@ def _train_epoch(
         scheduler.step()
         total += loss.detach().item() * len(y)
         count += len(y)
+        if on_step is not None:
+            on_step(done, steps)
     return done, total / max(count, 1)
 
 

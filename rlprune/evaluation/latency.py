@@ -50,6 +50,7 @@ from scipy.optimize import nnls
 from torch import nn
 
 from ..errors import ConfigError
+from ..files import cache_dir
 from ..pruning.analysis import ModelAnalysis
 from ..pruning.macs import MacModel
 from .timing import interleaved_ms
@@ -230,16 +231,6 @@ def grid_words(model: LatencyModel) -> str:
         f"channel grid {model.block} (timed at target {model.key.target:g}; MACs kept per "
         f"grid: {kept})"
     )
-
-
-def cache_dir() -> Path:
-    """Where latency models are cached: ``$RLPRUNE_CACHE_DIR``, else ``$XDG_CACHE_HOME/rlprune``
-    (``~/.cache/rlprune``)."""
-    explicit = os.environ.get("RLPRUNE_CACHE_DIR")
-    if explicit:
-        return Path(explicit).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base).expanduser() / "rlprune"
 
 
 def device_name(device: torch.device) -> str:

@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 from ..checks import check_kinds, flagged, help_for, setting
 from ..errors import ConfigError
 from ..evaluation.config import TASK_FIELDS, TaskConfig
+from ..files import CACHE_PREFIX, resolve_cached
 from .features import FEATURE_SETS
 
 __all__ = [
@@ -224,7 +225,8 @@ class EnvConfig:
         """Validate flat preset ``values`` and build the configuration.
 
         Relative ``weights`` and ``data_dir`` paths, and the file of a ``path/file.py:factory``
-        model or dataset spec, are resolved against ``base_dir``.
+        model or dataset spec, are resolved against ``base_dir``; ``cache:PATH`` weights lie
+        under rlprune's cache folder (:func:`rlprune.files.cache_dir`).
         """
         unknown = sorted(set(values) - set(PRESET_KEYS))
         if unknown:
@@ -232,6 +234,8 @@ class EnvConfig:
                 f"unknown preset key {unknown[0]!r}; valid keys: {', '.join(sorted(PRESET_KEYS))}"
             )
         data = dict(values)
+        if isinstance(data.get("weights"), str) and data["weights"].startswith(CACHE_PREFIX):
+            data["weights"] = resolve_cached(data["weights"])
         for key in ("weights", "data_dir"):
             if isinstance(data.get(key), str) and base_dir is not None:
                 data[key] = str((base_dir / data[key]).resolve())

@@ -1,4 +1,5 @@
-"""The bundled architectures, registered by name in :data:`MODELS`.
+"""The bundled architectures, registered by name in :data:`MODELS` (``torchvision`` builds
+any of torchvision's classification networks by name, see :mod:`.torchvision_zoo`).
 
 Every factory takes ``in_channels``, ``num_classes`` and ``input_size`` (height =
 width) among its keyword arguments (see :func:`rlprune.models.specs.build_model`).
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from functools import partial
+from typing import Any
 
 import torch
 from torch import nn
@@ -31,6 +33,7 @@ __all__ = [
     "regnet",
     "resnet",
     "resnet20",
+    "torchvision",
     "vgg",
 ]
 
@@ -390,6 +393,23 @@ def regnet(
     return ConvClassifier(nn.Sequential(*layers), channels, num_classes)
 
 
+def torchvision(
+    in_channels: int = 3,
+    num_classes: int = 10,
+    input_size: int = 32,
+    name: str = "resnet18",
+    **kwargs: Any,
+) -> nn.Module:
+    """torchvision's classification network ``name`` with random weights, behind a thin
+    adapter for grey or small images (:func:`rlprune.models.torchvision_zoo.torchvision_net`;
+    ``kwargs`` are torchvision's own constructor arguments)."""
+    from .torchvision_zoo import torchvision_net  # torchvision is optional: imported when used
+
+    return torchvision_net(
+        name, in_channels=in_channels, num_classes=num_classes, input_size=input_size, **kwargs
+    )
+
+
 def _check_positive(**values: int) -> None:
     for name, value in values.items():
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -405,4 +425,5 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "mobilenetv1": mobilenetv1,
     "mobilenetv2": mobilenetv2,
     "regnet": regnet,
+    "torchvision": torchvision,
 }

@@ -20,9 +20,18 @@ from ..evaluation.candidates import Candidate
 from ..evaluation.task import PruningTask
 from ..mdp.features import features_for
 from ..mdp.settings import EnvConfig
+from ..priors import prior_channels, uniform_channels
 from .policy import LoadedPolicy, env_config_for_policy
 
-__all__ = ["ZeroShot", "family_distance", "policy_env", "zero_shot"]
+__all__ = [
+    "ZeroShot",
+    "best_of_obvious",
+    "family_distance",
+    "network_distance",
+    "policy_env",
+    "uses_prior",
+    "zero_shot",
+]
 
 
 def family_distance(
@@ -76,6 +85,18 @@ def policy_env(policy: LoadedPolicy, task: PruningTask, target: float) -> Prunin
     )
 
 
+def network_distance(
+    policy: LoadedPolicy, task: PruningTask, target: float
+) -> list[tuple[str, int, float]]:
+    """:func:`family_distance` of ``task``'s network under ``policy`` at ``target``: what
+    ``rlprune apply`` prints about it (a dry pass; the probes of the policy's prior, if it
+    observes one, are charged to ``task``)."""
+    env = policy_env(policy, task, target)
+    observations: list[np.ndarray] = []
+    propose(policy, env, seed=0, observations=observations)
+    return family_distance(policy.metadata, np.array(observations))
+
+
 def zero_shot(
     policy: LoadedPolicy, env: PruningEnv, seed: int = 0, trust: str = "family"
 ) -> ZeroShot:
@@ -97,3 +118,30 @@ def zero_shot(
     scale = policy.outside_scale if deferred else 1.0
     candidate = rollout(at_strength(policy, scale), env, seed=seed)
     return ZeroShot(candidate, outside, deferred, scale)
+
+
+def uses_prior(config: EnvConfig) -> bool:
+    """Whether the policy's env plays corrections to (or observes) a prior allocation."""
+    return config.env.action_mode == "residual" or config.env.features >= 2
+
+
+def best_of_obvious(
+    task: PruningTask, config: EnvConfig, played: Candidate
+) -> tuple[Candidate, str, dict[str, float]]:
+    """The policy's candidate against the obvious allocations at the same target: one
+    keep-ratio for every unit, and the prior the policy corrects (when it uses one other
+    than uniform; its probes are already paid for). Each costs one evaluation.
+
+    Returns the most accurate on validation (the policy's on ties), its name (``policy``,
+    ``uniform`` or ``PRIOR prior``) and every validation accuracy scored, by name.
+    """
+    target = config.env.target.low
+    options = {"policy": played}
+    uniform = uniform_channels(task, target)
+    options["uniform"] = task.evaluate(task.fit_measured(uniform, target))
+    prior = config.env.prior
+    if uses_prior(config) and prior != "uniform":
+        channels = prior_channels(task, target, prior, config.task.probe_images)
+        options[f"{prior} prior"] = task.evaluate(task.fit_measured(channels, target))
+    choice = max(options, key=lambda name: options[name].accuracy)  # the first on ties
+    return options[choice], choice, {name: c.accuracy for name, c in options.items()}

@@ -8,7 +8,8 @@ read it, so a method added here is known everywhere. In the order listed:
   ``random``, ``eagleeye``), Optuna's samplers (:mod:`~rlprune.search.optuna_search`: ``tpe``,
   ``cmaes``) and heuristics (:mod:`~rlprune.search.heuristics`: ``uniform``, ``magnitude``,
   ``sensitivity``);
-- transfer (:mod:`~rlprune.search.transfer`): a policy trained elsewhere, zero-shot, adapted or refined.
+- transfer (:mod:`~rlprune.search.transfer`): a policy trained elsewhere, zero-shot, adapted or
+  refined, or as ``rlprune apply`` delivers it (with and without ``--refine``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,13 @@ from .base import BaselineMethod, SearchMethod
 from .heuristics import MAGNITUDE, SENSITIVITY, UNIFORM
 from .optuna_search import CMAES, TPE
 from .random_search import EAGLEEYE, RANDOM
-from .transfer import TRANSFER, TRANSFER_ADAPT, TRANSFER_REFINE
+from .transfer import (
+    TRANSFER,
+    TRANSFER_ADAPT,
+    TRANSFER_APPLY,
+    TRANSFER_APPLY_REFINE,
+    TRANSFER_REFINE,
+)
 
 __all__ = [
     "BASELINES",
@@ -39,15 +46,14 @@ BASELINES: dict[str, BaselineMethod] = {
 }
 """Every baseline by name: the methods that need no agent and no policy."""
 
-TRANSFER_METHODS: tuple[str, ...] = tuple(
-    method.name for method in (TRANSFER, TRANSFER_ADAPT, TRANSFER_REFINE)
-)
+_TRANSFERS = (TRANSFER, TRANSFER_ADAPT, TRANSFER_REFINE, TRANSFER_APPLY, TRANSFER_APPLY_REFINE)
+TRANSFER_METHODS: tuple[str, ...] = tuple(method.name for method in _TRANSFERS)
 """The methods that play ``--policy`` (and record ``trust`` in a benchmark's settings)."""
 
 METHODS: dict[str, SearchMethod] = {
     **{method.name: method for method in agent_methods()},
     **BASELINES,
-    **{method.name: method for method in (TRANSFER, TRANSFER_ADAPT, TRANSFER_REFINE)},
+    **{method.name: method for method in _TRANSFERS},
 }
 """Every method by name."""
 

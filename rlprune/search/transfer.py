@@ -3,7 +3,11 @@
 - ``transfer``: the policy's zero-shot episode (its probes + 1 evaluation);
 - ``transfer-adapt``: then ``options.adapt_episodes`` training episodes from its weights;
 - ``transfer-refine``: then :func:`~rlprune.search.optuna_search.refine`, a TPE search of
-  ``options.adapt_episodes`` evaluations near the zero-shot configuration.
+  ``options.adapt_episodes`` evaluations near the zero-shot configuration;
+- ``transfer-apply``: what ``rlprune apply`` delivers by default: the zero-shot episode, the
+  uniform allocation and the policy's prior, the best of them;
+- ``transfer-apply-refine``: what ``rlprune apply --refine N`` delivers: that best refined
+  by ``options.adapt_episodes`` evaluations.
 
 The policy plays the task at the target asked, with its own env keys (action mode, prior,
 features, ...), as ``rlprune apply`` does. Policy and training code is
@@ -29,8 +33,12 @@ if TYPE_CHECKING:
 __all__ = [
     "TRANSFER",
     "TRANSFER_ADAPT",
+    "TRANSFER_APPLY",
+    "TRANSFER_APPLY_REFINE",
     "TRANSFER_REFINE",
     "AdaptedTransfer",
+    "AppliedRefine",
+    "AppliedTransfer",
     "RefinedTransfer",
     "TransferMethod",
 ]
@@ -133,6 +141,50 @@ class RefinedTransfer(_Extended):
         refine(task, target, shot.candidate, options.adapt_episodes, seed)
 
 
+@dataclass(frozen=True)
+class AppliedTransfer(TransferMethod):
+    """What ``rlprune apply`` delivers without ``--refine``: the zero-shot episode, then the
+    uniform allocation and the policy's prior (one evaluation each), the best of them
+    (:func:`~rlprune.rl.transfer.best_of_obvious`)."""
+
+    def follow_up(
+        self,
+        task: PruningTask,
+        target: float,
+        seed: int,
+        options: SearchOptions,
+        policy: LoadedPolicy,
+        env: PruningEnv,
+        shot: ZeroShot,
+    ) -> None:
+        """Score the obvious allocations beside the policy's."""
+        from ..rl.transfer import best_of_obvious
+
+        best_of_obvious(task, env.config, shot.candidate)
+
+
+@dataclass(frozen=True)
+class AppliedRefine(_Extended):
+    """What ``rlprune apply --refine N`` delivers: :class:`AppliedTransfer`'s best, refined
+    by ``options.adapt_episodes`` evaluations around it."""
+
+    def follow_up(
+        self,
+        task: PruningTask,
+        target: float,
+        seed: int,
+        options: SearchOptions,
+        policy: LoadedPolicy,
+        env: PruningEnv,
+        shot: ZeroShot,
+    ) -> None:
+        """Score the obvious allocations, then refine the best."""
+        from ..rl.transfer import best_of_obvious
+
+        best, _, _ = best_of_obvious(task, env.config, shot.candidate)
+        refine(task, target, best, options.adapt_episodes, seed)
+
+
 TRANSFER = TransferMethod(
     "transfer", "a policy trained elsewhere (--policy), zero-shot (1 evaluation)"
 )
@@ -145,4 +197,14 @@ TRANSFER_REFINE = RefinedTransfer(
     "the --policy's zero-shot configuration refined by a TPE search of --adapt-episodes "
     "evaluations within 0.25 keep-ratio of it, three quarters screening on a quarter of "
     "the validation set, the best screened then scored in full (1 + that many evaluations)",
+)
+TRANSFER_APPLY = AppliedTransfer(
+    "transfer-apply",
+    "what rlprune apply delivers: the --policy's zero-shot configuration, the uniform "
+    "allocation and its prior, the best of them (up to 3 evaluations)",
+)
+TRANSFER_APPLY_REFINE = AppliedRefine(
+    "transfer-apply-refine",
+    "what rlprune apply --refine N delivers: transfer-apply's best refined by a TPE search of "
+    "--adapt-episodes evaluations around it (up to 3 + that many evaluations)",
 )

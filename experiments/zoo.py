@@ -1,0 +1,700 @@
+"""The torchvision zoo: train it on Fashion-MNIST, then the general policy's transfer table on it.
+
+    python experiments/zoo.py train                  # every zoo network, into the cache
+    python experiments/zoo.py train --resume         # keep the finished ones, train the rest
+    python experiments/zoo.py table --resume         # the transfer table (CPU hours), resumable
+    python experiments/zoo.py table --page-only      # seconds: docs/zoo.md from the kept results
+
+``train`` trains every network of :data:`rlprune.models.torchvision_zoo.ZOO` as its preset
+``envs/zoo-NAME.yaml`` says (``rlprune pretrain`` settings: epochs, images, lr, ...), with a
+progress bar, into rlprune's cache folder (``$RLPRUNE_CACHE_DIR``, else
+``~/.cache/rlprune``; ``zoo/NAME.pt``, written atomically) and records each network's
+accuracy, time, images, parameters and MACs in docs/benchmarks/zoo/zoo.json. An interrupted
+training keeps the networks finished before it (``--resume``); the one it stopped in trains
+again from the start, and so does one whose preset's training settings changed since.
+
+``table`` runs, for every zoo network and target (0.5 and 0.3 by default), 3 seeds, every
+cost in full-evaluation equivalents (probes charged): ``transfer-apply`` (what ``rlprune
+apply`` delivers by default: the bundled general policy's zero-shot configuration, the
+uniform allocation or the policy's prior, the best), ``transfer-apply-refine`` (``rlprune
+apply --refine 20``), ``transfer`` (the policy's episode alone), the heuristics ``uniform``, ``magnitude`` and
+``sensitivity`` at their own costs, and ``random`` and ``tpe`` given --evals (100)
+evaluations. Results are kept, compressed, in docs/benchmarks/zoo/ after every one
+(:mod:`rlprune.suites`), with the family distance ``rlprune apply`` prints for each
+network; ``--resume`` continues from a fresh clone, ``--page-only`` rebuilds docs/zoo.md
+and its gap figure from them alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from rlprune.arguments import arg, parse
+from rlprune.cli import fraction_list
+from rlprune.env.rollout import TRUST_MODES
+from rlprune.errors import ModelError, RunError, run_script
+from rlprune.files import atomic_write_json
+from rlprune.models.torchvision_zoo import ZOO, ZooNet, zoo_net
+from rlprune.models.weights import load_weights
+from rlprune.presets.loader import GENERAL_POLICY, load_env_config
+from rlprune.presets.tasks import build_config_model, load_data
+from rlprune.pretrain import pretrain
+from rlprune.pruning.macs import count_macs_params
+from rlprune.reports.tables import MethodSeedResult
+from rlprune.rl.policy import load_policy
+from rlprune.rl.transfer import network_distance
+from rlprune.search.benchmark import BenchmarkSettings, benchmark_config, load_task
+from rlprune.search.methods import METHODS as REGISTRY
+from rlprune.suites import adopt_settings, folder_results, rerun_error, run_kept, settle
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "docs" / "benchmarks" / "zoo"
+RECORD = "zoo.json"
+"""Each trained network's accuracy, time and size, kept in --data."""
+INPUT = "grey repeated into 3 channels, zero-padded 28 -> 32 px (a thin adapter module)"
+
+console = Console(stderr=True)
+
+
+def name_list(text: str) -> list[str]:
+    """An argparse type: zoo networks, comma-separated (torchvision or preset names)."""
+    try:
+        return [zoo_net(name).name for name in text.split(",")]
+    except ModelError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def name_list_plain(text: str) -> list[str]:
+    """An argparse type: names, comma-separated (checked later)."""
+    return [name for name in text.split(",") if name]
+
+
+# ------------------------------------------------------------------------------ train
+
+
+@dataclass
+class TrainArgs:
+    """``zoo.py train``'s arguments (``--flag-name`` for each field)."""
+
+    networks: list[str] = arg(list(ZOO), "zoo networks, comma-separated", parse=name_list)
+    resume: bool = arg(False, "keep the networks whose weights are in the cache already")
+    overwrite: bool = arg(False, "train the networks again, replacing their weights")
+    data: Path = arg(DATA, f"where {RECORD} (each network's accuracy, time, size) is kept")
+    threads: int = arg(0, "torch threads (0: torch's default)")
+
+
+def check_train(args: TrainArgs) -> str | None:
+    """Arguments that parse but do not go together."""
+    if args.resume and args.overwrite:
+        return "--resume keeps trained networks, --overwrite trains them again: pass one"
+    return None
+
+
+def read_record(data: Path) -> dict[str, Any]:
+    """The kept training record (empty when there is none)."""
+    path = data / RECORD
+    return json.loads(path.read_text()) if path.is_file() else {"networks": {}}
+
+
+def weights_path(net: ZooNet) -> Path:
+    """Where ``net``'s trained weights lie (its preset's ``weights``)."""
+    weights = load_env_config(net.preset).task.weights
+    assert weights is not None  # every zoo preset names its weights
+    return Path(weights)
+
+
+def train_settings(net: ZooNet) -> dict[str, Any]:
+    """How ``net``'s preset trains it (its ``pretrain`` section, with the default epochs)."""
+    return {"epochs": 10, **load_env_config(net.preset).task.pretrain}
+
+
+def describe(net: ZooNet, path: Path) -> dict[str, Any]:
+    """What the record keeps of a trained network: its weights' metadata (accuracy, time,
+    settings), its size and MACs at Fashion-MNIST's 28 x 28."""
+    config = load_env_config(net.preset)
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    meta = payload.get("metadata", {})
+    data = load_data(config.task)
+    model = build_config_model(config.task, data)
+    load_weights(model, path)
+    macs, params = count_macs_params(model.eval(), torch.zeros(1, *data.input_shape))
+    settings = {"epochs": 10, "images": None, **config.task.pretrain}
+    train_size = len(data.train)  # type: ignore[arg-type]
+    images = int(settings["epochs"]) * train_size
+    if settings["images"] is not None:
+        images = min(images, int(settings["images"]))
+    return {
+        "family": net.family,
+        "structures": list(net.structures),
+        "preset": net.preset,
+        "input": INPUT,
+        "train": train_settings(net),
+        "train_images": images,
+        "val_accuracy": meta.get("val_accuracy"),
+        "test_accuracy": meta.get("test_accuracy"),
+        "seconds": meta.get("seconds"),
+        "threads": meta.get("threads"),
+        "params": params,
+        "macs": macs,
+        "command": meta.get("command"),
+    }
+
+
+def train(argv: list[str]) -> int:
+    """Train the zoo networks asked for into the cache, recording each."""
+    args = parse(TrainArgs, argv, description="Train the torchvision zoo.", check=check_train)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    record = read_record(args.data)
+    nets = [ZOO[name] for name in args.networks]
+    todo = []
+    for net in nets:
+        path = weights_path(net)
+        if path.is_file() and not args.overwrite:
+            if not args.resume:
+                raise RunError(
+                    f"{path} holds {net.name}'s weights already; pass --resume to keep the "
+                    "trained networks (or --overwrite to train them again)"
+                )
+            kept = record["networks"].get(net.name)
+            if kept is not None and kept["train"] != train_settings(net):
+                console.print(
+                    f"{net.name}: its preset trains it otherwise now; training it again",
+                    highlight=False,
+                )
+                todo.append(net)
+                continue
+            if kept is None:  # trained, then stopped before recording
+                record["networks"][net.name] = describe(net, path)
+                _write(args.data, record)
+            console.print(f"{net.name}: trained already ({path})", highlight=False)
+            continue
+        todo.append(net)
+    for number, net in enumerate(todo, 1):
+        path = weights_path(net)
+        config = load_env_config(net.preset)
+        command = "python experiments/zoo.py train --networks " + net.name
+        label = f"{number}/{len(todo)} {net.name}"
+        start = time.perf_counter()
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total} batches"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+        ) as progress:
+            bar = progress.add_task(label, total=None)
+
+            def on_step(
+                done: int, steps: int, bar: Any = bar, progress: Any = progress, label: str = label
+            ) -> None:
+                progress.update(bar, completed=done, total=steps)
+                if not console.is_terminal and done % max(1, steps // 10) == 0:  # a log file
+                    print(f"  {label}: {done}/{steps} batches", flush=True)
+
+            _, result = pretrain(
+                config.task,
+                out=path,
+                overwrite=True,
+                command=command,
+                on_step=on_step,
+                metadata={"threads": torch.get_num_threads()},
+            )
+        record["networks"][net.name] = describe(net, path)
+        _write(args.data, record)
+        verdict = "" if result.test_accuracy >= 0.85 else "  (below 85 %!)"
+        console.print(
+            f"{net.name}: test {100 * result.test_accuracy:.2f} % val "
+            f"{100 * result.val_accuracy:.2f} % in {time.perf_counter() - start:.0f} s -> "
+            f"{path}{verdict}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    return 0
+
+
+def _write(data: Path, record: dict[str, Any]) -> None:
+    record["torch"] = torch.__version__
+    record["torchvision"] = _torchvision_version()
+    record["input"] = INPUT
+    record["networks"] = dict(sorted(record["networks"].items()))
+    atomic_write_json(data / RECORD, record)
+
+
+def _torchvision_version() -> str:
+    from importlib.metadata import version
+
+    return version("torchvision")
+
+
+# ------------------------------------------------------------------------------ table
+
+TABLE = "table.json"
+"""The table run's settings and every network's family distance, kept in --data."""
+TARGETS = (0.5, 0.3)
+HEURISTICS = ("uniform", "magnitude", "sensitivity")
+SEARCHES = ("random", "tpe")
+SEARCHED = ("transfer-apply", "transfer-apply-refine", "transfer", *SEARCHES)
+"""Run with --evals (random and TPE spend them all, the transfer methods their own cost)."""
+COLUMNS = {
+    "transfer-apply": "zero-shot",
+    "transfer-apply-refine": "refine",
+    "transfer": "policy alone",
+    "uniform": "uniform",
+    "magnitude": "magnitude",
+    "sensitivity": "sensitivity",
+    "random": "random",
+    "tpe": "TPE",
+}
+"""The table's columns: method -> heading."""
+
+
+@dataclass
+class Args:
+    """``zoo.py table``'s arguments (``--flag-name`` for each field)."""
+
+    networks: list[str] = arg(list(ZOO), "zoo networks, comma-separated", parse=name_list)
+    targets: list[float] = arg(list(TARGETS), "MACs targets, comma-separated", parse=fraction_list)
+    seeds: int = arg(3, "seeds per method")
+    evals: int = arg(100, "evaluations for random search and TPE")
+    refine: int = arg(20, "evaluations of transfer-refine (rlprune apply --refine N)")
+    policy: Path = arg(GENERAL_POLICY, "the policy played (default: the bundled general one)")
+    heuristics: list[str] = arg(
+        list(HEURISTICS),
+        "heuristics, comma-separated, each run at its own cost (sensitivity: units x 3 "
+        "probes + 1, whatever --evals says)",
+        parse=name_list_plain,
+    )
+    trust: str = arg(
+        "family", "as rlprune apply --trust (its default: family)", choices=TRUST_MODES
+    )
+    val_size: int = arg(
+        0, "validation images per evaluation (0: the preset's 2000; fewer: cheaper, noisier)"
+    )
+    finetune_images: int = arg(
+        0, "fine-tune each best candidate on this many training images (0: none)"
+    )
+    rerun: list[str] = arg(
+        [],
+        "with --resume: run these methods again; the kept results of the others stand",
+        parse=name_list_plain,
+        metavar="METHODS",
+    )
+    out: Path = arg(ROOT / "results" / "zoo", "where the benchmark folders go")
+    data: Path = arg(DATA, "where each setting's results and the run's settings are kept")
+    resume: bool = arg(False, "keep finished results (restored from --data)")
+    page_only: bool = arg(
+        False, f"run nothing: rebuild the page from what --data keeps ({TABLE}, {RECORD})"
+    )
+    markdown: Path = arg(ROOT / "docs" / "zoo.md", "where to write the page")
+    figure: Path = arg(DATA / "gaps.png", "where to draw the gaps to TPE")
+
+
+def check_table(args: Args) -> str | None:
+    """Arguments that parse but would be ignored or fail later: a usage error up front."""
+    error = rerun_error(args.rerun, args.resume)
+    if error:
+        return error
+    unknown = sorted(set(args.heuristics) - set(HEURISTICS))
+    if unknown:
+        return f"--heuristics: unknown {unknown[0]!r}; choose from {', '.join(HEURISTICS)}"
+    if not 0 < args.refine < args.evals:
+        return f"--refine must lie in 1..{args.evals - 1} (below --evals), got {args.refine}"
+    if args.seeds < 1 or args.evals < 1:
+        return "--seeds and --evals must be positive"
+    return None
+
+
+def settings_of(args: Args) -> dict[str, Any]:
+    """What the kept record says the table ran with (a resume must match it)."""
+    return {
+        "policy": _shown(args.policy),
+        "targets": args.targets,
+        "seeds": args.seeds,
+        "evals": args.evals,
+        "refine": args.refine,
+        "heuristics": args.heuristics,
+        "trust": args.trust,
+        "finetune_images": args.finetune_images,
+        "val_size": args.val_size,
+    }
+
+
+def _shown(path: Path) -> str:
+    """A path relative to the repository when it lies inside it."""
+    try:
+        return str(path.resolve().relative_to(ROOT.resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _key(name: str, target: float) -> str:
+    return f"zoo-{name}-t{target}"
+
+
+def _folders(args: Args, name: str, target: float) -> dict[str, tuple[str, ...]]:
+    """A setting's benchmark folders and their methods: the searches and transfer methods
+    with --evals, the heuristics (if any) at their own costs."""
+    key = _key(name, target)
+    folders: dict[str, tuple[str, ...]] = {key: SEARCHED}
+    if args.heuristics:
+        folders[f"{key}-heuristics"] = tuple(args.heuristics)
+    return folders
+
+
+def run_setting(
+    args: Args, net: ZooNet, target: float, kept: dict[str, Any]
+) -> list[MethodSeedResult]:
+    """One (network, target): its benchmark folders run or restored, kept in --data, and
+    their results; its family distance recorded in ``kept`` (the table record)."""
+    key = _key(net.name, target)
+    folders = _folders(args, net.name, target)
+    done = {
+        folder: settle(
+            args.out / folder,
+            args.data,
+            ROOT,
+            methods,
+            resume=args.resume,
+            page_only=args.page_only,
+            rerun=args.rerun,
+        )
+        for folder, methods in folders.items()
+    }
+    if not all(done.values()) or key not in kept["distance"]:
+        overrides = {"target": target, "val_size": args.val_size or None}
+        config = benchmark_config(load_env_config(net.preset, overrides), str(args.policy))
+        task = load_task(config, None)
+        for folder, methods in folders.items():
+            if done[folder]:
+                continue
+            own_cost = max(REGISTRY[m].min_evals(task) for m in methods)
+            settings = BenchmarkSettings(
+                methods=methods,
+                evals=args.evals if folder == key else own_cost,
+                seeds=args.seeds,
+                finetune_epochs=1 if args.finetune_images else 0,
+                finetune_images=args.finetune_images or None,
+                policy=str(args.policy) if folder == key else None,
+                adapt_episodes=args.refine if folder == key else 0,
+                trust=args.trust,
+            )
+            out = args.out / folder
+            if args.resume and args.rerun:
+                adopt_settings(out, settings)
+            run_kept(task, config, settings, out, args.data, ROOT, folder, resume=args.resume)
+        outside = network_distance(load_policy(args.policy), task, target)
+        kept["distance"][key] = {
+            "units": len(task.analysis.units),
+            "outside": [[name, steps, round(d, 4)] for name, steps, d in outside],
+        }
+        atomic_write_json(args.data / TABLE, kept)
+    return [r for folder in folders for r in folder_results(args.out / folder)]
+
+
+def _kept_setting(args: Args, name: str, target: float) -> bool:
+    """Whether --data keeps every folder of the setting (finished or not)."""
+    return all((args.data / f"{f}.json.gz").is_file() for f in _folders(args, name, target))
+
+
+def _missing_weights(args: Args) -> list[str]:
+    """The networks asked for whose weights are not in the cache and whose settings are not
+    all kept (those need the network)."""
+    missing = []
+    for name in args.networks:
+        net = ZOO[name]
+        kept = all(_kept_setting(args, name, t) for t in args.targets)
+        if not weights_path(net).is_file() and not (args.resume and kept):
+            missing.append(name)
+    return missing
+
+
+def table(argv: list[str]) -> int:
+    """Run (or restore) every zoo setting, keep the results, write docs/zoo.md and its figure."""
+    args = parse(Args, argv, description="The zoo's transfer table.", check=check_table)
+    path = args.data / TABLE
+    kept: dict[str, Any] = (
+        json.loads(path.read_text()) if path.is_file() else {"settings": {}, "distance": {}}
+    )
+    if args.page_only and kept["settings"]:
+        saved = kept["settings"]
+        args.targets, args.seeds = [float(t) for t in saved["targets"]], int(saved["seeds"])
+        args.evals, args.refine = int(saved["evals"]), int(saved["refine"])
+        args.heuristics = list(saved["heuristics"])
+        args.val_size = int(saved["val_size"])
+    elif not args.page_only:  # (--page-only before any table run: the zoo, nothing run yet)
+        if args.resume and kept["settings"] and kept["settings"] != settings_of(args):
+            raise RunError(
+                f"{args.data / TABLE} was run with {kept['settings']}; resume it with those "
+                "settings (or pass another --data and --out)"
+            )
+        if not args.resume and any(args.data.glob("zoo-*.json.gz")):
+            raise RunError(
+                f"{args.data} keeps results of an earlier table; pass --resume to finish it "
+                "(or another --data and --out)"
+            )
+        missing = _missing_weights(args)
+        if missing:
+            raise RunError(
+                f"no trained weights in the cache for {', '.join(missing)}; make them with "
+                f"`python experiments/zoo.py train --resume --networks {','.join(missing)}`"
+            )
+        kept["settings"] = settings_of(args)
+        args.data.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(path, kept)
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows: dict[str, dict[float, list[MethodSeedResult]]] = {}
+    pending: list[str] = []
+    for name in args.networks:
+        for target in args.targets:
+            if args.page_only and not _kept_setting(args, name, target):
+                pending.append(f"{name} @ {target}")
+                continue
+            print(f"zoo: {name} at {target}", flush=True)
+            try:
+                results = run_setting(args, ZOO[name], target, kept)
+            except RunError:
+                if not args.page_only:
+                    raise
+                pending.append(f"{name} @ {target}")  # kept, but not finished
+                continue
+            rows.setdefault(name, {})[target] = results
+    write_page(args, rows, kept, read_record(args.data), pending)
+    return 0
+
+
+def _mean(results: list[MethodSeedResult], method: str) -> float | None:
+    values = [r.val_accuracy for r in results if r.method == method]
+    return sum(values) / len(values) if values else None
+
+
+def _cost(results: list[MethodSeedResult], method: str) -> float | None:
+    values = [r.evaluations for r in results if r.method == method]
+    return sum(values) / len(values) if values else None
+
+
+def gaps(results: list[MethodSeedResult]) -> tuple[float | None, float | None]:
+    """Mean validation accuracy of zero-shot and of refine minus TPE's, in points."""
+    tpe = _mean(results, "tpe")
+    if tpe is None:
+        return None, None
+    zero, refined = _mean(results, "transfer-apply"), _mean(results, "transfer-apply-refine")
+    return (
+        None if zero is None else 100 * (zero - tpe),
+        None if refined is None else 100 * (refined - tpe),
+    )
+
+
+def _distance_words(entry: dict[str, Any] | None) -> str:
+    """The family distance as ``rlprune apply`` words it."""
+    if entry is None:
+        return "not measured"
+    if not entry["outside"]:
+        return "every observation inside the policy's training ranges"
+    return "; ".join(
+        f"{name} on {steps}/{entry['units']} units (up to {distance:.2f} beyond)"
+        for name, steps, distance in entry["outside"]
+    )
+
+
+def _median(values: list[float]) -> float | None:
+    return float(statistics.median(values)) if values else None
+
+
+def write_page(
+    args: Args,
+    rows: dict[str, dict[float, list[MethodSeedResult]]],
+    kept: dict[str, Any],
+    record: dict[str, Any],
+    pending: list[str],
+) -> None:
+    """docs/zoo.md: the zoo, the table per target with costs and gaps, the family
+    distances, and the figure of the gaps."""
+    lines = [
+        "# The general policy on a torchvision zoo it never saw",
+        "",
+        "Generated by `python experiments/zoo.py table` (`--page-only` rebuilds it in seconds "
+        "from the results kept in docs/benchmarks/zoo/; `--resume` finishes an interrupted "
+        "run). The networks are torchvision's, unchanged, trained on Fashion-MNIST by "
+        "`python experiments/zoo.py train`; none is in the general policy's training family "
+        "(this project's own fmnist-resnet20, resnet14-w24, resnet32-w12 and regnet).",
+        "",
+        "## The zoo",
+        "",
+        f"Input: {record.get('input', INPUT)}."
+        + (
+            f" torchvision {record['torchvision']}, torch {record['torch']}."
+            if "torchvision" in record
+            else ""
+        )
+        + " Trained on a 2-core CPU (time shared with other work) with SGD, Nesterov "
+        "momentum and a cosine schedule, batch 64, as each preset's `pretrain` section says "
+        "(`envs/zoo-*.yaml`); test accuracy on the 10 000 official test images. A network "
+        "marked *to retrain* was trained with settings its preset has changed since (it fell "
+        "short of 85 %); `python experiments/zoo.py train --resume` trains it again.",
+        "",
+        "| network | family | structures | params | MACs | train images | test % | train min |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, net in ZOO.items():
+        info = record["networks"].get(name)
+        if info is None:
+            lines.append(
+                f"| {name} | {net.family} | {', '.join(net.structures)} | | | | not trained | |"
+            )
+            continue
+        changed = info.get("train", train_settings(net)) != train_settings(net)
+        stale = " *to retrain*" if changed else ""
+        lines.append(
+            f"| {name} | {net.family} | {', '.join(net.structures)} | "
+            f"{info['params'] / 1e6:.2f} M | {info['macs'] / 1e6:.1f} M | "
+            f"{info['train_images']:,} | {100 * info['test_accuracy']:.2f}{stale} | "
+            f"{(info['seconds'] or 0) / 60:.1f} |"
+        )
+    lines += [
+        "",
+        "## Transfer table",
+        "",
+        f"Mean validation accuracy (%) over {args.seeds} seeds, cost in full-evaluation "
+        "equivalents (probes charged) in brackets. zero-shot: what `rlprune apply` delivers "
+        f"by default (`--trust {args.trust}`): the bundled general policy's zero-shot "
+        "configuration, the uniform allocation or the policy's prior, whichever scores best; "
+        f"refine: what `rlprune apply --refine {args.refine}` delivers (that best, refined); "
+        "policy alone: the policy's zero-shot episode without the comparison; uniform, magnitude, sensitivity at their own costs; random "
+        f"and TPE given {args.evals} evaluations; {args.val_size or 2000} validation images per "
+        "evaluation. Gaps: zero-shot and refine minus TPE, in points (negative: TPE better).",
+        "",
+    ]
+    figure_rows: dict[float, list[tuple[str, float | None, float | None]]] = {}
+    for target in args.targets if rows else ():
+        heading = " | ".join(COLUMNS.values())
+        lines += [
+            f"### MACs target {target}",
+            "",
+            f"| network | {heading} | gap zero-shot | gap refine |",
+            "| --- |" + " ---: |" * (len(COLUMNS) + 2),
+        ]
+        zero_gaps: list[float] = []
+        refine_gaps: list[float] = []
+        for name in args.networks:
+            results = rows.get(name, {}).get(target)
+            if results is None:
+                continue
+            cells = []
+            for method in COLUMNS:
+                mean, cost = _mean(results, method), _cost(results, method)
+                cells.append("" if mean is None else f"{100 * mean:.2f} ({cost:.1f})")
+            zero, refined = gaps(results)
+            if zero is not None:
+                zero_gaps.append(zero)
+            if refined is not None:
+                refine_gaps.append(refined)
+            figure_rows.setdefault(target, []).append((name, zero, refined))
+            shown = ["" if g is None else f"{g:+.2f}" for g in (zero, refined)]
+            lines.append(f"| {name} | {' | '.join(cells)} | {' | '.join(shown)} |")
+        medians = [_median(zero_gaps), _median(refine_gaps)]
+        lines.append(
+            "| **median** |"
+            + " |" * len(COLUMNS)
+            + " "
+            + " | ".join("" if m is None else f"**{m:+.2f}**" for m in medians)
+            + " |"
+        )
+        lines.append("")
+    if not rows:
+        lines += ["Nothing has run yet: `python experiments/zoo.py table --resume` runs it.", ""]
+    lines += [
+        "## Family distance",
+        "",
+        "What `rlprune apply` prints about each network: the observation features outside "
+        "the ranges the policy saw in training (with `--trust family` the policy then plays "
+        "its corrections damped to its off-family strength).",
+        "",
+    ]
+    for name in args.networks:
+        for target in args.targets:
+            entry = kept["distance"].get(_key(name, target))
+            if name in rows and target in rows[name]:
+                lines.append(f"- **{name} @ {target}**: {_distance_words(entry)}")
+    if pending:
+        lines += ["", "Not run yet: " + ", ".join(pending) + "."]
+    if figure_rows:
+        draw_gaps(figure_rows, args.figure)
+        lines += [
+            "",
+            "## Gaps across the zoo",
+            "",
+            f"![gaps to TPE@{args.evals}]({_relative(args.figure, args.markdown.parent)})",
+        ]
+    args.markdown.write_text("\n".join(lines) + "\n")
+    print(f"wrote {args.markdown}")
+
+
+def _relative(path: Path, start: Path) -> str:
+    return os.path.relpath(path.resolve(), start.resolve())
+
+
+def draw_gaps(rows: dict[float, list[tuple[str, float | None, float | None]]], path: Path) -> None:
+    """One panel per target: zero-shot's and refine's gap to TPE per network, in points."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(
+        len(rows), 1, figsize=(10, 3.2 * len(rows)), squeeze=False, constrained_layout=True
+    )
+    for ax, (target, entries) in zip(axes[:, 0], sorted(rows.items(), reverse=True), strict=True):
+        names = [e[0] for e in entries]
+        positions = range(len(names))
+        series = (("zero-shot", [e[1] for e in entries]), ("refine", [e[2] for e in entries]))
+        for offset, (label, measured) in zip((-0.2, 0.2), series, strict=True):
+            values = [float("nan") if v is None else v for v in measured]
+            median = _median([v for v in measured if v is not None])
+            shown = "" if median is None else f" (median {median:+.2f})"
+            ax.bar([p + offset for p in positions], values, width=0.4, label=label + shown)
+        ax.axhline(0, color="black", linewidth=0.8)
+        ax.set_xticks(list(positions), names, rotation=30, ha="right")
+        ax.set_ylabel("points vs TPE")
+        ax.set_title(f"MACs target {target}")
+        ax.legend()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100, metadata={"Software": None})
+    plt.close(fig)
+
+
+# ------------------------------------------------------------------------------ main
+
+
+COMMANDS = {"train": train, "table": table}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``zoo.py COMMAND [flags]``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in COMMANDS:
+        given = shlex.quote(argv[0]) if argv else "nothing"
+        print(
+            f"usage: zoo.py {{{','.join(COMMANDS)}}} [--help]; got {given}",
+            file=sys.stderr,
+        )
+        return 2
+    return COMMANDS[argv[0]](argv[1:])
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_script(main))

@@ -1,0 +1,353 @@
+"""The torchvision zoo: registry, presets, bad input, training resume, a tiny transfer table."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rlprune.env.pruning_env import PruningEnv
+from rlprune.errors import ModelError
+from rlprune.evaluation.finetune import FitResult
+from rlprune.evaluation.splits import from_tensors
+from rlprune.evaluation.task import PruningTask
+from rlprune.mdp.settings import make_config
+from rlprune.models import torchvision_zoo
+from rlprune.models.specs import build_model
+from rlprune.models.torchvision_zoo import ZOO, InputAdapter, torchvision_net, zoo_net
+from rlprune.models.weights import save_weights
+from rlprune.presets.loader import load_env_config
+from rlprune.presets.tasks import load_task
+from tests.test_data import write_fashion_mnist
+
+ROOT = Path(__file__).resolve().parent.parent
+HARNESS = ROOT / "experiments" / "zoo.py"
+CHEAP = ("squeezenet1_1", "shufflenet_v2_x0_5")
+"""Zoo networks cheap enough for the fast tests."""
+
+
+def _harness() -> types.ModuleType:
+    spec = importlib.util.spec_from_file_location("zoo_harness", HARNESS)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def _fmnist_like(folder: Path) -> Path:
+    """Tiny Fashion-MNIST look-alike IDX files, enough training images for the zoo presets'
+    2000 validation images."""
+    return write_fashion_mnist(folder, gz=False, n_train=2100)
+
+
+def _episode(model: torch.nn.Module) -> tuple[PruningTask, float]:
+    """Analyse ``model`` on random 28 x 28 grey images and play one random episode at 0.5."""
+    g = torch.Generator().manual_seed(0)
+
+    def split(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.randn(n, 1, 28, 28, generator=g), torch.randint(10, (n,), generator=g)
+
+    data = from_tensors(*split(8), *split(8), *split(8))
+    config = make_config({"target": 0.5, "calibration_batches": 1, "batch_size": 8})
+    task = PruningTask.from_model(model.eval(), data, config.task)
+    env = PruningEnv(task=task, config=config)
+    env.reset(seed=0)
+    info: dict[str, float] = {}
+    done = False
+    rng = np.random.default_rng(0)
+    while not done:
+        _, _, done, _, info = env.step(rng.uniform(-1, 1, size=1).astype(np.float32))
+    return task, float(info["macs_ratio"])
+
+
+# ------------------------------------------------------------------------- registry
+
+
+def test_zoo_has_twelve_families_and_the_hard_structures() -> None:
+    assert len(ZOO) >= 12
+    assert len({net.family for net in ZOO.values()}) == len(ZOO)
+    structures = {s for net in ZOO.values() for s in net.structures}
+    assert {"grouped", "shuffle", "se", "dense", "inception"} <= structures
+    assert structures <= set(torchvision_zoo.STRUCTURES)
+    # none of the general policy's training family (this project's own networks)
+    family = json.loads((ROOT / "policies" / "general" / "policy.json").read_text())["family"]
+    assert not {net.preset for net in ZOO.values()} & set(family)
+
+
+@pytest.mark.filterwarnings("ignore:21 layer:UserWarning")  # shufflenet's shuffled layers
+@pytest.mark.parametrize("name", CHEAP)
+def test_zoo_network_analyses_and_prunes_one_episode(name: str) -> None:
+    model = build_model(
+        "torchvision", in_channels=1, num_classes=10, input_size=28, kwargs={"name": name}
+    )
+    assert isinstance(model.adapt, InputAdapter)
+    assert model(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+    task, macs_ratio = _episode(model)
+    assert len(task.analysis.units) > 5
+    assert macs_ratio <= 0.5 * 1.01  # the budget guarantee
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [n for n in ZOO if n not in CHEAP])
+def test_every_zoo_network_analyses_and_prunes_one_episode(name: str) -> None:
+    model = torchvision_net(name, in_channels=1, input_size=28)
+    task, macs_ratio = _episode(model)
+    assert task.analysis.units and macs_ratio <= 0.5 * 1.01
+
+
+def test_adapter_repeats_grey_and_pads_to_32() -> None:
+    x = torch.arange(28 * 28, dtype=torch.float32).view(1, 1, 28, 28)
+    y = InputAdapter(1, 28)(x)
+    assert y.shape == (1, 3, 32, 32)
+    assert torch.equal(y[0, 2, 2:30, 2:30], x[0, 0]) and y[0, :, :2].abs().sum() == 0
+    # RGB images of 32 px or more go to torchvision's network unchanged
+    assert not hasattr(torchvision_net("squeezenet1_1", in_channels=3, input_size=32), "adapt")
+
+
+def test_every_zoo_network_has_its_preset(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("RLPRUNE_CACHE_DIR", str(tmp_path))
+    presets = {p.stem for p in (ROOT / "envs").glob("zoo-*.yaml")}
+    assert presets == {net.preset for net in ZOO.values()}
+    for name, net in ZOO.items():
+        config = load_env_config(net.preset)
+        assert config.task.model == "torchvision"
+        assert config.task.model_kwargs == {"name": name}
+        assert config.task.weights == str(tmp_path / "zoo" / f"{name}.pt")
+        assert set(config.task.pretrain) >= {"epochs", "lr", "batch_size"}
+
+
+# ------------------------------------------------------------------------ bad input
+
+
+def test_a_name_not_in_the_zoo_is_one_line() -> None:
+    with pytest.raises(
+        ModelError, match=r"'resnet9000' is not in the torchvision zoo; choose"
+    ) as e:
+        zoo_net("resnet9000")
+    assert "\n" not in str(e.value)
+    assert zoo_net("zoo-mobilenet-v2").name == "mobilenet_v2"
+
+
+def test_a_model_torchvision_lacks_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ModelError, match=r"torchvision \S+ has no classification model 'nope'"):
+        torchvision_net("nope")
+    # an older torchvision without a zoo network
+    older = types.SimpleNamespace(list_models=lambda module=None: ["resnet18"])
+    monkeypatch.setattr(torchvision_zoo, "torchvision_models", lambda: older)
+    with pytest.raises(ModelError, match="has no classification model 'mobilenet_v3_small'.*pip"):
+        torchvision_net("mobilenet_v3_small")
+
+
+def test_bad_constructor_arguments_and_channels_are_one_line() -> None:
+    with pytest.raises(ModelError, match="does not take \\['wings'\\]"):
+        torchvision_net("squeezenet1_1", wings=2)
+    with pytest.raises(ModelError, match="not 4 channels"):
+        torchvision_net("squeezenet1_1", in_channels=4)
+
+
+def test_missing_weights_cache_names_the_command(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("RLPRUNE_CACHE_DIR", str(tmp_path))
+    with pytest.raises(
+        ModelError, match="not found; run `rlprune pretrain --env zoo-squeezenet1-1"
+    ):
+        load_task("zoo-squeezenet1-1")
+    harness = _harness()
+    with pytest.raises(
+        Exception, match=r"experiments/zoo.py train --resume --networks squeezenet1_1`"
+    ):
+        harness.table(["--networks", "squeezenet1_1", "--data", str(tmp_path / "d")])
+
+
+def test_unknown_command_and_network_are_usage_errors() -> None:
+    run = subprocess.run([sys.executable, str(HARNESS), "fly"], capture_output=True, text=True)
+    assert run.returncode == 2 and "usage: zoo.py {train,table}" in run.stderr
+    run = subprocess.run(
+        [sys.executable, str(HARNESS), "train", "--networks", "resnet9000"],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 2 and "'resnet9000' is not in the torchvision zoo" in run.stderr
+
+
+# --------------------------------------------------------------------------- train
+
+
+def test_interrupted_training_resumes_keeping_finished_networks(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("RLPRUNE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("RLPRUNE_DATA", str(_fmnist_like(tmp_path / "fmnist")))
+    harness = _harness()
+    trained: list[str] = []
+
+    def fake_pretrain(config, *, out, stop_at=None, **kwargs):  # type: ignore[no-untyped-def]
+        """Save the untrained model as if trained (the test is about bookkeeping)."""
+        name = config.model_kwargs["name"]
+        if name == stop_at:
+            raise KeyboardInterrupt
+        trained.append(name)
+        model = build_model(
+            "torchvision", in_channels=1, num_classes=10, input_size=28, kwargs={"name": name}
+        )
+        save_weights(model, out, {"val_accuracy": 0.9, "test_accuracy": 0.88, "seconds": 1.0})
+        return Path(out), FitResult(epochs=1, val_accuracy=0.9, test_accuracy=0.88, seconds=1.0)
+
+    data = tmp_path / "record"
+    argv = ["--networks", ",".join(CHEAP), "--data", str(data)]
+    monkeypatch.setattr(harness, "pretrain", lambda c, **k: fake_pretrain(c, stop_at=CHEAP[1], **k))
+    with pytest.raises(KeyboardInterrupt):
+        harness.train(argv)
+    assert trained == [CHEAP[0]]
+    record = json.loads((data / "zoo.json").read_text())
+    assert list(record["networks"]) == [CHEAP[0]]
+    assert not (tmp_path / "cache" / "zoo" / f"{CHEAP[1]}.pt").exists()  # nothing half-written
+    entry = record["networks"][CHEAP[0]]
+    assert entry["test_accuracy"] == 0.88 and entry["params"] > 0 and entry["macs"] > 0
+
+    with pytest.raises(Exception, match="pass --resume to keep the trained networks"):
+        harness.train(argv)
+    monkeypatch.setattr(harness, "pretrain", fake_pretrain)
+    assert harness.train([*argv, "--resume"]) == 0
+    assert trained == list(CHEAP)  # the finished one was kept, not trained again
+    assert set(json.loads((data / "zoo.json").read_text())["networks"]) == set(CHEAP)
+    # a preset that trains its network otherwise now: --resume trains that one again
+    settings = harness.train_settings
+    changed = {"epochs": 99}
+    monkeypatch.setattr(
+        harness, "train_settings", lambda n: changed if n.name == CHEAP[0] else settings(n)
+    )
+    assert harness.train([*argv, "--resume"]) == 0
+    assert trained == [*CHEAP, CHEAP[0]]
+
+
+# --------------------------------------------------------------------------- table
+
+
+@pytest.mark.slow
+def test_tiny_table_runs_then_resumes_and_rebuilds_from_kept_data(tmp_path: Path) -> None:
+    name = "squeezenet1_1"
+    cache, fmnist = tmp_path / "cache", _fmnist_like(tmp_path / "fmnist")
+    model = build_model(
+        "torchvision", in_channels=1, num_classes=10, input_size=28, kwargs={"name": name}
+    )
+    save_weights(model, cache / "zoo" / f"{name}.pt")
+    env = {**os.environ, "RLPRUNE_CACHE_DIR": str(cache), "RLPRUNE_DATA": str(fmnist)}
+    out, data, page = tmp_path / "out", tmp_path / "data", tmp_path / "zoo.md"
+    common = ["--networks", name, "--targets", "0.5", "--seeds", "1", "--evals", "4"]
+    common += ["--val-size", "100"]
+    common += ["--refine", "2", "--heuristics", "uniform,magnitude", "--out", str(out)]
+    common += ["--data", str(data), "--markdown", str(page)]
+    common += ["--figure", str(tmp_path / "gaps.png")]
+
+    def table(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, str(HARNESS), "table", *common, *extra],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+            timeout=900,
+        )
+
+    run = table()
+    assert run.returncode == 0, run.stderr[-2000:]
+    first = page.read_text()
+    assert f"| {name} |" in first and "**median**" in first and (tmp_path / "gaps.png").is_file()
+    assert f"**{name} @ 0.5**:" in first
+    # a second run without --resume refuses to mix results
+    again = table()
+    assert again.returncode == 2 and "pass --resume" in again.stderr
+    # a fresh clone (no results folder, no weights) resumes from the kept data alone
+    shutil.rmtree(out)
+    (cache / "zoo" / f"{name}.pt").unlink()
+    resumed = table("--resume")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert page.read_text() == first
+    rebuilt = subprocess.run(
+        [
+            sys.executable,
+            str(HARNESS),
+            "table",
+            "--page-only",
+            "--networks",
+            name,
+            "--out",
+            str(out),
+            "--data",
+            str(data),
+            "--markdown",
+            str(page),
+            "--figure",
+            str(tmp_path / "gaps.png"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert rebuilt.returncode == 0, rebuilt.stderr[-2000:]
+    assert page.read_text() == first
+
+
+def test_page_only_before_any_run_lists_the_zoo(tmp_path: Path) -> None:
+    record = {
+        "networks": {
+            "squeezenet1_1": {
+                "params": 735_000,
+                "macs": 21_000_000,
+                "train_images": 116_000,
+                "test_accuracy": 0.871,
+                "seconds": 300.0,
+            },
+            "shufflenet_v2_x0_5": {
+                "params": 352_042,
+                "macs": 880_106,
+                "train_images": 116_000,
+                "test_accuracy": 0.8647,
+                "seconds": 818.4,
+                "train": {"epochs": 1},
+            },
+        }
+    }
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "zoo.json").write_text(json.dumps(record))
+    page = tmp_path / "zoo.md"
+    argv = ["--page-only", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "out")]
+    assert _harness().table([*argv, "--markdown", str(page)]) == 0
+    text = page.read_text()
+    assert "| squeezenet1_1 | squeezenet | fire | 0.73 M | 21.0 M | 116,000 | 87.10 | 5.0 |" in text
+    assert "| densenet121 | densenet | dense | | | | not trained | |" in text
+    assert "| 86.47 *to retrain* |" in text  # trained otherwise than its preset says now
+    assert "Nothing has run yet" in text and "densenet121 @ 0.3" in text
+
+
+def test_pretrain_stops_after_its_images_and_recalibrates_batchnorm(tmp_path: Path) -> None:
+    from rlprune.pretrain import pretrain
+
+    config = load_env_config(
+        "digits-cnn",
+        {"pretrain": {"epochs": 3, "batch_size": 32, "images": 64, "calibrate_batches": 2}},
+    )
+    steps: list[tuple[int, int]] = []
+    path, result = pretrain(
+        config.task,
+        out=tmp_path / "w.pt",
+        on_step=lambda d, n: steps.append((d, n)),
+        metadata={"note": "zoo"},
+    )
+    assert steps[-1] == (2, 2)  # 64 images of batch 32, of 3 epochs' worth
+    meta = torch.load(path, weights_only=True)["metadata"]
+    assert meta["images"] == 64 and meta["note"] == "zoo" and meta["seconds"] >= 0
+    assert 0 <= result.test_accuracy <= 1
