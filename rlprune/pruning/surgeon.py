@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -18,11 +19,18 @@ import torch_pruning as tp
 from torch import nn
 
 from ..errors import ConfigError
+from .attention import (
+    convert_attention,
+    head_layers,
+    output_projections,
+    unconvertible_attention,
+)
 from .groups import GroupInfo, build_graph, first_line, iter_groups
 from .importance import Importance, make_importance
 from .macs import count_macs_params
 
 __all__ = [
+    "EMBEDDING_STAYS",
     "Edit",
     "PruneResult",
     "Surgeon",
@@ -32,6 +40,10 @@ __all__ = [
     "prune",
     "unit_step",
 ]
+
+
+EMBEDDING_STAYS = "a transformer's embedding width (its residual stream) stays"
+"""Why the group an attention's output projection writes into is not a unit."""
 
 
 def keep_count(keep_ratio: float, channels: int, round_to: int | None = None) -> int:
@@ -72,6 +84,13 @@ class UnitPlan:
 
     def pruned(self, n_keep: int) -> np.ndarray:
         """Channels removed to keep ``n_keep`` (a multiple of the channel groups)."""
+        block = self.info.block
+        if block > 1:  # whole attention heads, least important first
+            heads = (self.info.channels - n_keep) // block
+            if heads <= 0:
+                return np.zeros(0, dtype=np.int64)
+            chosen = np.sort(self.order[:heads])
+            return (chosen[:, None] * block + np.arange(block)[None, :]).reshape(-1)
         groups = self.info.groups
         size = self.info.channels // groups
         per_group = size - n_keep // groups
@@ -84,6 +103,9 @@ class UnitPlan:
 class Surgeon:
     """Trace a model once, then prune any number of copies of it without re-tracing.
 
+    The model must already be in prunable form (:func:`rlprune.pruning.attention.convert_attention`
+    applied, as :func:`~rlprune.pruning.analysis.analyse` and :func:`prune` do).
+
     Builds torch-pruning's dependency graph once, records for every unit which
     handler removes which indices of which layer for each of its channels (in the
     original model's coordinates, so units combine by taking unions), and ranks
@@ -92,7 +114,11 @@ class Surgeon:
 
     Grouped convolutions (and GroupNorm) are pruned as torch-pruning's own
     pruner does: the same positions in every channel group, ranked by the
-    importance averaged over groups, so the layer keeps its ``groups``.
+    importance averaged over groups, so the layer keeps its ``groups``. Attention
+    heads (a :class:`~rlprune.pruning.attention.HeadAttention`'s q/k/v outputs and its
+    output projection's input) go whole, ranked by the importance averaged over each
+    head's channels, as torch-pruning's pruner does with ``prune_num_heads``; the
+    embedding width the attention writes into (a transformer's residual stream) stays.
     """
 
     def __init__(
@@ -115,8 +141,20 @@ class Surgeon:
         self.groups: dict[str, tp.Group] = {}
         """Each unit's torch-pruning group (all channels), for other importance scorers."""
         modules = dict(model.named_modules())
+        heads = head_layers(model)
+        embedding = output_projections(model)
         for group, info in iter_groups(graph, model, ignored_layers, self.failed):
             key = info.out_modules[0]
+            if embedding.intersection(info.out_modules):
+                self.failed[key] = EMBEDDING_STAYS
+                continue
+            why = _unconverted_attention(group)
+            if why:
+                self.failed[key] = why
+                continue
+            head_dim = next((heads[n] for n in info.out_modules if n in heads), 0)
+            if head_dim:
+                info = dataclasses.replace(info, groups=head_dim, block=head_dim)
             try:
                 plan = self._plan(group, info, scorer, names, param_names)
             except Exception as exc:
@@ -164,7 +202,10 @@ class Surgeon:
             scores = scorer(group).detach().float().cpu()
         if info.channels % info.groups:
             raise ValueError(f"{info.channels} channels do not split into {info.groups} groups")
-        per_group = scores.view(info.groups, -1).mean(dim=0)
+        if info.block > 1:  # heads: the mean over each head's channels
+            per_group = scores.view(-1, info.block).mean(dim=1)
+        else:
+            per_group = scores.view(info.groups, -1).mean(dim=0)
         order = torch.argsort(per_group, stable=True).numpy().astype(np.int64)
         return UnitPlan(info=info, order=order, edits=tuple(edits))
 
@@ -271,6 +312,20 @@ class Surgeon:
         return PruneResult(model=pruned, channels=dict(keep), macs=macs, params=params)
 
 
+def _unconverted_attention(group: tp.Group) -> str:
+    """Why ``group`` holds an ``nn.MultiheadAttention`` rlprune could not convert ("" if it
+    holds none): torch-pruning would shrink its embedding, the residual stream, instead of
+    its heads."""
+    for dep, _ in group:
+        module = dep.target.module
+        if isinstance(module, nn.MultiheadAttention):
+            return (
+                "an nn.MultiheadAttention whose heads rlprune cannot prune "
+                f"({unconvertible_attention(module)}): the embedding width stays"
+            )
+    return ""
+
+
 def _is_grouped_conv(module: nn.Module | None) -> bool:
     """A convolution with channel groups that is not depthwise (torch-pruning's test)."""
     return (
@@ -367,6 +422,7 @@ def prune(
     To prune one model many times, build a :class:`Surgeon` once and call its
     :meth:`Surgeon.prune`: this function traces the model on every call.
     """
+    model = convert_attention(model)
     was_training = model.training
     model.eval()
     try:
