@@ -3,9 +3,10 @@
 Every factory takes ``in_channels``, ``num_classes`` and ``input_size`` (height =
 width) among its keyword arguments (see :func:`rlprune.models.specs.build_model`).
 
-The zoo's models put a BatchNorm after every convolution, use activation *modules*
+The zoo's CNNs put a BatchNorm after every convolution, use activation *modules*
 (``nn.ReLU`` / ``nn.ReLU6``, never the functional form, so pruning and tracing see them)
-and end with an ``nn.Linear`` named ``classifier``, the last module executed.
+and end with an ``nn.Linear`` named ``classifier``, the last module executed. The
+transformers (:data:`TRANSFORMERS`) are torchvision's class as it is.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from ..errors import ModelError
 __all__ = [
     "MOBILENETV2_SMALL_CFG",
     "MODELS",
+    "TRANSFORMERS",
     "BasicBlock",
     "ConvClassifier",
     "InvertedResidual",
@@ -395,7 +397,7 @@ def vit(
     in_channels: int = 3,
     num_classes: int = 10,
     input_size: int = 28,
-    patch_size: int = 7,
+    patch_size: int = 4,
     depth: int = 4,
     heads: int = 4,
     dim: int = 64,
@@ -462,3 +464,6 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "regnet": regnet,
     "vit": vit,
 }
+
+TRANSFORMERS: tuple[str, ...] = ("vit",)
+"""The zoo's transformers (the other models are CNNs)."""
