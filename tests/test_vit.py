@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F  # noqa: N812
+from gymnasium.utils.env_checker import check_env as gym_check_env
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
@@ -27,11 +28,13 @@ from rlprune.evaluation.task import PruningTask
 from rlprune.mdp.features import COLUMN, FEATURES_V2, features_for
 from rlprune.mdp.settings import make_config
 from rlprune.models.zoo import vit
+from rlprune.presets.loader import GENERAL_POLICY
 from rlprune.pruning.analysis import analyse
 from rlprune.pruning.attention import AttentionCore, HeadAttention, convert_attention
 from rlprune.pruning.macs import leaf_macs
 from rlprune.pruning.surgeon import EMBEDDING_STAYS, Surgeon
 from rlprune.reports.export import export_model, load_exported
+from rlprune.search.base import SearchOptions
 from rlprune.search.methods import get_method
 from tests.conftest import synthetic_data
 
@@ -242,6 +245,14 @@ def test_budget_guarantee_under_random_actions(vit_task: PruningTask) -> None:
         assert matmul_macs(pruned.model, x) / full <= 0.5 * 1.01
 
 
+@pytest.mark.parametrize("features", [2, 3])
+def test_env_passes_gymnasiums_checker_on_a_vit(features: int, vit_task: PruningTask) -> None:
+    config = make_config({"name": "test-vit", "model": "vit", "target": 0.5, "features": features})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        gym_check_env(PruningEnv(task=vit_task, config=config), skip_render_check=True)
+
+
 def test_feature_set_3_describes_heads_and_set_2_is_its_prefix(vit_task: PruningTask) -> None:
     assert features_for(3)[: len(FEATURES_V2)] == FEATURES_V2
     config = make_config({"name": "test-vit", "model": "vit", "target": 0.5, "features": 3})
@@ -270,6 +281,20 @@ def test_every_method_runs_on_a_vit(method: str, vit_task: PruningTask) -> None:
     assert result.best.macs <= 0.5 * vit_task.analysis.macs
     pruned = vit_task.prune(result.best.channels).model
     assert pruned(torch.randn(2, *SHAPE)).shape == (2, 10)
+
+
+@pytest.mark.parametrize("method", ["transfer", "transfer-refine"])
+def test_the_shipped_general_policy_plays_a_vit(method: str, vit_task: PruningTask) -> None:
+    """The shipped policy (feature set 2) loads and plays a ViT, zero-shot or refined."""
+    assert json.loads((GENERAL_POLICY / "policy.json").read_text())["feature_version"] == 2
+    options = SearchOptions(policy=str(GENERAL_POLICY), adapt_episodes=3)
+    search = get_method(method)
+    evals = search.min_evals(vit_task) + 4
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = search.search(vit_task, 0.5, evals, seed=0, options=options)
+    assert result.best.macs <= 0.5 * vit_task.analysis.macs
+    assert vit_task.prune(result.best.channels).model(torch.randn(2, *SHAPE)).shape == (2, 10)
 
 
 def test_pruned_vit_exports_and_reloads_with_the_same_outputs(
