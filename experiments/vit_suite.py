@@ -22,6 +22,7 @@ Results are kept, compressed, in docs/benchmarks/vit/ (committed) after every re
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import time
 import warnings
@@ -158,6 +159,7 @@ def _cost(args: Args) -> dict[str, Any]:
         "episode_s": statistics.median(episodes),
         "surgery_s": statistics.median(surgery),
         "threads": torch.get_num_threads(),
+        "load_average": os.getloadavg()[0],
         "software": software_versions(),
     }
     args.data.mkdir(parents=True, exist_ok=True)
@@ -224,6 +226,14 @@ def write_page(
             "| analysis s | episode s (median) | non-forward part s (copy + surgery) |",
             "| --- | --- | --- |",
             f"| {cost['analysis_s']:.1f} | {cost['episode_s']:.2f} | {cost['surgery_s']:.2f} |",
+            "",
+            f"{cost['threads']} torch threads; an episode here scores one candidate on "
+            "4 images (its forward part is the rest). "
+            + (
+                f"Load average {cost['load_average']:.1f} while timed (a shared 2-core CPU)."
+                if "load_average" in cost
+                else "Timed on a shared 2-core CPU (load average about 9 at the time)."
+            ),
             "",
         ]
     else:

@@ -318,3 +318,35 @@ def test_surgeon_alone_needs_the_converted_model() -> None:
     converted = convert_attention(tiny_vit())
     surgeon = Surgeon(converted, EXAMPLE)
     assert any(p.info.block > 1 for p in surgeon.plans.values())
+    # unconverted: the MultiheadAttention's group (the embedding) is frozen, not shrunk
+    raw = Surgeon(tiny_vit(), EXAMPLE)
+    assert all(p.info.block == 1 for p in raw.plans.values())
+    assert any("not converted" in why for why in raw.failed.values())
+
+
+def test_multihead_attention_with_other_key_widths_is_left_alone() -> None:
+    class Cross(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.patch = nn.Conv2d(1, DIM, 4, 4)
+            self.attn = nn.MultiheadAttention(DIM, HEADS, kdim=8, vdim=8, batch_first=True)
+            self.memory = nn.Parameter(torch.randn(1, 3, 8))
+            self.mlp = nn.Sequential(nn.Linear(DIM, 32), nn.GELU(), nn.Linear(32, DIM))
+            self.head = nn.Linear(DIM, 10)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            x = self.patch(x).flatten(2).transpose(1, 2)
+            memory = self.memory.expand(x.shape[0], -1, -1)
+            x = x + self.attn(x, memory, memory, need_weights=False)[0]
+            out: torch.Tensor = self.head(self.mlp(x).mean(1))
+            return out
+
+    torch.manual_seed(0)
+    model = Cross().eval()
+    assert convert_attention(model) is model
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        analysis = analyse(model, EXAMPLE)
+    names = [u.name for u in analysis.units]
+    assert "mlp.0" in names and "patch" not in names  # the embedding is not shrunk
+    assert any("kdim/vdim" in why for _, why in analysis.frozen)

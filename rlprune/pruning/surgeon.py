@@ -319,9 +319,10 @@ def _unconverted_attention(group: tp.Group) -> str:
     for dep, _ in group:
         module = dep.target.module
         if isinstance(module, nn.MultiheadAttention):
+            why = unconvertible_attention(module) or "not converted by convert_attention"
             return (
-                "an nn.MultiheadAttention whose heads rlprune cannot prune "
-                f"({unconvertible_attention(module)}): the embedding width stays"
+                f"an nn.MultiheadAttention whose heads rlprune cannot prune ({why}): "
+                "the embedding width stays"
             )
     return ""
 
