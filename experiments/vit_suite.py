@@ -16,7 +16,8 @@
    ``python tools/check_architectures.py --models vit_b_16 --size 224`` measures them.
 
 Results are kept, compressed, in docs/benchmarks/vit/ (committed) after every result, so
-``--resume`` continues across sessions; the page is docs/vit.md.
+``--resume`` continues across sessions; the page is docs/vit.md, which
+``python experiments/benchmark_suite.py ... --page-only`` includes in BENCHMARKS.md.
 """
 
 from __future__ import annotations
