@@ -178,7 +178,8 @@ def test_a_single_head_is_frozen() -> None:
 
 
 class QKVAttention(nn.Module):
-    """A timm-style attention rlprune does not know: one qkv layer split by reshape."""
+    """An attention whose heads rlprune cannot read: one qkv layer split by the input's
+    width (``c // num_heads``), which pruning heads does not change."""
 
     def __init__(self, dim: int, num_heads: int) -> None:
         super().__init__()
@@ -227,6 +228,57 @@ def test_unknown_attention_keeps_its_heads_and_the_rest_is_pruned() -> None:
     assert analysis.surgeon is not None
     pruned = analysis.surgeon.prune({"mlp.0": 8}).model
     assert pruned(torch.randn(2, *SHAPE)).shape == (2, 10)
+
+
+class TimmAttention(nn.Module):
+    """timm's layout: one qkv layer, heads split by the stored head count and width."""
+
+    def __init__(self, dim: int, num_heads: int) -> None:
+        super().__init__()
+        self.num_heads, self.head_dim = num_heads, dim // num_heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, _ = x.shape
+        qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        out = F.scaled_dot_product_attention(q, k, v).transpose(1, 2)
+        out = self.proj(out.reshape(b, n, self.num_heads * self.head_dim))
+        return out
+
+
+def test_a_qkv_attention_with_a_head_count_loses_whole_heads() -> None:
+    torch.manual_seed(0)
+    model = CustomViT().eval()
+    model.attn = TimmAttention(DIM, HEADS)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        analysis = analyse(model, EXAMPLE)
+    assert [(u.name, u.kind, u.groups) for u in analysis.units] == [
+        ("attn.qkv", "attention", 3 * DIM // HEADS),
+        ("mlp.0", "linear", 1),
+    ]
+    assert [why for _, why in analysis.frozen] == [EMBEDDING_STAYS]  # patch, mlp.2, proj
+    surgeon = analysis.surgeon
+    assert surgeon is not None
+    d = DIM // HEADS
+    pruned = surgeon.prune({"attn.qkv": 3 * d}).model  # one head of four
+    assert pruned.attn.num_heads == 1 and pruned.attn.qkv.out_features == 3 * d
+    assert model.attn.num_heads == HEADS  # the original is untouched
+    kept = int(surgeon.plans["attn.qkv"].order[-1])  # the most important head stays
+    reference = surgeon.prune({}).model
+    with torch.no_grad():  # the others' values zeroed: the same outputs
+        for head in set(range(HEADS)) - {kept}:
+            rows = slice(2 * DIM + head * d, 2 * DIM + (head + 1) * d)
+            reference.attn.qkv.weight[rows] = 0
+            reference.attn.qkv.bias[rows] = 0
+        x = torch.randn(3, *SHAPE)
+        assert torch.allclose(pruned(x), reference(x), atol=1e-5)
+    # a trial prune leaves the traced model's head count as it was
+    with surgeon.trial(surgeon.model, {"attn.qkv": 2 * 3 * d}) as trial:
+        assert trial.attn.num_heads == 2
+    assert surgeon.model.attn.num_heads == HEADS
 
 
 def test_budget_guarantee_under_random_actions(vit_task: PruningTask) -> None:

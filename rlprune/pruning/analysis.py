@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ..errors import ModelError
-from .attention import HeadAttention, convert_attention, head_layers
+from .attention import HEAD_COUNT_NAMES, HeadAttention, convert_attention, head_layouts
 from .groups import PRUNABLE_TYPES, GroupInfo, first_line, is_depthwise
 from .importance import Importance
 from .macs import MacModel, leaf_macs
@@ -121,7 +121,7 @@ def _forward_order(
 
 
 def _unit_kind(model: nn.Module, modules: Sequence[str]) -> str:
-    if any(n in head_layers(model) for n in modules):
+    if any(n in head_layouts(model) for n in modules):
         return "attention"
     layers = dict(model.named_modules())
     if any(is_depthwise(layers[n]) for n in modules):
@@ -466,7 +466,7 @@ def _candidate_groups(
         info = plan.info
         if info.channels <= 1:
             continue
-        if info.block > 1 and info.channels <= info.block:
+        if info.block > 1 and info.channels <= info.groups:
             frozen[key] = "a single attention head (every attention keeps one at least)"
             continue
         if info.block == 1 and info.channels // info.groups <= 1:
@@ -574,10 +574,6 @@ def _unit(
         groups=int(info.groups),
         key=key_of[name],
     )
-
-
-HEAD_COUNT_NAMES = ("num_heads", "heads", "n_heads", "num_attention_heads", "n_head")
-"""Attributes by which a module says it is an attention (its head count)."""
 
 
 def _name_unknown_attention(model: nn.Module, frozen: dict[str, str]) -> None:

@@ -15,6 +15,7 @@ input: one unit whose channels are the heads' dimensions, pruned in whole heads
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -26,8 +27,9 @@ __all__ = [
     "HeadAttention",
     "attention_counter_hook",
     "convert_attention",
-    "head_layers",
-    "output_projections",
+    "HEAD_COUNT_NAMES",
+    "HeadLayout",
+    "head_layouts",
     "unconvertible_attention",
 ]
 
@@ -162,24 +164,58 @@ def convert_attention(model: nn.Module) -> nn.Module:
     return converted
 
 
-def head_layers(model: nn.Module) -> dict[str, int]:
-    """``{name of a HeadAttention's q/k/v layer: head_dim}``: the layers whose output
-    channels form a head unit, pruned ``head_dim`` channels at a time."""
-    found: dict[str, int] = {}
+HEAD_COUNT_NAMES = ("num_heads", "heads", "n_heads", "num_attention_heads", "n_head")
+"""Attributes by which a module says it is an attention (its head count)."""
+
+
+@dataclass(frozen=True)
+class HeadLayout:
+    """Where the heads are in the output channels of an attention's projection layer."""
+
+    module: str
+    """Qualified name of the attention module."""
+    attribute: str
+    """Its head-count attribute, set to the heads left after pruning ("" when the module
+    reads its head count from its widths, as :class:`HeadAttention` does)."""
+    head_dim: int
+    """Channels of one head in one of the layer's parts."""
+    parts: int = 1
+    """Parts the layer's output holds one after another: 3 for a fused ``qkv`` layer
+    (queries, keys, values), 1 for a query, key or value layer of its own."""
+
+
+def head_layouts(model: nn.Module) -> dict[str, HeadLayout]:
+    """``{layer name: where its heads are}`` for the query/key/value layers of every
+    attention rlprune knows: :class:`HeadAttention` (``q``, ``k``, ``v``) and a module with
+    a head count (``num_heads`` or the like) and a ``qkv`` layer (timm's layout: queries,
+    keys, values one after another, each head by head) or ``q``/``k``/``v`` layers of its own.
+    Such a module's forward must split heads by its head count and ``head_dim`` (not by its
+    input width); if it does not, pruning it fails its probe and its heads stay."""
+    found: dict[str, HeadLayout] = {}
     for name, m in model.named_modules():
+        prefix = f"{name}." if name else ""
         if isinstance(m, HeadAttention):
             for child in ("q", "k", "v"):
-                found[f"{name}.{child}" if name else child] = m.head_dim
+                found[prefix + child] = HeadLayout(name, "", m.head_dim)
+            continue
+        attribute = next((a for a in HEAD_COUNT_NAMES if _positive_int(getattr(m, a, None))), None)
+        if attribute is None or isinstance(m, nn.MultiheadAttention):
+            continue
+        heads = int(getattr(m, attribute))
+        children = dict(m.named_children())
+        qkv = children.get("qkv")
+        if isinstance(qkv, nn.Linear) and qkv.out_features % (3 * heads) == 0:
+            found[prefix + "qkv"] = HeadLayout(name, attribute, qkv.out_features // 3 // heads, 3)
+            continue
+        for child in ("q", "k", "v"):
+            layer = children.get(child)
+            if isinstance(layer, nn.Linear) and layer.out_features % heads == 0:
+                found[prefix + child] = HeadLayout(name, attribute, layer.out_features // heads)
     return found
 
 
-def output_projections(model: nn.Module) -> set[str]:
-    """Names of every :class:`HeadAttention`'s ``out_proj`` (they write the embedding)."""
-    return {
-        f"{name}.out_proj" if name else "out_proj"
-        for name, m in model.named_modules()
-        if isinstance(m, HeadAttention)
-    }
+def _positive_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
 def attention_counter_hook(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:

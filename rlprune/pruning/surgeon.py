@@ -19,12 +19,7 @@ import torch_pruning as tp
 from torch import nn
 
 from ..errors import ConfigError
-from .attention import (
-    convert_attention,
-    head_layers,
-    output_projections,
-    unconvertible_attention,
-)
+from .attention import HeadLayout, convert_attention, head_layouts, unconvertible_attention
 from .groups import GroupInfo, build_graph, first_line, iter_groups
 from .importance import Importance, make_importance
 from .macs import count_macs_params
@@ -85,12 +80,16 @@ class UnitPlan:
     def pruned(self, n_keep: int) -> np.ndarray:
         """Channels removed to keep ``n_keep`` (a multiple of the channel groups)."""
         block = self.info.block
-        if block > 1:  # whole attention heads, least important first
-            heads = (self.info.channels - n_keep) // block
+        if block > 1:  # whole attention heads, least important first, in every part
+            parts = self.info.groups // block
+            size = self.info.channels // parts
+            heads = (self.info.channels - n_keep) // self.info.groups
             if heads <= 0:
                 return np.zeros(0, dtype=np.int64)
             chosen = np.sort(self.order[:heads])
-            return (chosen[:, None] * block + np.arange(block)[None, :]).reshape(-1)
+            offsets = (np.arange(parts) * size)[:, None, None]
+            positions = (chosen * block)[None, :, None] + np.arange(block)[None, None, :]
+            return (offsets + positions).reshape(-1)
         groups = self.info.groups
         size = self.info.channels // groups
         per_group = size - n_keep // groups
@@ -115,10 +114,11 @@ class Surgeon:
     Grouped convolutions (and GroupNorm) are pruned as torch-pruning's own
     pruner does: the same positions in every channel group, ranked by the
     importance averaged over groups, so the layer keeps its ``groups``. Attention
-    heads (a :class:`~rlprune.pruning.attention.HeadAttention`'s q/k/v outputs and its
-    output projection's input) go whole, ranked by the importance averaged over each
-    head's channels, as torch-pruning's pruner does with ``prune_num_heads``; the
-    embedding width the attention writes into (a transformer's residual stream) stays.
+    heads (:func:`~rlprune.pruning.attention.head_layouts`: the q/k/v or qkv outputs and
+    the output projection's input) go whole, ranked by the importance averaged over each
+    head's channels, as torch-pruning's pruner does with ``prune_num_heads``, and an
+    attention that stores its head count gets the heads left; the embedding width the
+    attention writes into (a transformer's residual stream) stays.
     """
 
     def __init__(
@@ -141,9 +141,18 @@ class Surgeon:
         self.groups: dict[str, tp.Group] = {}
         """Each unit's torch-pruning group (all channels), for other importance scorers."""
         modules = dict(model.named_modules())
-        heads = head_layers(model)
-        embedding = output_projections(model)
-        for group, info in iter_groups(graph, model, ignored_layers, self.failed):
+        layouts = head_layouts(model)
+        self.layouts: dict[str, HeadLayout] = {}
+        """Each head unit's layout (by plan key): where its heads are, what to update."""
+        found = list(iter_groups(graph, model, ignored_layers, self.failed))
+        # the layers the heads feed (output projections) write the embedding: it stays
+        embedding = {
+            n
+            for _, info in found
+            if layouts.keys() & set(info.out_modules)
+            for n in info.in_modules
+        }
+        for group, info in found:
             key = info.out_modules[0]
             if embedding.intersection(info.out_modules):
                 self.failed[key] = EMBEDDING_STAYS
@@ -152,9 +161,10 @@ class Surgeon:
             if why:
                 self.failed[key] = why
                 continue
-            head_dim = next((heads[n] for n in info.out_modules if n in heads), 0)
-            if head_dim:
-                info = dataclasses.replace(info, groups=head_dim, block=head_dim)
+            layout = next((layouts[n] for n in info.out_modules if n in layouts), None)
+            if layout is not None:
+                step = layout.parts * layout.head_dim  # one head's channels, all parts
+                info = dataclasses.replace(info, groups=step, block=layout.head_dim)
             try:
                 plan = self._plan(group, info, scorer, names, param_names)
             except Exception as exc:
@@ -166,6 +176,8 @@ class Surgeon:
                 continue
             self.plans[key] = plan
             self.groups[key] = group
+            if layout is not None:
+                self.layouts[key] = layout
 
     @staticmethod
     def _plan(
@@ -202,8 +214,9 @@ class Surgeon:
             scores = scorer(group).detach().float().cpu()
         if info.channels % info.groups:
             raise ValueError(f"{info.channels} channels do not split into {info.groups} groups")
-        if info.block > 1:  # heads: the mean over each head's channels
-            per_group = scores.view(-1, info.block).mean(dim=1)
+        if info.block > 1:  # heads: the mean over each head's channels in every part
+            parts = info.groups // info.block
+            per_group = scores.view(parts, -1, info.block).mean(dim=(0, 2))
         else:
             per_group = scores.view(info.groups, -1).mean(dim=0)
         order = torch.argsort(per_group, stable=True).numpy().astype(np.int64)
@@ -236,6 +249,13 @@ class Surgeon:
                 setattr(parent, attr, handler(getattr(parent, attr), ordered))
             else:
                 handler(modules[target], ordered)
+        for key in keep:  # an attention that stores its head count: the heads left
+            layout = self.layouts.get(key)
+            if layout is not None and layout.attribute:
+                layer = modules[self.plans[key].info.out_modules[0]]
+                assert isinstance(layer, nn.Linear)
+                heads = layer.out_features // (layout.parts * layout.head_dim)
+                setattr(modules[layout.module], layout.attribute, heads)
 
     @contextlib.contextmanager
     def trial(self, model: nn.Module, keep: Mapping[str, int]) -> Iterator[nn.Module]:
@@ -250,6 +270,8 @@ class Surgeon:
         for key in keep:
             for edit in self.plans[key].edits:
                 touched.add(edit.target.rpartition(".")[0] if edit.is_param else edit.target)
+            if key in self.layouts and self.layouts[key].attribute:
+                touched.add(self.layouts[key].module)  # its head count
         saved = {
             name: (
                 dict(modules[name].__dict__),
