@@ -176,6 +176,21 @@ def _table(folder: Path, title: str, order: tuple[str, ...]) -> str:
     return render_markdown(summarise(results), title=title).replace("# ", "### ", 1)
 
 
+def _section(
+    folder: Path, title: str, order: tuple[str, ...], label: str, missing: list[str]
+) -> list[str]:
+    """A setting's table: whole, partial (what is kept so far, said so) or missing."""
+    if finished(folder, order):
+        return [_table(folder, title, order), ""]
+    done = len(list((folder / "results").glob("*.json"))) if folder.is_dir() else 0
+    if not done:
+        missing.append(label)
+        return []
+    missing.append(f"the rest of {label}")
+    total = len(order) * json.loads((folder / "benchmark.json").read_text())["settings"]["seeds"]
+    return [_table(folder, f"{title} (partial: {done} of {total} results so far)", order), ""]
+
+
 def write_page(
     args: Args, search: dict[float, Path], transfer: dict[float, Path], cost: dict[str, Any]
 ) -> None:
@@ -194,13 +209,10 @@ def write_page(
         f"## Every method on {SEARCH_ENV}",
         "",
     ]
-    missing = []
+    missing: list[str] = []
     for target, folder in search.items():
-        if finished(folder, METHODS):
-            title = f"{SEARCH_ENV}, MACs target {target}, {args.evals} evaluations"
-            lines += [_table(folder, title, METHODS), ""]
-        else:
-            missing.append(f"{SEARCH_ENV} at {target}")
+        title = f"{SEARCH_ENV}, MACs target {target}, {args.evals} evaluations"
+        lines += _section(folder, title, METHODS, f"{SEARCH_ENV} at {target}", missing)
     lines += [
         f"## Transfer to {HELDOUT_ENV}",
         "",
@@ -211,11 +223,8 @@ def write_page(
         "",
     ]
     for target, folder in transfer.items():
-        if finished(folder, TRANSFER_METHODS):
-            title = f"{HELDOUT_ENV}, MACs target {target}"
-            lines += [_table(folder, title, TRANSFER_METHODS), ""]
-        else:
-            missing.append(f"{HELDOUT_ENV} at {target}")
+        title = f"{HELDOUT_ENV}, MACs target {target}"
+        lines += _section(folder, title, TRANSFER_METHODS, f"{HELDOUT_ENV} at {target}", missing)
     lines += ["## ViT-B/16's cost", ""]
     if cost:
         lines += [
