@@ -74,7 +74,8 @@ class UnitPlan:
 
     info: GroupInfo
     order: np.ndarray
-    """Channel positions within one channel group, least important first."""
+    """Channel positions within one channel group, least important first (for attention
+    heads, :attr:`GroupInfo.block` > 1: head indices)."""
     edits: tuple[Edit, ...]
 
     def pruned(self, n_keep: int) -> np.ndarray:
