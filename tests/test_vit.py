@@ -118,6 +118,10 @@ def test_conversion_keeps_the_outputs() -> None:
         assert torch.allclose(converted(x), model(x), atol=1e-5)
     plain = nn.Linear(4, 4)
     assert convert_attention(plain) is plain
+    attention = next(m for m in converted.modules() if isinstance(m, HeadAttention))
+    tokens = torch.randn(2, 5, DIM)
+    with pytest.raises(ValueError, match="does not take attention masks"):
+        attention(tokens, tokens, tokens, attn_mask=torch.zeros(5, 5, dtype=torch.bool))
 
 
 def test_macs_model_is_exact_and_matches_flop_counter(vit_task: PruningTask) -> None:

@@ -116,9 +116,13 @@ class HeadAttention(nn.Module):
         key_padding_mask: torch.Tensor | None = None,
         need_weights: bool = False,
         attn_mask: torch.Tensor | None = None,
+        average_attn_weights: bool = True,
+        is_causal: bool = False,
     ) -> tuple[torch.Tensor, None]:
-        """``(output, None)``, as ``nn.MultiheadAttention(..., need_weights=False)``."""
-        if key_padding_mask is not None or attn_mask is not None:
+        """``(output, None)``, as ``nn.MultiheadAttention(..., need_weights=False)``: the
+        attention weights are never returned (``need_weights`` and ``average_attn_weights``
+        are accepted for the same call signature)."""
+        if key_padding_mask is not None or attn_mask is not None or is_causal:
             raise ValueError("rlprune's HeadAttention does not take attention masks")
         if not self.batch_first:
             query, key, value = (t.transpose(0, 1) for t in (query, key, value))
