@@ -12,8 +12,9 @@
    fine-tuned the same way for the Spearman correlation of the search's proxy.
 2. Transfer: the page includes docs/transfer.md, written by experiments/transfer_suite.py
    (the general policy on networks outside its training family), unless --no-transfer;
-   and docs/ablation.md, written by experiments/ablation.py, and docs/latency.md, written
-   by experiments/latency_suite.py (the latency budget).
+   and docs/ablation.md, written by experiments/ablation.py, docs/latency.md, written
+   by experiments/latency_suite.py (the latency budget), and docs/vit.md, written by
+   experiments/vit_suite.py (vision transformers).
 
 Results go to --out (default results/suite, not committed); the tables are written
 into BENCHMARKS.md and the plots copied to docs/benchmarks/. Each setting's manifest,
@@ -339,6 +340,10 @@ def write_markdown(
     latency = args.markdown.parent / "docs" / "latency.md"
     if latency.is_file():  # from experiments/latency_suite.py: one level down
         body = latency.read_text().strip().splitlines()
+        lines += [f"#{line}" if line.startswith("#") else line for line in body] + [""]
+    vit = args.markdown.parent / "docs" / "vit.md"
+    if vit.is_file():  # from experiments/vit_suite.py: one level down, its links from here
+        body = vit.read_text().strip().replace("](guide/", "](docs/guide/").splitlines()
         lines += [f"#{line}" if line.startswith("#") else line for line in body] + [""]
     for key, folder in folders.items():
         if key.startswith("transfer-"):

@@ -251,7 +251,7 @@ CASES: list[tuple[str, Case, int, str]] = [
     ),
     (
         "yaml-features",
-        lambda t, r: ["info", "--env", env_yaml(t, features=3)],
+        lambda t, r: ["info", "--env", env_yaml(t, features=4)],
         2,
         "unknown features",
     ),

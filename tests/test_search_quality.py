@@ -205,8 +205,8 @@ def test_anchor_best_corrects_the_best_configuration_so_far(task: PruningTask) -
 def test_unknown_prior_and_features_are_refused(task: PruningTask) -> None:
     with pytest.raises(ConfigError, match="unknown prior 'oracle'; choose one of"):
         _config(task, prior="oracle")
-    with pytest.raises(ConfigError, match="unknown features 3"):
-        _config(task, features=3)
+    with pytest.raises(ConfigError, match="unknown features 4"):
+        _config(task, features=4)
     with pytest.raises(ConfigError, match="unknown env setting 'dataset'"):
         make_agent_config("x", {"algo": "ppo", "env": {"dataset": "digits"}})
 

@@ -61,7 +61,7 @@ def test_zoo_model_forward_shape(name: str, shape: tuple[int, int, int]) -> None
     check_model_fits(model, shape, 10)
 
 
-@pytest.mark.parametrize("name", sorted(set(MODELS) - {"torchvision"}))  # torchvision's own
+@pytest.mark.parametrize("name", sorted(set(MODELS) - {"torchvision"} - set(zoo.TRANSFORMERS)))
 def test_zoo_model_structure(name: str) -> None:
     """BN after every conv, activation modules, and a Linear classifier executed last."""
     model = build(name, (3, 28, 28), num_classes=7)
@@ -74,6 +74,16 @@ def test_zoo_model_structure(name: str) -> None:
         if isinstance(module, nn.Conv2d):
             assert isinstance(following, nn.BatchNorm2d), f"{name}: conv not followed by BN"
     assert any(isinstance(m, (nn.ReLU, nn.ReLU6)) for m in order)
+
+
+def test_vit_is_torchvisions_class_with_the_input_channels_asked() -> None:
+    model = build("vit", (1, 28, 28), num_classes=7)
+    assert type(model).__name__ == "VisionTransformer"
+    order = execution_order(model, (1, 28, 28))
+    assert order[0] is model.conv_proj and model.conv_proj.in_channels == 1
+    assert isinstance(order[-1], nn.Linear) and order[-1].out_features == 7
+    with pytest.raises(ModelError, match="multiple of patch_size"):
+        zoo.vit(1, 10, 28, patch_size=5)
 
 
 def test_digits_cnn_trains_quickly() -> None:

@@ -115,7 +115,8 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
     ## Observation Space
 
     `Box(0, 1, (12,), float32)` with `features: 1` (the default), `Box(0, 1, (23,),
-    float32)` with `features: 2`; the same for every network. Set 1:
+    float32)` with `features: 2`, `Box(0, 1, (25,), float32)` with `features: 3`; the same
+    for every network. Set 1:
 
     | index | feature          | meaning                                                 | min | max |
     |-------|------------------|---------------------------------------------------------|-----|-----|
@@ -151,6 +152,15 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
     | 20    | log_coupling   | log2(1 + layers coupled in the unit) / 8                      | 0   | 1   |
     | 21    | budget_left    | MACs still to remove / prunable MACs in this and later units  | 0   | 1   |
     | 22    | prior_keep     | the keep-ratio corrections apply to (prior or anchor) here    | 0   | 1   |
+
+    Set 3 (`features: 3`, `Box(0, 1, (25,), float32)`) appends what a transformer's units
+    need said; a head unit's other columns read as a linear layer's on a token sequence
+    (input size = tokens, kernel and stride 1):
+
+    | index | feature          | meaning                                                   | min | max |
+    |-------|------------------|-----------------------------------------------------------|-----|-----|
+    | 23    | attention        | 1 if the unit is an attention's heads (kept whole)        | 0   | 1   |
+    | 24    | log_channel_step | log2(channels that go together: head width, groups) / 8   | 0   | 1   |
 
     ## Rewards
 
@@ -208,7 +218,8 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
 
     * v0: initial version (feature set 1); feature set 2 and the residual action mode
       are opt-in (`features: 2`, `action_mode: residual`), set 1 policies still run;
-      `anchor: best` is opt-in (the default `prior` behaves as before).
+      `anchor: best` is opt-in (the default `prior` behaves as before); feature set 3
+      (attention heads) is opt-in, its columns appended after set 2's.
     """
 
     # render_fps: Gymnasium's checker asks for one; text needs no frame rate
@@ -351,6 +362,10 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
             rows[i, C["macs_remaining"]] = shares[i + 1 :].sum()
         if self.config.env.features >= 2:
             self._v2_static_features(rows)
+        if self.config.env.features >= 3:
+            for i, u in enumerate(self.units):
+                rows[i, C["attention"]] = float(u.kind == "attention")
+                rows[i, C["log_channel_step"]] = np.log2(max(u.groups, 1)) / 8
         return rows
 
     def _v2_static_features(self, rows: np.ndarray) -> None:

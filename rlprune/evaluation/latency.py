@@ -430,8 +430,14 @@ class _Builder:
                 callback(self.done, max(self.total, self.done), None)
 
         return _time_probes(
-            self.model, self.analysis, self.prune, configs, self.key, self.device,
-            self.repeats, report=report,
+            self.model,
+            self.analysis,
+            self.prune,
+            configs,
+            self.key,
+            self.device,
+            self.repeats,
+            report=report,
         )
 
     def build(self, grids: dict[int, Sequence[np.ndarray]], probes: int) -> LatencyModel:
@@ -458,7 +464,9 @@ class _Builder:
         configs += more
         pad, weights, errors = self._fit(configs, timed, block)
         if focus:
-            near = at_target(self.analysis, candidates, weights, pad, self.key.target, focus, self.rng)
+            near = at_target(
+                self.analysis, candidates, weights, pad, self.key.target, focus, self.rng
+            )
             timed += self.time(near)
             configs += near
             pad, weights, errors = self._fit(configs, timed, block)

@@ -23,6 +23,7 @@ from torch.utils.data import TensorDataset
 
 from ..errors import BudgetError, ConfigError, ModelError, RLPruneError, one_line
 from ..pruning.analysis import ModelAnalysis, analyse
+from ..pruning.attention import convert_attention
 from ..pruning.macs import ChannelCounts, MacModel, channel_candidates, term_shares
 from ..pruning.surgeon import PruneResult, Surgeon, keep_count, prune, unit_step
 from .backends import Backend, InProcess, Request, Scored, TaskRecipe, default_backend, make_backend
@@ -112,7 +113,8 @@ class PruningTask:
         if not isinstance(config, TaskConfig):
             config = config.task
         check_model_fits(model, data.input_shape, data.num_classes)
-        model = model.eval()
+        # the analysis's surgeon must hold this very model: attention in prunable form first
+        model = convert_attention(model).eval()
         evaluator = make_evaluator(data, config)
         check_finite(model, data, list(evaluator.calibration_batches))  # before any search
         example_inputs = torch.zeros((1, *data.input_shape))

@@ -16,6 +16,7 @@ __all__ = [
     "FEATURES",
     "FEATURES_V1",
     "FEATURES_V2",
+    "FEATURES_V3",
     "COLUMN",
     "FEATURE_SETS",
     "IMPORTANCE_COLUMNS",
@@ -62,10 +63,16 @@ FEATURES_V2: tuple[str, ...] = (
 alone, how its channel importance is spread) and the budget bookkeeping a residual
 policy needs. The env docstring's table is the spec."""
 
-FEATURE_SETS: dict[int, tuple[str, ...]] = {1: FEATURES_V1, 2: FEATURES_V2}
+FEATURES_V3: tuple[str, ...] = (*FEATURES_V2, "attention", "log_channel_step")
+"""Feature set 3: set 2 plus what a transformer's units need said: whether the unit is an
+attention's heads (kept whole) and the granularity its channels go in (a head's width,
+a grouped conv's groups; 1 channel elsewhere). Appended, so a set-2 policy reads the
+same first 23 columns."""
+
+FEATURE_SETS: dict[int, tuple[str, ...]] = {1: FEATURES_V1, 2: FEATURES_V2, 3: FEATURES_V3}
 """Every feature set by version; each later set extends the one before it."""
 
-COLUMN: dict[str, int] = {name: i for i, name in enumerate(FEATURES_V2)}
+COLUMN: dict[str, int] = {name: i for i, name in enumerate(FEATURES_V3)}
 """A feature's column in the observation (the same in every set that has it)."""
 PROBE_COLUMNS = ("probe_drop_25", "probe_drop_50", "probe_drop_75")
 """The probes' accuracy drops, the unit pruned alone by 25, 50 and 75 %."""

@@ -1,4 +1,4 @@
-"""torchvision's classification CNNs with random weights, for sweeps and profiling.
+"""torchvision's classification CNNs and ViTs with random weights, for sweeps and profiling.
 
 torchvision's PyPI wheel is built against a CUDA torch and its compiled ops do not load
 beside a CPU torch; only its model definitions (plain Python) are needed here, so
@@ -62,6 +62,8 @@ def build_classifier(
     kwargs: dict[str, object] = {"num_classes": 10, "weights": None}
     if name in ("googlenet", "inception_v3"):
         kwargs.update(aux_logits=False, init_weights=False)
+    if name.startswith("vit_"):  # its position embedding is built for one image size
+        kwargs["image_size"] = size
     torch.manual_seed(0)
     model: nn.Module = models.get_model(name, **kwargs)
     return model.eval()

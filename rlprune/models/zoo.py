@@ -4,9 +4,10 @@ any of torchvision's classification networks by name, see :mod:`.torchvision_zoo
 Every factory takes ``in_channels``, ``num_classes`` and ``input_size`` (height =
 width) among its keyword arguments (see :func:`rlprune.models.specs.build_model`).
 
-The zoo's models put a BatchNorm after every convolution, use activation *modules*
+The zoo's CNNs put a BatchNorm after every convolution, use activation *modules*
 (``nn.ReLU`` / ``nn.ReLU6``, never the functional form, so pruning and tracing see them)
-and end with an ``nn.Linear`` named ``classifier``, the last module executed.
+and end with an ``nn.Linear`` named ``classifier``, the last module executed. The
+transformers (:data:`TRANSFORMERS`) are torchvision's class as it is.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from ..errors import ModelError
 __all__ = [
     "MOBILENETV2_SMALL_CFG",
     "MODELS",
+    "TRANSFORMERS",
     "BasicBlock",
     "ConvClassifier",
     "InvertedResidual",
@@ -35,6 +37,7 @@ __all__ = [
     "resnet20",
     "torchvision",
     "vgg",
+    "vit",
 ]
 
 # (expansion t, output channels c, repeats n, first stride s), as in the MobileNetV2 paper,
@@ -410,6 +413,60 @@ def torchvision(
     )
 
 
+def vit(
+    in_channels: int = 3,
+    num_classes: int = 10,
+    input_size: int = 28,
+    patch_size: int = 4,
+    depth: int = 4,
+    heads: int = 4,
+    dim: int = 64,
+    mlp_dim: int = 128,
+) -> nn.Module:
+    """A small vision transformer: torchvision's ``VisionTransformer`` class (``depth``
+    encoder blocks of ``nn.MultiheadAttention`` with ``heads`` heads and an MLP of
+    ``mlp_dim``, embedding ``dim``, a class token) on ``patch_size`` patches of
+    ``in_channels``-channel images.
+
+    Raises:
+        ModelError: torchvision is not installed, or the sizes do not fit (``input_size`` a
+            multiple of ``patch_size``, ``dim`` of ``heads``).
+    """
+    _check_positive(
+        in_channels=in_channels,
+        num_classes=num_classes,
+        patch_size=patch_size,
+        depth=depth,
+        heads=heads,
+        dim=dim,
+        mlp_dim=mlp_dim,
+    )
+    if input_size % patch_size or dim % heads:
+        raise ModelError(
+            f"vit: input_size {input_size} must be a multiple of patch_size {patch_size} and "
+            f"dim {dim} of heads {heads}"
+        )
+    from .vision import torchvision_models  # torchvision only when a ViT is built
+
+    model: nn.Module = torchvision_models().VisionTransformer(
+        image_size=input_size,
+        patch_size=patch_size,
+        num_layers=depth,
+        num_heads=heads,
+        hidden_dim=dim,
+        mlp_dim=mlp_dim,
+        num_classes=num_classes,
+    )
+    # torchvision's patch embedding takes RGB; same init, other input channels
+    conv = nn.Conv2d(in_channels, dim, kernel_size=patch_size, stride=patch_size)
+    fan_in = in_channels * patch_size * patch_size
+    nn.init.trunc_normal_(conv.weight, std=(1.0 / fan_in) ** 0.5)
+    assert conv.bias is not None
+    nn.init.zeros_(conv.bias)
+    model.conv_proj = conv
+    return model
+
+
 def _check_positive(**values: int) -> None:
     for name, value in values.items():
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -426,4 +483,8 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "mobilenetv2": mobilenetv2,
     "regnet": regnet,
     "torchvision": torchvision,
+    "vit": vit,
 }
+
+TRANSFORMERS: tuple[str, ...] = ("vit",)
+"""The zoo's transformers (the other models are CNNs)."""

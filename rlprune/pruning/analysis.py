@@ -15,10 +15,11 @@ import torch
 from torch import nn
 
 from ..errors import ModelError
+from .attention import HEAD_COUNT_NAMES, HeadAttention, convert_attention, head_layouts
 from .groups import PRUNABLE_TYPES, GroupInfo, first_line, is_depthwise
 from .importance import Importance
 from .macs import MacModel, leaf_macs
-from .surgeon import Surgeon, keep_count, unit_step
+from .surgeon import EMBEDDING_STAYS, Surgeon, keep_count, unit_step
 
 __all__ = ["ModelAnalysis", "PrunableUnit", "analyse"]
 
@@ -34,12 +35,14 @@ class PrunableUnit:
     """Every conv/linear layer whose output channels belong to this unit."""
     kind: str
     """``conv``, ``depthwise`` (holds a depthwise conv), ``residual`` (several
-    layers feed one add) or ``linear``."""
+    layers feed one add), ``attention`` (an attention's heads, kept whole) or ``linear``
+    (an MLP's hidden width, a classifier's hidden layer)."""
     in_channels: int
     out_channels: int
     kernel: int
     stride: int
     input_hw: tuple[int, int]
+    """Input height x width of a conv; (tokens, 1) for a layer on a token sequence."""
     macs: int
     """MACs of the layers this unit scales (layers shared with another unit count half)."""
     params: int
@@ -118,6 +121,8 @@ def _forward_order(
 
 
 def _unit_kind(model: nn.Module, modules: Sequence[str]) -> str:
+    if any(n in head_layouts(model) for n in modules):
+        return "attention"
     layers = dict(model.named_modules())
     if any(is_depthwise(layers[n]) for n in modules):
         return "depthwise"
@@ -368,10 +373,14 @@ def analyse(
     it keeps all its channels, is listed in :attr:`ModelAnalysis.frozen` with the
     reason, and one warning names them all.
 
+    An ``nn.MultiheadAttention`` is analysed in the form that can lose heads
+    (:func:`~rlprune.pruning.attention.convert_attention`; the surgeon holds that copy):
+    its heads form one unit, kept whole, and the embedding width stays.
+
     Raises:
         ModelError: the model has no prunable unit.
     """
-    model = model.eval()
+    model = convert_attention(model).eval()
     _check_ignored(model, ignored_layers)
     order, in_shapes = _forward_order(model, example_inputs)
     surgeon = Surgeon(model, example_inputs, importance=importance, ignored_layers=ignored_layers)
@@ -405,10 +414,12 @@ def analyse(
             stacklevel=2,
         )
         mac_model = dataclasses.replace(mac_model, exact=False)
-    if frozen:
-        listed = "; ".join(f"{name} ({why})" for name, why in sorted(frozen.items()))
+    _name_unknown_attention(model, frozen)
+    unexpected = {name: why for name, why in frozen.items() if why != EMBEDDING_STAYS}
+    if unexpected:  # the embedding width stays by design, as the classifier does
+        listed = "; ".join(f"{name} ({why})" for name, why in sorted(unexpected.items()))
         warnings.warn(
-            f"{len(frozen)} layer(s) cannot be pruned and keep all their channels: {listed}",
+            f"{len(unexpected)} layer(s) cannot be pruned and keep all their channels: {listed}",
             stacklevel=2,
         )
     units = tuple(
@@ -455,7 +466,10 @@ def _candidate_groups(
         info = plan.info
         if info.channels <= 1:
             continue
-        if info.channels // info.groups <= 1:
+        if info.block > 1 and info.channels <= info.groups:
+            frozen[key] = "a single attention head (every attention keeps one at least)"
+            continue
+        if info.block == 1 and info.channels // info.groups <= 1:
             frozen[key] = f"grouped into {info.groups} groups of one channel each"
             continue
         infos.append(
@@ -464,6 +478,7 @@ def _candidate_groups(
                 info.in_modules,
                 info.channels,
                 info.groups,
+                info.block,
             )
         )
     infos.sort(key=lambda info: order.get(info.out_modules[0], math.inf))
@@ -551,7 +566,7 @@ def _unit(
         out_channels=int(info.channels),
         kernel=int(kernel),
         stride=int(stride),
-        input_hw=(int(shape[2]), int(shape[3])) if len(shape) == 4 else (1, 1),
+        input_hw=_input_hw(root, shape),
         macs=int(round(macs)),
         params=sum(
             p.numel() for n in info.out_modules for p in layers[n].parameters(recurse=False)
@@ -559,6 +574,33 @@ def _unit(
         groups=int(info.groups),
         key=key_of[name],
     )
+
+
+def _name_unknown_attention(model: nn.Module, frozen: dict[str, str]) -> None:
+    """Say so where a frozen layer belongs to an attention rlprune does not know (a module
+    with a head count that is not ``nn.MultiheadAttention``): its heads cannot be read."""
+    known = (HeadAttention, nn.MultiheadAttention)
+    for name, module in model.named_modules():
+        if not any(isinstance(getattr(module, a, None), int) for a in HEAD_COUNT_NAMES) or any(
+            isinstance(m, known) for m in module.modules()
+        ):
+            continue  # not an attention, or one rlprune knows (or a block holding one)
+        prefix = f"{name}." if name else ""
+        for layer in [n for n in frozen if n.startswith(prefix) and frozen[n] != EMBEDDING_STAYS]:
+            frozen[layer] = (
+                f"{type(module).__name__} ({name or 'the model'}) is an attention whose "
+                f"heads rlprune cannot read, so they stay ({frozen[layer]})"
+            )
+
+
+def _input_hw(layer: nn.Module, shape: tuple[int, ...]) -> tuple[int, int]:
+    """Where a layer's weights apply: height x width of an image, tokens x 1 of a sequence
+    (a linear layer on ``(batch, tokens, features)``), else 1 x 1."""
+    if len(shape) == 4:
+        return int(shape[2]), int(shape[3])
+    if len(shape) == 3 and isinstance(layer, nn.Linear):
+        return int(shape[1]), 1
+    return 1, 1
 
 
 def _breaks(surgeon: Surgeon, key: str, n: int) -> str:

@@ -43,6 +43,9 @@ class GroupInfo:
     groups: int = 1
     """Channel groups (a grouped conv or GroupNorm in the group): channels are kept in
     equal numbers per group, so a kept count is a multiple of this."""
+    block: int = 1
+    """Channels that go only together, in contiguous blocks of this many (an attention
+    head's dimensions); 1: channel by channel."""
 
 
 UNMAPPED = "_rlprune_unmapped"

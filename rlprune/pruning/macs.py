@@ -16,6 +16,8 @@ import torch
 from torch import nn
 from torch_pruning.utils import op_counter as tp_op_counter
 
+from .attention import AttentionCore, attention_counter_hook
+
 __all__ = [
     "ChannelCounts",
     "MacModel",
@@ -144,9 +146,10 @@ def leaf_macs(model: nn.Module, example_inputs: torch.Tensor) -> dict[str, float
     Registers the counter's own hooks (``torch_pruning.utils.op_counter.MODULES_MAPPING``)
     on ``model`` for one forward pass. Unlike ``tp.utils.count_ops_and_params`` it does
     not deep-copy the model first, which on a deep network costs more than the forward
-    pass. Modules the counter does not know count zero, as there.
+    pass. Modules the counter does not know count zero, as there; rlprune's
+    :class:`~rlprune.pruning.attention.AttentionCore` counts its token-by-token products.
     """
-    mapping = tp_op_counter.MODULES_MAPPING
+    mapping = {**tp_op_counter.MODULES_MAPPING, AttentionCore: attention_counter_hook}
     counted: list[tuple[str, nn.Module]] = []
     handles = []
     for name, module in model.named_modules():

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -18,11 +19,13 @@ import torch_pruning as tp
 from torch import nn
 
 from ..errors import ConfigError
+from .attention import HeadLayout, convert_attention, head_layouts, unconvertible_attention
 from .groups import GroupInfo, build_graph, first_line, iter_groups
 from .importance import Importance, make_importance
 from .macs import count_macs_params
 
 __all__ = [
+    "EMBEDDING_STAYS",
     "Edit",
     "PruneResult",
     "Surgeon",
@@ -32,6 +35,10 @@ __all__ = [
     "prune",
     "unit_step",
 ]
+
+
+EMBEDDING_STAYS = "a transformer's embedding width (its residual stream) stays"
+"""Why the group an attention's output projection writes into is not a unit."""
 
 
 def keep_count(keep_ratio: float, channels: int, round_to: int | None = None) -> int:
@@ -67,11 +74,23 @@ class UnitPlan:
 
     info: GroupInfo
     order: np.ndarray
-    """Channel positions within one channel group, least important first."""
+    """Channel positions within one channel group, least important first (for attention
+    heads, :attr:`GroupInfo.block` > 1: head indices)."""
     edits: tuple[Edit, ...]
 
     def pruned(self, n_keep: int) -> np.ndarray:
         """Channels removed to keep ``n_keep`` (a multiple of the channel groups)."""
+        block = self.info.block
+        if block > 1:  # whole attention heads, least important first, in every part
+            parts = self.info.groups // block
+            size = self.info.channels // parts
+            heads = (self.info.channels - n_keep) // self.info.groups
+            if heads <= 0:
+                return np.zeros(0, dtype=np.int64)
+            chosen = np.sort(self.order[:heads])
+            offsets = (np.arange(parts) * size)[:, None, None]
+            positions = (chosen * block)[None, :, None] + np.arange(block)[None, None, :]
+            return (offsets + positions).reshape(-1)
         groups = self.info.groups
         size = self.info.channels // groups
         per_group = size - n_keep // groups
@@ -84,6 +103,9 @@ class UnitPlan:
 class Surgeon:
     """Trace a model once, then prune any number of copies of it without re-tracing.
 
+    The model must already be in prunable form (:func:`rlprune.pruning.attention.convert_attention`
+    applied, as :func:`~rlprune.pruning.analysis.analyse` and :func:`prune` do).
+
     Builds torch-pruning's dependency graph once, records for every unit which
     handler removes which indices of which layer for each of its channels (in the
     original model's coordinates, so units combine by taking unions), and ranks
@@ -92,7 +114,12 @@ class Surgeon:
 
     Grouped convolutions (and GroupNorm) are pruned as torch-pruning's own
     pruner does: the same positions in every channel group, ranked by the
-    importance averaged over groups, so the layer keeps its ``groups``.
+    importance averaged over groups, so the layer keeps its ``groups``. Attention
+    heads (:func:`~rlprune.pruning.attention.head_layouts`: the q/k/v or qkv outputs and
+    the output projection's input) go whole, ranked by the importance averaged over each
+    head's channels, as torch-pruning's pruner does with ``prune_num_heads``, and an
+    attention that stores its head count gets the heads left; the embedding width the
+    attention writes into (a transformer's residual stream) stays.
     """
 
     def __init__(
@@ -115,8 +142,30 @@ class Surgeon:
         self.groups: dict[str, tp.Group] = {}
         """Each unit's torch-pruning group (all channels), for other importance scorers."""
         modules = dict(model.named_modules())
-        for group, info in iter_groups(graph, model, ignored_layers, self.failed):
+        layouts = head_layouts(model)
+        self.layouts: dict[str, HeadLayout] = {}
+        """Each head unit's layout (by plan key): where its heads are, what to update."""
+        found = list(iter_groups(graph, model, ignored_layers, self.failed))
+        # the layers the heads feed (output projections) write the embedding: it stays
+        embedding = {
+            n
+            for _, info in found
+            if layouts.keys() & set(info.out_modules)
+            for n in info.in_modules
+        }
+        for group, info in found:
             key = info.out_modules[0]
+            if embedding.intersection(info.out_modules):
+                self.failed[key] = EMBEDDING_STAYS
+                continue
+            why = _unconverted_attention(group)
+            if why:
+                self.failed[key] = why
+                continue
+            layout = next((layouts[n] for n in info.out_modules if n in layouts), None)
+            if layout is not None:
+                step = layout.parts * layout.head_dim  # one head's channels, all parts
+                info = dataclasses.replace(info, groups=step, block=layout.head_dim)
             try:
                 plan = self._plan(group, info, scorer, names, param_names)
             except Exception as exc:
@@ -128,6 +177,8 @@ class Surgeon:
                 continue
             self.plans[key] = plan
             self.groups[key] = group
+            if layout is not None:
+                self.layouts[key] = layout
 
     @staticmethod
     def _plan(
@@ -164,7 +215,11 @@ class Surgeon:
             scores = scorer(group).detach().float().cpu()
         if info.channels % info.groups:
             raise ValueError(f"{info.channels} channels do not split into {info.groups} groups")
-        per_group = scores.view(info.groups, -1).mean(dim=0)
+        if info.block > 1:  # heads: the mean over each head's channels in every part
+            parts = info.groups // info.block
+            per_group = scores.view(parts, -1, info.block).mean(dim=(0, 2))
+        else:
+            per_group = scores.view(info.groups, -1).mean(dim=0)
         order = torch.argsort(per_group, stable=True).numpy().astype(np.int64)
         return UnitPlan(info=info, order=order, edits=tuple(edits))
 
@@ -195,6 +250,13 @@ class Surgeon:
                 setattr(parent, attr, handler(getattr(parent, attr), ordered))
             else:
                 handler(modules[target], ordered)
+        for key in keep:  # an attention that stores its head count: the heads left
+            layout = self.layouts.get(key)
+            if layout is not None and layout.attribute:
+                layer = modules[self.plans[key].info.out_modules[0]]
+                assert isinstance(layer, nn.Linear)
+                heads = layer.out_features // (layout.parts * layout.head_dim)
+                setattr(modules[layout.module], layout.attribute, heads)
 
     @contextlib.contextmanager
     def trial(self, model: nn.Module, keep: Mapping[str, int]) -> Iterator[nn.Module]:
@@ -209,6 +271,8 @@ class Surgeon:
         for key in keep:
             for edit in self.plans[key].edits:
                 touched.add(edit.target.rpartition(".")[0] if edit.is_param else edit.target)
+            if key in self.layouts and self.layouts[key].attribute:
+                touched.add(self.layouts[key].module)  # its head count
         saved = {
             name: (
                 dict(modules[name].__dict__),
@@ -269,6 +333,21 @@ class Surgeon:
         else:
             macs, params = -1, sum(p.numel() for p in pruned.parameters())
         return PruneResult(model=pruned, channels=dict(keep), macs=macs, params=params)
+
+
+def _unconverted_attention(group: tp.Group) -> str:
+    """Why ``group`` holds an ``nn.MultiheadAttention`` rlprune could not convert ("" if it
+    holds none): torch-pruning would shrink its embedding, the residual stream, instead of
+    its heads."""
+    for dep, _ in group:
+        module = dep.target.module
+        if isinstance(module, nn.MultiheadAttention):
+            why = unconvertible_attention(module) or "not converted by convert_attention"
+            return (
+                f"an nn.MultiheadAttention whose heads rlprune cannot prune ({why}): "
+                "the embedding width stays"
+            )
+    return ""
 
 
 def _is_grouped_conv(module: nn.Module | None) -> bool:
@@ -367,6 +446,7 @@ def prune(
     To prune one model many times, build a :class:`Surgeon` once and call its
     :meth:`Surgeon.prune`: this function traces the model on every call.
     """
+    model = convert_attention(model)
     was_training = model.training
     model.eval()
     try:

@@ -7,7 +7,7 @@
 | ``pruned_model.pt2`` | ``torch.export`` program (eval mode, dynamic batch size) | ``torch.export.load(path).module()`` or :func:`load_exported` |
 | ``pruned_model.pt`` | TorchScript (traced in eval mode), while torch ships ``torch.jit`` | ``torch.jit.load(path)`` or :func:`load_exported` |
 | ``pruned_state_dict.pt`` | plain state dict of CPU tensors | ``torch.load(path, weights_only=True)`` |
-| ``architecture.json`` | every conv / linear / BatchNorm layer and its channel counts | ``json.load`` |
+| ``architecture.json`` | every conv / linear / BatchNorm layer and its channel counts, every attention's heads | ``json.load`` |
 | ``pruned_model.onnx`` | ONNX (opset 17, dynamic batch axis), with the ``onnx`` extra | ``onnxruntime.InferenceSession(path)`` |
 
 A pruned network has the same module tree as the original but narrower layers, so
@@ -234,7 +234,8 @@ def load_exported(path: str | os.PathLike[str]) -> nn.Module:
 def architecture(
     model: nn.Module, example_inputs: torch.Tensor, output: torch.Tensor | None = None
 ) -> dict[str, Any]:
-    """Every conv, linear and BatchNorm layer by qualified name, with its channel counts.
+    """Every conv, linear and BatchNorm layer by qualified name, with its channel counts,
+    and every attention with its heads.
 
     Enough to rebuild the pruned network from its original definition: construct it,
     replace each listed layer with one of the listed width, then load the state dict.
@@ -266,6 +267,17 @@ def architecture(
                     "in_channels": module.in_features,
                     "out_channels": module.out_features,
                     "bias": module.bias is not None,
+                }
+            )
+        elif isinstance(getattr(module, "num_heads", None), int) and isinstance(
+            getattr(module, "head_dim", None), int
+        ):  # an attention: its heads left (rlprune's HeadAttention, nn.MultiheadAttention)
+            layers.append(
+                {
+                    "name": name,
+                    "type": type(module).__name__,
+                    "num_heads": module.num_heads,
+                    "head_dim": module.head_dim,
                 }
             )
         elif isinstance(module, _BatchNorm):
