@@ -353,10 +353,15 @@ def _search_section(args: Args) -> list[str]:
             out += ["##" + table.split("\n", 1)[0], *table.split("\n", 1)[1].splitlines(), ""]
             files = sorted((folder / "results").glob("*.json"))
             retimed = sum(bool(json.loads(p.read_text()).get("retimed")) for p in files)
+            rest = (
+                ""
+                if retimed == len(files)
+                else "; the rest as timed at the end of their search, beside other jobs"
+            )
             out += [
                 f"Speedups: {retimed} of {len(files)} results re-timed with every other job "
-                f"paused (`--stages retime`, {args.repeats} interleaved passes per batch size); "
-                "the rest as timed at the end of their search, beside other jobs.",
+                f"paused (`--stages retime`, {args.repeats} interleaved passes per batch "
+                f"size){rest}.",
                 "",
             ]
         if not found and env not in UNREACHABLE:
@@ -372,7 +377,10 @@ def _equal_section(args: Args) -> list[str]:
         "",
         f"{RECOMMENDED} at MACs target 0.5 (the kept MACs suite, 50 evaluations, 3 seeds) "
         f"against {RECOMMENDED} under a latency budget set to the latency ratio the MACs "
-        "search's bests actually reach (re-timed interleaved at the latency batch).",
+        "search's bests actually reach (re-timed interleaved at the latency batch). The "
+        "latency searches here ran on the latency model before its grid trial and focus "
+        "probes (commit 8d132c3); to rerun them on the current one, delete the kept "
+        "`*-eq-b50.json.gz` and run `--stages equal --resume`.",
         "",
         "| network | latency target (= MACs search's measured ratio) | MACs search val | "
         "latency search val | MACs search test (fine-tuned) | latency search test "
