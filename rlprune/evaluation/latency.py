@@ -445,7 +445,8 @@ class _Builder:
         started = time.perf_counter()
         focus = FOCUS_PROBES if self.key.target < 1.0 else 0
         trial = TRIAL_PROBES + 1 if len(grids) > 1 else 0
-        self.total = trial * len(grids) + 1 + max(probes - trial + 1, 0) + focus
+        # the chosen grid's trial copies are part of the fit's probes
+        self.total = trial * (len(grids) - 1) + probes + 1 + focus
         trials: list[BlockTrial] = []
         timed: list[tuple[float, float, float]] = []
         configs: list[np.ndarray] = []
