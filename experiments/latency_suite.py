@@ -35,14 +35,14 @@ from rlprune.arguments import arg, parse
 from rlprune.errors import run_script
 from rlprune.evaluation.latency import check_model, grid_words, latency_model
 from rlprune.evaluation.task import PruningTask
-from rlprune.evaluation.timing import interleaved_ms, paired_speedups
+from rlprune.evaluation.timing import interleaved_ms
 from rlprune.presets.loader import load_env_config
 from rlprune.presets.tasks import load_task as load_preset_task
 from rlprune.reports.tables import render_markdown, summarise
 from rlprune.reports.versions import software_versions
 from rlprune.search.benchmark import BenchmarkSettings, load_task
 from rlprune.search.methods import DEFAULT_METHODS, RECOMMENDED
-from rlprune.suites import finished, folder_results, restore, run_kept, store
+from rlprune.suites import finished, folder_results, restore, retime, run_kept, store
 
 ROOT = Path(__file__).resolve().parent.parent
 KEPT = ROOT / "docs" / "benchmarks" / "latency"
@@ -200,29 +200,7 @@ def retime_stage(args: Args) -> None:
             if not (folder / "benchmark.json").is_file():
                 continue
             task = load_preset_task(_config(env, args, 1.0, batch).task)
-            c, h, w = (int(d) for d in task.analysis.input_shape)
-            for path in sorted((folder / "results").glob("*.json")):
-                raw = json.loads(path.read_text())
-                result = raw["result"]
-                channels = np.array(result["best"]["channels"], dtype=np.int64)
-                speed = paired_speedups(
-                    task.model,
-                    task.prune(channels).model,
-                    (c, h, w),
-                    (1, 64),
-                    repeats=args.repeats,
-                    threads=args.threads,
-                )
-                result["latency_speedup"] = speed[64].speedup
-                result["speedup_b1"] = speed[1].speedup
-                result["speedup_spread"] = {str(b): [s.p10, s.p90] for b, s in speed.items()}
-                raw["retimed"] = True
-                path.write_text(json.dumps(raw))
-                print(
-                    f"{folder.name} {path.stem}: {speed[1].speedup:.2f}x b1, "
-                    f"{speed[64].speedup:.2f}x b64",
-                    flush=True,
-                )
+            retime(folder, task, repeats=args.repeats, threads=args.threads)
             store(folder, args.data, ROOT)
 
 

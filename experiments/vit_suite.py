@@ -2,6 +2,7 @@
 
     python experiments/vit_suite.py --resume      # run (or finish) every stage, write the page
     python experiments/vit_suite.py --page-only   # seconds: docs/vit.md from kept results
+    python experiments/vit_suite.py --resume --stages retime   # idle machine: time again
 
 1. Search: fmnist-vit at MACs targets --targets, every method (ppo, random, eagleeye, tpe,
    cmaes, uniform, magnitude, sensitivity), --evals full evaluations each, --seeds seeds;
@@ -14,6 +15,8 @@
 3. Cost: torchvision's vit_b_16 at --size (random weights, 10 classes): the analysis's
    time and an episode's non-forward part (copy and surgery), as
    ``python tools/check_architectures.py --models vit_b_16 --size 224`` measures them.
+4. Retime (not by default; for an idle machine): every kept best timed again against the
+   original, interleaved, --repeats passes at batch 1 and 64, its speedups replaced.
 
 Results are kept, compressed, in docs/benchmarks/vit/ (committed) after every result, so
 ``--resume`` continues across sessions; the page is docs/vit.md, which
@@ -45,7 +48,7 @@ from rlprune.presets.loader import load_env_config
 from rlprune.reports.tables import render_markdown, summarise
 from rlprune.reports.versions import software_versions
 from rlprune.search.benchmark import BenchmarkSettings, load_task
-from rlprune.suites import finished, folder_results, restore, run_kept
+from rlprune.suites import finished, folder_results, restore, retime, run_kept, store
 
 ROOT = Path(__file__).resolve().parent.parent
 KEPT = ROOT / "docs" / "benchmarks" / "vit"
@@ -54,7 +57,7 @@ SEARCH_ENV = "fmnist-vit"
 HELDOUT_ENV = "fmnist-vit-heldout"
 METHODS = ("ppo", "random", "eagleeye", "tpe", "cmaes", "uniform", "magnitude", "sensitivity")
 TRANSFER_METHODS = ("transfer", "transfer-refine", "uniform", "sensitivity", "tpe")
-STAGES = ("search", "transfer", "cost")
+STAGES = ("search", "transfer", "cost", "retime")
 
 
 def float_list(text: str) -> list[float]:
@@ -78,7 +81,12 @@ class Args:
     finetune_images: int = arg(10_000, "one fine-tuning pass over this many training images")
     size: int = arg(224, "vit_b_16's input size for the cost stage")
     episodes: int = arg(3, "random-action episodes the cost stage times")
-    stages: list[str] = arg(list(STAGES), "comma-separated stages to run", parse=text_list)
+    stages: list[str] = arg(
+        list(STAGES[:3]),
+        "comma-separated stages to run (retime: every kept best timed again, for an idle machine)",
+        parse=text_list,
+    )
+    repeats: int = arg(15, "interleaved passes per batch size when re-timing")
     out: Path = arg(ROOT / "results" / "vit", "where the benchmark folders go (not committed)")
     data: Path = arg(KEPT, "where results are kept (committed); --resume restores them first")
     page: Path = arg(PAGE, "where to write the page")
@@ -106,6 +114,15 @@ def _run(env: str, target: float, methods: tuple[str, ...], args: Args, **extra:
     print(f"vit suite: {key}: {', '.join(methods)}", flush=True)
     run_kept(task, config, settings, out, args.data, ROOT, key, resume=args.resume)
     return out
+
+
+def _retime(folder: Path, env: str, target: float, args: Args) -> None:
+    """Time every kept best in ``folder`` again, interleaved with the original (idle machine)."""
+    if not (folder / "benchmark.json").is_file():
+        return
+    task = load_task(load_env_config(env, {"target": target}), None)
+    retime(folder, task, repeats=args.repeats)
+    store(folder, args.data, ROOT)
 
 
 def _cost(args: Args) -> dict[str, Any]:
@@ -176,19 +193,35 @@ def _table(folder: Path, title: str, order: tuple[str, ...]) -> str:
     return render_markdown(summarise(results), title=title).replace("# ", "### ", 1)
 
 
+def _timed(folder: Path) -> str:
+    """Which speedups were re-timed on an idle machine (``--stages retime``)."""
+    files = sorted((folder / "results").glob("*.json"))
+    retimed = sum(bool(json.loads(p.read_text()).get("retimed")) for p in files)
+    if retimed == len(files):
+        return (
+            "Speedups: every result re-timed with the machine otherwise idle "
+            "(`--stages retime`, interleaved with the original)."
+        )
+    return (
+        f"Speedups: {retimed} of {len(files)} results re-timed on an idle machine; the rest "
+        "were timed during the search, beside other jobs (`--stages retime` times them again)."
+    )
+
+
 def _section(
     folder: Path, title: str, order: tuple[str, ...], label: str, missing: list[str]
 ) -> list[str]:
     """A setting's table: whole, partial (what is kept so far, said so) or missing."""
     if finished(folder, order):
-        return [_table(folder, title, order), ""]
+        return [_table(folder, title, order), _timed(folder), ""]
     done = len(list((folder / "results").glob("*.json"))) if folder.is_dir() else 0
     if not done:
         missing.append(label)
         return []
     missing.append(f"the rest of {label}")
     total = len(order) * json.loads((folder / "benchmark.json").read_text())["settings"]["seeds"]
-    return [_table(folder, f"{title} (partial: {done} of {total} results so far)", order), ""]
+    title = f"{title} (partial: {done} of {total} results so far)"
+    return [_table(folder, title, order), _timed(folder), ""]
 
 
 def write_page(
@@ -274,6 +307,10 @@ def main(argv: list[str] | None = None) -> int:
             policy=str(ROOT / "policies" / "general"),
             adapt_episodes=args.refine_evals,
         )
+    if "retime" in args.stages:
+        for target in args.targets:
+            _retime(search[target], SEARCH_ENV, target, args)
+            _retime(transfer[target], HELDOUT_ENV, target, args)
     write_page(args, search, transfer, cost)
     return 0
 

@@ -7,6 +7,7 @@ import json
 import shutil
 import signal
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -854,3 +855,30 @@ def test_train_general_policy_select_on_exports_the_checkpoint_that_plays_best(
     params = torch.load(run / "checkpoints" / best / "params.pt", weights_only=True)["policy"]
     for name, tensor in picked.network.state_dict().items():
         assert torch.equal(tensor, params[name])
+
+
+def test_a_kept_benchmark_resumes_where_its_policy_moved_but_not_with_another(
+    tmp_path: Path,
+) -> None:
+    from rlprune.presets.loader import GENERAL_POLICY
+    from rlprune.search.benchmark import BenchmarkSettings, manifest_settings, prepare_out_dir
+
+    env = json.loads(json.dumps(EnvConfig().to_dict(), default=list))
+    moved, other = tmp_path / "moved", tmp_path / "other"
+    shutil.copytree(GENERAL_POLICY, moved)
+    shutil.copytree(GENERAL_POLICY, other)
+    (other / "policy.json").write_text((other / "policy.json").read_text() + " ")
+    out = tmp_path / "bench"
+
+    def manifest(policy: Path) -> dict[str, Any]:
+        settings = BenchmarkSettings(methods=("transfer",), evals=5, policy=str(policy))
+        return {"env": env, "settings": json.loads(json.dumps(manifest_settings(settings)))}
+
+    kept = manifest(GENERAL_POLICY)
+    kept["settings"]["policy"] = "/gone/checkout/policies/general"  # recorded elsewhere
+    out.mkdir()
+    (out / "benchmark.json").write_text(json.dumps(kept))
+    prepare_out_dir(out, manifest(moved), overwrite=False, resume=True)  # same content
+    assert json.loads((out / "benchmark.json").read_text())["settings"]["policy"] == str(moved)
+    with pytest.raises(RunError, match=r"other settings \(settings.policy.*policy_digest"):
+        prepare_out_dir(out, manifest(other), overwrite=False, resume=True)

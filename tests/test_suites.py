@@ -13,6 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from rlprune.evaluation.task import PruningTask
+from rlprune.mdp.settings import EnvConfig
+from rlprune.search.benchmark import BenchmarkSettings, run_benchmark
 from rlprune.suites import (
     elapsed,
     finished,
@@ -20,6 +23,7 @@ from rlprune.suites import (
     forget,
     rerun_error,
     restore,
+    retime,
     store,
 )
 
@@ -94,3 +98,24 @@ def test_rerun_must_name_methods_and_come_with_resume(
 ) -> None:
     error = rerun_error(rerun, resume)
     assert error == message if message is None else error is not None and message in error
+
+
+def test_retime_replaces_each_results_speedups_and_marks_it(
+    digits_task: PruningTask, tmp_path: Path
+) -> None:
+    settings = BenchmarkSettings(methods=("uniform", "random"), evals=2, seeds=1)
+    run_benchmark(digits_task, settings, tmp_path, config=EnvConfig(digits_task.config))
+    for path in (tmp_path / "results").glob("*.json"):  # as if timed on a busy machine
+        raw = json.loads(path.read_text())
+        raw["result"]["speedup_b1"] = raw["result"]["latency_speedup"] = -1.0
+        path.write_text(json.dumps(raw))
+    lines: list[str] = []
+    assert retime(tmp_path, digits_task, repeats=2, echo=lines.append) == 2
+    for path in (tmp_path / "results").glob("*.json"):
+        raw = json.loads(path.read_text())
+        result = raw["result"]
+        assert raw["retimed"] and result["speedup_b1"] > 0 and result["latency_speedup"] > 0
+        assert set(result["speedup_spread"]) == {"1", "64"}
+        assert all(p10 <= p90 for p10, p90 in result["speedup_spread"].values())
+    assert len(lines) == 2 and lines[0].endswith("x b64")
+    assert {r.method for r in folder_results(tmp_path)} == {"uniform", "random"}

@@ -14,6 +14,7 @@ metadata; it plays the mean of its members' actions.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import math
@@ -49,6 +50,7 @@ __all__ = [
     "env_config_for_policy",
     "install_policy",
     "load_policy",
+    "policy_digest",
     "resolve_policy_dir",
     "save_ensemble",
     "save_policy",
@@ -224,6 +226,16 @@ def resolve_policy_dir(path: str | Path) -> Path:
             "(made by `rlprune train`) in it or in its policy/ folder"
         )
     return p
+
+
+def policy_digest(path: str | Path) -> str:
+    """A short content hash of a policy (its metadata and weights): what a benchmark records
+    so that ``--resume`` knows the same policy when its folder has moved."""
+    folder = resolve_policy_dir(path)
+    digest = hashlib.sha256()
+    for name in (METADATA_FILE, WEIGHTS_FILE):
+        digest.update((folder / name).read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def load_policy(path: str | Path) -> LoadedPolicy:

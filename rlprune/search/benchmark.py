@@ -35,7 +35,7 @@ from ..mdp.settings import EnvConfig
 from ..presets.tasks import load_task as load_preset_task
 from ..reports.plots import plot_all
 from ..reports.tables import MethodSeedResult, comparison_lines, summarise, write_tables
-from ..rl.policy import env_config_for_policy, load_policy
+from ..rl.policy import env_config_for_policy, load_policy, policy_digest
 from .base import SearchMethod, SearchOptions
 from .methods import METHODS, RECOMMENDED, TRANSFER_METHODS, get_method
 
@@ -188,7 +188,22 @@ def manifest_settings(settings: BenchmarkSettings) -> dict[str, Any]:
     recorded = dataclasses.asdict(settings)
     if not any(m in TRANSFER_METHODS for m in settings.methods):
         del recorded["trust"]
+    if settings.policy is not None:
+        recorded["policy_digest"] = policy_digest(settings.policy)
     return recorded
+
+
+def _same_policy(previous: dict[str, Any], now: dict[str, Any]) -> None:
+    """Compare policies by content, not path: a kept benchmark whose policy folder moved
+    (another checkout) resumes when the policy is the same. Edits ``previous`` in place."""
+    before = previous.get("settings", {})
+    if before.get("policy") is None or now.get("policy") is None:
+        return
+    digest = before.get("policy_digest")
+    if digest is None and Path(before["policy"]).exists():
+        digest = policy_digest(before["policy"])
+    if digest is not None and digest == now.get("policy_digest"):
+        before["policy"], before["policy_digest"] = now["policy"], digest
 
 
 def _more_seeds(previous: dict[str, Any], manifest: dict[str, Any]) -> bool:
@@ -197,6 +212,17 @@ def _more_seeds(previous: dict[str, Any], manifest: dict[str, Any]) -> bool:
     before, now = previous.get("settings", {}), manifest["settings"]
     same = {**previous, "settings": {**before, "seeds": now.get("seeds")}} == manifest
     return same and int(now.get("seeds", 1)) > int(before.get("seeds", 1))
+
+
+def _differences(previous: dict[str, Any], manifest: dict[str, Any]) -> str:
+    """The settings two manifests disagree on, named, e.g. ``settings.evals 50 -> 100``."""
+    changed = []
+    for part in ("env", "settings"):
+        before, now = previous.get(part, {}), manifest.get(part, {})
+        for key in sorted(set(before) | set(now)):
+            if before.get(key) != now.get(key):
+                changed.append(f"{part}.{key} {before.get(key)!r} -> {now.get(key)!r}")
+    return "; ".join(changed[:3]) + (f"; {len(changed) - 3} more" if len(changed) > 3 else "")
 
 
 def _check_workers(out: Path, previous: dict[str, Any], manifest: dict[str, Any]) -> None:
@@ -232,14 +258,17 @@ def prepare_out_dir(out: Path, manifest: dict[str, Any], *, overwrite: bool, res
             if "workers" in manifest:  # not recorded before: taken as this command's
                 previous.setdefault("workers", manifest["workers"])
             _check_workers(out, previous, manifest)
+            _same_policy(previous, manifest["settings"])
             grown = _more_seeds(previous, manifest)
             if previous != manifest and not grown:
                 raise RunError(
-                    f"{out} holds a benchmark with other settings; --resume needs the same "
-                    "command, or only more --seeds (or use --overwrite, or another --out)"
+                    f"{out} holds a benchmark with other settings ({_differences(previous, manifest)}); "
+                    "--resume needs the same command, or only more --seeds (or use --overwrite, "
+                    "or another --out)"
                 )
-            if grown:  # the kept seeds stand; the new ones run
-                atomic_write_json(existing, manifest)
+            # the kept results stand; the manifest names this command (its seeds, where
+            # its policy now lies)
+            atomic_write_json(existing, manifest)
         else:
             raise RunError(
                 f"{out} already holds a benchmark; pass --resume to finish it, --overwrite to "
