@@ -193,6 +193,41 @@ def _table(folder: Path, title: str, order: tuple[str, ...]) -> str:
     return render_markdown(summarise(results), title=title).replace("# ", "### ", 1)
 
 
+def _ordinal(n: int) -> str:
+    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
+
+
+def verdict(folder: Path, method: str = "ppo") -> str:
+    """Where ``method`` ranks on mean validation accuracy (percent, to two decimals, as the
+    table shows it), said plainly."""
+    means = {
+        s.method: round(100 * s.val_accuracy.mean, 2) for s in summarise(folder_results(folder))
+    }
+    if method not in means:
+        return ""
+    own = means[method]
+    ahead = sorted(((v, m) for m, v in means.items() if v > own), reverse=True)
+    tied = [m for m, v in means.items() if v == own and m != method]
+    if ahead:
+        best, leader = ahead[0]
+        return (
+            f"**{method} is not best here**: {_ordinal(len(ahead) + 1)} of {len(means)} on "
+            f"validation accuracy, {best - own:.2f} points behind {leader} ({best:.2f} %)."
+        )
+    if tied:
+        nets = {(r.method, r.seed): list(r.best.channels) for r in folder_results(folder)}
+        same = [
+            m for m in tied if all(nets[k] == nets.get((m, k[1])) for k in nets if k[0] == method)
+        ]
+        return (
+            f"{method} shares the best validation accuracy ({own:.2f} %) with "
+            f"{', '.join(tied)}; it is not ahead of {'it' if len(tied) == 1 else 'them'}"
+            + (f" (the same pruned network as {', '.join(same)} on every seed)." if same else ".")
+        )
+    runner = max(v for m, v in means.items() if m != method)
+    return f"{method} is best on validation accuracy, {own - runner:.2f} points ahead."
+
+
 def _timed(folder: Path) -> str:
     """Which speedups were re-timed on an idle machine (``--stages retime``)."""
     files = sorted((folder / "results").glob("*.json"))
@@ -246,6 +281,8 @@ def write_page(
     for target, folder in search.items():
         title = f"{SEARCH_ENV}, MACs target {target}, {args.evals} evaluations"
         lines += _section(folder, title, METHODS, f"{SEARCH_ENV} at {target}", missing)
+        if finished(folder, METHODS):
+            lines += [verdict(folder), ""]
     lines += [
         f"## Transfer to {HELDOUT_ENV}",
         "",

@@ -594,7 +594,7 @@ def render_markdown(
     if any(s.noisy_speedups for s in summaries):
         lines[-1] += (
             f" (noisy): some seed's paired speedups spread more than {NOISY_SPREAD}× "
-            "(p90 / p10); the machine was busy while it was timed."
+            "(p90 / p10): the machine was busy, or the model runs too briefly to time steadily."
         )
     if notes:
         lines.append("")
