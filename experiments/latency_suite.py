@@ -13,6 +13,10 @@
    against ppo under a latency budget set to the speed the MACs search reached (its best
    candidates re-timed now, interleaved, at the latency batch): validation and fine-tuned
    test accuracy side by side.
+4. Retime (--retime search,equal): every kept best timed again against the original,
+   interleaved, --repeats passes at batch 1 and 64; meant for an idle machine.
+5. Apply: what ``rlprune apply --metric latency`` delivers (the shipped general policy)
+   and its own interleaved timing at batch 1 and 64.
 
 Everything is timed with --threads torch threads (1: steady on a shared machine). Results
 are kept, compressed, in docs/benchmarks/latency/ (committed) after every result, so
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,11 +36,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from rlprune.apply import ApplySettings, apply_policy
 from rlprune.arguments import arg, parse
-from rlprune.errors import run_script
+from rlprune.errors import RLPruneError, run_script
 from rlprune.evaluation.latency import check_model, grid_words, latency_model
 from rlprune.evaluation.task import PruningTask
-from rlprune.evaluation.timing import interleaved_ms
+from rlprune.evaluation.timing import interleaved_ms, paired_speedups
 from rlprune.presets.loader import load_env_config
 from rlprune.presets.tasks import load_task as load_preset_task
 from rlprune.reports.tables import render_markdown, summarise
@@ -73,7 +79,7 @@ class Args:
     """The suite's arguments (``--flag-name`` for each field)."""
 
     stages: list[str] = arg(
-        ["accuracy", "search", "retime", "equal"], "stages to run", parse=text_list
+        ["accuracy", "search", "retime", "equal", "apply"], "stages to run", parse=text_list
     )
     networks: list[str] = arg(list(NETWORKS), "env presets", parse=text_list)
     batches: list[int] = arg([1, 64], "batch sizes of the accuracy check", parse=int_list)
@@ -82,6 +88,9 @@ class Args:
     latency_batch: int = arg(1, "batch size the search's latency budget is measured at")
     threads: int = arg(1, "torch threads for every timing")
     repeats: int = arg(15, "interleaved passes per batch size when re-timing (--stages retime)")
+    retime: list[str] = arg(
+        ["search", "equal"], "which stages' results --stages retime times again", parse=text_list
+    )
     evals: int = arg(50, "full evaluations per method and seed")
     seeds: int = arg(3, "seeds per method")
     finetune_images: int = arg(10_000, "one fine-tuning pass over this many images (0: none)")
@@ -194,14 +203,88 @@ def retime_stage(args: Args) -> None:
     batch 1 and 64, and keep those speedups (marked ``retimed``): a search's own timings
     share the machine with whatever else runs, so this stage is meant for an idle one."""
     for env in args.networks:
-        for batch in (1, 64):
-            folder = args.out / _search_name(env, args, batch)
+        folders = []
+        if "search" in args.retime:
+            folders += [(args.out / _search_name(env, args, b), b) for b in (1, 64)]
+        if "equal" in args.retime:
+            folders.append((args.out / f"{env}-eq-b{args.evals}", args.latency_batch))
+            _retime_macs_side(env, args)
+        for folder, batch in folders:
             restore(args.data, folder, ROOT)
             if not (folder / "benchmark.json").is_file():
                 continue
             task = load_preset_task(_config(env, args, 1.0, batch).task)
             retime(folder, task, repeats=args.repeats, threads=args.threads)
             store(folder, args.data, ROOT)
+
+
+def apply_stage(args: Args) -> None:
+    """What ``rlprune apply --metric latency`` delivers on each network at --target and
+    --latency-batch, timed against the original at batch 1 and 64 (its own interleaved
+    timing, --repeats passes); kept in apply.json under NETWORK-lbBATCH. A target the
+    network cannot reach at that batch is kept as the one-line reason apply gives."""
+    path = args.data / "apply.json"
+    kept: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
+    for env in args.networks:
+        key = f"{env}-lb{args.latency_batch}"
+        if args.resume and key in kept:
+            continue
+        started = time.perf_counter()
+        try:
+            report = apply_policy(
+                None,
+                _config(env, args, args.target),
+                ApplySettings(latency_batches=(1, 64), latency_repeats=args.repeats),
+                args.out / "apply" / key,
+                overwrite=True,
+            )
+        except RLPruneError as error:  # e.g. the target is out of reach at this batch
+            kept[key] = {"network": env, "latency_batch": args.latency_batch, "error": str(error)}
+        else:
+            budget = report.latency_budget or {}
+            kept[key] = {
+                "network": env,
+                "latency_batch": args.latency_batch,
+                "target": args.target,
+                "round_to": budget.get("round_to"),
+                "latency_ratio": report.candidate.latency_ratio,
+                "predicted_speedup": budget.get("predicted_speedup"),
+                "macs_ratio": report.candidate.macs_ratio,
+                "val_accuracy": report.candidate.accuracy,
+                "speedups": {str(b): v for b, v in report.latency.items()},
+                "seconds": time.perf_counter() - started,
+            }
+        args.data.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(kept, indent=1))
+        print(f"{key}: {kept[key].get('speedups') or kept[key].get('error')}", flush=True)
+
+
+def _retime_macs_side(env: str, args: Args) -> None:
+    """The MACs search's ppo bests timed again now, as the latency search's are, so that the
+    equal-speed table compares ratios measured in one session (kept in
+    equal_retimed.json; the MACs suite's own kept results stay as they are)."""
+    macs_folder = args.out / "macs" / f"{env}-t0.5-b50"
+    if not restore(MACS_DATA, macs_folder, ROOT):
+        return
+    task = load_preset_task(_config(env, args, 1.0).task)
+    c, h, w = (int(d) for d in task.analysis.input_shape)
+    ratios = []
+    for result in folder_results(macs_folder):
+        if result.method == RECOMMENDED:
+            speed = paired_speedups(
+                task.model,
+                task.prune(result.best.channels).model,
+                (c, h, w),
+                (args.latency_batch,),
+                repeats=args.repeats,
+                threads=args.threads,
+            )
+            ratios.append(1 / speed[args.latency_batch].speedup)
+    path = args.data / "equal_retimed.json"
+    kept = json.loads(path.read_text()) if path.is_file() else {}
+    kept[env] = round(statistics.mean(ratios), 3)
+    path.write_text(json.dumps(kept, indent=1))
+    print(f"{env}: the MACs search's ppo bests at {kept[env]:.3f} of the latency", flush=True)
 
 
 def equal_speed_stage(args: Args) -> None:
@@ -269,6 +352,7 @@ def write_page(args: Args) -> None:
     ]
     lines += _accuracy_section(args)
     lines += _search_section(args)
+    lines += _apply_section(args)
     lines += _equal_section(args)
     lines += _vision_section(args)
     args.markdown.write_text("\n".join(lines) + "\n")
@@ -355,16 +439,20 @@ def _equal_section(args: Args) -> list[str]:
         "",
         f"{RECOMMENDED} at MACs target 0.5 (the kept MACs suite, 50 evaluations, 3 seeds) "
         f"against {RECOMMENDED} under a latency budget set to the latency ratio the MACs "
-        "search's bests actually reach (re-timed interleaved at the latency batch). The "
-        "latency searches here ran on the latency model before its grid trial and focus "
-        "probes (commit 8d132c3); to rerun them on the current one, delete the kept "
-        "`*-eq-b50.json.gz` and run `--stages equal --resume`.",
+        "search's bests actually reach (re-timed interleaved at the latency batch), both "
+        "re-timed in one idle session (`--stages retime --retime equal`, interleaved with the "
+        "original, mean over seeds): the two re-timed ratio columns say whether the latency "
+        "search's networks are as fast as the MACs search's. Ahead: latency search val minus "
+        "MACs search val, in points.",
         "",
-        "| network | latency target (= MACs search's measured ratio) | MACs search val | "
-        "latency search val | MACs search test (fine-tuned) | latency search test "
-        "(fine-tuned) | latency search MACs ratio |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| network | latency target (= MACs search's measured ratio) | MACs search re-timed "
+        "ratio | latency search re-timed ratio | MACs search val | latency search val | ahead | MACs search test (fine-tuned) "
+        "| latency search test (fine-tuned) | latency search MACs ratio |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
+    retimed_path = args.data / "equal_retimed.json"
+    retimed = json.loads(retimed_path.read_text()) if retimed_path.is_file() else {}
+    ahead = []
     for env in args.networks:
         folder = args.out / f"{env}-eq-b{args.evals}"
         macs_folder = args.out / "macs" / f"{env}-t0.5-b50"
@@ -372,7 +460,8 @@ def _equal_section(args: Args) -> list[str]:
         restore(MACS_DATA, macs_folder, ROOT)
         if env not in targets or not (folder / "results").is_dir():
             continue
-        ours = {s.method: s for s in summarise(folder_results(folder))}.get(RECOMMENDED)
+        results = [r for r in folder_results(folder) if r.method == RECOMMENDED]
+        ours = {s.method: s for s in summarise(results)}.get(RECOMMENDED)
         theirs = {s.method: s for s in summarise(folder_results(macs_folder))}.get(RECOMMENDED)
         if ours is None or theirs is None:
             continue
@@ -380,10 +469,55 @@ def _equal_section(args: Args) -> list[str]:
         def pct(stat: Any) -> str:
             return "n/a" if stat is None else f"{100 * stat.mean:.2f} ± {100 * stat.std:.2f}"
 
+        measured = [1 / r.speedup_b1 for r in results if r.speedup_b1]
+        gap = 100 * (ours.val_accuracy.mean - theirs.val_accuracy.mean)
+        ahead.append(gap > 0)
         out.append(
-            f"| {env} | {targets[env]:.3f} | {pct(theirs.val_accuracy)} | "
-            f"{pct(ours.val_accuracy)} | {pct(theirs.test_accuracy_finetuned)} | "
-            f"{pct(ours.test_accuracy_finetuned)} | {ours.macs_ratio.mean:.3f} |"
+            f"| {env} | {targets[env]:.3f} | "
+            f"{f'{retimed[env]:.3f}' if env in retimed else 'n/a'} | "
+            f"{f'{statistics.mean(measured):.3f}' if measured else 'n/a'} | "
+            f"{pct(theirs.val_accuracy)} | {pct(ours.val_accuracy)} | {gap:+.2f} | "
+            f"{pct(theirs.test_accuracy_finetuned)} | {pct(ours.test_accuracy_finetuned)} | "
+            f"{ours.macs_ratio.mean:.3f} |"
+        )
+    if ahead:
+        out += [
+            "",
+            f"The latency search is ahead on validation accuracy on {sum(ahead)} of "
+            f"{len(ahead)} networks.",
+        ]
+    return [*out, ""]
+
+
+def _apply_section(args: Args) -> list[str]:
+    path = args.data / "apply.json"
+    out = [
+        "## What `rlprune apply` delivers at latency 0.5",
+        "",
+        "`python experiments/latency_suite.py --stages apply` (and `--networks "
+        "fmnist-mobilenetv2 --latency-batch 64 --stages apply`): `rlprune apply --metric "
+        "latency --target 0.5 --threads 1` with the shipped general policy, its delivered "
+        "model timed against the original interleaved by apply itself (median, p10–p90 of the "
+        "paired speedups).",
+        "",
+    ]
+    if not path.is_file():
+        return [*out, "Not run yet.", ""]
+    out += [
+        "| network | latency batch | channel grid | val acc | MACs ratio | latency ratio "
+        "(predicted) | speedup b1 | speedup b64 |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for row in json.loads(path.read_text()).values():
+        if "error" in row:
+            out.append(f"| {row['network']} | {row['latency_batch']} | | | | | {row['error']} | |")
+            continue
+        speed = {b: row["speedups"][b] for b in ("1", "64")}
+        cells = [f"{s['speedup']:.2f}× ({s['p10']:.2f}–{s['p90']:.2f})" for s in speed.values()]
+        out.append(
+            f"| {row['network']} | {row['latency_batch']} | {row['round_to'] or 1} | "
+            f"{100 * row['val_accuracy']:.2f} | {row['macs_ratio']:.3f} | "
+            f"{row['latency_ratio']:.3f} | {cells[0]} | {cells[1]} |"
         )
     return [*out, ""]
 
@@ -393,20 +527,20 @@ def _vision_section(args: Args) -> list[str]:
     out = [
         "## torchvision at 224x224 (random weights, latency only)",
         "",
-        "From `python experiments/latency_vision.py`: what `apply` delivers (the general "
-        "policy zero-shot, or the uniform allocation or prior when one scores better: with "
-        "random weights the scores are noise) and, where run, a `ppo` search of 50 "
-        "evaluations, at latency target 0.5 (batch 1); each delivered model timed against "
-        "the original interleaved; p10–p90 of the paired speedups in brackets. The `ppo` "
-        "rows are not run yet: its sensitivity probes need more than 50 evaluations on "
-        "ResNet-50's units with these small random splits.",
+        "From `python experiments/latency_vision.py --evals 200`: what `apply` delivers (the "
+        "general policy zero-shot, or the uniform allocation or prior when one scores better: "
+        "with random weights the scores are noise) and a `ppo` search, at latency target 0.5 "
+        "(batch 1); each delivered model timed against the original interleaved; p10–p90 of "
+        "the paired speedups in brackets. `ppo` needs more than 50 evaluations here: its "
+        "sensitivity probes alone cost 111 on ResNet-50's units.",
         "",
     ]
     if not path.is_file():
         return [*out, "Not run yet.", ""]
     out += [
-        "| network | method | latency ratio (predicted) | MACs ratio | speedup b1 | speedup b64 |",
-        "| --- | --- | ---: | ---: | ---: | ---: |",
+        "| network | method | channel grid | latency ratio (predicted) | MACs ratio | "
+        "speedup b1 | speedup b64 |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in json.loads(path.read_text()).values():
         applied, ppo = row["apply"], row["ppo"]
@@ -416,7 +550,8 @@ def _vision_section(args: Args) -> list[str]:
             return f"{value:.2f}×" + (f" ({spread[0]:.2f}–{spread[1]:.2f})" if spread else "")
 
         out.append(
-            f"| {row['network']} | apply (what it delivers) | {applied['latency_ratio']:.3f} | "
+            f"| {row['network']} | apply (what it delivers) | {row['round_to'] or 1} | "
+            f"{applied['latency_ratio']:.3f} | "
             f"{applied['macs_ratio']:.3f} | "
             f"{cell(speed['1']['speedup'], [speed['1']['p10'], speed['1']['p90']])} | "
             f"{cell(speed['64']['speedup'], [speed['64']['p10'], speed['64']['p90']])} |"
@@ -425,15 +560,15 @@ def _vision_section(args: Args) -> list[str]:
             continue
         spread = ppo["spread"] or {}
         out.append(
-            f"| {row['network']} | ppo ({args.evals} evaluations) | {ppo['latency_ratio']:.3f} | "
+            f"| {row['network']} | ppo ({ppo.get('evals', 'n/a')} evaluations) | "
+            f"{row['round_to'] or 1} | {ppo['latency_ratio']:.3f} | "
             f"{ppo['macs_ratio']:.3f} | {cell(ppo['speedup_b1'], spread.get('1'))} | "
             f"{cell(ppo['speedup_b64'], spread.get('64'))} |"
         )
     first = next(iter(json.loads(path.read_text()).values()))
     out += [
         "",
-        f"Device {first['device']}, {first['threads']} thread(s), torch {first['torch']}; "
-        f"round_to {first['round_to']}.",
+        f"Device {first['device']}, {first['threads']} thread(s), torch {first['torch']}.",
         "",
     ]
     return out
@@ -449,6 +584,7 @@ def main(argv: list[str] | None = None) -> int:
             "search": search_stage,
             "retime": retime_stage,
             "equal": equal_speed_stage,
+            "apply": apply_stage,
         }
         for stage in args.stages:
             stages[stage](args)

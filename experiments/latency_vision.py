@@ -56,7 +56,7 @@ def random_224() -> dict[str, Any]:
             torch.randn(n, 3, 224, 224, generator=g), torch.randint(10, (n,), generator=g)
         )
 
-    return {"train": split(16), "val": split(64), "test": split(8), "num_classes": 10}
+    return {"train": split(16), "val": split(16), "test": split(8), "num_classes": 10}
 
 
 def text_list(text: str) -> list[str]:
@@ -147,6 +147,7 @@ def _ppo(network: str, args: Args, config: EnvConfig) -> dict[str, Any]:
     )
     ppo = results[0]
     return {
+        "evals": args.evals,
         "latency_ratio": ppo.latency_ratio,
         "macs_ratio": ppo.macs_ratio,
         "speedup_b1": ppo.speedup_b1,
