@@ -661,7 +661,9 @@ def test_bundle_policy_picks_the_strength_that_plays_the_selection_networks_best
     assert not (tmp_path / "no").exists()
     # interrupted after its first strength: a valid bundle that keeps the score it measured
     cut = tmp_path / "cut"
-    many = ",".join(f"{s / 10:g}" for s in range(11))  # work left when the signal lands
+    # work left when the signal lands, even when this process is slow to send it (a busy
+    # machine once let 10 strengths finish before the signal came)
+    many = ",".join(f"{s / 50:g}" for s in range(51))
     running = subprocess.Popen(
         [*command[:-1], many, "--out", str(cut)],
         stdout=subprocess.PIPE,
