@@ -425,10 +425,41 @@ def _search_section(args: Args) -> list[str]:
                 f"paused (`--stages retime`, {args.repeats} interleaved passes per batch "
                 f"size){rest}.",
                 "",
+                *_curse_line(folder, batch, rows.get(f"{env}@b{batch}")),
             ]
         if not found and env not in UNREACHABLE:
             out += [f"### {env}", "", "Not run yet.", ""]
     return out
+
+
+def _curse_line(folder: Path, batch: int, accuracy: dict[str, Any] | None) -> list[str]:
+    """How far the searches' bests measure from their predicted latency at the budget's
+    batch: a search picks where the model errs, so this can exceed the error over random
+    candidates (the accuracy check)."""
+    errors: dict[str, list[float]] = {}
+    for result in folder_results(folder):
+        speedup = result.speedup_b1 if batch == 1 else result.latency_speedup
+        if speedup and result.latency_ratio:
+            measured = 1.0 / speedup
+            errors.setdefault(result.method, []).append(measured / result.latency_ratio - 1.0)
+    if not errors:
+        return []
+    every = [e for values in errors.values() for e in values]
+    worst = sorted(errors, key=lambda m: -abs(statistics.median(errors[m])))[:2]
+    random_error = (
+        f"; over random candidates the model's median error is "
+        f"{100 * accuracy['median_error']:.1f} %"
+        if accuracy
+        else ""
+    )
+    return [
+        f"Measured against predicted at batch {batch}: these {len(every)} bests measure "
+        f"{100 * min(every):+.1f} % to {100 * max(every):+.1f} % off their predicted latency "
+        f"(median |error| {100 * statistics.median(abs(e) for e in every):.1f} %; "
+        + ", ".join(f"{m} {100 * statistics.median(errors[m]):+.1f} %" for m in worst)
+        + f"){random_error}. A search picks candidates where the model errs.",
+        "",
+    ]
 
 
 def _equal_section(args: Args) -> list[str]:
