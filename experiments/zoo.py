@@ -159,6 +159,7 @@ def train(argv: list[str]) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     record = read_record(args.data)
+    kept_at_start = dict(record["networks"])  # several `train`s may share the record
     nets = [ZOO[name] for name in args.networks]
     todo = []
     for net in nets:
@@ -185,6 +186,16 @@ def train(argv: list[str]) -> int:
         todo.append(net)
     for number, net in enumerate(todo, 1):
         path = weights_path(net)
+        latest = read_record(args.data)["networks"].get(net.name)
+        if (  # another `train` (on other --networks) finished it since this one began
+            not args.overwrite
+            and path.is_file()
+            and latest
+            and latest != kept_at_start.get(net.name)
+            and latest["train"] == train_settings(net)
+        ):
+            console.print(f"{net.name}: trained meanwhile ({path})", highlight=False)
+            continue
         config = load_env_config(net.preset)
         command = "python experiments/zoo.py train --networks " + net.name
         label = f"{number}/{len(todo)} {net.name}"
@@ -214,6 +225,7 @@ def train(argv: list[str]) -> int:
                 on_step=on_step,
                 metadata={"threads": torch.get_num_threads()},
             )
+        record = read_record(args.data)  # what other `train` processes recorded since
         record["networks"][net.name] = {
             **describe(net, path),
             # the CPU time (all threads) stands apart from the machine's load; wall time not

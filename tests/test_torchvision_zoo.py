@@ -232,6 +232,40 @@ def test_interrupted_training_resumes_keeping_finished_networks(
     assert trained == [*CHEAP, CHEAP[0]]
 
 
+def test_two_trainers_on_other_networks_share_the_record(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("RLPRUNE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("RLPRUNE_DATA", str(_fmnist_like(tmp_path / "fmnist")))
+    harness = _harness()
+    data = tmp_path / "record"
+    first, second = CHEAP[0], CHEAP[1]
+    trained: list[str] = []
+
+    def save(name: str, out: Path) -> None:
+        model = build_model(
+            "torchvision", in_channels=1, num_classes=10, input_size=28, kwargs={"name": name}
+        )
+        save_weights(model, out, {"val_accuracy": 0.9, "test_accuracy": 0.88, "seconds": 1.0})
+        trained.append(name)
+
+    def fake_pretrain(config, *, out, **kwargs):  # type: ignore[no-untyped-def]
+        """While this trains ``first``, another process trains ``second`` and records it."""
+        if config.model_kwargs["name"] == first:
+            net = harness.ZOO[second]
+            save(second, harness.weights_path(net))
+            other = harness.read_record(data)
+            other["networks"][second] = harness.describe(net, harness.weights_path(net))
+            harness._write(data, other)
+        save(config.model_kwargs["name"], Path(out))
+        return Path(out), FitResult(epochs=1, val_accuracy=0.9, test_accuracy=0.88, seconds=1.0)
+
+    monkeypatch.setattr(harness, "pretrain", fake_pretrain)
+    assert harness.train(["--networks", f"{first},{second}", "--data", str(data)]) == 0
+    assert trained == [second, first]  # the other's network is not trained again
+    assert set(json.loads((data / "zoo.json").read_text())["networks"]) == {first, second}
+
+
 # --------------------------------------------------------------------------- table
 
 
