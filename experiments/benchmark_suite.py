@@ -13,8 +13,9 @@
 2. Transfer: the page includes docs/transfer.md, written by experiments/transfer_suite.py
    (the general policy on networks outside its training family), unless --no-transfer;
    and docs/ablation.md, written by experiments/ablation.py, docs/latency.md, written
-   by experiments/latency_suite.py (the latency budget), and docs/vit.md, written by
-   experiments/vit_suite.py (vision transformers).
+   by experiments/latency_suite.py (the latency budget), docs/vit.md, written by
+   experiments/vit_suite.py (vision transformers), and docs/zoo.md, written by
+   experiments/zoo.py (the general policy on a torchvision zoo).
 
 Results go to --out (default results/suite, not committed); the tables are written
 into BENCHMARKS.md and the plots copied to docs/benchmarks/. Each setting's manifest,
@@ -344,6 +345,10 @@ def write_markdown(
     vit = args.markdown.parent / "docs" / "vit.md"
     if vit.is_file():  # from experiments/vit_suite.py: one level down, its links from here
         body = vit.read_text().strip().replace("](guide/", "](docs/guide/").splitlines()
+        lines += [f"#{line}" if line.startswith("#") else line for line in body] + [""]
+    zoo = args.markdown.parent / "docs" / "zoo.md"
+    if zoo.is_file():  # from experiments/zoo.py: one level down, its links from here
+        body = zoo.read_text().strip().replace("](benchmarks/", "](docs/benchmarks/").splitlines()
         lines += [f"#{line}" if line.startswith("#") else line for line in body] + [""]
     for key, folder in folders.items():
         if key.startswith("transfer-"):

@@ -630,8 +630,14 @@ def write_page(
             shown = ["" if g is None else f"{g:+.2f}" for g in (zero, refined)]
             lines.append(f"| {name} | {' | '.join(cells)} | {' | '.join(shown)} |")
         medians = [_median(zero_gaps), _median(refine_gaps)]
+        counted = len(zero_gaps)
+        label = (
+            "median"
+            if counted == len(args.networks)
+            else f"median ({counted} of {len(args.networks)})"
+        )
         lines.append(
-            "| **median** |"
+            f"| **{label}** |"
             + " |" * len(COLUMNS)
             + " "
             + " | ".join("" if m is None else f"**{m:+.2f}**" for m in medians)
