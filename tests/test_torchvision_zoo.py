@@ -24,7 +24,7 @@ from rlprune.mdp.settings import make_config
 from rlprune.models import torchvision_zoo
 from rlprune.models.specs import build_model
 from rlprune.models.torchvision_zoo import ZOO, InputAdapter, torchvision_net, zoo_net
-from rlprune.models.weights import save_weights
+from rlprune.models.weights import load_weights, save_weights
 from rlprune.presets.loader import load_env_config
 from rlprune.presets.tasks import load_task
 from tests.test_data import write_fashion_mnist
@@ -230,6 +230,25 @@ def test_interrupted_training_resumes_keeping_finished_networks(
     )
     assert harness.train([*argv, "--resume"]) == 0
     assert trained == [*CHEAP, CHEAP[0]]
+
+
+def test_a_versioned_state_dict_round_trips_through_the_weight_file(tmp_path: Path) -> None:
+    # torchvision's MNASNet refuses a state dict without its version (_metadata), which a
+    # weights_only load drops: the zoo's trained mnasnet0_5 failed to load this way
+    def build() -> torch.nn.Module:
+        return build_model(
+            "torchvision",
+            in_channels=1,
+            num_classes=10,
+            input_size=28,
+            kwargs={"name": "mnasnet0_5"},
+        )
+
+    model, other = build(), build()
+    save_weights(model, tmp_path / "w.pt")
+    load_weights(other, tmp_path / "w.pt")
+    x = torch.randn(2, 1, 28, 28)
+    assert torch.equal(model.eval()(x), other.eval()(x))
 
 
 def test_two_trainers_on_other_networks_share_the_record(

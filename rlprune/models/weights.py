@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -66,7 +67,11 @@ def load_weights(model: nn.Module, path: str | os.PathLike[str]) -> None:
             f"weights file {str(path)!r} does not fit the {type(model).__name__} model: "
             f"{'; '.join(problems)}; load weights saved from the same model spec and arguments"
         )
-    model.load_state_dict(state, strict=True)
+    # modules that version their state (torchvision's MNASNet) read ``_metadata``, which a
+    # weights_only load drops; the keys and shapes fit, so the model's own versions hold
+    fitted = OrderedDict(state)
+    fitted._metadata = getattr(state, "_metadata", None) or getattr(expected, "_metadata", None)  # type: ignore[attr-defined]
+    model.load_state_dict(fitted, strict=True)
 
 
 def save_weights(
