@@ -520,6 +520,16 @@ def _equal_section(args: Args) -> list[str]:
     return [*out, ""]
 
 
+def _cell(value: float, spread: list[float] | None) -> str:
+    """A speedup with its p10–p90 spread, e.g. ``2.04× (1.94–2.23)``."""
+    return f"{value:.2f}×" + (f" ({spread[0]:.2f}–{spread[1]:.2f})" if spread else "")
+
+
+def _paired(speed: dict[str, float]) -> str:
+    """:func:`_cell` of a paired timing as apply reports it (speedup, p10, p90)."""
+    return _cell(speed["speedup"], [speed["p10"], speed["p90"]])
+
+
 def _apply_section(args: Args) -> list[str]:
     path = args.data / "apply.json"
     out = [
@@ -543,8 +553,7 @@ def _apply_section(args: Args) -> list[str]:
         if "error" in row:
             out.append(f"| {row['network']} | {row['latency_batch']} | | | | | {row['error']} | |")
             continue
-        speed = {b: row["speedups"][b] for b in ("1", "64")}
-        cells = [f"{s['speedup']:.2f}× ({s['p10']:.2f}–{s['p90']:.2f})" for s in speed.values()]
+        cells = [_paired(row["speedups"][b]) for b in ("1", "64")]
         out.append(
             f"| {row['network']} | {row['latency_batch']} | {row['round_to'] or 1} | "
             f"{100 * row['val_accuracy']:.2f} | {row['macs_ratio']:.3f} | "
@@ -577,15 +586,11 @@ def _vision_section(args: Args) -> list[str]:
         applied, ppo = row["apply"], row["ppo"]
         speed = applied["speedups"]
 
-        def cell(value: float, spread: list[float] | None) -> str:
-            return f"{value:.2f}×" + (f" ({spread[0]:.2f}–{spread[1]:.2f})" if spread else "")
-
         out.append(
             f"| {row['network']} | apply (what it delivers) | {row['round_to'] or 1} | "
             f"{applied['latency_ratio']:.3f} | "
             f"{applied['macs_ratio']:.3f} | "
-            f"{cell(speed['1']['speedup'], [speed['1']['p10'], speed['1']['p90']])} | "
-            f"{cell(speed['64']['speedup'], [speed['64']['p10'], speed['64']['p90']])} |"
+            f"{_paired(speed['1'])} | {_paired(speed['64'])} |"
         )
         if ppo is None:
             continue
@@ -593,8 +598,8 @@ def _vision_section(args: Args) -> list[str]:
         out.append(
             f"| {row['network']} | ppo ({ppo.get('evals', 'n/a')} evaluations) | "
             f"{row['round_to'] or 1} | {ppo['latency_ratio']:.3f} | "
-            f"{ppo['macs_ratio']:.3f} | {cell(ppo['speedup_b1'], spread.get('1'))} | "
-            f"{cell(ppo['speedup_b64'], spread.get('64'))} |"
+            f"{ppo['macs_ratio']:.3f} | {_cell(ppo['speedup_b1'], spread.get('1'))} | "
+            f"{_cell(ppo['speedup_b64'], spread.get('64'))} |"
         )
     first = next(iter(json.loads(path.read_text()).values()))
     out += [
