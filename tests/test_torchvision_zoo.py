@@ -404,3 +404,36 @@ def test_pretrain_stops_after_its_images_and_recalibrates_batchnorm(tmp_path: Pa
     meta = torch.load(path, weights_only=True)["metadata"]
     assert meta["images"] == 64 and meta["note"] == "zoo" and meta["seconds"] >= 0
     assert 0 <= result.test_accuracy <= 1
+
+
+def test_page_counts_the_issue_figures_and_names_who_chose_what(tmp_path: Path) -> None:
+    zoo = _harness()
+
+    def setting(**means: float) -> list[types.SimpleNamespace]:
+        return [
+            types.SimpleNamespace(method=method, val_accuracy=value, evaluations=1.0)
+            for method, value in means.items()
+        ]
+
+    names = ("transfer-apply", "transfer-apply-refine", "uniform", "sensitivity", "tpe")
+    rows = {
+        "a": {0.5: setting(**dict(zip(names, (0.80, 0.84, 0.70, 0.80, 0.82), strict=True)))},
+        "b": {0.5: setting(**dict(zip(names, (0.60, 0.66, 0.61, 0.50, 0.63), strict=True)))},
+        "c": {0.3: setting(**dict(zip(names, (0.50, 0.55, 0.40, 0.45, 0.52), strict=True)))},
+    }
+    lines = zoo.figure_lines(rows, [0.5, 0.3], 13)
+    # a ties sensitivity (not a win) and beats uniform; b beats sensitivity, loses to uniform
+    assert lines[0] == (
+        "- **MACs target 0.5** (2 of 13 networks run): zero-shot at or above uniform on 1 of 2, "
+        "above sensitivity on 1 of 2; median gap to TPE of zero-shot -2.50 points, of refine "
+        "+2.50 points."
+    )
+    assert lines[1].startswith("- **MACs target 0.3** (1 of 13 networks run)")
+    policy = tmp_path / "policy"
+    policy.mkdir()
+    meta = {"family": ["net-a", "net-b"], "outside_scale": 0.25}
+    meta["scale_selection"] = {"select_on": ["net-c"]}
+    (policy / "policy.json").write_text(json.dumps(meta))
+    chosen = "\n".join(zoo.chooser_lines(policy))
+    assert "net-a, net-b" in chosen and "(how far `--trust family` damps" in chosen
+    assert "0.25): net-c." in chosen and "The zoo chose nothing" in chosen
