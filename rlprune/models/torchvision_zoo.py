@@ -82,7 +82,7 @@ ZOO: dict[str, ZooNet] = {
         ZooNet("efficientnet_b0", "efficientnet", ("residual", "depthwise", "se")),
         ZooNet("regnet_y_400mf", "regnet", ("residual", "grouped", "se")),
         ZooNet("shufflenet_v2_x0_5", "shufflenet-v2", ("depthwise", "shuffle")),
-        ZooNet("mnasnet0_5", "mnasnet", ("residual", "depthwise")),
+        ZooNet("mnasnet1_0", "mnasnet", ("residual", "depthwise")),
         ZooNet("squeezenet1_1", "squeezenet", ("fire",)),
         ZooNet("densenet121", "densenet", ("dense",)),
         ZooNet(
