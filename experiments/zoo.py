@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shlex
 import statistics
 import sys
@@ -45,7 +46,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from rlprune.arguments import arg, parse
 from rlprune.cli import fraction_list
 from rlprune.env.rollout import TRUST_MODES
-from rlprune.errors import ModelError, RunError, run_script
+from rlprune.errors import ModelError, RLPruneError, RunError, run_script
 from rlprune.files import atomic_write_json
 from rlprune.models.torchvision_zoo import ZOO, ZooNet, zoo_net
 from rlprune.models.weights import load_weights
@@ -547,11 +548,14 @@ def _wins(settled: list[list[MethodSeedResult]], method: str, *, strict: bool) -
 
 
 def figure_lines(
-    rows: dict[str, dict[float, list[MethodSeedResult]]], targets: list[float], zoo_size: int
+    rows: dict[str, dict[float, list[MethodSeedResult]]],
+    targets: list[float],
+    zoo_size: int,
+    label: str = "",
 ) -> list[str]:
     """The issue's figures per target, counted from the results: zero-shot against uniform
     and sensitivity (mean over seeds; a tie does not count as beating), and the median gaps
-    of zero-shot and refine to TPE."""
+    of zero-shot and refine to TPE. ``label`` follows the target's name."""
     lines: list[str] = []
     for target in targets:
         settled = [
@@ -562,27 +566,55 @@ def figure_lines(
         ]
         if not settled:
             continue
-
         zero = _median([g for r in settled if (g := gaps(r)[0]) is not None])
         refine = _median([g for r in settled if (g := gaps(r)[1]) is not None])
         shown = ["not measured" if m is None else f"{m:+.2f} points" for m in (zero, refine)]
+        uniform = _wins(settled, "uniform", strict=False)
+        sensitivity = _wins(settled, "sensitivity", strict=True)
         lines.append(
-            f"- **MACs target {target}** ({len(settled)} of {zoo_size} networks run): "
-            f"zero-shot at or above uniform on {_wins(settled, 'uniform', strict=False)}, above sensitivity "
-            f"on {_wins(settled, 'sensitivity', strict=True)}; median gap to TPE of zero-shot {shown[0]}, "
-            f"of refine {shown[1]}."
+            f"- **MACs target {target}**{label} ({len(settled)} of {zoo_size} networks run): "
+            f"zero-shot at or above uniform on {uniform}, above sensitivity on {sensitivity}; "
+            f"median gap to TPE of zero-shot {shown[0]}, of refine {shown[1]}."
         )
     return lines
 
 
-def chooser_lines(policy: Path) -> list[str]:
-    """Which networks chose what for the played policy, from its metadata: the family it
-    trained on and the networks that chose its off-family strength (none from the zoo)."""
-    meta_path = policy / "policy.json" if policy.is_dir() else policy.with_suffix(".json")
+def policy_meta(policy: Path) -> dict[str, Any]:
+    """The played policy's metadata (``{}`` when it cannot be read)."""
+    path = policy / "policy.json" if policy.is_dir() else policy.with_suffix(".json")
     try:
-        meta = json.loads(meta_path.read_text())
+        meta = json.loads(path.read_text())
     except (OSError, ValueError):
-        return [f"- The policy's metadata ({meta_path}) could not be read."]
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def family_of(model: str) -> str:
+    """A model builder's name as a zoo family (``resnet20`` -> ``resnet``,
+    ``mobilenetv1`` -> ``mobilenet-v1``)."""
+    name = model.lower()
+    version = re.fullmatch(r"(mobilenet)v(\d)", name)
+    return f"{version[1]}-v{version[2]}" if version else re.sub(r"\d+$", "", name)
+
+
+def seen_families(meta: dict[str, Any]) -> dict[str, str]:
+    """The zoo families of the networks the policy trained on: family -> its presets."""
+    seen: dict[str, list[str]] = {}
+    for preset in meta.get("family") or []:
+        try:
+            model = load_env_config(preset).task.model
+        except RLPruneError:
+            continue  # a preset this checkout lacks: its family is unknown, not claimed
+        seen.setdefault(family_of(model), []).append(preset)
+    return {family: ", ".join(presets) for family, presets in seen.items()}
+
+
+def chooser_lines(meta: dict[str, Any], networks: list[str]) -> list[str]:
+    """Which networks chose what for the played policy, from its metadata: the family it
+    trained on, the networks that chose its off-family strength, and the zoo networks
+    whose family it trained on."""
+    if not meta:
+        return ["- The policy's metadata could not be read."]
     family = ", ".join(meta.get("family") or [meta.get("env", "?")])
     lines = [f"- **Trained on** (its training family): {family}."]
     selection = meta.get("scale_selection") or {}
@@ -590,6 +622,15 @@ def chooser_lines(policy: Path) -> list[str]:
         lines.append(
             "- **Chose its off-family strength** (how far `--trust family` damps its "
             f"corrections, {meta.get('outside_scale')}): {', '.join(selection['select_on'])}."
+        )
+    seen = seen_families(meta)
+    shared = [name for name in networks if ZOO[name].family in seen]
+    if shared:
+        lines.append(
+            "- **Zoo networks of a family it trained on** (marked * in the tables; the figures "
+            "are also counted without them): "
+            + "; ".join(f"{name} ({ZOO[name].family}: {seen[ZOO[name].family]})" for name in shared)
+            + ". The networks differ (torchvision's, not this project's), the family does not."
         )
     lines.append(
         "- **The zoo chose nothing**: no zoo network trained, selected or tuned the policy, "
@@ -607,14 +648,18 @@ def write_page(
 ) -> None:
     """docs/zoo.md: the zoo, the table per target with costs and gaps, the family
     distances, and the figure of the gaps."""
+    meta = policy_meta(args.policy)
+    seen = seen_families(meta)
+    shared = [name for name in args.networks if ZOO[name].family in seen]
     lines = [
         "# The general policy on a torchvision zoo it never saw",
         "",
         "Generated by `python experiments/zoo.py table` (`--page-only` rebuilds it in seconds "
         "from the results kept in docs/benchmarks/zoo/; `--resume` finishes an interrupted "
         "run). The networks are torchvision's, unchanged, trained on Fashion-MNIST by "
-        "`python experiments/zoo.py train`; none is in the general policy's training family "
-        "(this project's own fmnist-resnet20, resnet14-w24, resnet32-w12 and regnet).",
+        "`python experiments/zoo.py train`; the general policy never saw one of them (it trained "
+        "on this project's own networks: which, and which families they share with the zoo, "
+        "under *Which networks chose what*).",
         "",
         "## The zoo",
         "",
@@ -694,7 +739,8 @@ def write_page(
                 refine_gaps.append(refined)
             figure_rows.setdefault(target, []).append((name, zero, refined))
             shown = ["" if g is None else f"{g:+.2f}" for g in (zero, refined)]
-            lines.append(f"| {name} | {' | '.join(cells)} | {' | '.join(shown)} |")
+            mark = "*" if name in shared else ""
+            lines.append(f"| {name}{mark} | {' | '.join(cells)} | {' | '.join(shown)} |")
         medians = [_median(zero_gaps), _median(refine_gaps)]
         counted = len(zero_gaps)
         label = (
@@ -721,12 +767,22 @@ def write_page(
             "to TPE at least -1.0 point and of refine at least 0.",
             "",
             *figure_lines(rows, args.targets, len(args.networks)),
+            *(
+                figure_lines(
+                    {name: by_target for name, by_target in rows.items() if name not in shared},
+                    args.targets,
+                    len(args.networks) - len(shared),
+                    " without the families it trained on",
+                )
+                if shared
+                else []
+            ),
             "",
         ]
     lines += [
         "## Which networks chose what",
         "",
-        *chooser_lines(args.policy),
+        *chooser_lines(meta, args.networks),
         "",
     ]
     lines += [

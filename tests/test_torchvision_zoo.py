@@ -431,9 +431,13 @@ def test_page_counts_the_issue_figures_and_names_who_chose_what(tmp_path: Path) 
     assert lines[1].startswith("- **MACs target 0.3** (1 of 13 networks run)")
     policy = tmp_path / "policy"
     policy.mkdir()
-    meta = {"family": ["net-a", "net-b"], "outside_scale": 0.25}
+    meta = {"family": ["fmnist-resnet20", "fmnist-cnn"], "outside_scale": 0.25}
     meta["scale_selection"] = {"select_on": ["net-c"]}
     (policy / "policy.json").write_text(json.dumps(meta))
-    chosen = "\n".join(zoo.chooser_lines(policy))
-    assert "net-a, net-b" in chosen and "(how far `--trust family` damps" in chosen
+    read = zoo.policy_meta(policy)
+    assert zoo.seen_families(read) == {"resnet": "fmnist-resnet20", "digits-cnn": "fmnist-cnn"}
+    chosen = "\n".join(zoo.chooser_lines(read, ["resnet18", "vgg11_bn"]))
+    assert "fmnist-resnet20, fmnist-cnn" in chosen and "(how far `--trust family` damps" in chosen
     assert "0.25): net-c." in chosen and "The zoo chose nothing" in chosen
+    assert "resnet18 (resnet: fmnist-resnet20)" in chosen and "vgg11_bn (" not in chosen
+    assert zoo.family_of("mobilenetv1") == "mobilenet-v1" and zoo.family_of("resnet20") == "resnet"
