@@ -19,7 +19,8 @@ apply`` delivers by default: the bundled general policy's zero-shot configuratio
 uniform allocation or the policy's prior, the best), ``transfer-apply-refine`` (``rlprune
 apply --refine 20``), ``transfer`` (the policy's episode alone), the heuristics ``uniform``, ``magnitude`` and
 ``sensitivity`` at their own costs, and ``random`` and ``tpe`` given --evals (100)
-evaluations. Results are kept, compressed, in docs/benchmarks/zoo/ after every one
+evaluations. A configuration scored for one method is not scored again for the next
+(each is still charged for it). Results are kept, compressed, in docs/benchmarks/zoo/ after every one
 (:mod:`rlprune.suites`), with the family distance ``rlprune apply`` prints for each
 network; ``--resume`` continues from a fresh clone, ``--page-only`` rebuilds docs/zoo.md
 and its gap figure from them alone.
@@ -397,6 +398,9 @@ def run_setting(
         overrides = {"target": target, "val_size": args.val_size or None}
         config = benchmark_config(load_env_config(net.preset, overrides), str(args.policy))
         task = load_task(config, None)
+        # the methods' sensitivity probes are the same configurations: scored once, each
+        # method still charged for them (wall times then no longer compare; not shown)
+        task.keep_cache = True
         for folder, methods in folders.items():
             if done[folder]:
                 continue

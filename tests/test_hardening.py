@@ -84,6 +84,29 @@ def test_the_candidate_cache_is_bounded(digits_task: PruningTask) -> None:
         digits_task.reset_search()
 
 
+def test_a_kept_cache_spares_the_scoring_not_the_charge(digits_task: PruningTask) -> None:
+    from rlprune.priors import sensitivity_channels
+
+    def search() -> tuple[np.ndarray, int, int]:
+        digits_task.reset_search()
+        before = digits_task.timings.evaluations
+        channels = sensitivity_channels(digits_task, 0.5)
+        return channels, len(digits_task.ledger), digits_task.timings.evaluations - before
+
+    try:
+        first, charged, scored = search()
+        assert charged == scored > 0  # alone, every probe is scored
+        again, charged_again, scored_again = search()
+        assert charged_again == charged and scored_again == scored  # the default re-scores
+        digits_task.keep_cache = True  # the last search's candidates stay
+        shared, charged_shared, scored_shared = search()
+        assert charged_shared == charged and scored_shared == 0  # charged, not scored
+        assert first.tolist() == again.tolist() == shared.tolist()
+    finally:
+        digits_task.keep_cache = False
+        digits_task.reset_search()
+
+
 def test_model_code_from_a_run_folder_runs_only_if_unchanged(tmp_path: Path) -> None:
     model = tmp_path / "model.py"
     model.write_text((ROOT / "examples" / "custom_model.py").read_text())
