@@ -5,6 +5,10 @@
     python experiments/zoo.py table --resume         # the transfer table (CPU hours), resumable
     python experiments/zoo.py table --page-only      # seconds: docs/zoo.md from the kept results
 
+Several ``train`` or ``table`` processes may run at once on other ``--networks`` (one per
+core, ``OMP_NUM_THREADS=1`` for ``table``); each writes the page with its own networks, so
+rebuild it with ``--page-only`` when they are done.
+
 ``train`` trains every network of :data:`rlprune.models.torchvision_zoo.ZOO` as its preset
 ``envs/zoo-NAME.yaml`` says (``rlprune pretrain`` settings: epochs, images, lr, ...), with a
 progress bar, into rlprune's cache folder (``$RLPRUNE_CACHE_DIR``, else
@@ -420,12 +424,22 @@ def run_setting(
                 adopt_settings(out, settings)
             run_kept(task, config, settings, out, args.data, ROOT, folder, resume=args.resume)
         outside = network_distance(load_policy(args.policy), task, target)
-        kept["distance"][key] = {
+        entry = {
             "units": len(task.analysis.units),
             "outside": [[name, steps, round(d, 4)] for name, steps, d in outside],
         }
-        atomic_write_json(args.data / TABLE, kept)
+        record_distance(args.data / TABLE, kept, key, entry)
     return [r for folder in folders for r in folder_results(args.out / folder)]
+
+
+def record_distance(path: Path, kept: dict[str, Any], key: str, entry: dict[str, Any]) -> None:
+    """Keep one setting's family distance in the table record at ``path``, re-read first:
+    several ``table`` processes on other ``--networks`` may share it."""
+    latest = json.loads(path.read_text()) if path.is_file() else {}
+    latest.setdefault("settings", kept["settings"])
+    latest.setdefault("distance", {})[key] = entry
+    kept["distance"].update(latest["distance"])
+    atomic_write_json(path, latest)
 
 
 def _kept_setting(args: Args, name: str, target: float) -> bool:

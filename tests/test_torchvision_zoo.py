@@ -441,3 +441,16 @@ def test_page_counts_the_issue_figures_and_names_who_chose_what(tmp_path: Path) 
     assert "0.25): net-c." in chosen and "The zoo chose nothing" in chosen
     assert "resnet18 (resnet: fmnist-resnet20)" in chosen and "vgg11_bn (" not in chosen
     assert zoo.family_of("mobilenetv1") == "mobilenet-v1" and zoo.family_of("resnet20") == "resnet"
+
+
+def test_table_processes_on_other_networks_keep_each_others_distances(tmp_path: Path) -> None:
+    zoo = _harness()
+    path = tmp_path / "table.json"
+    settings = {"seeds": 3}
+    first = {"settings": settings, "distance": {}}
+    second = {"settings": settings, "distance": {}}  # read before the first wrote
+    zoo.record_distance(path, first, "zoo-a-t0.5", {"units": 3, "outside": []})
+    zoo.record_distance(path, second, "zoo-b-t0.5", {"units": 4, "outside": []})
+    kept = json.loads(path.read_text())
+    assert kept["settings"] == settings
+    assert set(kept["distance"]) == {"zoo-a-t0.5", "zoo-b-t0.5"} == set(second["distance"])
