@@ -70,6 +70,8 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "docs" / "benchmarks" / "zoo"
 RECORD = "zoo.json"
 """Each trained network's accuracy, time and size, kept in --data."""
+ZOO_ACCURACY = 0.85
+"""The test accuracy every zoo network is to reach."""
 INPUT = "grey repeated into 3 channels, zero-padded 28 -> 32 px (a thin adapter module)"
 
 console = Console(stderr=True)
@@ -239,7 +241,7 @@ def train(argv: list[str]) -> int:
             "load_average": round(os.getloadavg()[0], 2),
         }
         _write(args.data, record)
-        verdict = "" if result.test_accuracy >= 0.85 else "  (below 85 %!)"
+        verdict = "" if result.test_accuracy >= ZOO_ACCURACY else "  (below 85 %!)"
         console.print(
             f"{net.name}: test {100 * result.test_accuracy:.2f} % val "
             f"{100 * result.val_accuracy:.2f} % in {time.perf_counter() - start:.0f} s -> "
@@ -710,6 +712,8 @@ def write_page(
             continue
         changed = info.get("train", train_settings(net)) != train_settings(net)
         stale = " *to retrain*" if changed else ""
+        if not changed and info["test_accuracy"] < ZOO_ACCURACY:
+            stale = " *below 85 %*"
         lines.append(
             f"| {name} | {net.family} | {', '.join(net.structures)} | "
             f"{info['params'] / 1e6:.2f} M | {info['macs'] / 1e6:.1f} M | "
@@ -717,7 +721,17 @@ def write_page(
             f"{(info['seconds'] or 0) / 60:.1f} | "
             + (f"{info['cpu_seconds'] / 60:.1f} |" if "cpu_seconds" in info else " |")
         )
+    reached = [
+        name
+        for name in ZOO
+        if (info := record["networks"].get(name))
+        and info["test_accuracy"] >= ZOO_ACCURACY
+        and info.get("train", train_settings(ZOO[name])) == train_settings(ZOO[name])
+    ]
     lines += [
+        "",
+        f"{len(reached)} of {len(ZOO)} networks are trained to at least 85 % test accuracy "
+        "(as their presets say now).",
         "",
         "## Transfer table",
         "",

@@ -364,6 +364,13 @@ def test_page_only_before_any_run_lists_the_zoo(tmp_path: Path) -> None:
                 "test_accuracy": 0.871,
                 "seconds": 300.0,
             },
+            "googlenet": {
+                "params": 5_600_000,
+                "macs": 30_000_000,
+                "train_images": 116_000,
+                "test_accuracy": 0.8115,
+                "seconds": 600.0,
+            },
             "shufflenet_v2_x0_5": {
                 "params": 352_042,
                 "macs": 880_106,
@@ -383,6 +390,8 @@ def test_page_only_before_any_run_lists_the_zoo(tmp_path: Path) -> None:
     assert "| squeezenet1_1 | squeezenet | fire | 0.73 M | 21.0 M | 116,000 | 87.10 | 5.0 |" in text
     assert "| densenet121 | densenet | dense | | | | not trained | |" in text
     assert "| 86.47 *to retrain* |" in text  # trained otherwise than its preset says now
+    assert "| 81.15 *below 85 %* |" in text
+    assert "1 of 13 networks are trained to at least 85 % test accuracy (as" in text
     assert "Nothing has run yet" in text and "densenet121 @ 0.3" in text
 
 
