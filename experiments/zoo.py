@@ -537,6 +537,17 @@ def gaps(results: list[MethodSeedResult]) -> tuple[float | None, float | None]:
     )
 
 
+CHANCE_MARGIN = 0.02
+"""A setting whose best method is within this of chance (10 classes) compares nothing."""
+
+
+def at_chance(results: list[MethodSeedResult]) -> bool:
+    """Whether every method's mean validation accuracy is within :data:`CHANCE_MARGIN` of
+    chance (Fashion-MNIST's 10 classes)."""
+    means = [m for m in (_mean(results, r.method) for r in results) if m is not None]
+    return bool(means) and max(means) <= 0.1 + CHANCE_MARGIN
+
+
 def _distance_words(entry: dict[str, Any] | None) -> str:
     """The family distance as ``rlprune apply`` words it."""
     if entry is None:
@@ -755,6 +766,7 @@ def write_page(
             "| --- |" + " ---: |" * (len(COLUMNS) + 2),
         ]
         zero_gaps: list[float] = []
+        chance_rows: list[str] = []
         refine_gaps: list[float] = []
         for name in args.networks:
             results = rows.get(name, {}).get(target)
@@ -772,6 +784,9 @@ def write_page(
             figure_rows.setdefault(target, []).append((name, zero, refined))
             shown = ["" if g is None else f"{g:+.2f}" for g in (zero, refined)]
             mark = "*" if name in shared else ""
+            if at_chance(results):
+                mark += " †"
+                chance_rows.append(name)
             lines.append(f"| {name}{mark} | {' | '.join(cells)} | {' | '.join(shown)} |")
         medians = [_median(zero_gaps), _median(refine_gaps)]
         counted = len(zero_gaps)
@@ -787,6 +802,13 @@ def write_page(
             + " | ".join("" if m is None else f"**{m:+.2f}**" for m in medians)
             + " |"
         )
+        if chance_rows:
+            lines += [
+                "",
+                f"† Every method within {100 * CHANCE_MARGIN:.0f} points of chance (10 %): none "
+                "found a working network at this target without fine-tuning, so the row's gaps "
+                "say nothing; it counts in the medians as measured.",
+            ]
         lines.append("")
     if not rows:
         lines += ["Nothing has run yet: `python experiments/zoo.py table --resume` runs it.", ""]

@@ -430,6 +430,7 @@ def test_page_counts_the_issue_figures_and_names_who_chose_what(tmp_path: Path) 
         "b": {0.5: setting(**dict(zip(names, (0.60, 0.66, 0.61, 0.50, 0.63), strict=True)))},
         "c": {0.3: setting(**dict(zip(names, (0.50, 0.55, 0.40, 0.45, 0.52), strict=True)))},
     }
+    assert zoo.at_chance(setting(tpe=0.115, uniform=0.1)) and not zoo.at_chance(rows["a"][0.5])
     lines = zoo.figure_lines(rows, [0.5, 0.3], 13)
     # a ties sensitivity (not a win) and beats uniform; b beats sensitivity, loses to uniform
     assert lines[0] == (
