@@ -446,7 +446,8 @@ def test_page_counts_the_issue_figures_and_names_who_chose_what(tmp_path: Path) 
     (policy / "policy.json").write_text(json.dumps(meta))
     read = zoo.policy_meta(policy)
     assert zoo.seen_families(read) == {"resnet": "fmnist-resnet20", "digits-cnn": "fmnist-cnn"}
-    chosen = "\n".join(zoo.chooser_lines(read, ["resnet18", "vgg11_bn"]))
+    seen = zoo.seen_families(read)
+    chosen = "\n".join(zoo.chooser_lines(read, seen, ["resnet18"]))
     assert "fmnist-resnet20, fmnist-cnn" in chosen and "(how far `--trust family` damps" in chosen
     assert "0.25): net-c." in chosen and "The zoo chose nothing" in chosen
     assert "resnet18 (resnet: fmnist-resnet20)" in chosen and "vgg11_bn (" not in chosen
