@@ -6,8 +6,9 @@
     python experiments/zoo.py table --page-only      # seconds: docs/zoo.md from the kept results
 
 Several ``train`` or ``table`` processes may run at once on other ``--networks`` (one per
-core, ``OMP_NUM_THREADS=1`` for ``table``); each writes the page with its own networks, so
-rebuild it with ``--page-only`` when they are done.
+core, ``OMP_NUM_THREADS=1`` for ``table``); each writes the page with every network the
+data folder keeps, its own and the others' (``--page-only`` once they are all done catches
+what finished after the last write).
 
 ``train`` trains every network of :data:`rlprune.models.torchvision_zoo.ZOO` as its preset
 ``envs/zoo-NAME.yaml`` says (``rlprune pretrain`` settings: epochs, images, lr, ...), with a
@@ -40,7 +41,7 @@ import shlex
 import statistics
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -497,16 +498,22 @@ def table(argv: list[str]) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     rows: dict[str, dict[float, list[MethodSeedResult]]] = {}
     pending: list[str] = []
-    for name in args.networks:
+    # the page lists every zoo network: those not asked for are restored from --data (a
+    # process on other --networks may have kept them), so no run writes a partial page
+    restore = replace(args, page_only=True, resume=True)
+    for name in ZOO:
+        run = name in args.networks and not args.page_only
         for target in args.targets:
-            if args.page_only and not _kept_setting(args, name, target):
+            if not run and not _kept_setting(args, name, target):
                 pending.append(f"{name} @ {target}")
                 continue
-            print(f"zoo: {name} at {target}", flush=True)
+            print(f"zoo: {name} at {target}{'' if run else ' (kept)'}", flush=True)
+            if not run and path.is_file():  # what other processes recorded since we began
+                kept["distance"].update(json.loads(path.read_text()).get("distance", {}))
             try:
-                results = run_setting(args, ZOO[name], target, kept)
+                results = run_setting(args if run else restore, ZOO[name], target, kept)
             except RunError:
-                if not args.page_only:
+                if run:
                     raise
                 pending.append(f"{name} @ {target}")  # kept, but not finished
                 continue
@@ -681,7 +688,7 @@ def write_page(
     distances, and the figure of the gaps."""
     meta = policy_meta(args.policy)
     seen = seen_families(meta)
-    shared = [name for name in args.networks if ZOO[name].family in seen]
+    shared = [name for name in ZOO if ZOO[name].family in seen]
     lines = [
         "# The general policy on a torchvision zoo it never saw",
         "",
@@ -764,7 +771,7 @@ def write_page(
         zero_gaps: list[float] = []
         chance_rows: list[str] = []
         refine_gaps: list[float] = []
-        for name in args.networks:
+        for name in ZOO:
             results = rows.get(name, {}).get(target)
             if results is None:
                 continue
@@ -788,8 +795,8 @@ def write_page(
         counted = len(zero_gaps)
         label = (
             "median"
-            if counted == len(args.networks)
-            else f"median ({counted} of {len(args.networks)})"
+            if counted == len(ZOO)
+            else f"median ({counted} of {len(ZOO)})"
         )
         lines.append(
             f"| **{label}** |"
@@ -816,12 +823,12 @@ def write_page(
             "uniform and above sensitivity on at least 8 of 12 at 0.5, median gap of zero-shot "
             "to TPE at least -1.0 point and of refine at least 0.",
             "",
-            *figure_lines(rows, args.targets, len(args.networks)),
+            *figure_lines(rows, args.targets, len(ZOO)),
             *(
                 figure_lines(
                     {name: by_target for name, by_target in rows.items() if name not in shared},
                     args.targets,
-                    len(args.networks) - len(shared),
+                    len(ZOO) - len(shared),
                     " without the families it trained on",
                 )
                 if shared
@@ -843,7 +850,7 @@ def write_page(
         "its corrections damped to its off-family strength).",
         "",
     ]
-    for name in args.networks:
+    for name in ZOO:
         for target in args.targets:
             entry = kept["distance"].get(_key(name, target))
             if name in rows and target in rows[name]:

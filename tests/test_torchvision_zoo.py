@@ -317,7 +317,7 @@ def test_tiny_table_runs_then_resumes_and_rebuilds_from_kept_data(tmp_path: Path
     run = table()
     assert run.returncode == 0, run.stderr[-2000:]
     first = page.read_text()
-    assert f"| {name} |" in first and "**median**" in first and (tmp_path / "gaps.png").is_file()
+    assert f"| {name} |" in first and "**median (1 of 13)**" in first and (tmp_path / "gaps.png").is_file()
     assert f"**{name} @ 0.5**:" in first
     # a second run without --resume refuses to mix results
     again = table()
@@ -352,6 +352,16 @@ def test_tiny_table_runs_then_resumes_and_rebuilds_from_kept_data(tmp_path: Path
     )
     assert rebuilt.returncode == 0, rebuilt.stderr[-2000:]
     assert page.read_text() == first
+    # another process kept a second network in --data: a run on the first lists both
+    other = "mobilenet_v3_small"
+    for kept in data.glob(f"zoo-{name}-*.json.gz"):
+        shutil.copy(kept, data / kept.name.replace(name, other))
+    record = json.loads((data / "table.json").read_text())
+    record["distance"][f"zoo-{other}-t0.5"] = record["distance"][f"zoo-{name}-t0.5"]
+    (data / "table.json").write_text(json.dumps(record))
+    both = table("--resume")
+    assert both.returncode == 0, both.stderr[-2000:]
+    assert f"**{name} @ 0.5**:" in page.read_text() and f"**{other} @ 0.5**:" in page.read_text()
 
 
 def test_page_only_before_any_run_lists_the_zoo(tmp_path: Path) -> None:
