@@ -6,6 +6,7 @@ import textwrap
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -63,15 +64,17 @@ def test_zoo_model_forward_shape(name: str, shape: tuple[int, int, int]) -> None
 
 @pytest.mark.parametrize("name", sorted(set(MODELS) - {"torchvision"} - set(zoo.TRANSFORMERS)))
 def test_zoo_model_structure(name: str) -> None:
-    """BN after every conv, activation modules, and a Linear classifier executed last."""
+    """BN after every conv (but a squeeze-excite gate's, on pooled maps), activation
+    modules, and a Linear classifier executed last."""
     model = build(name, (3, 28, 28), num_classes=7)
     order = execution_order(model, (3, 28, 28))
+    gates = {m for se in model.modules() if isinstance(se, zoo.SqueezeExcite) for m in se.modules()}
     assert isinstance(order[-1], nn.Linear) and order[-1].out_features == 7
     assert order[-1] is getattr(model, "classifier", None) or order[-1] is getattr(
         model, "fc", None
     )
     for module, following in zip(order, order[1:], strict=False):
-        if isinstance(module, nn.Conv2d):
+        if isinstance(module, nn.Conv2d) and module not in gates:
             assert isinstance(following, nn.BatchNorm2d), f"{name}: conv not followed by BN"
     assert any(isinstance(m, (nn.ReLU, nn.ReLU6)) for m in order)
 
@@ -152,6 +155,49 @@ def test_mobilenetv1_depthwise_convs_prune_with_the_conv_feeding_them() -> None:
     after = [m for m in pruned.model.modules() if isinstance(m, nn.Conv2d) and m.groups > 1]
     assert all(c.groups == c.in_channels == c.out_channels for c in after)
     assert pruned.macs < 0.5 * task.analysis.macs
+
+
+def test_ghost_modules_prune_each_source_channel_with_its_depthwise_copy() -> None:
+    """A ghost module concatenates a layer with its depthwise copy, and a residual stream
+    adds that concat: its channels are tied in pairs. Each unit is rooted at the source,
+    so every layer prunes (none frozen) and the MACs model is exact."""
+    from rlprune.evaluation.task import PruningTask
+    from rlprune.mdp.settings import make_config
+    from tests.conftest import synthetic_data
+
+    torch.manual_seed(0)
+    cfg = ((3, 16, 16, 0, 1), (3, 32, 24, 1, 2), (3, 48, 24, 0, 1))
+    model = zoo.ghostnet(1, 10, 28, cfg=cfg, last_channels=64, pad_to=32)
+    config = make_config({"model": "ghostnet", "calibration_batches": 1, "batch_size": 8})
+    task = PruningTask.from_model(model, synthetic_data(), config)
+    assert task.analysis.frozen == ()
+    assert task.analysis.mac_model.exact
+    ghosts = [m for m in model.modules() if isinstance(m, zoo.GhostModule)]
+    assert len(ghosts) == 6
+    half = [
+        int(o[abs(o - c / 2).argmin()])
+        for o, c in zip(task.candidates, task.max_channels, strict=True)
+    ]
+    pruned = task.prune(half, count=True)
+    assert pruned.macs == round(task.analysis.mac_model.macs(np.asarray(half)))
+    assert pruned.macs < 0.5 * task.analysis.macs
+    for ghost in (m for m in pruned.model.modules() if isinstance(m, zoo.GhostModule)):
+        primary, cheap = ghost.primary[0], ghost.cheap[0]
+        assert primary.out_channels == cheap.in_channels == cheap.groups == cheap.out_channels
+    assert pruned.model(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+
+
+def test_convmixer_is_isotropic_with_one_unit_per_layer() -> None:
+    model = zoo.convmixer(1, 10, 28, dim=32, depth=3, kernel=5, patch=2)
+    shapes = {tuple(m.weight.shape[2:]) for m in model.modules() if isinstance(m, nn.Conv2d)}
+    assert shapes == {(2, 2), (5, 5), (1, 1)}
+    from rlprune.pruning.analysis import analyse
+
+    analysis = analyse(model.eval(), torch.randn(1, 1, 28, 28))
+    # the stem and each block's pointwise conv; every depthwise conv rides with its input
+    assert [u.out_channels for u in analysis.units] == [32] * 4
+    with pytest.raises(ModelError, match="kernel=4 is even"):
+        zoo.convmixer(1, 10, 28, kernel=4)
 
 
 def test_regnet_has_grouped_bottlenecks_that_prune_by_whole_groups() -> None:

@@ -25,12 +25,19 @@ __all__ = [
     "MOBILENETV2_SMALL_CFG",
     "MODELS",
     "TRANSFORMERS",
+    "GHOSTNET_SMALL_CFG",
     "BasicBlock",
     "ConvClassifier",
+    "ConvMixerBlock",
+    "GhostBottleneck",
+    "GhostModule",
+    "SqueezeExcite",
     "InvertedResidual",
     "XBlock",
     "ResNet",
+    "convmixer",
     "digits_cnn",
+    "ghostnet",
     "mobilenetv2",
     "regnet",
     "resnet",
@@ -304,12 +311,14 @@ def mobilenetv1(
     input_size: int = 28,
     cfg: Sequence[tuple[int, int]] = ((32, 1), (64, 2), (64, 1), (128, 2), (128, 1)),
     stem_channels: int = 16,
+    pad_to: int = 0,
 ) -> nn.Module:
     """A small MobileNetV1 (Howard et al. 2017): a 3x3 stem, then depthwise-separable
     blocks (3x3 depthwise conv-BN-ReLU, 1x1 pointwise conv-BN-ReLU), no residual adds.
 
     ``cfg`` rows are ``(out_channels, stride)`` of each block's pointwise conv and
-    depthwise conv. Works for any ``input_size`` >= 4 (accepted for a uniform signature).
+    depthwise conv. Works for any ``input_size`` >= 4. ``pad_to`` zero-pads the images
+    first (28 -> 32 px).
     """
     _check_positive(in_channels=in_channels, num_classes=num_classes, stem_channels=stem_channels)
     if not cfg:
@@ -325,7 +334,9 @@ def mobilenetv1(
             *_conv_bn_relu(channels, out, 1),
         ]
         channels = out
-    return ConvClassifier(nn.Sequential(*layers), channels, num_classes)
+    return ConvClassifier(
+        nn.Sequential(*_padded(layers, input_size, pad_to)), channels, num_classes
+    )
 
 
 class XBlock(nn.Module):
@@ -394,6 +405,206 @@ def regnet(
             layers.append(XBlock(channels, width, 2 if i == 0 else 1, group_width))
             channels = width
     return ConvClassifier(nn.Sequential(*layers), channels, num_classes)
+
+
+def _padded(layers: list[nn.Module], input_size: int, pad_to: int) -> list[nn.Module]:
+    """``layers`` behind a zero padding of ``input_size`` images to ``pad_to`` (centred;
+    nothing when ``pad_to`` <= ``input_size``): how 28 px images reach 32 px stems."""
+    extra = pad_to - input_size
+    if extra <= 0:
+        return layers
+    return [nn.ZeroPad2d((extra // 2, extra - extra // 2, extra // 2, extra - extra // 2)), *layers]
+
+
+class ConvMixerBlock(nn.Module):
+    """ConvMixer layer (Trockman & Kolter 2022): a residual depthwise ``kernel`` x ``kernel``
+    conv-BN-ReLU (spatial mixing), then a pointwise conv-BN-ReLU (channel mixing)."""
+
+    def __init__(self, dim: int, kernel: int) -> None:
+        super().__init__()
+        self.spatial = nn.Sequential(
+            nn.Conv2d(dim, dim, kernel, padding=kernel // 2, groups=dim, bias=False),
+            nn.BatchNorm2d(dim),
+            nn.ReLU(inplace=True),
+        )
+        self.channel = nn.Sequential(*_conv_bn_relu(dim, dim, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.channel(x + self.spatial(x))
+        return out
+
+
+def convmixer(
+    in_channels: int = 3,
+    num_classes: int = 10,
+    input_size: int = 28,
+    dim: int = 128,
+    depth: int = 6,
+    kernel: int = 7,
+    patch: int = 2,
+    pad_to: int = 0,
+) -> nn.Module:
+    """A small ConvMixer: a ``patch`` x ``patch`` patch embedding (stride ``patch``), then
+    ``depth`` isotropic :class:`ConvMixerBlock` layers of width ``dim``, average pool, linear.
+    ``pad_to`` zero-pads the images first (28 -> 32 px); the family has no downsampling
+    after the stem, so every layer runs at one resolution.
+
+    Raises:
+        ModelError: a size is not a positive int, or ``kernel`` is even.
+    """
+    _check_positive(
+        in_channels=in_channels, num_classes=num_classes, dim=dim, depth=depth, patch=patch
+    )
+    _check_positive(kernel=kernel)
+    if kernel % 2 == 0:
+        raise ModelError(f"convmixer kernel={kernel} is even; use an odd kernel size")
+    layers: list[nn.Module] = [
+        nn.Conv2d(in_channels, dim, patch, patch, bias=False),
+        nn.BatchNorm2d(dim),
+        nn.ReLU(inplace=True),
+    ]
+    layers += [ConvMixerBlock(dim, kernel) for _ in range(depth)]
+    return ConvClassifier(nn.Sequential(*_padded(layers, input_size, pad_to)), dim, num_classes)
+
+
+class SqueezeExcite(nn.Module):
+    """Squeeze-excite gate (Hu et al. 2018): average pool, 1x1 conv down to ``channels //
+    reduction``, ReLU, 1x1 conv back, hard sigmoid; scales the input channel-wise. Its convs
+    act on pooled 1x1 maps and have no BatchNorm."""
+
+    def __init__(self, channels: int, reduction: int = 4) -> None:
+        super().__init__()
+        hidden = max(8, channels // reduction)
+        self.gate = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1),
+            nn.Conv2d(channels, hidden, 1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(hidden, channels, 1),
+            nn.Hardsigmoid(inplace=True),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = x * self.gate(x)
+        return out
+
+
+class GhostModule(nn.Module):
+    """Ghost module (Han et al. 2020): a 1x1 primary conv makes half the output channels, a
+    cheap depthwise 3x3 conv of those makes the other half; the two are concatenated."""
+
+    def __init__(self, in_channels: int, out_channels: int, relu: bool = True) -> None:
+        super().__init__()
+        if out_channels % 2:
+            raise ModelError(f"ghost module out_channels={out_channels} is odd; use even")
+        half = out_channels // 2
+        act: list[nn.Module] = [nn.ReLU(inplace=True)] if relu else []
+        self.primary = nn.Sequential(
+            nn.Conv2d(in_channels, half, 1, bias=False), nn.BatchNorm2d(half), *act
+        )
+        self.cheap = nn.Sequential(
+            nn.Conv2d(half, half, 3, padding=1, groups=half, bias=False),
+            nn.BatchNorm2d(half),
+            *[nn.ReLU(inplace=True)] * relu,
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        primary = self.primary(x)
+        return torch.cat([primary, self.cheap(primary)], dim=1)
+
+
+class GhostBottleneck(nn.Module):
+    """Ghost bottleneck: ghost module (expand to ``hidden``), a depthwise ``kernel`` conv
+    carrying the stride (when 2), squeeze-excite (when ``se``), a linear ghost module to
+    ``out_channels``; a residual add, through a depthwise + 1x1 projection when the shape
+    changes."""
+
+    def __init__(
+        self, in_channels: int, hidden: int, out_channels: int, kernel: int, stride: int, se: bool
+    ) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [GhostModule(in_channels, hidden)]
+        if stride > 1:
+            layers += [
+                nn.Conv2d(
+                    hidden, hidden, kernel, stride, kernel // 2, groups=hidden, bias=False
+                ),
+                nn.BatchNorm2d(hidden),
+            ]
+        if se:
+            layers.append(SqueezeExcite(hidden))
+        layers.append(GhostModule(hidden, out_channels, relu=False))
+        self.block = nn.Sequential(*layers)
+        self.shortcut: nn.Module = nn.Identity()
+        if stride > 1 or in_channels != out_channels:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(
+                    in_channels,
+                    in_channels,
+                    kernel,
+                    stride,
+                    kernel // 2,
+                    groups=in_channels,
+                    bias=False,
+                ),
+                nn.BatchNorm2d(in_channels),
+                nn.Conv2d(in_channels, out_channels, 1, bias=False),
+                nn.BatchNorm2d(out_channels),
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.block(x) + self.shortcut(x)
+        return out
+
+
+GHOSTNET_SMALL_CFG: tuple[tuple[int, int, int, int, int], ...] = (
+    (3, 16, 16, 0, 1),
+    (3, 48, 24, 0, 2),
+    (3, 72, 24, 0, 1),
+    (5, 72, 40, 1, 2),
+    (5, 120, 40, 1, 1),
+    (3, 240, 80, 0, 2),
+    (3, 200, 80, 0, 1),
+    (3, 480, 112, 1, 1),
+)
+"""GhostNet's first eight bottlenecks as ``(kernel, hidden, out, se, stride)`` (Han et al.
+2020, Table 1), three stride-2 stages for 28-32 px inputs (32 -> 16 -> 8 -> 4)."""
+
+
+def ghostnet(
+    in_channels: int = 3,
+    num_classes: int = 10,
+    input_size: int = 28,
+    cfg: Sequence[tuple[int, int, int, int, int]] = GHOSTNET_SMALL_CFG,
+    width_mult: float = 1.0,
+    stem_channels: int = 16,
+    last_channels: int = 320,
+    pad_to: int = 0,
+) -> nn.Module:
+    """A small GhostNet: a 3x3 stem (stride 1), :class:`GhostBottleneck` rows of ``cfg``
+    (``(kernel, hidden, out, se, stride)``, widths scaled by ``width_mult`` to multiples of
+    4), a final 1x1 conv-BN-ReLU, average pool, linear. ``pad_to`` zero-pads the images
+    first (28 -> 32 px).
+
+    Raises:
+        ModelError: ``cfg`` is empty or ``width_mult`` is not positive.
+    """
+    _check_positive(in_channels=in_channels, num_classes=num_classes)
+    if width_mult <= 0 or not cfg:
+        raise ModelError(
+            f"ghostnet needs width_mult > 0 and a non-empty cfg, got {width_mult}, {cfg!r}"
+        )
+    channels = _make_divisible(stem_channels * width_mult, 4)
+    layers: list[nn.Module] = _conv_bn_relu(in_channels, channels)
+    for kernel, hidden, out, se, stride in cfg:
+        out_channels = _make_divisible(out * width_mult, 4)
+        hidden_channels = _make_divisible(hidden * width_mult, 4)
+        layers.append(
+            GhostBottleneck(channels, hidden_channels, out_channels, kernel, stride, bool(se))
+        )
+        channels = out_channels
+    last = _make_divisible(last_channels * width_mult, 8)
+    layers += _conv_bn_relu(channels, last, 1)
+    return ConvClassifier(nn.Sequential(*_padded(layers, input_size, pad_to)), last, num_classes)
 
 
 def torchvision(
@@ -482,6 +693,8 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "mobilenetv1": mobilenetv1,
     "mobilenetv2": mobilenetv2,
     "regnet": regnet,
+    "convmixer": convmixer,
+    "ghostnet": ghostnet,
     "torchvision": torchvision,
     "vit": vit,
 }

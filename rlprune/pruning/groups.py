@@ -192,6 +192,8 @@ def iter_groups(
             continue
         try:
             with _tolerant_reshapes(graph, mapped=True):
+                module, channels = _free_root(graph, module, channels)
+                pruner = graph.get_pruner_of_module(module)
                 group = graph.get_pruning_group(
                     module, pruner.prune_out_channels, list(range(channels))
                 )
@@ -209,6 +211,53 @@ def iter_groups(
             tuple(out_modules), tuple(in_modules), channels, _channel_groups(graph, group)
         )
         yield group, info
+
+
+def _tied(graph: tp.DependencyGraph, module: nn.Module) -> bool:
+    """Whether removing one output channel of ``module`` forces out others of it: its
+    channels come in tied sets, as a residual stream that adds a concat of a layer and
+    its depthwise copy (a ghost module) has two channels per source channel."""
+    pruner = graph.get_pruner_of_module(module)
+    group = graph.get_pruning_group(module, pruner.prune_out_channels, [0])
+    return any(
+        dep.target.module is module and len(set(idxs)) > 1
+        for dep, idxs in group
+        if graph.is_out_channel_pruning_fn(dep.handler)
+    )
+
+
+def _free_root(
+    graph: tp.DependencyGraph, module: nn.Module, channels: int
+) -> tuple[nn.Module, int]:
+    """The layer to root ``module``'s group at: ``module`` itself when its channels prune
+    one at a time, else the narrowest layer of its group whose channels do (the source
+    of the tied channels); torch-pruning then maps each source channel to all its copies.
+
+    Raises:
+        ValueError: no layer of the group prunes one channel at a time.
+    """
+    if not _tied(graph, module):
+        return module, channels
+    pruner = graph.get_pruner_of_module(module)
+    group = graph.get_pruning_group(module, pruner.prune_out_channels, list(range(channels)))
+    sources = sorted(
+        (
+            (_out_channels(graph, dep.target.module), is_depthwise(dep.target.module), i)
+            for i, (dep, _) in enumerate(group)
+            if graph.is_out_channel_pruning_fn(dep.handler)
+            and isinstance(dep.target.module, (nn.Conv2d, nn.Linear))
+            and dep.target.module is not module
+        ),
+    )
+    for width, _, i in sources:  # the narrowest, a depthwise copy after its source
+        candidate = group[i].dep.target.module
+        if width < channels and not _tied(graph, candidate):
+            return candidate, width
+    raise ValueError("its channels are tied in sets and no layer of its group prunes alone")
+
+
+def _out_channels(graph: tp.DependencyGraph, module: nn.Module) -> int:
+    return int(graph.get_pruner_of_module(module).get_out_channels(module))
 
 
 def _group_layers(
