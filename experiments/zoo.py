@@ -4,6 +4,11 @@
     python experiments/zoo.py train --resume         # keep the finished ones, train the rest
     python experiments/zoo.py table --resume         # the transfer table (CPU hours), resumable
     python experiments/zoo.py table --page-only      # seconds: docs/zoo.md from the kept results
+    python experiments/zoo.py table --resume --challenger runs/bundle-wide  # another policy
+
+A challenger plays zero-shot and refine on every setting the table keeps (its other
+columns stand); the page compares it with the shipped policy, which is how the zoo decides
+whether a new policy ships.
 
 Several ``train`` or ``table`` processes may run at once on other ``--networks`` (one per
 core, ``OMP_NUM_THREADS=1`` for ``table``); each writes the page with every network the
@@ -276,6 +281,8 @@ HEURISTICS = ("uniform", "magnitude", "sensitivity")
 SEARCHES = ("random", "tpe")
 SEARCHED = ("transfer-apply", "transfer-apply-refine", "transfer", *SEARCHES)
 """Run with --evals (random and TPE spend them all, the transfer methods their own cost)."""
+CHALLENGED = ("transfer-apply", "transfer-apply-refine")
+"""What a challenger policy plays on each setting (the shipped policy's other columns stand)."""
 COLUMNS = {
     "transfer-apply": "zero-shot",
     "transfer-apply-refine": "refine",
@@ -320,6 +327,12 @@ class Args:
         parse=name_list_plain,
         metavar="METHODS",
     )
+    challenger: Path | None = arg(
+        None,
+        "also play this policy (zero-shot and refine) on every setting the table keeps, "
+        "beside the shipped one: the zoo decides whether it ships (--page-only shows every "
+        "challenger kept)",
+    )
     out: Path = arg(ROOT / "results" / "zoo", "where the benchmark folders go")
     data: Path = arg(DATA, "where each setting's results and the run's settings are kept")
     resume: bool = arg(False, "keep finished results (restored from --data)")
@@ -338,6 +351,8 @@ def check_table(args: Args) -> str | None:
     unknown = sorted(set(args.heuristics) - set(HEURISTICS))
     if unknown:
         return f"--heuristics: unknown {unknown[0]!r}; choose from {', '.join(HEURISTICS)}"
+    if args.challenger is not None and args.page_only:
+        return "--challenger runs a policy; --page-only shows the challengers kept already"
     if not 0 < args.refine < args.evals:
         return f"--refine must lie in 1..{args.evals - 1} (below --evals), got {args.refine}"
     if args.seeds < 1 or args.evals < 1:
@@ -435,6 +450,56 @@ def run_setting(
     return [r for folder in folders for r in folder_results(args.out / folder)]
 
 
+def challenger_tag(policy: Path) -> str:
+    """A challenger's name in folder names and on the page: its folder's name."""
+    folder = policy.parent if policy.is_file() or policy.suffix else policy
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", folder.resolve().name) or "policy"
+
+
+def run_challenger(
+    args: Args, net: ZooNet, target: float, kept: dict[str, Any], tag: str, policy: Path
+) -> list[MethodSeedResult]:
+    """One (network, target) played by challenger ``policy`` (:data:`CHALLENGED`), run or
+    restored, kept in --data; its family distance recorded under the folder's name."""
+    folder = f"{_key(net.name, target)}-policy-{tag}"
+    done = settle(
+        args.out / folder,
+        args.data,
+        ROOT,
+        CHALLENGED,
+        resume=args.resume,
+        page_only=args.page_only,
+        rerun=args.rerun,
+    )
+    if not done or folder not in kept["distance"]:
+        overrides = {"target": target, "val_size": args.val_size or None}
+        config = benchmark_config(load_env_config(net.preset, overrides), str(policy))
+        task = load_task(config, None)
+        task.keep_cache = True
+        if not done:
+            settings = BenchmarkSettings(
+                methods=CHALLENGED,
+                evals=args.evals,
+                seeds=args.seeds,
+                finetune_epochs=1 if args.finetune_images else 0,
+                finetune_images=args.finetune_images or None,
+                policy=str(policy),
+                adapt_episodes=args.refine,
+                trust=args.trust,
+            )
+            out = args.out / folder
+            if args.resume and args.rerun:
+                adopt_settings(out, settings)
+            run_kept(task, config, settings, out, args.data, ROOT, folder, resume=args.resume)
+        outside = network_distance(load_policy(policy), task, target)
+        entry = {
+            "units": len(task.analysis.units),
+            "outside": [[name, steps, round(d, 4)] for name, steps, d in outside],
+        }
+        record_distance(args.data / TABLE, kept, folder, entry)
+    return folder_results(args.out / folder)
+
+
 def record_distance(path: Path, kept: dict[str, Any], key: str, entry: dict[str, Any]) -> None:
     """Keep one setting's family distance in the table record at ``path``, re-read first:
     several ``table`` processes on other ``--networks`` may share it."""
@@ -493,6 +558,10 @@ def table(argv: list[str]) -> int:
                 f"`python experiments/zoo.py train --resume --networks {','.join(missing)}`"
             )
         kept["settings"] = settings_of(args)
+        if args.challenger is not None:
+            kept.setdefault("challengers", {})[challenger_tag(args.challenger)] = _shown(
+                args.challenger
+            )
         args.data.mkdir(parents=True, exist_ok=True)
         atomic_write_json(path, kept)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -518,8 +587,38 @@ def table(argv: list[str]) -> int:
                 pending.append(f"{name} @ {target}")  # kept, but not finished
                 continue
             rows.setdefault(name, {})[target] = results
-    write_page(args, rows, kept, read_record(args.data), pending)
+    challenged = play_challengers(args, rows, kept)
+    write_page(args, rows, kept, read_record(args.data), pending, challenged)
     return 0
+
+
+def play_challengers(
+    args: Args, rows: dict[str, dict[float, list[MethodSeedResult]]], kept: dict[str, Any]
+) -> dict[str, dict[str, dict[float, list[MethodSeedResult]]]]:
+    """Every kept challenger on the settings the table has: ``--challenger`` run (each
+    setting the table keeps), the others restored where they finished. Tag -> network ->
+    target -> its results."""
+    challengers = kept.get("challengers", {})
+    ran = challenger_tag(args.challenger) if args.challenger is not None else None
+    restore = replace(args, page_only=True, resume=True)
+    played: dict[str, dict[str, dict[float, list[MethodSeedResult]]]] = {}
+    for tag, shown in challengers.items():
+        policy = ROOT / shown if not Path(shown).is_absolute() else Path(shown)
+        for name, by_target in rows.items():
+            for target in by_target:
+                run = tag == ran and not args.page_only
+                if run:
+                    print(f"zoo: {name} at {target}, challenger {tag}", flush=True)
+                try:
+                    results = run_challenger(
+                        args if run else restore, ZOO[name], target, kept, tag, policy
+                    )
+                except RunError:
+                    if run:
+                        raise
+                    continue  # kept, but not finished
+                played.setdefault(tag, {}).setdefault(name, {})[target] = results
+    return played
 
 
 def _mean(results: list[MethodSeedResult], method: str) -> float | None:
@@ -683,9 +782,10 @@ def write_page(
     kept: dict[str, Any],
     record: dict[str, Any],
     pending: list[str],
+    challenged: dict[str, dict[str, dict[float, list[MethodSeedResult]]]] | None = None,
 ) -> None:
-    """docs/zoo.md: the zoo, the table per target with costs and gaps, the family
-    distances, and the figure of the gaps."""
+    """docs/zoo.md: the zoo, the table per target with costs and gaps, the challengers
+    against the shipped policy, the family distances, and the figure of the gaps."""
     meta = policy_meta(args.policy)
     seen = seen_families(meta)
     shared = [name for name in ZOO if ZOO[name].family in seen]
@@ -793,11 +893,7 @@ def write_page(
             lines.append(f"| {name}{mark} | {' | '.join(cells)} | {' | '.join(shown)} |")
         medians = [_median(zero_gaps), _median(refine_gaps)]
         counted = len(zero_gaps)
-        label = (
-            "median"
-            if counted == len(ZOO)
-            else f"median ({counted} of {len(ZOO)})"
-        )
+        label = "median" if counted == len(ZOO) else f"median ({counted} of {len(ZOO)})"
         lines.append(
             f"| **{label}** |"
             + " |" * len(COLUMNS)
@@ -836,6 +932,8 @@ def write_page(
             ),
             "",
         ]
+    for tag, played in (challenged or {}).items():
+        lines += challenger_lines(args, tag, played, rows, kept)
     lines += [
         "## Which networks chose what",
         "",
@@ -867,6 +965,91 @@ def write_page(
         ]
     args.markdown.write_text("\n".join(lines) + "\n")
     print(f"wrote {args.markdown}")
+
+
+def challenger_lines(
+    args: Args,
+    tag: str,
+    played: dict[str, dict[float, list[MethodSeedResult]]],
+    rows: dict[str, dict[float, list[MethodSeedResult]]],
+    kept: dict[str, Any],
+) -> list[str]:
+    """A challenger's section: its zero-shot and refine beside the shipped policy's on
+    every setting it played, the figures counted for both, and what chose it."""
+    shown = kept.get("challengers", {}).get(tag, tag)
+    meta = policy_meta(ROOT / shown if not Path(shown).is_absolute() else Path(shown))
+    seen = seen_families(meta)
+    shared = [name for name in ZOO if ZOO[name].family in seen]
+    lines = [
+        f"## Challenger: {tag}",
+        "",
+        f"`{shown}` played as the shipped policy is (zero-shot and `--refine {args.refine}`, "
+        f"`--trust {args.trust}`) on the same settings; the other columns are the table's. "
+        "Mean validation accuracy (%) over the seeds; the zoo decides whether it ships.",
+        "",
+    ]
+    swapped: dict[str, dict[float, list[MethodSeedResult]]] = {}
+    for target in args.targets:
+        table = [
+            f"### {tag} at MACs target {target}",
+            "",
+            "| network | zero-shot shipped | zero-shot challenger | refine shipped "
+            "| refine challenger | sensitivity | TPE |",
+            "| --- |" + " ---: |" * 6,
+        ]
+        for name in ZOO:
+            theirs = played.get(name, {}).get(target)
+            ours = rows.get(name, {}).get(target)
+            if theirs is None or ours is None:
+                continue
+            both = [r for r in ours if r.method not in CHALLENGED] + theirs
+            swapped.setdefault(name, {})[target] = both
+            cells = [
+                _mean(results, method)
+                for results, method in (
+                    (ours, "transfer-apply"),
+                    (theirs, "transfer-apply"),
+                    (ours, "transfer-apply-refine"),
+                    (theirs, "transfer-apply-refine"),
+                    (ours, "sensitivity"),
+                    (ours, "tpe"),
+                )
+            ]
+            mark = "*" if name in shared else ""
+            table.append(
+                f"| {name}{mark} | "
+                + " | ".join("" if c is None else f"{100 * c:.2f}" for c in cells)
+                + " |"
+            )
+        if len(table) > 4:
+            lines += [*table, ""]
+    if not swapped:
+        return [*lines, "Not played on any kept setting yet.", ""]
+    lines += [
+        f"**The figures, shipped then {tag}** (counted as in *Against the figures asked for*):",
+        "",
+        *figure_lines(
+            {n: rows[n] for n in swapped},
+            args.targets,
+            len(ZOO),
+            " (shipped, same networks)",
+        ),
+        *figure_lines(swapped, args.targets, len(ZOO), f" ({tag})"),
+        "",
+        f"**What chose {tag}:**",
+        "",
+        *chooser_lines(meta, seen, shared),
+        "",
+        "**Its family distance** (`rlprune apply`'s printout):",
+        "",
+    ]
+    for name in ZOO:
+        for target in args.targets:
+            folder = f"{_key(name, target)}-policy-{tag}"
+            if target in swapped.get(name, {}):
+                entry = kept["distance"].get(folder)
+                lines.append(f"- **{name} @ {target}**: {_distance_words(entry)}")
+    return [*lines, ""]
 
 
 def _relative(path: Path, start: Path) -> str:

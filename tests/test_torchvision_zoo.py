@@ -25,7 +25,7 @@ from rlprune.models import torchvision_zoo
 from rlprune.models.specs import build_model
 from rlprune.models.torchvision_zoo import ZOO, InputAdapter, torchvision_net, zoo_net
 from rlprune.models.weights import load_weights, save_weights
-from rlprune.presets.loader import load_env_config
+from rlprune.presets.loader import GENERAL_POLICY, load_env_config
 from rlprune.presets.tasks import load_task
 from tests.test_data import write_fashion_mnist
 
@@ -317,7 +317,11 @@ def test_tiny_table_runs_then_resumes_and_rebuilds_from_kept_data(tmp_path: Path
     run = table()
     assert run.returncode == 0, run.stderr[-2000:]
     first = page.read_text()
-    assert f"| {name} |" in first and "**median (1 of 13)**" in first and (tmp_path / "gaps.png").is_file()
+    assert (
+        f"| {name} |" in first
+        and "**median (1 of 13)**" in first
+        and (tmp_path / "gaps.png").is_file()
+    )
     assert f"**{name} @ 0.5**:" in first
     # a second run without --resume refuses to mix results
     again = table()
@@ -352,9 +356,30 @@ def test_tiny_table_runs_then_resumes_and_rebuilds_from_kept_data(tmp_path: Path
     )
     assert rebuilt.returncode == 0, rebuilt.stderr[-2000:]
     assert page.read_text() == first
+    # a challenger policy plays zero-shot and refine beside the shipped one, kept for
+    # --page-only; a copy of the shipped policy lands where the shipped one does
+    save_weights(model, cache / "zoo" / f"{name}.pt")  # (a new policy needs the network)
+    rival = tmp_path / "rival"
+    shutil.copytree(GENERAL_POLICY, rival)
+    challenged = table("--resume", "--challenger", str(rival))
+    assert challenged.returncode == 0, challenged.stderr[-2000:]
+    text = page.read_text()
+    assert "## Challenger: rival" in text and f"**{name} @ 0.5**:" in text.split("rival")[-1]
+    row = next(
+        line for line in text.splitlines() if line.startswith(f"| {name}") and line.count("|") == 8
+    )
+    shipped_zero, rival_zero, shipped_refine, rival_refine = row.split("|")[2:6]
+    assert shipped_zero == rival_zero and shipped_refine == rival_refine
+    assert (data / f"zoo-{name}-t0.5-policy-rival.json.gz").is_file()
+    rebuilt_page = page.read_text()
+    rebuild = table("--page-only")
+    assert rebuild.returncode == 0, rebuild.stderr[-2000:]
+    assert page.read_text() == rebuilt_page
     # another process kept a second network in --data: a run on the first lists both
     other = "mobilenet_v3_small"
-    for kept in data.glob(f"zoo-{name}-*.json.gz"):
+    for kept in data.glob(f"zoo-{name}-t*.json.gz"):
+        if "policy" in kept.name:
+            continue
         shutil.copy(kept, data / kept.name.replace(name, other))
     record = json.loads((data / "table.json").read_text())
     record["distance"][f"zoo-{other}-t0.5"] = record["distance"][f"zoo-{name}-t0.5"]
@@ -475,3 +500,14 @@ def test_table_processes_on_other_networks_keep_each_others_distances(tmp_path: 
     kept = json.loads(path.read_text())
     assert kept["settings"] == settings
     assert set(kept["distance"]) == {"zoo-a-t0.5", "zoo-b-t0.5"} == set(second["distance"])
+
+
+def test_a_challenger_is_not_run_by_page_only(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    zoo = _harness()
+    with pytest.raises(SystemExit) as exit_info:
+        zoo.table(["--page-only", "--challenger", str(tmp_path), "--data", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert "--page-only shows the challengers kept already" in capsys.readouterr().err
+    assert zoo.challenger_tag(tmp_path / "runs" / "wide policy") == "wide-policy"
