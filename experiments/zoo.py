@@ -595,9 +595,9 @@ def table(argv: list[str]) -> int:
 def play_challengers(
     args: Args, rows: dict[str, dict[float, list[MethodSeedResult]]], kept: dict[str, Any]
 ) -> dict[str, dict[str, dict[float, list[MethodSeedResult]]]]:
-    """Every kept challenger on the settings the table has: ``--challenger`` run (each
-    setting the table keeps), the others restored where they finished. Tag -> network ->
-    target -> its results."""
+    """Every kept challenger on the settings the table has: ``--challenger`` run on each
+    kept setting of ``--networks``, the rest restored where they finished. Tag -> network
+    -> target -> its results."""
     challengers = kept.get("challengers", {})
     ran = challenger_tag(args.challenger) if args.challenger is not None else None
     restore = replace(args, page_only=True, resume=True)
@@ -606,7 +606,7 @@ def play_challengers(
         policy = ROOT / shown if not Path(shown).is_absolute() else Path(shown)
         for name, by_target in rows.items():
             for target in by_target:
-                run = tag == ran and not args.page_only
+                run = tag == ran and not args.page_only and name in args.networks
                 if run:
                     print(f"zoo: {name} at {target}, challenger {tag}", flush=True)
                 try:

@@ -511,3 +511,20 @@ def test_a_challenger_is_not_run_by_page_only(
     assert exit_info.value.code == 2
     assert "--page-only shows the challengers kept already" in capsys.readouterr().err
     assert zoo.challenger_tag(tmp_path / "runs" / "wide policy") == "wide-policy"
+
+
+def test_the_wide_family_shares_no_family_with_the_zoo() -> None:
+    spec = importlib.util.spec_from_file_location(
+        "train_general_policy", ROOT / "experiments" / "train_general_policy.py"
+    )
+    assert spec is not None and spec.loader is not None
+    trainer = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = trainer  # (its dataclasses look their module up)
+    spec.loader.exec_module(trainer)
+    zoo = _harness()
+    families = {zoo.family_of(load_env_config(p).task.model) for p in trainer.WIDE}
+    assert families == {"ghostnet", "convmixer", "mobilenet-v1"}
+    assert not families & {net.family for net in ZOO.values()}
+    # the shipped policy's family does share two (the page stars them)
+    shipped = {zoo.family_of(load_env_config(p).task.model) for p in trainer.FAMILY}
+    assert shipped & {net.family for net in ZOO.values()} == {"resnet", "regnet"}
