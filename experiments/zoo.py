@@ -403,51 +403,7 @@ def run_setting(
     """One (network, target): its benchmark folders run or restored, kept in --data, and
     their results; its family distance recorded in ``kept`` (the table record)."""
     key = _key(net.name, target)
-    folders = _folders(args, net.name, target)
-    done = {
-        folder: settle(
-            args.out / folder,
-            args.data,
-            ROOT,
-            methods,
-            resume=args.resume,
-            page_only=args.page_only,
-            rerun=args.rerun,
-        )
-        for folder, methods in folders.items()
-    }
-    if not all(done.values()) or key not in kept["distance"]:
-        overrides = {"target": target, "val_size": args.val_size or None}
-        config = benchmark_config(load_env_config(net.preset, overrides), str(args.policy))
-        task = load_task(config, None)
-        # the methods' sensitivity probes are the same configurations: scored once, each
-        # method still charged for them (wall times then no longer compare; not shown)
-        task.keep_cache = True
-        for folder, methods in folders.items():
-            if done[folder]:
-                continue
-            own_cost = max(REGISTRY[m].min_evals(task) for m in methods)
-            settings = BenchmarkSettings(
-                methods=methods,
-                evals=args.evals if folder == key else own_cost,
-                seeds=args.seeds,
-                finetune_epochs=1 if args.finetune_images else 0,
-                finetune_images=args.finetune_images or None,
-                policy=str(args.policy) if folder == key else None,
-                adapt_episodes=args.refine if folder == key else 0,
-                trust=args.trust,
-            )
-            out = args.out / folder
-            if args.resume and args.rerun:
-                adopt_settings(out, settings)
-            run_kept(task, config, settings, out, args.data, ROOT, folder, resume=args.resume)
-        outside = network_distance(load_policy(args.policy), task, target)
-        entry = {
-            "units": len(task.analysis.units),
-            "outside": [[name, steps, round(d, 4)] for name, steps, d in outside],
-        }
-        record_distance(args.data / TABLE, kept, key, entry)
-    return [r for folder in folders for r in folder_results(args.out / folder)]
+    return _play(args, net, target, kept, _folders(args, net.name, target), args.policy, key)
 
 
 def challenger_tag(policy: Path) -> str:
@@ -462,29 +418,53 @@ def run_challenger(
     """One (network, target) played by challenger ``policy`` (:data:`CHALLENGED`), run or
     restored, kept in --data; its family distance recorded under the folder's name."""
     folder = f"{_key(net.name, target)}-policy-{tag}"
-    done = settle(
-        args.out / folder,
-        args.data,
-        ROOT,
-        CHALLENGED,
-        resume=args.resume,
-        page_only=args.page_only,
-        rerun=args.rerun,
-    )
-    if not done or folder not in kept["distance"]:
+    return _play(args, net, target, kept, {folder: CHALLENGED}, policy, folder)
+
+
+def _play(
+    args: Args,
+    net: ZooNet,
+    target: float,
+    kept: dict[str, Any],
+    folders: dict[str, tuple[str, ...]],
+    policy: Path,
+    searched: str,
+) -> list[MethodSeedResult]:
+    """Run or restore benchmark ``folders`` (folder -> methods) of one (network, target),
+    kept in --data: folder ``searched`` plays ``policy`` with --evals and --refine, the
+    others (heuristics) run at their own costs. The family distance of ``policy`` is
+    recorded under ``searched``."""
+    done = {
+        folder: settle(
+            args.out / folder,
+            args.data,
+            ROOT,
+            methods,
+            resume=args.resume,
+            page_only=args.page_only,
+            rerun=args.rerun,
+        )
+        for folder, methods in folders.items()
+    }
+    if not all(done.values()) or searched not in kept["distance"]:
         overrides = {"target": target, "val_size": args.val_size or None}
         config = benchmark_config(load_env_config(net.preset, overrides), str(policy))
         task = load_task(config, None)
+        # the methods' sensitivity probes are the same configurations: scored once, each
+        # method still charged for them (wall times then no longer compare; not shown)
         task.keep_cache = True
-        if not done:
+        for folder, methods in folders.items():
+            if done[folder]:
+                continue
+            own_cost = max(REGISTRY[m].min_evals(task) for m in methods)
             settings = BenchmarkSettings(
-                methods=CHALLENGED,
-                evals=args.evals,
+                methods=methods,
+                evals=args.evals if folder == searched else own_cost,
                 seeds=args.seeds,
                 finetune_epochs=1 if args.finetune_images else 0,
                 finetune_images=args.finetune_images or None,
-                policy=str(policy),
-                adapt_episodes=args.refine,
+                policy=str(policy) if folder == searched else None,
+                adapt_episodes=args.refine if folder == searched else 0,
                 trust=args.trust,
             )
             out = args.out / folder
@@ -496,8 +476,8 @@ def run_challenger(
             "units": len(task.analysis.units),
             "outside": [[name, steps, round(d, 4)] for name, steps, d in outside],
         }
-        record_distance(args.data / TABLE, kept, folder, entry)
-    return folder_results(args.out / folder)
+        record_distance(args.data / TABLE, kept, searched, entry)
+    return [r for folder in folders for r in folder_results(args.out / folder)]
 
 
 def record_distance(path: Path, kept: dict[str, Any], key: str, entry: dict[str, Any]) -> None:
