@@ -232,9 +232,7 @@ def _free_root(
     """The layer to root ``module``'s group at: ``module`` itself when its channels prune
     one at a time, else the narrowest layer of its group whose channels do (the source
     of the tied channels); torch-pruning then maps each source channel to all its copies.
-
-    Raises:
-        ValueError: no layer of the group prunes one channel at a time.
+    With no such layer (an attention's qkv, tied into heads), ``module`` as before.
     """
     if not _tied(graph, module):
         return module, channels
@@ -253,7 +251,7 @@ def _free_root(
         candidate = group[i].dep.target.module
         if width < channels and not _tied(graph, candidate):
             return candidate, width
-    raise ValueError("its channels are tied in sets and no layer of its group prunes alone")
+    return module, channels  # tied by design (attention heads): handled where heads are
 
 
 def _out_channels(graph: tp.DependencyGraph, module: nn.Module) -> int:
