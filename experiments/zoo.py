@@ -1009,10 +1009,10 @@ def challenger_lines(
         f"**The figures, shipped then {tag}** (counted as in *Against the figures asked for*):",
         "",
         *figure_lines(
-            {n: rows[n] for n in swapped},
+            {n: {t: rows[n][t] for t in by_target} for n, by_target in swapped.items()},
             args.targets,
             len(ZOO),
-            " (shipped, same networks)",
+            " (shipped, same settings)",
         ),
         *figure_lines(swapped, args.targets, len(ZOO), f" ({tag})"),
         "",
