@@ -583,7 +583,7 @@ def play_challengers(
     restore = replace(args, page_only=True, resume=True)
     played: dict[str, dict[str, dict[float, list[MethodSeedResult]]]] = {}
     for tag, shown in challengers.items():
-        policy = ROOT / shown if not Path(shown).is_absolute() else Path(shown)
+        policy = ROOT / shown  # (an absolute path stays as it is)
         for name, by_target in rows.items():
             for target in by_target:
                 run = tag == ran and not args.page_only and name in args.networks
@@ -957,7 +957,7 @@ def challenger_lines(
     """A challenger's section: its zero-shot and refine beside the shipped policy's on
     every setting it played, the figures counted for both, and what chose it."""
     shown = kept.get("challengers", {}).get(tag, tag)
-    meta = policy_meta(ROOT / shown if not Path(shown).is_absolute() else Path(shown))
+    meta = policy_meta(ROOT / shown)
     seen = seen_families(meta)
     shared = [name for name in ZOO if ZOO[name].family in seen]
     lines = [
