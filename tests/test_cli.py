@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from rlprune.cli import main
+from rlprune.cli.common import status_progress
 
 
 def test_info_prints_units_and_totals(capsys: pytest.CaptureFixture[str]) -> None:
@@ -26,7 +27,26 @@ def test_pretrain_writes_loadable_weights(
     assert main(["pretrain", "--env", "digits-cnn", "--epochs", "1", "--out", str(out)]) == 0
     payload = torch.load(out, weights_only=True)
     assert payload["metadata"]["epochs"] == 1 and "features.0.weight" in payload["state_dict"]
-    assert "saved" in capsys.readouterr().out
+    out_text = capsys.readouterr().out
+    assert "saved" in out_text
+    # a log file (captured output is no terminal) gets plain progress lines, the last at the end
+    lines = [line for line in out_text.splitlines() if line.startswith("pretrain digits-cnn: ")]
+    assert 2 <= len(lines) <= 11 and lines[-1].endswith(" batches")
+    done, total = lines[-1].split(": ")[1].split()[0].split("/")
+    assert done == total
+
+
+def test_episode_progress_prints_a_line_per_tenth_to_a_file(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    progress, set_status = status_progress(20, "ppo on digits-cnn")
+    with progress:
+        for episode in range(1, 21):
+            set_status(episode, f"best {episode}")
+    out = capsys.readouterr().out.splitlines()
+    lines = [line for line in out if line.startswith("ppo on digits-cnn: ")]  # rich's bar aside
+    assert lines[0] == "ppo on digits-cnn: 1/20 best 1"  # the first tenth, then one per tenth
+    assert lines[-1] == "ppo on digits-cnn: 20/20 best 20" and len(lines) == 11
 
 
 @pytest.mark.parametrize(

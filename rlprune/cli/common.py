@@ -386,8 +386,27 @@ def command_line() -> str:
     return shlex.join(["rlprune", *sys.argv[1:]])
 
 
+class LogLines:
+    """Plain progress lines for a log file: rich draws no bar when the console is not a
+    terminal, so a long run says ``label: done/total status`` at each tenth of the way."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.tenth = -1
+
+    def __call__(self, done: int, total: int | None, status: str = "") -> None:
+        """Print a line when ``done`` enters a new tenth of ``total`` (nothing on a terminal)."""
+        if console.is_terminal or not total:
+            return
+        tenth = min(10, done * 10 // total)
+        if tenth > self.tenth:
+            self.tenth = tenth
+            console.print(f"{self.label}: {done}/{total} {status}".rstrip(), soft_wrap=True)
+
+
 def status_progress(total: int, label: str) -> tuple[Progress, Callable[[int, str], None]]:
-    """A progress bar of ``total`` episodes with a status text; the callable sets both."""
+    """A progress bar of ``total`` episodes with a status text; the callable sets both (and,
+    writing to a file, prints a :class:`LogLines` line at each tenth)."""
     progress = Progress(
         TextColumn("{task.description}", markup=False),
         BarColumn(),
@@ -398,9 +417,11 @@ def status_progress(total: int, label: str) -> tuple[Progress, Callable[[int, st
         console=console,
     )
     bar = progress.add_task(label, total=total, status="")
+    log = LogLines(label)
 
     def set_status(completed: int, text: str) -> None:
         progress.update(bar, completed=completed, status=text)
+        log(completed, total, text)
 
     return progress, set_status
 

@@ -17,6 +17,7 @@ from ..files import safe_name
 from .common import (
     NON_NEGATIVE,
     POSITIVE,
+    LogLines,
     add_env_arguments,
     command_line,
     console,
@@ -109,6 +110,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     epochs = args.epochs if args.epochs is not None else int(config.task.pretrain.get("epochs", 10))
     with Progress(console=console, transient=True) as progress:
         bar = progress.add_task(f"pretrain {config.name} ({epochs} epochs)", total=None)
+        log = LogLines(f"pretrain {config.name}")
 
         def on_epoch(epoch: int, loss: float) -> None:
             progress.update(
@@ -117,6 +119,7 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
         def on_step(done: int, steps: int) -> None:
             progress.update(bar, completed=done, total=steps)
+            log(done, steps, "batches")
 
         path, result = pretrain(
             config.task,

@@ -525,9 +525,7 @@ class GhostBottleneck(nn.Module):
         layers: list[nn.Module] = [GhostModule(in_channels, hidden)]
         if stride > 1:
             layers += [
-                nn.Conv2d(
-                    hidden, hidden, kernel, stride, kernel // 2, groups=hidden, bias=False
-                ),
+                nn.Conv2d(hidden, hidden, kernel, stride, kernel // 2, groups=hidden, bias=False),
                 nn.BatchNorm2d(hidden),
             ]
         if se:
