@@ -57,9 +57,7 @@ HELD_OUT = ("fmnist-vgg", "fmnist-mobilenetv2", "examples/fmnist-custom.yaml")
 class Args:
     """The training's arguments (``--flag-name`` for each field)."""
 
-    family: str = arg(
-        ",".join(FAMILY), "comma-separated env presets (`wide`: the family of WIDE)"
-    )
+    family: str = arg(",".join(FAMILY), "comma-separated env presets (`wide`: the family of WIDE)")
     target: str = arg("0.3:0.7", "a target or LOW:HIGH")
     targets: str | None = arg(
         None, "instead of --target, the targets listed (repeats drawn more often)"

@@ -490,6 +490,15 @@ def record_distance(path: Path, kept: dict[str, Any], key: str, entry: dict[str,
     atomic_write_json(path, latest)
 
 
+def catch_up(path: Path, kept: dict[str, Any]) -> None:
+    """Add to ``kept`` the distances and challengers that other ``table`` processes recorded
+    in ``path`` since this one read it (a long run would write a page without them)."""
+    if path.is_file():
+        latest = json.loads(path.read_text())
+        for field in ("distance", "challengers"):
+            kept.setdefault(field, {}).update(latest.get(field, {}))
+
+
 def _kept_setting(args: Args, name: str, target: float) -> bool:
     """Whether --data keeps every folder of the setting (finished or not)."""
     return all((args.data / f"{f}.json.gz").is_file() for f in _folders(args, name, target))
@@ -557,8 +566,8 @@ def table(argv: list[str]) -> int:
                 pending.append(f"{name} @ {target}")
                 continue
             print(f"zoo: {name} at {target}{'' if run else ' (kept)'}", flush=True)
-            if not run and path.is_file():  # what other processes recorded since we began
-                kept["distance"].update(json.loads(path.read_text()).get("distance", {}))
+            if not run:
+                catch_up(path, kept)
             try:
                 results = run_setting(args if run else restore, ZOO[name], target, kept)
             except RunError:
@@ -567,6 +576,7 @@ def table(argv: list[str]) -> int:
                 pending.append(f"{name} @ {target}")  # kept, but not finished
                 continue
             rows.setdefault(name, {})[target] = results
+    catch_up(path, kept)  # a challenger kept while this run went on is on the page too
     challenged = play_challengers(args, rows, kept)
     write_page(args, rows, kept, read_record(args.data), pending, challenged)
     return 0

@@ -502,6 +502,22 @@ def test_table_processes_on_other_networks_keep_each_others_distances(tmp_path: 
     assert set(kept["distance"]) == {"zoo-a-t0.5", "zoo-b-t0.5"} == set(second["distance"])
 
 
+def test_a_long_table_run_catches_up_on_challengers_kept_meanwhile(tmp_path: Path) -> None:
+    zoo = _harness()
+    path = tmp_path / "table.json"
+    started = {"settings": {"seeds": 3}, "distance": {"zoo-a-t0.5": {"units": 3}}}
+    path.write_text(json.dumps(started))
+    kept = json.loads(path.read_text())  # a table run reads the record, then runs for hours
+    meanwhile = {**started, "challengers": {"wide3": "policies/candidates/wide3"}}
+    meanwhile["distance"] = {**started["distance"], "zoo-b-t0.5": {"units": 4}}
+    path.write_text(json.dumps(meanwhile))
+    zoo.catch_up(path, kept)
+    assert kept["challengers"] == {"wide3": "policies/candidates/wide3"}
+    assert set(kept["distance"]) == {"zoo-a-t0.5", "zoo-b-t0.5"}
+    zoo.catch_up(tmp_path / "none.json", kept)  # no record yet: nothing changes
+    assert set(kept["distance"]) == {"zoo-a-t0.5", "zoo-b-t0.5"}
+
+
 def test_a_challenger_is_not_run_by_page_only(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
