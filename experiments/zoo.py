@@ -56,6 +56,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 
 from rlprune.arguments import arg, parse
 from rlprune.cli import fraction_list
+from rlprune.cli.common import LogLines
 from rlprune.env.rollout import TRUST_MODES
 from rlprune.errors import ModelError, RLPruneError, RunError, run_script
 from rlprune.files import atomic_write_json
@@ -223,13 +224,13 @@ def train(argv: list[str]) -> int:
             console=console,
         ) as progress:
             bar = progress.add_task(label, total=None)
+            log = LogLines(f"  {label}", out=console)
 
             def on_step(
-                done: int, steps: int, bar: Any = bar, progress: Any = progress, label: str = label
+                done: int, steps: int, bar: Any = bar, progress: Any = progress, log: Any = log
             ) -> None:
                 progress.update(bar, completed=done, total=steps)
-                if not console.is_terminal and done % max(1, steps // 10) == 0:  # a log file
-                    print(f"  {label}: {done}/{steps} batches", flush=True)
+                log(done, steps, "batches")
 
             _, result = pretrain(
                 config.task,

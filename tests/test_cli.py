@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from rich.console import Console
 
 from rlprune.cli import main
-from rlprune.cli.common import status_progress
+from rlprune.cli.common import LogLines, status_progress
 
 
 def test_info_prints_units_and_totals(capsys: pytest.CaptureFixture[str]) -> None:
@@ -47,6 +49,17 @@ def test_episode_progress_prints_a_line_per_tenth_to_a_file(
     lines = [line for line in out if line.startswith("ppo on digits-cnn: ")]  # rich's bar aside
     assert lines[0] == "ppo on digits-cnn: 1/20 best 1"  # the first tenth, then one per tenth
     assert lines[-1] == "ppo on digits-cnn: 20/20 best 20" and len(lines) == 11
+
+
+def test_log_lines_print_on_the_console_they_are_given() -> None:
+    # experiments/zoo.py draws on its own console: its log lines must go there, not to stdout
+    text = io.StringIO()
+    log = LogLines("  1/1 resnet18", out=Console(file=text, width=200))
+    for done in range(1, 31):
+        log(done, 30, "batches")
+    lines = text.getvalue().splitlines()
+    assert lines[0] == "  1/1 resnet18: 1/30 batches" and lines[1].endswith(": 3/30 batches")
+    assert lines[-1] == "  1/1 resnet18: 30/30 batches" and len(lines) == 11
 
 
 @pytest.mark.parametrize(

@@ -390,18 +390,19 @@ class LogLines:
     """Plain progress lines for a log file: rich draws no bar when the console is not a
     terminal, so a long run says ``label: done/total status`` at each tenth of the way."""
 
-    def __init__(self, label: str) -> None:
+    def __init__(self, label: str, out: Console | None = None) -> None:
         self.label = label
+        self.out = out or console  # the console the run draws its bar on
         self.tenth = -1
 
     def __call__(self, done: int, total: int | None, status: str = "") -> None:
         """Print a line when ``done`` enters a new tenth of ``total`` (nothing on a terminal)."""
-        if console.is_terminal or not total:
+        if self.out.is_terminal or not total:
             return
         tenth = min(10, done * 10 // total)
         if tenth > self.tenth:
             self.tenth = tenth
-            console.print(f"{self.label}: {done}/{total} {status}".rstrip(), soft_wrap=True)
+            self.out.print(f"{self.label}: {done}/{total} {status}".rstrip(), soft_wrap=True)
 
 
 def status_progress(total: int, label: str) -> tuple[Progress, Callable[[int, str], None]]:
