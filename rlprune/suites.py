@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -243,9 +244,13 @@ def run_kept(
     resume: bool,
 ) -> None:
     """Run one benchmark folder on ``task`` at ``config`` (the preset it was loaded for;
-    continuing it with ``resume`` when it has a manifest), printing a line per result and
-    keeping the folder in ``data`` after every one."""
+    continuing it with ``resume`` when it has a manifest), printing a line as each
+    (method, seed) starts (a heavy network's job runs for many minutes) and one per result,
+    and keeping the folder in ``data`` after every one."""
     resume_it = resume and (out / "benchmark.json").is_file()
+
+    def start(method: str, seed: int) -> None:
+        print(f"  [{label}] {method} seed {seed}: started {time.strftime('%H:%M')}", flush=True)
 
     def keep(result: MethodSeedResult, done: int, total: int) -> None:
         print(
@@ -264,5 +269,6 @@ def run_kept(
         resume=resume_it,
         overwrite=not resume_it,
         on_result=keep,
+        on_start=start,
     )
     store(out, data, root)  # with the proxy

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -32,6 +33,8 @@ def test_suite_runs_then_page_only_rebuilds_and_lists_missing(tmp_path: Path) ->
     common += ["--data", str(data)]
     run = _suite("--budgets", "12", *common, cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-2000:]
+    # a log says which job runs before it ends: a start line, then its result
+    assert re.search(r"\] ppo seed 0: started \d\d:\d\d\n.*\] 1/\d+ ppo seed 0: val ", run.stdout)
     folder = out / "digits-cnn-t0.5-b12"
     manifest = json.loads((folder / "benchmark.json").read_text())
     for method in manifest["settings"]["methods"]:
@@ -64,12 +67,14 @@ def test_suite_runs_then_page_only_rebuilds_and_lists_missing(tmp_path: Path) ->
     # and --resume from the kept data runs nothing again (the result is not recomputed)
     resumed = _suite("--budgets", "12", "--resume", *common, cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert ": started " not in resumed.stdout
     assert json.loads((folder / "results" / "ppo__0.json").read_text()) == original
     # --rerun runs the methods it names again, and only them
     results = folder / "results"
     kept = {name: (results / name).stat().st_mtime_ns for name in ("random__0.json", "ppo__0.json")}
     rerun = _suite("--budgets", "12", "--resume", "--rerun", "random", *common, cwd=tmp_path)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert re.findall(r"\] (\S+) seed 0: started", rerun.stdout) == ["random"]
     assert (results / "random__0.json").stat().st_mtime_ns > kept["random__0.json"]
     assert (results / "ppo__0.json").stat().st_mtime_ns == kept["ppo__0.json"]
 
