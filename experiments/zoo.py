@@ -227,7 +227,7 @@ def train(argv: list[str]) -> int:
             log = LogLines(f"  {label}", out=console)
 
             def on_step(
-                done: int, steps: int, bar: Any = bar, progress: Any = progress, log: Any = log
+                done: int, steps: int, bar: Any = bar, progress: Any = progress, log: LogLines = log
             ) -> None:
                 progress.update(bar, completed=done, total=steps)
                 log(done, steps, "batches")
