@@ -389,12 +389,15 @@ def _key(name: str, target: float) -> str:
 
 
 def _folders(args: Args, name: str, target: float) -> dict[str, tuple[str, ...]]:
-    """A setting's benchmark folders and their methods: the searches and transfer methods
-    with --evals, the heuristics (if any) at their own costs."""
+    """A setting's benchmark folders and their methods, in the order they run: the
+    heuristics (if any) at their own costs first, so the columns the zero-shot policy is
+    judged against land before the long searches; then the searches and transfer methods
+    with --evals."""
     key = _key(name, target)
-    folders: dict[str, tuple[str, ...]] = {key: SEARCHED}
+    folders: dict[str, tuple[str, ...]] = {}
     if args.heuristics:
         folders[f"{key}-heuristics"] = tuple(args.heuristics)
+    folders[key] = SEARCHED
     return folders
 
 
