@@ -59,7 +59,7 @@ from rlprune.cli import fraction_list
 from rlprune.cli.common import LogLines
 from rlprune.env.rollout import TRUST_MODES
 from rlprune.errors import ModelError, RLPruneError, RunError, run_script
-from rlprune.files import atomic_write_json
+from rlprune.files import atomic_write_json, file_digest
 from rlprune.models.torchvision_zoo import ZOO, ZooNet, zoo_net
 from rlprune.models.weights import load_weights
 from rlprune.presets.loader import GENERAL_POLICY, load_env_config
@@ -246,6 +246,9 @@ def train(argv: list[str]) -> int:
             # the CPU time (all threads) stands apart from the machine's load; wall time not
             "cpu_seconds": round(time.process_time() - cpu_start, 1),
             "load_average": round(os.getloadavg()[0], 2),
+            # what the table's kept results record too: retraining elsewhere is not
+            # bit-reproducible, so this names the network its rows were scored on
+            "weights_digest": file_digest(path),
         }
         _write(args.data, record)
         verdict = "" if result.test_accuracy >= ZOO_ACCURACY else "  (below 85 %!)"
@@ -806,6 +809,13 @@ def write_page(
         "(`envs/zoo-*.yaml`); test accuracy on the 10 000 official test images. A network "
         "marked *to retrain* was trained with settings its preset has changed since (it fell "
         "short of 85 %); `python experiments/zoo.py train --resume` trains it again.",
+        "",
+        "Training is seeded but not bit-reproducible across machines (the CPU's kernels "
+        "differ): the same command on another machine gives a network about a point "
+        "apart (densenet121 88.32 % then 89.63 %, vgg11_bn 87.66 % then 87.55 %, on "
+        "2026-12-05). The record keeps each network's weights digest (sha256, 16 digits), "
+        "and so does every table result kept since: a `--resume` on other weights is "
+        "refused, and rows scored on weights nobody has any longer stand as measured.",
         "",
         "Train min is wall time on this shared 2-core CPU (other jobs ran beside it); CPU min "
         "is the training process's own CPU time, which the load does not inflate (blank where "

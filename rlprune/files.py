@@ -3,6 +3,7 @@ rlprune's cache folder."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -19,6 +20,7 @@ __all__ = [
     "atomic_write_text",
     "cache_dir",
     "check_output_dir",
+    "file_digest",
     "resolve_cached",
     "publish_dir",
     "safe_name",
@@ -45,6 +47,15 @@ def resolve_cached(path: str) -> str:
     if path.startswith(CACHE_PREFIX):
         return str(cache_dir() / path[len(CACHE_PREFIX) :])
     return path
+
+
+def file_digest(path: str | os.PathLike[str]) -> str:
+    """A short content hash (16 hex digits of sha256) of a file, read in blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
 
 
 def safe_name(text: str, fallback: str = "unnamed") -> str:

@@ -344,3 +344,40 @@ def test_non_finite_weights_or_streamed_images_are_refused(tmp_path: Path) -> No
     streamed = dataclasses.replace(data, train=Streamed(*data.train.tensors))
     with pytest.raises(DatasetError, match="calibration batches"):
         PruningTask.from_model(model(), streamed, config)
+
+
+def test_benchmark_resume_refuses_retrained_weights(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+
+    import torch
+
+    from rlprune.files import file_digest
+
+    weights = tmp_path / "w.pt"
+    shutil.copy(load_env_config("digits-cnn").task.weights or "", weights)
+    out = tmp_path / "bench"
+    args = ["benchmark", "--methods", "uniform", "--evals", "2", "--weights", str(weights)]
+    args += ["--out", str(out)]
+    assert main(args) == 0
+    manifest = json.loads((out / "benchmark.json").read_text())
+    assert manifest["weights_digest"] == file_digest(weights)
+    kept = sorted(p.name for p in (out / "results").iterdir())
+    original = weights.read_bytes()
+    saved = torch.load(weights, weights_only=True)
+    first = next(k for k, v in saved["state_dict"].items() if v.is_floating_point())
+    saved["state_dict"][first] = saved["state_dict"][first] + 0.01  # "retrained", same path
+    torch.save(saved, weights)
+    capsys.readouterr()
+    assert main([*args, "--resume"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "differ from those the benchmark" in err and len(err.splitlines()) == 1
+    assert sorted(p.name for p in (out / "results").iterdir()) == kept
+    weights.write_bytes(original)
+    del manifest["weights_digest"]  # kept before digests were recorded: taken as this one's
+    (out / "benchmark.json").write_text(json.dumps(manifest))
+    assert main([*args, "--resume"]) == 0
+    assert json.loads((out / "benchmark.json").read_text())["weights_digest"] == file_digest(
+        weights
+    )

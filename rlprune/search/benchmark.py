@@ -30,7 +30,7 @@ from ..evaluation.finetune import deliver
 from ..evaluation.latency import grid_words
 from ..evaluation.task import PruningTask
 from ..evaluation.timing import paired_speedups
-from ..files import atomic_write_json, atomic_write_text
+from ..files import atomic_write_json, atomic_write_text, file_digest, resolve_cached
 from ..mdp.settings import EnvConfig
 from ..presets.tasks import load_task as load_preset_task
 from ..reports.plots import plot_all
@@ -236,6 +236,23 @@ def _check_workers(out: Path, previous: dict[str, Any], manifest: dict[str, Any]
         )
 
 
+def _check_weights(out: Path, previous: dict[str, Any], manifest: dict[str, Any]) -> None:
+    """Refuse to resume on other base-model weights (a retrained network): its kept
+    results belong to the weights they were scored on. A benchmark kept before digests
+    were recorded is taken as this command's."""
+    before, now = previous.get("weights_digest"), manifest.get("weights_digest")
+    if before is not None and now is not None and before != now:
+        raise RunError(
+            f"the base model's weights ({manifest['env'].get('weights')}) differ from those "
+            f"the benchmark in {out} was scored on (sha256 {before} -> {now}); restore those "
+            "weights, or use --overwrite (or another --out)"
+        )
+    if now is not None:
+        previous["weights_digest"] = now
+    else:
+        previous.pop("weights_digest", None)
+
+
 def prepare_out_dir(out: Path, manifest: dict[str, Any], *, overwrite: bool, resume: bool) -> None:
     """Refuse to mix results: an existing benchmark needs ``overwrite`` or a matching ``resume``."""
     existing = out / MANIFEST
@@ -258,6 +275,7 @@ def prepare_out_dir(out: Path, manifest: dict[str, Any], *, overwrite: bool, res
             if "workers" in manifest:  # not recorded before: taken as this command's
                 previous.setdefault("workers", manifest["workers"])
             _check_workers(out, previous, manifest)
+            _check_weights(out, previous, manifest)
             _same_policy(previous, manifest["settings"])
             grown = _more_seeds(previous, manifest)
             if previous != manifest and not grown:
@@ -306,6 +324,11 @@ def run_benchmark(
         # recorded, not compared: threads change the wall time, not the results
         "threads": torch.get_num_threads(),
     }
+    weights = resolve_cached(config.task.weights) if config.task.weights else None
+    if weights is not None and Path(weights).is_file():
+        # retrained weights are another network (training is not bit-reproducible across
+        # machines): a resume must not mix results of the two
+        manifest["weights_digest"] = file_digest(weights)
     prepare_out_dir(
         out, json.loads(json.dumps(manifest, default=list)), overwrite=overwrite, resume=resume
     )
