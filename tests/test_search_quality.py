@@ -311,6 +311,23 @@ def test_refine_screens_on_a_share_of_the_validation_set_then_scores_the_best_in
     assert [c.channels for c in again.history] == [c.channels for c in result.history]
 
 
+def test_refine_whose_trials_all_land_on_its_start_returns_the_start_in_full(
+    task: PruningTask,
+) -> None:
+    """A box too narrow to move any unit (as budget clipping can make a small network's):
+    every screening trial is the start, so the start is the one finalist, not an error."""
+    uniform = task.evaluate(uniform_channels(task, TARGET))
+    # where the env's budget clipping takes a box that narrow: the start that stays put
+    start = task.evaluate(refine(task, TARGET, uniform, 8, 0, width=1e-6).history[0].channels)
+    since = len(task.ledger)
+    result = refine(task, TARGET, start, 8, 0, width=1e-6)
+    assert {c.channels for c in result.history} == {start.channels}
+    assert result.best.channels == start.channels and result.best.fidelity >= 1.0
+    assert result.best.accuracy == start.accuracy
+    # screening's 6, then the start once: the second finalist's slot has nothing to score
+    assert task.charged(since) == pytest.approx(7)
+
+
 def test_refine_stays_near_its_start(task: PruningTask) -> None:
     """Proposals come from a box around the start (the env's budget clipping may still
     move a unit): a narrow box lands far nearer the start than a full-range TPE search."""

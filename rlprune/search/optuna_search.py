@@ -216,12 +216,14 @@ class Refine(SearchMethod):
             self._score_finalists(task, budget, finalists)
 
     def _score_finalists(self, task: PruningTask, budget: Budget, finalists: int) -> None:
-        """Score the ``finalists`` best-screened configurations (never the start) in full."""
+        """Score the ``finalists`` best-screened configurations (never the start) in full;
+        the start itself (cached: charged, not run again) when every trial landed on it,
+        as budget clipping can make it on a small network, so the result is a full score."""
         screened: dict[tuple[int, ...], float] = {}
         for candidate in task.ledger[budget.since :]:
             if candidate.channels != self.start.channels:
                 screened.setdefault(candidate.channels, candidate.accuracy)
-        best = sorted(screened, key=lambda c: -screened[c])[:finalists]
+        best = sorted(screened, key=lambda c: -screened[c])[:finalists] or [self.start.channels]
         for at in range(0, len(best), task.service.workers):  # a batch each: progress
             score_batch(task, best[at : at + task.service.workers])
             self._progress(task, budget)
