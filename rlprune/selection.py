@@ -19,7 +19,6 @@ above :mod:`rlprune.search` because each network is played as a transfer benchma
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ import torch
 from .env.pruning_env import PruningEnv
 from .env.rollout import PriorPlayer, at_strength, rollout
 from .errors import ConfigError
+from .files import file_digest
 from .presets.loader import env_spec, load_env_config
 from .rl.policy import POLICY_ENV_KEYS, LoadedPolicy, load_policy, save_policy
 from .rl.transfer import policy_env
@@ -145,10 +145,6 @@ class Boards:
         return sum(gains) / len(gains)
 
 
-def _digest(checkpoint: Path) -> str:
-    return hashlib.sha256((checkpoint / "params.pt").read_bytes()).hexdigest()[:16]
-
-
 def _key(item: Scored, select: Sequence[str], report: Sequence[str]) -> str:
     return json.dumps(
         [str(item.run), item.checkpoint, item.digest, list(select), list(report), item.targets]
@@ -212,7 +208,7 @@ def score_runs(
             continue
         policy: LoadedPolicy | None = None
         for checkpoint in checkpoints:
-            item = Scored(run, checkpoint.name, own, _digest(checkpoint))
+            item = Scored(run, checkpoint.name, own, file_digest(checkpoint / "params.pt"))
             record = kept.get(_key(item, select, report))
             if record is not None:
                 item.accuracy = {(n, float(t)): float(a) for n, t, a in record["accuracy"]}
