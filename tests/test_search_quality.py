@@ -248,6 +248,38 @@ def test_prior_agent_starts_from_the_prior_and_ships_a_v2_policy(
     )
 
 
+SIZES = ("log_in_channels", "log_out_channels", "kernel", "stride", "log_input_size")
+
+
+def test_masked_features_read_zero_in_training_and_where_the_policy_is_applied(
+    task: PruningTask, tmp_path: Path
+) -> None:
+    plain = PruningEnv(task=task, config=_config(task, features=2, action_mode="residual"))
+    columns = [FEATURES_V2.index(name) for name in SIZES]
+    seen = [plain.reset(seed=0)[0]]
+    while len(seen) <= len(plain.units):
+        seen.append(plain.step(np.zeros(1, dtype=np.float32))[0])
+    assert np.all(np.max(seen, axis=0)[columns] > 0)  # unmasked, each size shows somewhere
+    agent = load_agent_config("ppo-relative", task.config.name)
+    assert tuple(agent.env["masked"]) == SIZES
+    train(_config(task), agent, TrainSettings(episodes=2, seed=0), run_dir=tmp_path, task=task)
+    policy = load_policy(tmp_path)
+    assert policy.metadata["masked"] == list(SIZES)  # the artifact records it
+    env = PruningEnv(task=task, config=env_config_for_policy(EnvConfig(task.config), policy, 0.5))
+    obs, _ = env.reset(seed=0)
+    done = False
+    while not done:  # every observation of an episode, not just the first
+        assert np.all(obs[columns] == 0) and obs[FEATURES_V2.index("macs_share")] > 0
+        obs, _, done, _, _ = env.step(np.zeros(1, dtype=np.float32))
+
+
+def test_a_masked_feature_outside_the_feature_set_is_refused(task: PruningTask) -> None:
+    with pytest.raises(
+        ConfigError, match="masked feature 'probe_drop_25' is not in feature set v1"
+    ):
+        _config(task, features=1, masked=["probe_drop_25"])
+
+
 # --- practitioner baselines -----------------------------------------------------------
 
 

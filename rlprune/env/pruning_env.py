@@ -162,6 +162,9 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
     | 23    | attention        | 1 if the unit is an attention's heads (kept whole)        | 0   | 1   |
     | 24    | log_channel_step | log2(channels that go together: head width, groups) / 8   | 0   | 1   |
 
+    `masked: [name, ...]` holds those columns at 0 in every observation: a policy trained so
+    cannot use them, and plays the same way wherever they differ (e.g. the absolute sizes).
+
     ## Rewards
 
     0 at every step but the last. At the last, `rlprune.mdp.rewards.REWARDS[reward]` of the
@@ -267,6 +270,8 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
         self._total_cost = task.cost_total
         self.features = features_for(config.env.features)
         self._static = self._static_features()
+        self._masked = [C[name] for name in config.env.masked]
+        """Columns held at 0 (``env.masked``): features the policy is not to use."""
 
         self.action_space = action_space()
         self.observation_space = observation_space(config.env.features)
@@ -406,6 +411,7 @@ class PruningEnv(gym.Env[np.ndarray, np.ndarray]):
             prunable = self._static[t:, C["macs_share"]].sum() * self._total_cost
             obs[C["budget_left"]] = max(to_remove, 0.0) / prunable if prunable > 0 else 0.0
             obs[C["prior_keep"]] = self._prior_keep[t]
+        obs[self._masked] = 0.0
         observation: np.ndarray = np.clip(obs, 0.0, 1.0).astype(np.float32)
         return observation
 

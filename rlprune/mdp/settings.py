@@ -19,7 +19,7 @@ from ..checks import check_kinds, flagged, help_for, setting
 from ..errors import ConfigError
 from ..evaluation.config import TASK_FIELDS, TaskConfig
 from ..files import CACHE_PREFIX, resolve_cached
-from .features import FEATURE_SETS
+from .features import FEATURE_SETS, features_for
 
 __all__ = [
     "ACTION_MODES",
@@ -150,10 +150,26 @@ class EnvSettings:
         choices=SHAPINGS,
         agent=True,
     )
+    masked: tuple[str, ...] = setting(
+        (),
+        "observation features held at 0, so the policy cannot use them (e.g. the "
+        "absolute sizes a policy would not meet again on other networks)",
+        "list of str",
+        "[log_in_channels, log_out_channels]",
+        agent=True,
+        policy=True,
+    )
 
     def __post_init__(self) -> None:
         check_kinds(self)
         object.__setattr__(self, "target", _parse_target(self.target))
+        object.__setattr__(self, "masked", tuple(self.masked or ()))
+        unknown = [name for name in self.masked if name not in features_for(self.features)]
+        if unknown:
+            raise ConfigError(
+                f"masked feature {unknown[0]!r} is not in feature set v{self.features}; "
+                f"choose among: {', '.join(features_for(self.features))}"
+            )
         if not 0.0 < self.residual_scale <= 1.0:
             raise ConfigError(f"residual_scale must be in (0, 1], got {self.residual_scale}")
 
@@ -202,6 +218,7 @@ PRESET_KEYS = (
     "anchor",
     "probe_images",
     "shaping",
+    "masked",
     "pretrain",
 )
 """Every preset key, in the order a preset's flat form lists them."""
