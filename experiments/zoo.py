@@ -938,6 +938,17 @@ def write_page(
         ]
     for tag, played in (challenged or {}).items():
         lines += challenger_lines(args, tag, played, rows, kept)
+    candidates = ROOT / "policies" / "candidates" / "README.md"
+    if candidates.is_file():
+        lines += [
+            "Every candidate policy measured against the shipped one, with the commands "
+            "that made it and how it was judged, is listed in "
+            f"[policies/candidates]({_relative(candidates, args.markdown.parent)}); a "
+            "candidate whose selection networks chose strength 0 plays the sensitivity prior "
+            "off its family and can beat the heuristic here only where the uniform "
+            "allocation does.",
+            "",
+        ]
     lines += [
         "## Which networks chose what",
         "",
