@@ -46,6 +46,7 @@ import shlex
 import statistics
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -69,7 +70,7 @@ from rlprune.pruning.macs import count_macs_params
 from rlprune.reports.tables import MethodSeedResult
 from rlprune.rl.policy import load_policy
 from rlprune.rl.transfer import network_distance
-from rlprune.search.benchmark import BenchmarkSettings, benchmark_config, load_task
+from rlprune.search.benchmark import MANIFEST, BenchmarkSettings, benchmark_config, load_task
 from rlprune.search.methods import METHODS as REGISTRY
 from rlprune.suites import adopt_settings, folder_results, rerun_error, run_kept, settle
 
@@ -425,7 +426,26 @@ def run_challenger(
     """One (network, target) played by challenger ``policy`` (:data:`CHALLENGED`), run or
     restored, kept in --data; its family distance recorded under the folder's name."""
     folder = f"{_key(net.name, target)}-policy-{tag}"
+    check_row_weights(args.out, _folders(args, net.name, target), weights_path(net), folder)
     return _play(args, net, target, kept, {folder: CHALLENGED}, policy, folder)
+
+
+def check_row_weights(out: Path, folders: Iterable[str], weights: Path, label: str) -> None:
+    """Refuse to play a challenger (``label``) beside a row the shipped policy was scored on
+    other weights for (or before digests were kept): it would be judged against another
+    network, since training is not bit-reproducible. Folders not run yet are skipped."""
+    now = file_digest(weights)
+    for folder in folders:
+        manifest = out / folder / MANIFEST
+        if not manifest.is_file():
+            continue
+        before = json.loads(manifest.read_text()).get("weights_digest")
+        if before != now:
+            raise RunError(
+                f"{label}: the table's row {folder} was scored on other weights than "
+                f"{weights} (sha256 {before or 'not recorded'}, now {now}); rerun the row on "
+                "these (--resume --rerun with every method) or restore those weights"
+            )
 
 
 def _play(
@@ -513,12 +533,13 @@ def _kept_setting(args: Args, name: str, target: float) -> bool:
 
 def _missing_weights(args: Args) -> list[str]:
     """The networks asked for whose weights are not in the cache and whose settings are not
-    all kept (those need the network)."""
+    all kept, or that a challenger plays (those need the network)."""
     missing = []
     for name in args.networks:
         net = ZOO[name]
         kept = all(_kept_setting(args, name, t) for t in args.targets)
-        if not weights_path(net).is_file() and not (args.resume and kept):
+        needed = args.challenger is not None or not (args.resume and kept)
+        if not weights_path(net).is_file() and needed:
             missing.append(name)
     return missing
 

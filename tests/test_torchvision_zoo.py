@@ -16,10 +16,11 @@ import pytest
 import torch
 
 from rlprune.env.pruning_env import PruningEnv
-from rlprune.errors import ModelError
+from rlprune.errors import ModelError, RunError
 from rlprune.evaluation.finetune import FitResult
 from rlprune.evaluation.splits import from_tensors
 from rlprune.evaluation.task import PruningTask
+from rlprune.files import file_digest
 from rlprune.mdp.settings import make_config
 from rlprune.models import torchvision_zoo
 from rlprune.models.specs import build_model
@@ -527,6 +528,43 @@ def test_a_challenger_is_not_run_by_page_only(
     assert exit_info.value.code == 2
     assert "--page-only shows the challengers kept already" in capsys.readouterr().err
     assert zoo.challenger_tag(tmp_path / "runs" / "wide policy") == "wide-policy"
+
+
+def test_a_challenger_is_refused_beside_a_row_scored_on_other_weights(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    zoo = _harness()
+    weights = tmp_path / "net.pt"
+    weights.write_bytes(b"retrained")
+    folders = {"zoo-a-t0.5-heuristics": ("uniform",), "zoo-a-t0.5": ("tpe",)}
+    row = tmp_path / "out" / "zoo-a-t0.5"
+    row.mkdir(parents=True)
+    manifest = {"env": {}, "weights_digest": file_digest(weights)}
+    (row / "benchmark.json").write_text(json.dumps(manifest))
+    zoo.check_row_weights(tmp_path / "out", folders, weights, "c")  # same weights; one not run
+    for before in ("0123456789abcdef", None):  # other weights, or scored before digests
+        (row / "benchmark.json").write_text(json.dumps({"env": {}, "weights_digest": before}))
+        with pytest.raises(RunError, match=r"c: the table's row zoo-a-t0.5 was scored on other"):
+            zoo.check_row_weights(tmp_path / "out", folders, weights, "c")
+    # and the table checks before it plays a challenger
+    monkeypatch.setattr(zoo, "weights_path", lambda net: weights)
+    monkeypatch.setattr(zoo, "_play", lambda *a, **k: pytest.fail("played on other weights"))
+    args = zoo.Args(out=tmp_path / "out", heuristics=["uniform"])
+    net = types.SimpleNamespace(name="a")
+    with pytest.raises(RunError, match=r"zoo-a-t0.5-policy-c: the table's row zoo-a-t0.5 "):
+        zoo.run_challenger(args, net, 0.5, {}, "c", tmp_path)
+
+
+def test_a_challenger_needs_the_weights_even_where_the_rows_are_kept(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("RLPRUNE_CACHE_DIR", str(tmp_path))
+    zoo = _harness()
+    monkeypatch.setattr(zoo, "_kept_setting", lambda args, name, target: True)
+    args = zoo.Args(networks=["squeezenet1_1"], resume=True)
+    assert zoo._missing_weights(args) == []  # every row kept: the table restores them
+    args = zoo.Args(networks=["squeezenet1_1"], resume=True, challenger=tmp_path)
+    assert zoo._missing_weights(args) == ["squeezenet1_1"]
 
 
 def test_the_wide_family_shares_no_family_with_the_zoo() -> None:
