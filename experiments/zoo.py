@@ -426,7 +426,8 @@ def run_challenger(
     """One (network, target) played by challenger ``policy`` (:data:`CHALLENGED`), run or
     restored, kept in --data; its family distance recorded under the folder's name."""
     folder = f"{_key(net.name, target)}-policy-{tag}"
-    check_row_weights(args.out, _folders(args, net.name, target), weights_path(net), folder)
+    if not args.page_only:  # (restoring what was played then needs no weights)
+        check_row_weights(args.out, _folders(args, net.name, target), weights_path(net), folder)
     return _play(args, net, target, kept, {folder: CHALLENGED}, policy, folder)
 
 

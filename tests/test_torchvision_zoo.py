@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import types
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -553,6 +554,9 @@ def test_a_challenger_is_refused_beside_a_row_scored_on_other_weights(
     net = types.SimpleNamespace(name="a")
     with pytest.raises(RunError, match=r"zoo-a-t0.5-policy-c: the table's row zoo-a-t0.5 "):
         zoo.run_challenger(args, net, 0.5, {}, "c", tmp_path)
+    # a page rebuilt from what was kept plays nothing: it restores, whatever the weights
+    monkeypatch.setattr(zoo, "_play", lambda *a, **k: [])
+    assert zoo.run_challenger(replace(args, page_only=True), net, 0.5, {}, "c", tmp_path) == []
 
 
 def test_a_challenger_needs_the_weights_even_where_the_rows_are_kept(
