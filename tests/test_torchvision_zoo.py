@@ -330,7 +330,9 @@ def test_tiny_table_runs_then_resumes_and_rebuilds_from_kept_data(tmp_path: Path
     assert again.returncode == 2 and "pass --resume" in again.stderr
     # a fresh clone (no results folder, no weights) resumes from the kept data alone
     shutil.rmtree(out)
-    (cache / "zoo" / f"{name}.pt").unlink()
+    weights = cache / "zoo" / f"{name}.pt"
+    shutil.copy(weights, tmp_path / "weights.pt")
+    weights.unlink()
     resumed = table("--resume")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert page.read_text() == first
@@ -360,7 +362,8 @@ def test_tiny_table_runs_then_resumes_and_rebuilds_from_kept_data(tmp_path: Path
     assert page.read_text() == first
     # a challenger policy plays zero-shot and refine beside the shipped one, kept for
     # --page-only; a copy of the shipped policy lands where the shipped one does
-    save_weights(model, cache / "zoo" / f"{name}.pt")  # (a new policy needs the network)
+    # (a new policy needs the network: the very weights the row was scored on)
+    shutil.copy(tmp_path / "weights.pt", weights)
     rival = tmp_path / "rival"
     shutil.copytree(GENERAL_POLICY, rival)
     challenged = table("--resume", "--challenger", str(rival))
