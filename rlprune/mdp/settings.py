@@ -164,11 +164,12 @@ class EnvSettings:
         check_kinds(self)
         object.__setattr__(self, "target", _parse_target(self.target))
         object.__setattr__(self, "masked", tuple(self.masked or ()))
-        unknown = [name for name in self.masked if name not in features_for(self.features)]
+        names = features_for(self.features)
+        unknown = [name for name in self.masked if name not in names]
         if unknown:
             raise ConfigError(
                 f"masked feature {unknown[0]!r} is not in feature set v{self.features}; "
-                f"choose among: {', '.join(features_for(self.features))}"
+                f"choose among: {', '.join(names)}"
             )
         if not 0.0 < self.residual_scale <= 1.0:
             raise ConfigError(f"residual_scale must be in (0, 1], got {self.residual_scale}")
