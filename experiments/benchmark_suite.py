@@ -348,9 +348,10 @@ def write_markdown(
         lines += [f"#{line}" if line.startswith("#") else line for line in body] + [""]
     zoo = args.markdown.parent / "docs" / "zoo.md"
     if zoo.is_file():  # from experiments/zoo.py: one level down, its links from here
-        body = zoo.read_text().strip().replace("](benchmarks/", "](docs/benchmarks/")
-        body = body.replace("](../", "](").splitlines()  # (links out of docs/)
-        lines += [f"#{line}" if line.startswith("#") else line for line in body] + [""]
+        text = zoo.read_text().strip().replace("](benchmarks/", "](docs/benchmarks/")
+        text = text.replace("](../", "](")  # links out of docs/
+        lines += [f"#{line}" if line.startswith("#") else line for line in text.splitlines()]
+        lines += [""]
     for key, folder in folders.items():
         if key.startswith("transfer-"):
             continue
