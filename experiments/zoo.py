@@ -242,7 +242,7 @@ def train(argv: list[str]) -> int:
                 metadata={"threads": torch.get_num_threads()},
             )
         record = read_record(args.data)  # what other `train` processes recorded since
-        record["networks"][net.name] = {
+        entry = {
             **describe(net, path),
             # the CPU time (all threads) stands apart from the machine's load; wall time not
             "cpu_seconds": round(time.process_time() - cpu_start, 1),
@@ -251,6 +251,7 @@ def train(argv: list[str]) -> int:
             # bit-reproducible, so this names the network its rows were scored on
             "weights_digest": file_digest(path),
         }
+        record["networks"][net.name] = with_earlier(entry, record["networks"].get(net.name))
         _write(args.data, record)
         verdict = "" if result.test_accuracy >= ZOO_ACCURACY else "  (below 85 %!)"
         console.print(
@@ -261,6 +262,19 @@ def train(argv: list[str]) -> int:
             soft_wrap=True,
         )
     return 0
+
+
+def with_earlier(entry: dict[str, Any], previous: dict[str, Any] | None) -> dict[str, Any]:
+    """``entry`` keeping the networks it replaces under ``earlier`` (oldest first): rows the
+    table scored on those weights stay on the page, and the page says which they were."""
+    if previous is None:
+        return entry
+    earlier = previous.pop("earlier", [])
+    if previous.get("weights_digest") is None or previous["weights_digest"] != entry.get(
+        "weights_digest"
+    ):
+        earlier.append(previous)
+    return {**entry, "earlier": earlier} if earlier else entry
 
 
 def _write(data: Path, record: dict[str, Any]) -> None:
@@ -436,17 +450,31 @@ def check_row_weights(out: Path, folders: Iterable[str], weights: Path, label: s
     other weights for (or before digests were kept): it would be judged against another
     network, since training is not bit-reproducible. Folders not run yet are skipped."""
     now = file_digest(weights)
-    for folder in folders:
-        manifest = out / folder / MANIFEST
-        if not manifest.is_file():
-            continue
-        before = json.loads(manifest.read_text()).get("weights_digest")
+    for folder, before in row_digests(out, folders).items():
         if before != now:
             raise RunError(
                 f"{label}: the table's row {folder} was scored on other weights than "
                 f"{weights} (sha256 {before or 'not recorded'}, now {now}); rerun the row on "
                 "these (--resume --rerun with every method) or restore those weights"
             )
+
+
+def row_digests(out: Path, folders: Iterable[str]) -> dict[str, str | None]:
+    """The weights digest each run folder of a row was scored on (None: before digests
+    were kept); folders not run yet are left out."""
+    digests = {}
+    for folder in folders:
+        manifest = out / folder / MANIFEST
+        if manifest.is_file():
+            digests[folder] = json.loads(manifest.read_text()).get("weights_digest")
+    return digests
+
+
+def scored_earlier(out: Path, folders: Iterable[str], info: dict[str, Any] | None) -> bool:
+    """Whether a row was scored on other weights than the record's network ``info``
+    (retrained since). Unknown, so False, where the record keeps no digest."""
+    now = (info or {}).get("weights_digest")
+    return now is not None and any(d != now for d in row_digests(out, folders).values())
 
 
 def _play(
@@ -795,6 +823,15 @@ def chooser_lines(meta: dict[str, Any], seen: dict[str, str], shared: list[str])
     return lines
 
 
+def earlier_words(name: str, info: dict[str, Any], digests: Iterable[str | None]) -> str:
+    """What the record knows of the earlier weights (``digests``, None: not recorded) a
+    row of network ``name`` was scored on: their test accuracy, where it kept them."""
+    wanted = set(digests) - {info.get("weights_digest")}
+    known = [e for e in info.get("earlier", []) if e.get("weights_digest") in wanted]
+    accuracy = known[-1].get("test_accuracy") if known else None
+    return name + ("" if accuracy is None else f" tested {100 * accuracy:.2f} %")
+
+
 def write_page(
     args: Args,
     rows: dict[str, dict[float, list[MethodSeedResult]]],
@@ -837,7 +874,8 @@ def write_page(
         "apart (densenet121 88.32 % then 89.63 %, vgg11_bn 87.66 % then 87.55 %, on "
         "2026-12-05). The record keeps each network's weights digest (sha256, 16 digits), "
         "and so does every table result kept since: a `--resume` on other weights is "
-        "refused, and rows scored on weights nobody has any longer stand as measured.",
+        "refused, and rows scored on weights nobody has any longer stand as measured "
+        "(marked ‡ where the record knows the network was retrained since).",
         "",
         "Train min is wall time on this shared 2-core CPU (other jobs ran beside it); CPU min "
         "is the training process's own CPU time, which the load does not inflate (blank where "
@@ -896,6 +934,7 @@ def write_page(
         ]
         zero_gaps: list[float] = []
         chance_rows: list[str] = []
+        earlier_rows: list[str] = []
         refine_gaps: list[float] = []
         for name in ZOO:
             results = rows.get(name, {}).get(target)
@@ -916,6 +955,12 @@ def write_page(
             if at_chance(results):
                 mark += " †"
                 chance_rows.append(name)
+            info = record["networks"].get(name)
+            folders = _folders(args, name, target)
+            if info is not None and scored_earlier(args.out, folders, info):
+                mark += " ‡"
+                digests = row_digests(args.out, folders).values()
+                earlier_rows.append(earlier_words(name, info, digests))
             lines.append(f"| {name}{mark} | {' | '.join(cells)} | {' | '.join(shown)} |")
         medians = [_median(zero_gaps), _median(refine_gaps)]
         counted = len(zero_gaps)
@@ -933,6 +978,13 @@ def write_page(
                 f"† Every method within {100 * CHANCE_MARGIN:.0f} points of chance (10 %): none "
                 "found a working network at this target without fine-tuning, so the row's gaps "
                 "say nothing; it counts in the medians as measured.",
+            ]
+        if earlier_rows:
+            lines += [
+                "",
+                "‡ Scored on earlier weights of the network than the zoo above lists: it was "
+                "retrained since, and training is not bit-reproducible, so the row stands as "
+                f"measured on those ({'; '.join(earlier_rows)}).",
             ]
         lines.append("")
     if not rows:

@@ -574,6 +574,74 @@ def test_a_challenger_needs_the_weights_even_where_the_rows_are_kept(
     assert zoo._missing_weights(args) == ["squeezenet1_1"]
 
 
+def test_a_retrained_network_keeps_its_earlier_weights_and_marks_their_rows(
+    tmp_path: Path,
+) -> None:
+    zoo = _harness()
+    first = {"test_accuracy": 0.8663}  # trained before digests were kept
+    second = zoo.with_earlier({"test_accuracy": 0.87, "weights_digest": "b"}, dict(first))
+    assert second["earlier"] == [first]
+    again = zoo.with_earlier({"test_accuracy": 0.87, "weights_digest": "b"}, dict(second))
+    assert again["earlier"] == [first]  # the same weights described again: nothing earlier
+    third = zoo.with_earlier({"test_accuracy": 0.88, "weights_digest": "c"}, dict(second))
+    assert [e.get("weights_digest") for e in third["earlier"]] == [None, "b"]
+    assert "earlier" not in third["earlier"][1]  # kept flat, oldest first
+    assert "earlier" not in zoo.with_earlier({"weights_digest": "a"}, None)
+
+    out = tmp_path / "out"
+    for folder, digest in (("zoo-a-t0.5", None), ("zoo-a-t0.3", "c"), ("zoo-b-t0.3", "b")):
+        (out / folder).mkdir(parents=True)
+        (out / folder / "benchmark.json").write_text(json.dumps({"weights_digest": digest}))
+    assert zoo.row_digests(out, ["zoo-a-t0.5", "zoo-a-t0.3", "not-run"]) == {
+        "zoo-a-t0.5": None,
+        "zoo-a-t0.3": "c",
+    }
+    assert zoo.scored_earlier(out, ["zoo-a-t0.5"], third)
+    assert not zoo.scored_earlier(out, ["zoo-a-t0.3", "not-run"], third)
+    assert zoo.scored_earlier(out, ["zoo-b-t0.3"], third)
+    assert not zoo.scored_earlier(out, ["zoo-a-t0.5"], first)  # no digest kept: unknown
+    assert zoo.earlier_words("a", third, [None]) == "a tested 86.63 %"
+    assert zoo.earlier_words("a", third, ["b", "c"]) == "a tested 87.00 %"
+    assert zoo.earlier_words("a", third, ["z"]) == "a"  # weights the record never knew
+
+
+def test_the_page_marks_a_row_scored_on_weights_retrained_since(tmp_path: Path) -> None:
+    zoo = _harness()
+    out, name = tmp_path / "out", "resnet18"
+    args = zoo.Args(
+        out=out, data=tmp_path, markdown=tmp_path / "zoo.md", figure=tmp_path / "gaps.png"
+    )
+    for folder in zoo._folders(args, name, 0.5):  # scored before digests were kept
+        (out / folder).mkdir(parents=True)
+        (out / folder / "benchmark.json").write_text(json.dumps({"env": {}}))
+    means = {"transfer-apply": 0.8, "transfer-apply-refine": 0.82, "tpe": 0.81}
+    rows = {
+        name: {
+            0.5: [
+                types.SimpleNamespace(method=m, val_accuracy=v, evaluations=1.0)
+                for m, v in means.items()
+            ]
+        }
+    }
+    info = {
+        "params": 1e6,
+        "macs": 1e6,
+        "train_images": 1000,
+        "seconds": 60.0,
+        "train": zoo.train_settings(zoo.ZOO[name]),
+        "test_accuracy": 0.8912,
+        "weights_digest": "c",
+    }
+    record = {"networks": {name: {**info, "earlier": [{"test_accuracy": 0.8866}]}}}
+    kept = {"settings": {}, "distance": {}}
+    zoo.write_page(args, rows, kept, record, [])
+    page = (tmp_path / "zoo.md").read_text()
+    assert f"| {name}* ‡ |" in page and f"({name} tested 88.66 %)" in page
+    record["networks"][name] = {**info, "weights_digest": None}  # not known: not marked
+    zoo.write_page(args, rows, kept, record, [])
+    assert f"| {name}* |" in (tmp_path / "zoo.md").read_text()
+
+
 def test_the_wide_family_shares_no_family_with_the_zoo() -> None:
     spec = importlib.util.spec_from_file_location(
         "train_general_policy", ROOT / "experiments" / "train_general_policy.py"
