@@ -502,7 +502,9 @@ def _play(
         )
         for folder, methods in folders.items()
     }
-    if not all(done.values()) or searched not in kept["distance"]:
+    # (--page-only runs nothing: a distance not recorded yet shows as not measured; the
+    # table process recording it, or the next --resume, puts it on the page)
+    if not all(done.values()) or (searched not in kept["distance"] and not args.page_only):
         overrides = {"target": target, "val_size": args.val_size or None}
         config = benchmark_config(load_env_config(net.preset, overrides), str(policy))
         task = load_task(config, None)

@@ -642,6 +642,25 @@ def test_the_page_marks_a_row_scored_on_weights_retrained_since(tmp_path: Path) 
     assert f"| {name}* |" in (tmp_path / "zoo.md").read_text()
 
 
+def test_page_only_leaves_a_distance_not_recorded_unmeasured(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # measuring it costs the probes on the network's weights: not what --page-only promises
+    zoo = _harness()
+    monkeypatch.setattr(zoo, "settle", lambda *a, **k: True)  # every folder kept, finished
+    monkeypatch.setattr(zoo, "folder_results", lambda folder: [folder.name])
+    monkeypatch.setattr(zoo, "load_env_config", lambda *a: pytest.fail("built the network"))
+    args = zoo.Args(out=tmp_path, page_only=True, resume=True)
+    net = types.SimpleNamespace(name="a", preset="zoo-a")
+    kept: dict = {"distance": {}}
+    folders = {"zoo-a-t0.5": ("tpe",)}
+    assert zoo._play(args, net, 0.5, kept, folders, tmp_path, "zoo-a-t0.5") == ["zoo-a-t0.5"]
+    assert kept["distance"] == {}
+    assert zoo._distance_words(kept["distance"].get("zoo-a-t0.5")) == "not measured"
+    with pytest.raises(pytest.fail.Exception, match="built the network"):  # a run measures it
+        zoo._play(replace(args, page_only=False), net, 0.5, kept, folders, tmp_path, "zoo-a-t0.5")
+
+
 def test_the_wide_family_shares_no_family_with_the_zoo() -> None:
     spec = importlib.util.spec_from_file_location(
         "train_general_policy", ROOT / "experiments" / "train_general_policy.py"
