@@ -270,9 +270,8 @@ def with_earlier(entry: dict[str, Any], previous: dict[str, Any] | None) -> dict
     if previous is None:
         return entry
     earlier = previous.pop("earlier", [])
-    if previous.get("weights_digest") is None or previous["weights_digest"] != entry.get(
-        "weights_digest"
-    ):
+    before = previous.get("weights_digest")
+    if before is None or before != entry.get("weights_digest"):  # (None: not known same)
         earlier.append(previous)
     return {**entry, "earlier": earlier} if earlier else entry
 
@@ -874,7 +873,8 @@ def write_page(
         "Training is seeded but not bit-reproducible across machines (the CPU's kernels "
         "differ): the same command on another machine gives a network about a point "
         "apart (densenet121 88.32 % then 89.63 %, vgg11_bn 87.66 % then 87.55 %, on "
-        "2026-12-05; resnext50_32x4d 86.63 % then 86.80 %, on 2026-12-06). The record keeps each network's weights digest (sha256, 16 digits), "
+        "2026-12-05; resnext50_32x4d 86.63 % then 86.80 %, on 2026-12-06). The record "
+        "keeps each network's weights digest (sha256, 16 digits), "
         "and so does every table result kept since: a `--resume` on other weights is "
         "refused, and rows scored on weights nobody has any longer stand as measured "
         "(marked ‡ where the record knows the network was retrained since).",
