@@ -269,10 +269,10 @@ def with_earlier(entry: dict[str, Any], previous: dict[str, Any] | None) -> dict
     table scored on those weights stay on the page, and the page says which they were."""
     if previous is None:
         return entry
-    earlier = previous.pop("earlier", [])
+    earlier = list(previous.get("earlier", []))
     before = previous.get("weights_digest")
     if before is None or before != entry.get("weights_digest"):  # (None: not known same)
-        earlier.append(previous)
+        earlier.append({k: v for k, v in previous.items() if k != "earlier"})
     return {**entry, "earlier": earlier} if earlier else entry
 
 
@@ -469,11 +469,12 @@ def row_digests(out: Path, folders: Iterable[str]) -> dict[str, str | None]:
     return digests
 
 
-def scored_earlier(out: Path, folders: Iterable[str], info: dict[str, Any] | None) -> bool:
-    """Whether a row was scored on other weights than the record's network ``info``
-    (retrained since). Unknown, so False, where the record keeps no digest."""
+def scored_earlier(digests: dict[str, str | None], info: dict[str, Any] | None) -> bool:
+    """Whether a row whose folders were scored on ``digests`` (:func:`row_digests`) used
+    other weights than the record's network ``info`` (retrained since). Unknown, so False,
+    where the record keeps no digest."""
     now = (info or {}).get("weights_digest")
-    return now is not None and any(d != now for d in row_digests(out, folders).values())
+    return now is not None and any(d != now for d in digests.values())
 
 
 def _play(
@@ -958,11 +959,10 @@ def write_page(
                 mark += " †"
                 chance_rows.append(name)
             info = record["networks"].get(name)
-            folders = _folders(args, name, target)
-            if info is not None and scored_earlier(args.out, folders, info):
+            digests = row_digests(args.out, _folders(args, name, target))
+            if info is not None and scored_earlier(digests, info):
                 mark += " ‡"
-                digests = row_digests(args.out, folders).values()
-                earlier_rows.append(earlier_words(name, info, digests))
+                earlier_rows.append(earlier_words(name, info, digests.values()))
             lines.append(f"| {name}{mark} | {' | '.join(cells)} | {' | '.join(shown)} |")
         medians = [_median(zero_gaps), _median(refine_gaps)]
         counted = len(zero_gaps)

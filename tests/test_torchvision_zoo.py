@@ -587,6 +587,7 @@ def test_a_retrained_network_keeps_its_earlier_weights_and_marks_their_rows(
     assert [e.get("weights_digest") for e in third["earlier"]] == [None, "b"]
     assert "earlier" not in third["earlier"][1]  # kept flat, oldest first
     assert "earlier" not in zoo.with_earlier({"weights_digest": "a"}, None)
+    assert second["earlier"] == [first]  # what the caller holds is left as it was
 
     out = tmp_path / "out"
     for folder, digest in (("zoo-a-t0.5", None), ("zoo-a-t0.3", "c"), ("zoo-b-t0.3", "b")):
@@ -596,10 +597,12 @@ def test_a_retrained_network_keeps_its_earlier_weights_and_marks_their_rows(
         "zoo-a-t0.5": None,
         "zoo-a-t0.3": "c",
     }
-    assert zoo.scored_earlier(out, ["zoo-a-t0.5"], third)
-    assert not zoo.scored_earlier(out, ["zoo-a-t0.3", "not-run"], third)
-    assert zoo.scored_earlier(out, ["zoo-b-t0.3"], third)
-    assert not zoo.scored_earlier(out, ["zoo-a-t0.5"], first)  # no digest kept: unknown
+    assert zoo.scored_earlier(zoo.row_digests(out, ["zoo-a-t0.5"]), third)
+    assert not zoo.scored_earlier(zoo.row_digests(out, ["zoo-a-t0.3", "not-run"]), third)
+    assert zoo.scored_earlier(zoo.row_digests(out, ["zoo-b-t0.3"]), third)
+    assert not zoo.scored_earlier(
+        zoo.row_digests(out, ["zoo-a-t0.5"]), first
+    )  # no digest kept: unknown
     assert zoo.earlier_words("a", third, [None]) == "a tested 86.63 %"
     assert zoo.earlier_words("a", third, ["b", "c"]) == "a tested 87.00 %"
     assert zoo.earlier_words("a", third, ["z"]) == "a"  # weights the record never knew
