@@ -34,14 +34,18 @@ from rlprune.pruning.macs import MacModel, term_shares
 from rlprune.search.benchmark import BenchmarkSettings, run_benchmark
 from tests.conftest import synthetic_data
 
-TARGET = 0.8  # digits-cnn at batch 1 keeps about 0.6 of its latency with every unit at min_keep
+# At batch 1 per-layer overhead dominates digits-cnn: every unit at min_keep keeps 0.6 to
+# 0.9 of its latency, by CPU. At batch 32 convolutions dominate and it keeps about 0.3.
+LATENCY_BATCH = 32
+TARGET = 0.8
 
 
 @pytest.fixture(scope="module")
 def latency_config() -> EnvConfig:
     from rlprune.presets.loader import load_env_config
 
-    return load_env_config("digits-cnn", {"metric": "latency", "threads": 1, "target": TARGET})
+    settings = {"metric": "latency", "threads": 1, "target": TARGET, "latency_batch": LATENCY_BATCH}
+    return load_env_config("digits-cnn", settings)
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +59,7 @@ def test_model_is_anchored_monotone_and_keyed(latency_task: PruningTask) -> None
     latency = latency_task.latency
     assert latency is not None
     key = latency.key
-    assert (key.batch, key.threads, key.torch) == (1, 1, torch.__version__)
+    assert (key.batch, key.threads, key.torch) == (LATENCY_BATCH, 1, torch.__version__)
     assert key.device.startswith("cpu")
     full = latency_task.analysis.channels
     assert latency.predict(full) == pytest.approx(latency.full_ms)
@@ -105,7 +109,7 @@ def test_bad_latency_input_is_refused(latency_config: EnvConfig, latency_task: P
     with pytest.raises(ConfigError, match="metric"):
         latency_config.derive({"metric": "flops"})
     with pytest.raises(BudgetError, match=r"latency \(predicted\); raise the target above"):
-        latency_task.check_target(0.3)
+        latency_task.check_target(0.05)  # MACs alone keep 0.07 at min_keep
     with pytest.raises(ConfigError, match="latency batch"):
         _rebuild(latency_task, batch=0)
 
@@ -173,10 +177,11 @@ def test_anchored_fit_recovers_a_known_cost() -> None:
 
 @pytest.fixture(scope="module")
 def residual_latency_task() -> PruningTask:
-    """A small residual network (9 units) on synthetic data under a latency budget."""
+    """A small residual network (9 units) on synthetic data under a latency budget; wide
+    enough that convolutions, not per-layer overhead, dominate its latency on any CPU."""
     torch.manual_seed(0)
     model = build_model(
-        "resnet", in_channels=1, num_classes=10, input_size=28, kwargs={"depth": 8, "width": 8}
+        "resnet", in_channels=1, num_classes=10, input_size=28, kwargs={"depth": 8, "width": 32}
     )
     config = make_config(
         {
@@ -195,7 +200,10 @@ def residual_latency_task() -> PruningTask:
 
 def test_env_meets_the_latency_target_by_construction(residual_latency_task: PruningTask) -> None:
     task = residual_latency_task
-    config = make_config({"model": "resnet", "target": 0.8, "metric": "latency", "threads": 1})
+    # The floor is timed on this machine; the target sits halfway between it and 1 when
+    # 0.8 would be out of reach here, so the test checks the bound, not the CPU.
+    target = max(0.8, (1.0 + task.min_budget_ratio) / 2)
+    config = make_config({"model": "resnet", "target": target, "metric": "latency", "threads": 1})
     env = PruningEnv(config=config, task=task)
     rng = np.random.default_rng(1)
     ratios = []
@@ -205,8 +213,9 @@ def test_env_meets_the_latency_target_by_construction(residual_latency_task: Pru
         while not done:
             _, _, done, _, info = env.step(rng.uniform(-1, 1, size=(1,)).astype(np.float32))
         ratios.append(info["latency_ratio"])
-        assert info["latency_ratio"] <= 0.8 + 1e-9
-    assert max(ratios) > 0.7  # fill_budget uses the budget rather than over-pruning
+        assert info["latency_ratio"] <= target + 1e-9
+    # fill_budget uses the budget rather than over-pruning
+    assert max(ratios) > target - 0.1
     shares = task.unit_shares
     assert shares.shape == (len(task.analysis.units),) and 0.0 < shares.sum() <= 1.0
 
@@ -240,7 +249,7 @@ def test_every_method_runs_under_the_latency_budget(
 def test_delivered_speedup_disagreeing_with_the_model_warns(latency_task: PruningTask) -> None:
     channels = latency_task.min_channels
     predicted = 1 / latency_task.budget_ratio(channels)
-    batch = 1
+    batch = LATENCY_BATCH
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         fine = latency_budget_check(latency_task, channels, {batch: {"speedup": predicted}})
@@ -251,7 +260,7 @@ def test_delivered_speedup_disagreeing_with_the_model_warns(latency_task: Prunin
     assert off["threads"] == 1 and off["torch"] == torch.__version__
 
 
-def _rebuild(task: PruningTask, batch: int = 1) -> LatencyModel:
+def _rebuild(task: PruningTask, batch: int = LATENCY_BATCH) -> LatencyModel:
     prune: Callable[[np.ndarray], torch.nn.Module] = lambda c: task.prune(c).model  # noqa: E731
     return latency_model(
         task.model,
@@ -335,6 +344,8 @@ def test_train_under_a_latency_budget(tmp_path: Path) -> None:
             "latency",
             "--threads",
             "1",
+            "--latency-batch",
+            str(LATENCY_BATCH),
             "--target",
             str(TARGET),
             "--episodes",
@@ -360,7 +371,7 @@ def test_apply_with_refine_meets_the_latency_target(
     assert report.candidate.latency_ratio is not None
     assert report.candidate.latency_ratio <= TARGET * 1.01
     check = report.latency_budget
-    assert check is not None and check["batch"] == 1 and check["threads"] == 1
+    assert check is not None and check["batch"] == LATENCY_BATCH and check["threads"] == 1
     assert check["predicted_speedup"] == pytest.approx(1 / report.candidate.latency_ratio)
     saved = json.loads((tmp_path / "out" / "report.json").read_text())
     assert saved["latency_budget"]["measured_speedup"] > 0
@@ -369,6 +380,7 @@ def test_apply_with_refine_meets_the_latency_target(
 
 def test_the_general_policy_transfers_under_the_latency_budget(tmp_path: Path) -> None:
     args = ["benchmark", "--env", "digits-cnn", "--metric", "latency", "--threads", "1"]
+    args += ["--latency-batch", str(LATENCY_BATCH)]
     args += ["--target", str(TARGET), "--methods", "transfer", "--evals", "12"]
     assert main([*args, "--seeds", "1", "--out", str(tmp_path)]) == 0
     (result,) = json.loads((tmp_path / "summary.json").read_text())["methods"]
