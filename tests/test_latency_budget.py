@@ -34,8 +34,9 @@ from rlprune.pruning.macs import MacModel, term_shares
 from rlprune.search.benchmark import BenchmarkSettings, run_benchmark
 from tests.conftest import synthetic_data
 
-# At batch 1 per-layer overhead dominates digits-cnn: every unit at min_keep keeps 0.6 to
-# 0.9 of its latency, by CPU. At batch 32 convolutions dominate and it keeps about 0.3.
+# At batch 1 per-layer overhead dominates these tiny networks, so the latency kept with every
+# unit at min_keep depends on the CPU (digits-cnn 0.67 on the dev machine; a small resnet 0.74
+# there and 0.955 on a CI machine). At batch 32 convolutions dominate: digits-cnn keeps 0.28.
 LATENCY_BATCH = 32
 TARGET = 0.8
 
