@@ -597,12 +597,11 @@ def test_a_retrained_network_keeps_its_earlier_weights_and_marks_their_rows(
         "zoo-a-t0.5": None,
         "zoo-a-t0.3": "c",
     }
-    assert zoo.scored_earlier(zoo.row_digests(out, ["zoo-a-t0.5"]), third)
+    a05 = zoo.row_digests(out, ["zoo-a-t0.5"])
+    assert zoo.scored_earlier(a05, third)
     assert not zoo.scored_earlier(zoo.row_digests(out, ["zoo-a-t0.3", "not-run"]), third)
     assert zoo.scored_earlier(zoo.row_digests(out, ["zoo-b-t0.3"]), third)
-    assert not zoo.scored_earlier(
-        zoo.row_digests(out, ["zoo-a-t0.5"]), first
-    )  # no digest kept: unknown
+    assert not zoo.scored_earlier(a05, first)  # no digest kept: unknown
     assert zoo.earlier_words("a", third, [None]) == "a tested 86.63 %"
     assert zoo.earlier_words("a", third, ["b", "c"]) == "a tested 87.00 %"
     assert zoo.earlier_words("a", third, ["z"]) == "a"  # weights the record never knew
